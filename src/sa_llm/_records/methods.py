@@ -1,0 +1,795 @@
+"""The methods the ``@acts_as_*`` decorators give your models.
+
+:class:`ChatMethods` is the record API of a chat row: ``ask``/``aask``, ``complete``/``acomplete``,
+``stream``/``astream``, the persisted ``with_instructions``/``with_model`` (and async twins) and
+the runtime-only ``with_tool(s)``, ``with_schema``, ``with_temperature``, ``with_params``,
+``with_headers``, ``with_thinking``, ``with_context`` and callbacks. Sync methods need the row in
+a :class:`~sqlalchemy.orm.Session`, the ``a``-prefixed ones in an
+:class:`~sqlalchemy.ext.asyncio.AsyncSession`. Every database step is a sync function over a
+``Session``; the async twins run the same functions through ``AsyncSession.run_sync``.
+
+Runtime configuration (tools, schema, temperature, params, headers, callbacks, context,
+``assume_model_exists``) lives on the row instance only and is never stored: a row loaded anew
+starts without it, as in the reference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from sqlalchemy import Connection, inspect as sa_inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
+from sqlalchemy.orm import Session, object_session
+
+from sa_llm import models as registry
+from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
+from sa_llm.chat import ChunkCallback, resolve_model
+from sa_llm.config import get_config
+from sa_llm.content import AttachmentSource
+from sa_llm.errors import ConfigurationError, DetachedRecordError
+from sa_llm.schema import OutputSchema
+from sa_llm.tools import Tool
+from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, Tokens, ToolCall
+
+if TYPE_CHECKING:
+    from sa_llm._context import Context
+    from sa_llm._records.options import ChatSchema
+    from sa_llm.models import ModelInfo
+    from sa_llm.persistence import PersistedChat
+
+__all__ = ["ChatMethods", "MessageMethods", "ModelMethods", "ToolCallMethods", "model_row_key"]
+
+Self = TypeVar("Self", bound="ChatMethods")
+R = TypeVar("R")
+
+_RUNTIME = "_sa_llm_runtime"
+
+
+class _Runtime:
+    """Runtime-only configuration of one chat row instance (never persisted)."""
+
+    __slots__ = (
+        "assume_model_exists",
+        "callbacks",
+        "context",
+        "headers",
+        "params",
+        "pending_model",
+        "pending_provider",
+        "schema",
+        "temperature",
+        "tool_choice",
+        "parallel_tool_calls",
+        "tools",
+    )
+
+    def __init__(self) -> None:
+        self.assume_model_exists = False
+        self.context: Context | None = None
+        self.pending_model: str | None = None
+        self.pending_provider: str | None = None
+        self.tools: dict[str, Tool] = {}
+        self.tool_choice: str | None = None
+        self.parallel_tool_calls: bool | None = None
+        self.schema: OutputSchema | None = None
+        self.temperature: float | None = None
+        self.params: dict[str, Any] = {}
+        self.headers: dict[str, str] = {}
+        self.callbacks: list[tuple[str, Callable[..., Any]]] = []
+
+
+def _runtime(record: Any) -> _Runtime:
+    runtime = record.__dict__.get(_RUNTIME)
+    if runtime is None:
+        runtime = _Runtime()
+        record.__dict__[_RUNTIME] = runtime
+    return runtime  # type: ignore[no-any-return]
+
+
+def _sync_session(record: Any) -> Session:
+    session = object_session(record)
+    if session is None:
+        raise DetachedRecordError(
+            f"{type(record).__name__} is not attached to a session: add it first "
+            f"(session.add(chat)) or load it through a session."
+        )
+    if async_object_session(record) is not None:
+        raise DetachedRecordError(
+            f"{type(record).__name__} belongs to an AsyncSession: use the async methods "
+            "(await chat.aask(...), acomplete, awith_instructions, ...)."
+        )
+    return session
+
+
+def _async_session(record: Any) -> AsyncSession:
+    session = async_object_session(record)
+    if session is None:
+        if object_session(record) is not None:
+            raise DetachedRecordError(
+                f"{type(record).__name__} belongs to a sync Session: use the sync methods "
+                "(chat.ask(...), complete, with_instructions, ...)."
+            )
+        raise DetachedRecordError(
+            f"{type(record).__name__} is not attached to a session: add it first "
+            f"(async_session.add(chat)) or load it through an AsyncSession."
+        )
+    return session
+
+
+# -- the registry table -----------------------------------------------------------------------------
+
+
+def _row_values(model_cls: type[Any], info: ModelInfo) -> dict[str, Any]:
+    """Column values of a registry row for ``info``, limited to the columns the table has."""
+    created: datetime | None = None
+    if info.created_at:
+        try:
+            created = datetime.fromisoformat(str(info.created_at).replace(" UTC", "+00:00"))
+        except ValueError:
+            created = None
+    values = {
+        "model_id": info.id,
+        "name": info.name or info.id,
+        "provider": info.provider,
+        "family": info.family,
+        "model_created_at": created,
+        "context_window": info.context_window,
+        "max_output_tokens": info.max_output_tokens,
+        "knowledge_cutoff": info.knowledge_cutoff,
+        "modalities": {
+            "input": list(info.input_modalities),
+            "output": list(info.output_modalities),
+        },
+        "capabilities": sorted(info.capabilities),
+        "pricing": dict(info.pricing),
+        "model_metadata": dict(info.metadata),
+    }
+    mapper = sa_inspect(model_cls)
+    table_values: dict[str, Any] = {}
+    for attr, value in values.items():
+        if attr in mapper.column_attrs:
+            column = mapper.column_attrs[attr].columns[0]
+            table_values[column.key] = value
+    return table_values
+
+
+def model_row_key(connection: Connection, model_cls: type[Any], info: ModelInfo) -> Any:
+    """The primary key of the registry row for ``info``, inserting the row if missing.
+
+    Core statements on ``connection``, so it works inside a flush (mapper events) and in a
+    session step alike. A concurrent insert of the same model is absorbed by a SAVEPOINT.
+    """
+    table = model_cls.__table__
+    mapper = sa_inspect(model_cls)
+    pk = mapper.primary_key[0]
+    model_col = mapper.column_attrs["model_id"].columns[0]
+    provider_col = mapper.column_attrs["provider"].columns[0]
+    query = select(pk).where(model_col == info.id, provider_col == info.provider)
+    found = connection.execute(query).scalar()
+    if found is not None:
+        return found
+    values = _row_values(model_cls, info)
+    for column in table.columns:
+        if column.key not in values and column.default is not None and column.default.is_callable:
+            values[column.key] = column.default.arg(None)
+    try:
+        with connection.begin_nested():
+            result = connection.execute(table.insert().values(**values).returning(pk))
+            return result.scalar_one()
+    except IntegrityError:
+        return connection.execute(query).scalar_one()
+
+
+def _find_model_row(session: Session, model_cls: type[Any], model: str, provider: str | None) -> Any:
+    query = select(model_cls).where(model_cls.model_id == model)
+    if provider is not None:
+        query = query.where(model_cls.provider == provider)
+    rows = session.scalars(query.limit(2)).all()
+    return rows[0] if len(rows) == 1 else None
+
+
+def resolve_model_row(
+    session: Session,
+    model_cls: type[Any],
+    model: str,
+    provider: str | None,
+    assume_model_exists: bool,
+) -> Any:
+    """The registry row for a model id or alias: found in the table, else created from the
+    bundled registry (or, with ``assume_model_exists``, from the id and provider alone).
+
+    Raises:
+        ModelNotFoundError: unknown everywhere and not assumed.
+    """
+    row = _find_model_row(session, model_cls, model, provider)
+    if row is not None:
+        return row
+    info = resolve_model(model, provider, assume_model_exists)
+    row = _find_model_row(session, model_cls, info.id, info.provider)
+    if row is not None:
+        return row
+    key = model_row_key(session.connection(), model_cls, info)
+    return session.get(model_cls, key)
+
+
+# -- chats ------------------------------------------------------------------------------------------
+
+
+class ChatMethods:
+    """The record API of a chat row (added by ``@acts_as_chat``)."""
+
+    # -- runtime-only attributes --
+
+    @property
+    def context(self) -> Context | None:
+        """The :class:`~sa_llm.Context` this chat's calls use (runtime only, never stored)."""
+        return _runtime(self).context
+
+    @context.setter
+    def context(self, value: Context | None) -> None:
+        _runtime(self).context = value
+
+    @property
+    def assume_model_exists(self) -> bool:
+        """Create a registry row for an unknown model instead of failing (runtime only)."""
+        return _runtime(self).assume_model_exists
+
+    @assume_model_exists.setter
+    def assume_model_exists(self, value: bool) -> None:
+        _runtime(self).assume_model_exists = bool(value)
+
+    def _set_pending_model(self, model: str, provider: str | None) -> None:
+        runtime = _runtime(self)
+        runtime.pending_model = model
+        runtime.pending_provider = provider
+        schema = _chat_schema(type(self), required=False)
+        options = type(self).__sa_llm_chat__  # type: ignore[attr-defined]
+        if options.legacy:
+            setattr(self, options.model_id_column, model)
+        elif schema is not None and schema.chat_model_attr is not None:
+            # Clear the old key so the flush resolves the new model.
+            setattr(self, schema.chat_model_attr, None)
+
+    @property
+    def model_name(self) -> str | None:
+        """The model id this chat talks to (e.g. ``"gpt-4.1-nano"``)."""
+        runtime = _runtime(self)
+        options = type(self).__sa_llm_chat__  # type: ignore[attr-defined]
+        if options.legacy:
+            return getattr(self, options.model_id_column, None) or runtime.pending_model
+        if runtime.pending_model is not None:
+            return runtime.pending_model
+        row = getattr(self, options.model, None)
+        return row.model_id if row is not None else None
+
+    @property
+    def provider_name(self) -> str | None:
+        """The provider this chat's model is routed through."""
+        runtime = _runtime(self)
+        options = type(self).__sa_llm_chat__  # type: ignore[attr-defined]
+        if runtime.pending_provider is not None or options.legacy:
+            return runtime.pending_provider
+        row = getattr(self, options.model, None)
+        return row.provider if row is not None else None
+
+    # -- runtime configuration (no database) --
+
+    def with_tool(
+        self: Self,
+        tool: Tool | type[Tool] | Callable[..., Any],
+        *,
+        choice: str | None = None,
+        calls: Literal["one", "many"] | None = None,
+    ) -> Self:
+        """Let the model call ``tool`` on this row's turns (runtime only)."""
+        return self.with_tools(tool, choice=choice, calls=calls)
+
+    def with_tools(
+        self: Self,
+        *tools: Tool | type[Tool] | Callable[..., Any],
+        replace: bool = False,
+        choice: str | None = None,
+        calls: Literal["one", "many"] | None = None,
+    ) -> Self:
+        """Add tools (``replace=True`` drops the current ones first); runtime only."""
+        from sa_llm.tools import coerce_tool
+
+        runtime = _runtime(self)
+        if replace:
+            runtime.tools = {}
+        for tool in tools:
+            instance = coerce_tool(tool)
+            runtime.tools[instance.name] = instance
+        if choice is not None:
+            runtime.tool_choice = choice
+        if calls is not None:
+            runtime.parallel_tool_calls = calls == "many"
+        return self
+
+    def with_schema(self: Self, schema: Any) -> Self:
+        """Structured replies (stored as JSON text, replayed as JSON); ``None`` removes it."""
+        _runtime(self).schema = None if schema is None else OutputSchema.coerce(schema)
+        return self
+
+    def with_temperature(self: Self, temperature: float | None) -> Self:
+        _runtime(self).temperature = temperature
+        return self
+
+    def with_params(self: Self, **params: Any) -> Self:
+        """Provider-specific body fields (deep-merged into each request); runtime only."""
+        from sa_llm.providers.base import deep_merge
+
+        runtime = _runtime(self)
+        runtime.params = deep_merge(runtime.params, params)
+        return self
+
+    def with_headers(self: Self, **headers: str) -> Self:
+        _runtime(self).headers.update({k.replace("_", "-"): v for k, v in headers.items()})
+        return self
+
+    def with_thinking(self: Self, *, effort: str | None = None, budget: int | None = None) -> Self:
+        thinking = {k: v for k, v in (("effort", effort), ("budget", budget)) if v is not None}
+        runtime = _runtime(self)
+        runtime.params = {k: v for k, v in runtime.params.items() if k != "_thinking"}
+        if thinking:
+            runtime.params["_thinking"] = thinking
+        return self
+
+    def with_context(self: Self, context: Context | None) -> Self:
+        """Use a context's keys and settings for this row's calls (runtime only)."""
+        _runtime(self).context = context
+        return self
+
+    def on_new_message(self: Self, callback: Callable[[], Any]) -> Self:
+        _runtime(self).callbacks.append(("new_message", callback))
+        return self
+
+    def on_end_message(self: Self, callback: Callable[[Message], Any]) -> Self:
+        _runtime(self).callbacks.append(("end_message", callback))
+        return self
+
+    def on_tool_call(self: Self, callback: Callable[[ToolCall], Any]) -> Self:
+        _runtime(self).callbacks.append(("tool_call", callback))
+        return self
+
+    def on_tool_result(self: Self, callback: Callable[[Any], Any]) -> Self:
+        _runtime(self).callbacks.append(("tool_result", callback))
+        return self
+
+    # -- building the in-memory chat --
+
+    def _prepare(self, session: Session, async_session: AsyncSession | None) -> PersistedChat:
+        """Sync DB step: resolve the model, rebuild history, bind a turn (one flush, 2 SELECTs)."""
+        from sa_llm.persistence import PersistedChat, Turn, load_history, strategy_for
+
+        schema = _chat_schema(type(self))
+        strategy = strategy_for(session, type(self))
+        runtime = _runtime(self)
+
+        def prepare() -> PersistedChat:
+            if self not in session:
+                session.add(self)
+            info, model_ref = self._resolve_model(session, schema)
+            if sa_inspect(self).key is None or session.is_modified(self):
+                session.flush([self])
+            chat_id = sa_inspect(self).identity[0]
+            llm = PersistedChat(info, context=runtime.context)
+            llm.messages = load_history(session, schema, chat_id)
+            llm.tools = dict(runtime.tools)
+            llm.tool_choice = runtime.tool_choice
+            llm.parallel_tool_calls = runtime.parallel_tool_calls
+            llm.schema = runtime.schema
+            llm.temperature = runtime.temperature
+            llm.params = dict(runtime.params)
+            llm.headers = dict(runtime.headers)
+            for event, callback in runtime.callbacks:
+                llm._on(event, callback)  # type: ignore[arg-type]
+            turn = Turn(schema=schema, record=self, chat_id=chat_id, model_ref=model_ref)
+            llm.bind(turn, strategy, session, async_session)
+            return llm
+
+        llm = strategy.run_step(session, prepare)
+        return llm
+
+    def _resolve_model(self, session: Session, schema: ChatSchema) -> tuple[ModelInfo, Any]:
+        runtime = _runtime(self)
+        config = runtime.context.config if runtime.context is not None else get_config()
+        options = type(self).__sa_llm_chat__  # type: ignore[attr-defined]
+        if schema.model_cls is None:
+            model = getattr(self, options.model_id_column, None) or config.default_model
+            setattr(self, options.model_id_column, model)
+            info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists)
+            return info, info.id
+        row = None
+        if runtime.pending_model is not None:
+            row = resolve_model_row(
+                session,
+                schema.model_cls,
+                runtime.pending_model,
+                runtime.pending_provider,
+                runtime.assume_model_exists,
+            )
+        elif getattr(self, options.model, None) is not None:
+            row = getattr(self, options.model)
+        else:
+            row = resolve_model_row(session, schema.model_cls, config.default_model, None, False)
+        setattr(self, options.model, row)
+        runtime.pending_model = runtime.pending_provider = None
+        return row.to_llm(), sa_inspect(row).identity[0] if sa_inspect(row).key else row.id
+
+    def to_llm(self) -> PersistedChat:
+        """The plain chat rebuilt from the rows: system messages first, then by (created_at, id).
+
+        Runtime configuration (tools, schema, ...) is applied. Needs a sync session.
+        """
+        session = _sync_session(self)
+        return self._prepare(session, None)
+
+    async def ato_llm(self) -> PersistedChat:
+        """Async twin of :meth:`to_llm`."""
+        session = _async_session(self)
+        return await session.run_sync(lambda s: self._prepare(s, session))
+
+    # -- turns --
+
+    def ask(
+        self,
+        content: str | Content | RawContent | None = None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+        on_chunk: ChunkCallback | None = None,
+    ) -> Message:
+        """Save the user message, run the turn (streaming with ``on_chunk``), persist the reply."""
+        llm = self.to_llm()
+        return drive(llm._ask_flow(content, attachments, on_chunk, on_chunk is not None))
+
+    async def aask(
+        self,
+        content: str | Content | RawContent | None = None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+        on_chunk: ChunkCallback | None = None,
+    ) -> Message:
+        """Async twin of :meth:`ask` (the row must belong to an ``AsyncSession``)."""
+        llm = await self.ato_llm()
+        return await adrive(llm._ask_flow(content, attachments, on_chunk, on_chunk is not None))
+
+    def complete(self, *, on_chunk: ChunkCallback | None = None) -> Message:
+        """Answer the conversation as stored (e.g. after :meth:`create_user_message`)."""
+        llm = self.to_llm()
+        return drive(llm._complete_flow(on_chunk, on_chunk is not None))
+
+    async def acomplete(self, *, on_chunk: ChunkCallback | None = None) -> Message:
+        llm = await self.ato_llm()
+        return await adrive(llm._complete_flow(on_chunk, on_chunk is not None))
+
+    def stream(
+        self,
+        content: str | Content | RawContent | None = None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+    ) -> Iterator[Chunk]:
+        """Ask and iterate over the reply's chunks; rows are written as in :meth:`ask`."""
+        llm = self.to_llm()
+        return drive_iter(llm._ask_flow(content, attachments, None, True))
+
+    async def astream(
+        self,
+        content: str | Content | RawContent | None = None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+    ) -> AsyncIterator[Chunk]:
+        llm = await self.ato_llm()
+        async for chunk in adrive_iter(llm._ask_flow(content, attachments, None, True)):
+            yield chunk
+
+    # -- persisted configuration --
+
+    def _instructions_step(
+        self, session: Session, text: str | None, append: bool
+    ) -> None:
+        from sa_llm.persistence import Turn, strategy_for
+
+        schema = _chat_schema(type(self))
+        strategy = strategy_for(session, type(self))
+        M = schema.message_cls
+
+        def step() -> None:
+            if self not in session:
+                session.add(self)
+            if sa_inspect(self).key is None:
+                self._resolve_model(session, schema)
+                session.flush([self])
+            chat_id = sa_inspect(self).identity[0]
+            turn = Turn(schema=schema, record=self, chat_id=chat_id)
+            existing = session.scalars(
+                select(M)
+                .where(getattr(M, schema.message_chat_fk) == chat_id, M.role == "system")
+                .order_by(M.id)
+            ).all()
+            if text is None:
+                for row in existing:
+                    session.delete(row)
+                return
+            if append or not existing:
+                strategy.persist_user_message(session, turn, Message(role="system", content=text))
+                return
+            first, *rest = existing
+            if first.content != text:
+                first.content = text
+            for row in rest:
+                session.delete(row)
+            session.flush()
+
+        strategy.run_step(session, step)
+
+    def with_instructions(self: Self, text: str | None, *, append: bool = False) -> Self:
+        """Persist the system prompt: replaces the current one unless ``append``; ``None`` clears."""
+        self._instructions_step(_sync_session(self), text, append)
+        return self
+
+    async def awith_instructions(self: Self, text: str | None, *, append: bool = False) -> Self:
+        session = _async_session(self)
+        await session.run_sync(lambda s: self._instructions_step(s, text, append))
+        return self
+
+    def _model_step(
+        self, session: Session, model: str, provider: str | None, assume: bool
+    ) -> None:
+        from sa_llm.persistence import strategy_for
+
+        schema = _chat_schema(type(self))
+        strategy = strategy_for(session, type(self))
+        runtime = _runtime(self)
+
+        def step() -> None:
+            runtime.assume_model_exists = assume or runtime.assume_model_exists
+            self._set_pending_model(model, provider)
+            if self not in session:
+                session.add(self)
+            self._resolve_model(session, schema)
+            session.flush([self])
+
+        strategy.run_step(session, step)
+
+    def with_model(
+        self: Self, model: str, *, provider: str | None = None, assume_model_exists: bool = False
+    ) -> Self:
+        """Switch model (and provider) and save it; later replies reference the new model.
+
+        Raises:
+            ModelNotFoundError: unknown model (unless ``assume_model_exists`` with a provider).
+        """
+        self._model_step(_sync_session(self), model, provider, assume_model_exists)
+        return self
+
+    async def awith_model(
+        self: Self, model: str, *, provider: str | None = None, assume_model_exists: bool = False
+    ) -> Self:
+        session = _async_session(self)
+        await session.run_sync(
+            lambda s: self._model_step(s, model, provider, assume_model_exists)
+        )
+        return self
+
+    def _add_step(self, session: Session, message: Message) -> Any:
+        from sa_llm.persistence import Turn, strategy_for
+
+        schema = _chat_schema(type(self))
+        strategy = strategy_for(session, type(self))
+
+        def step() -> Any:
+            if self not in session:
+                session.add(self)
+            if sa_inspect(self).key is None:
+                self._resolve_model(session, schema)
+                session.flush([self])
+            turn = Turn(schema=schema, record=self, chat_id=sa_inspect(self).identity[0])
+            return strategy.persist_user_message(session, turn, message)
+
+        return strategy.run_step(session, step)
+
+    def create_user_message(
+        self,
+        content: str | Content | RawContent | None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+    ) -> Any:
+        """Save a user message without calling the model; returns the row."""
+        from sa_llm.chat import Chat
+
+        message = Chat.user_message(content, attachments)
+        return self._add_step(_sync_session(self), message)
+
+    async def acreate_user_message(
+        self,
+        content: str | Content | RawContent | None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+    ) -> Any:
+        from sa_llm.chat import Chat
+
+        message = Chat.user_message(content, attachments)
+        session = _async_session(self)
+        return await session.run_sync(lambda s: self._add_step(s, message))
+
+    def add_message(self, message: Message | None = None, **fields: Any) -> Any:
+        """Save any message (role, content, tool calls, ...) without calling the model."""
+        return self._add_step(_sync_session(self), message or Message(**fields))
+
+    async def aadd_message(self, message: Message | None = None, **fields: Any) -> Any:
+        session = _async_session(self)
+        value = message or Message(**fields)
+        return await session.run_sync(lambda s: self._add_step(s, value))
+
+
+def _chat_schema(cls: type[Any], *, required: bool = True) -> ChatSchema:
+    from sa_llm.declarative import chat_schema
+
+    return chat_schema(cls)
+
+
+# -- messages ---------------------------------------------------------------------------------------
+
+
+class MessageMethods:
+    """The record API of a message row (added by ``@acts_as_message``)."""
+
+    def _options(self) -> Any:
+        return type(self).__sa_llm_message__  # type: ignore[attr-defined]
+
+    @property
+    def tokens(self) -> Tokens | None:
+        """Token usage, or ``None`` when no count is stored."""
+        tokens = Tokens(
+            input=getattr(self, "input_tokens", None),
+            output=getattr(self, "output_tokens", None),
+            cached=getattr(self, "cached_tokens", None),
+            cache_creation=getattr(self, "cache_creation_tokens", None),
+            reasoning=getattr(self, "thinking_tokens", None),
+        )
+        return None if tokens == Tokens() else tokens
+
+    @property
+    def thinking(self) -> Thinking | None:
+        text = getattr(self, "thinking_text", None)
+        signature = getattr(self, "thinking_signature", None)
+        return Thinking(text=text, signature=signature) if (text or signature) else None
+
+    @property
+    def is_tool_call(self) -> bool:
+        """True for an assistant message that asked for tools."""
+        return bool(getattr(self, self._options().tool_calls))
+
+    @property
+    def is_tool_result(self) -> bool:
+        return getattr(self, "role", None) == "tool"
+
+    @property
+    def tool_results(self) -> list[Any]:
+        """The tool-result messages answering this message's tool calls."""
+        options = self._options()
+        calls = getattr(self, options.tool_calls)
+        results = []
+        for call in calls:
+            result = getattr(call, type(call).__sa_llm_tool_call__.result, None)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def to_llm(self) -> Message:
+        """This row as a value :class:`~sa_llm.types.Message` (loads its links; sync)."""
+        from sa_llm.persistence import row_to_message
+
+        options = self._options()
+        parent = getattr(self, "parent_tool_call", None)
+        model_name = None
+        if options.model is not None:
+            model_row = getattr(self, options.model, None)
+            model_name = model_row.model_id if model_row is not None else None
+        else:
+            model_name = getattr(self, options.model_id_column, None)
+        row = {
+            "role": getattr(self, "role"),
+            "content": getattr(self, "content", None),
+            "content_raw": getattr(self, "content_raw", None),
+            "input_tokens": getattr(self, "input_tokens", None),
+            "output_tokens": getattr(self, "output_tokens", None),
+            "cached_tokens": getattr(self, "cached_tokens", None),
+            "cache_creation_tokens": getattr(self, "cache_creation_tokens", None),
+            "thinking_text": getattr(self, "thinking_text", None),
+            "thinking_signature": getattr(self, "thinking_signature", None),
+            "thinking_tokens": getattr(self, "thinking_tokens", None),
+            "parent_call_id": parent.tool_call_id if parent is not None else None,
+            "model_name": model_name,
+        }
+        calls = [call.to_llm() for call in getattr(self, options.tool_calls)]
+        return row_to_message(row, calls)
+
+
+# -- tool calls -------------------------------------------------------------------------------------
+
+
+class ToolCallMethods:
+    """The record API of a tool-call row (added by ``@acts_as_tool_call``)."""
+
+    def to_llm(self) -> ToolCall:
+        arguments = getattr(self, "arguments", None)
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                arguments = {"_raw": arguments}
+        signature = getattr(self, "thought_signature", None)
+        return ToolCall(
+            id=getattr(self, "tool_call_id"),
+            name=getattr(self, "name"),
+            arguments=dict(arguments or {}),
+            extra={"thought_signature": signature} if signature else {},
+        )
+
+    @property
+    def tool_error_message(self) -> str | None:
+        """The ``error`` a failed call's result reported, if its result is a JSON object."""
+        result = getattr(self, type(self).__sa_llm_tool_call__.result, None)  # type: ignore[attr-defined]
+        content = getattr(result, "content", None) if result is not None else None
+        if not content:
+            return None
+        try:
+            value = json.loads(content)
+        except ValueError:
+            return None
+        return str(value["error"]) if isinstance(value, Mapping) and "error" in value else None
+
+
+# -- registry rows ----------------------------------------------------------------------------------
+
+
+class ModelMethods:
+    """The record API of a registry row (added by ``@acts_as_model``)."""
+
+    def to_llm(self) -> ModelInfo:
+        """This row as a :class:`~sa_llm.models.ModelInfo`."""
+        modalities = getattr(self, "modalities", None) or {}
+        created = getattr(self, "model_created_at", None)
+        return registry.ModelInfo(
+            id=getattr(self, "model_id"),
+            name=getattr(self, "name", None) or getattr(self, "model_id"),
+            provider=getattr(self, "provider"),
+            family=getattr(self, "family", None),
+            context_window=getattr(self, "context_window", None),
+            max_output_tokens=getattr(self, "max_output_tokens", None),
+            knowledge_cutoff=getattr(self, "knowledge_cutoff", None),
+            input_modalities=tuple(modalities.get("input", ())),
+            output_modalities=tuple(modalities.get("output", ())),
+            capabilities=frozenset(getattr(self, "capabilities", None) or ()),
+            pricing=dict(getattr(self, "pricing", None) or {}),
+            created_at=created.isoformat() if created is not None else None,
+            metadata=dict(getattr(self, "model_metadata", None) or {}),
+        )
+
+    @classmethod
+    def from_llm(cls: type[R], info: ModelInfo) -> R:
+        """An unsaved row for ``info``."""
+        row = cls()
+        mapper = sa_inspect(cls)
+        for attr, value in _row_values(cls, info).items():
+            for name, prop in mapper.column_attrs.items():
+                if prop.columns[0].key == attr:
+                    setattr(row, name, value)
+        return row
+
+    def _info(self) -> ModelInfo:
+        return self.to_llm()
+
+    @property
+    def supports_vision_flag(self) -> bool:
+        return self._info().supports_vision
+
+    def supports(self, capability: str) -> bool:
+        """Whether the model lists ``capability`` (e.g. ``"function_calling"``)."""
+        return capability in (getattr(self, "capabilities", None) or ())

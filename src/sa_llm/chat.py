@@ -1,0 +1,499 @@
+"""The plain, in-memory conversation: ask, stream, tools, structured output, callbacks.
+
+A :class:`Chat` holds the messages of one conversation and its settings (model, tools, schema,
+temperature, params, headers). :meth:`Chat.ask` adds a user message and completes the turn,
+running the tool loop until the model answers in words. Every turn is one flow
+(:mod:`sa_llm._flow`) pumped by a sync or an async driver, so ``ask``/``aask``,
+``complete``/``acomplete`` and ``stream``/``astream`` share one implementation. The persisted
+chat of :mod:`sa_llm.persistence` subclasses the flow's hooks (``_reply_started``,
+``_reply_completed``, ...) to write rows at the same points.
+
+Example::
+
+    chat = sa_llm.chat("gpt-4.1-nano").with_instructions("Answer in one word.")
+    reply = chat.ask("What is the capital of France?")
+    print(reply.text, reply.tokens)
+
+    for chunk in chat.stream("And of Spain?"):
+        print(chunk.content or "", end="")
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from sa_llm import models as registry
+from sa_llm._flow import Call, Emit, Flow, adrive, adrive_iter, drive, drive_iter
+from sa_llm.config import Config, get_config
+from sa_llm.content import AttachmentSource, to_attachments
+from sa_llm.errors import ConfigurationError, StructuredOutputError, ToolError
+from sa_llm.providers import create_provider, provider_class
+from sa_llm.providers._transport import Download, OpenStream, ReadStream, SendRequest, Transport
+from sa_llm.providers.base import ChatRequest, HttpResponse, deep_merge
+from sa_llm.schema import OutputSchema
+from sa_llm.streaming import Accumulator
+from sa_llm.tools import Halt, Tool, ToolResult, coerce_tool, error_result, result_content
+from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
+
+if TYPE_CHECKING:
+    from sa_llm._context import Context
+    from sa_llm.models import ModelInfo
+
+__all__ = ["Chat", "ChunkCallback"]
+
+ChunkCallback = Callable[[Chunk], Any]
+Self = TypeVar("Self", bound="Chat")
+EventName = Literal["new_message", "end_message", "tool_call", "tool_result"]
+
+_MAX_TOOL_ROUNDS = 100
+
+
+class Chat:
+    """A conversation with a model, kept in memory.
+
+    Args:
+        model: a model id or alias from the registry (default: ``default_model``).
+        provider: route the model through this provider (e.g. ``"bedrock"``); default: the
+            registry's provider for the model.
+        assume_model_exists: skip the registry lookup (needs ``provider``), for models the
+            registry does not list yet.
+        context: an isolated :class:`~sa_llm.Context` (per-tenant keys); default: the globals.
+        messages: an existing history to continue.
+
+    Raises:
+        ModelNotFoundError: unknown model, with close matches.
+        ProviderNotFoundError: unknown provider.
+    """
+
+    def __init__(
+        self,
+        model: str | ModelInfo | None = None,
+        *,
+        provider: str | None = None,
+        assume_model_exists: bool = False,
+        context: Context | None = None,
+        messages: Iterable[Message] = (),
+    ) -> None:
+        self.context = context
+        self.messages: list[Message] = list(messages)
+        self.tools: dict[str, Tool] = {}
+        self.tool_choice: str | None = None
+        self.parallel_tool_calls: bool | None = None
+        self.schema: OutputSchema | None = None
+        self.temperature: float | None = None
+        self.params: dict[str, Any] = {}
+        self.headers: dict[str, str] = {}
+        self._callbacks: dict[str, list[Callable[..., Any]]] = {}
+        self.with_model(
+            model or self.config.default_model,
+            provider=provider,
+            assume_model_exists=assume_model_exists,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} model={self.model_id!r} provider={self.provider.name!r} "
+            f"messages={len(self.messages)}>"
+        )
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force: the context's, else the global one."""
+        return self.context.config if self.context is not None else get_config()
+
+    def with_model(
+        self: Self,
+        model: str | ModelInfo,
+        *,
+        provider: str | None = None,
+        assume_model_exists: bool = False,
+    ) -> Self:
+        """Switch model (and optionally provider) for the following turns.
+
+        Raises:
+            ModelNotFoundError: the registry does not know the model.
+            ConfigurationError: ``assume_model_exists`` without a provider.
+        """
+        self.model_info = resolve_model(model, provider, assume_model_exists)
+        self.model_id = self.model_info.id
+        self.provider = create_provider(self.model_info.provider, self.config, self.model_id)
+        self.transport = Transport(self.config, self.provider)
+        return self
+
+    def with_context(self: Self, context: Context | None) -> Self:
+        """Use another context's configuration (keys, clients) from now on."""
+        self.context = context
+        self.provider = create_provider(self.model_info.provider, self.config, self.model_id)
+        self.transport = Transport(self.config, self.provider)
+        return self
+
+    def with_instructions(self: Self, instructions: str | None, *, append: bool = False) -> Self:
+        """Set the system prompt. Replaces earlier ones unless ``append``; ``None`` clears."""
+        if not append:
+            self.messages = [m for m in self.messages if m.role != "system"]
+        if instructions is not None:
+            position = sum(1 for m in self.messages if m.role == "system")
+            self.messages.insert(position, Message(role="system", content=instructions))
+        return self
+
+    def with_temperature(self: Self, temperature: float | None) -> Self:
+        """Sampling temperature for the following requests (``None``: provider default)."""
+        self.temperature = temperature
+        return self
+
+    def with_params(self: Self, **params: Any) -> Self:
+        """Provider-specific body fields, deep-merged into every request body."""
+        self.params = deep_merge(self.params, params)
+        return self
+
+    def with_headers(self: Self, **headers: str) -> Self:
+        """Extra HTTP headers for every request."""
+        self.headers.update({key.replace("_", "-"): value for key, value in headers.items()})
+        return self
+
+    def with_thinking(self: Self, *, effort: str | None = None, budget: int | None = None) -> Self:
+        """Ask reasoning models to think: ``effort`` (``low``/``medium``/``high``) or a token
+        ``budget``, translated by each provider."""
+        thinking: dict[str, Any] = {}
+        if effort is not None:
+            thinking["effort"] = effort
+        if budget is not None:
+            thinking["budget"] = budget
+        self.params = {k: v for k, v in self.params.items() if k != "_thinking"}
+        if thinking:
+            self.params["_thinking"] = thinking
+        return self
+
+    def with_tool(
+        self: Self,
+        tool: Tool | type[Tool] | Callable[..., Any],
+        *,
+        choice: str | None = None,
+        calls: Literal["one", "many"] | None = None,
+    ) -> Self:
+        """Let the model call ``tool`` (a :class:`Tool` class or instance, or a typed function).
+
+        Args:
+            choice: ``"auto"``, ``"required"``, ``"none"`` or a tool name to force.
+            calls: ``"one"`` for one call per reply, ``"many"`` to allow parallel calls.
+        """
+        return self.with_tools(tool, choice=choice, calls=calls)
+
+    def with_tools(
+        self: Self,
+        *tools: Tool | type[Tool] | Callable[..., Any],
+        replace: bool = False,
+        choice: str | None = None,
+        calls: Literal["one", "many"] | None = None,
+    ) -> Self:
+        """Add several tools (``replace=True`` drops the current ones first)."""
+        if replace:
+            self.tools = {}
+        for tool in tools:
+            instance = coerce_tool(tool)
+            if not instance.name:
+                raise ToolError(f"Tool {instance!r} has no name.")
+            self.tools[instance.name] = instance
+        if choice is not None:
+            self.tool_choice = choice
+        if calls is not None:
+            self.parallel_tool_calls = calls == "many"
+        return self
+
+    def with_schema(self: Self, schema: Any) -> Self:
+        """Ask for replies matching a pydantic model class or JSON Schema; ``None`` removes it."""
+        self.schema = None if schema is None else OutputSchema.coerce(schema)
+        return self
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    def _on(self: Self, event: EventName, callback: Callable[..., Any]) -> Self:
+        self._callbacks.setdefault(event, []).append(callback)
+        return self
+
+    def on_new_message(self: Self, callback: Callable[[], Any]) -> Self:
+        """Call ``callback()`` when an assistant reply starts (the first chunk, when streaming)."""
+        return self._on("new_message", callback)
+
+    def on_end_message(self: Self, callback: Callable[[Message], Any]) -> Self:
+        """Call ``callback(message)`` when a message is complete (replies and tool results)."""
+        return self._on("end_message", callback)
+
+    def on_tool_call(self: Self, callback: Callable[[ToolCall], Any]) -> Self:
+        """Call ``callback(tool_call)`` before a tool runs."""
+        return self._on("tool_call", callback)
+
+    def on_tool_result(self: Self, callback: Callable[[Any], Any]) -> Self:
+        """Call ``callback(result)`` after a tool ran."""
+        return self._on("tool_result", callback)
+
+    def _fire(self, event: EventName, *args: Any) -> Flow[None]:
+        for callback in self._callbacks.get(event, ()):
+            yield Call(callback, *args)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def add_message(self, message: Message | None = None, **fields: Any) -> Message:
+        """Append a message to the history without calling the model."""
+        if message is None:
+            message = Message(**fields)
+        self.messages.append(message)
+        return message
+
+    def reset_messages(self) -> None:
+        """Forget the conversation (system prompts included)."""
+        self.messages = []
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self.messages)
+
+    @staticmethod
+    def user_message(
+        content: str | Content | RawContent | None,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+        *,
+        max_bytes: int | None = None,
+    ) -> Message:
+        """The user message for ``content`` and files (files are checked now, before sending).
+
+        Raises:
+            AttachmentError: a file is missing, unreadable or too large.
+        """
+        files = to_attachments(attachments)
+        for attachment in files:
+            if max_bytes is not None:
+                attachment.check_size(max_bytes)
+        if files:
+            if isinstance(content, RawContent):
+                raise ConfigurationError("Attachments cannot be combined with RawContent.")
+            text = content.text if isinstance(content, Content) else content
+            existing = content.attachments if isinstance(content, Content) else ()
+            return Message(role="user", content=Content(text, (*existing, *files)))
+        return Message(role="user", content=content)
+
+    # -- the turn ---------------------------------------------------------------------------
+
+    def ask(
+        self,
+        content: str | Content | RawContent | None = None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+        on_chunk: ChunkCallback | None = None,
+    ) -> Message:
+        """Send a user message and return the model's final reply.
+
+        Streams when ``on_chunk`` is given (it receives every :class:`~sa_llm.types.Chunk`).
+        Tools run in a loop until the model answers in words (or a tool halts).
+        """
+        return drive(self._ask_flow(content, attachments, on_chunk, on_chunk is not None))
+
+    async def aask(
+        self,
+        content: str | Content | RawContent | None = None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+        on_chunk: ChunkCallback | None = None,
+    ) -> Message:
+        """Async twin of :meth:`ask`; ``on_chunk`` may be ``async def``."""
+        return await adrive(self._ask_flow(content, attachments, on_chunk, on_chunk is not None))
+
+    def complete(self, *, on_chunk: ChunkCallback | None = None) -> Message:
+        """Ask the model to answer the conversation as it stands."""
+        return drive(self._complete_flow(on_chunk, on_chunk is not None))
+
+    async def acomplete(self, *, on_chunk: ChunkCallback | None = None) -> Message:
+        """Async twin of :meth:`complete`."""
+        return await adrive(self._complete_flow(on_chunk, on_chunk is not None))
+
+    def stream(
+        self,
+        content: str | Content | RawContent | None = None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+    ) -> Iterator[Chunk]:
+        """Ask and iterate over the reply's chunks; the final message lands in ``messages``."""
+        return drive_iter(self._ask_flow(content, attachments, None, True))
+
+    def astream(
+        self,
+        content: str | Content | RawContent | None = None,
+        *,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
+    ) -> AsyncIterator[Chunk]:
+        """Async twin of :meth:`stream`."""
+        return adrive_iter(self._ask_flow(content, attachments, None, True))
+
+    # -- the flow (shared by all drivers) ---------------------------------------------------
+
+    def _ask_flow(
+        self,
+        content: str | Content | RawContent | None,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None,
+        on_chunk: ChunkCallback | None,
+        stream: bool,
+    ) -> Flow[Message]:
+        message = self.user_message(content, attachments, max_bytes=self.config.max_attachment_bytes)
+        yield from self._add_user_message(message)
+        return (yield from self._complete_flow(on_chunk, stream))
+
+    def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
+        rounds = 0
+        while True:
+            rounds += 1
+            if rounds > _MAX_TOOL_ROUNDS:
+                raise ToolError(f"The model kept calling tools for {_MAX_TOOL_ROUNDS} rounds.")
+            yield from self._download_attachments()
+            http = self.provider.build_request(self.chat_request(stream))
+            if stream:
+                message = yield from self._stream_reply(http, on_chunk)
+            else:
+                yield from self._reply_started()
+                response: HttpResponse = yield SendRequest(self.transport, http)
+                accumulator = Accumulator(self.provider.name)
+                for chunk in self.provider.parse_response(response):
+                    accumulator.add(chunk)
+                accumulator.raw = response
+                message = accumulator.message()
+            parse_error = self._parse_structured(message)
+            yield from self._reply_completed(message)
+            yield from self._fire("end_message", message)
+            if parse_error is not None:
+                raise parse_error
+            if not message.tool_calls:
+                return message
+            # A forced tool choice applies to one round; forcing it again would loop forever.
+            if self.tool_choice not in (None, "auto", "none"):
+                self.tool_choice = None
+            halted = yield from self._run_tools(message)
+            if halted is not None:
+                return halted
+
+    def _stream_reply(self, http: Any, on_chunk: ChunkCallback | None) -> Flow[Message]:
+        handle = yield OpenStream(self.transport, http)
+        parser = self.provider.stream_parser()
+        accumulator = Accumulator(self.provider.name)
+        started = False
+        while True:
+            data: bytes = yield ReadStream(handle)
+            chunks = parser.feed(data) if data else parser.close()
+            for chunk in chunks:
+                if not started:
+                    started = True
+                    yield from self._reply_started()
+                accumulator.add(chunk)
+                yield Emit(chunk, on_chunk)
+            if not data:
+                break
+        if not started:
+            yield from self._reply_started()
+        return accumulator.message()
+
+    def _parse_structured(self, message: Message) -> StructuredOutputError | None:
+        if self.schema is None or message.tool_calls:
+            return None
+        try:
+            message.parsed = self.schema.parse(message.text)
+        except StructuredOutputError as exc:
+            return exc
+        return None
+
+    def _run_tools(self, message: Message) -> Flow[Message | None]:
+        halted: Message | None = None
+        for call in message.tool_calls:
+            yield from self._fire("tool_call", call)
+            yield from self._tool_result_started(call)
+            result = yield from self._execute_tool(call)
+            yield from self._fire("tool_result", result.content)
+            tool_message = Message(role="tool", content=result.content, tool_call_id=call.id)
+            yield from self._add_tool_result(tool_message, call)
+            yield from self._fire("end_message", tool_message)
+            if result.halted:
+                halted = tool_message
+        return halted
+
+    def _execute_tool(self, call: ToolCall) -> Flow[ToolResult]:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return error_result(call.name, ToolError(f"no tool named {call.name!r} is available"))
+        try:
+            arguments = tool.validate(call.arguments)
+        except Exception as exc:
+            return error_result(call.name, exc)
+        try:
+            value = yield Call(tool.execute, **arguments)
+        except Exception as exc:
+            return error_result(call.name, exc)
+        if isinstance(value, Halt):
+            return ToolResult(result_content(value.content), halted=True)
+        return ToolResult(result_content(value))
+
+    def _download_attachments(self) -> Flow[None]:
+        for message in self.messages:
+            for attachment in message.attachments:
+                if attachment.needs_download(self.provider.accepts_url(attachment.mime_type or "")):
+                    data, content_type = yield Download(self.transport, attachment.url or "")
+                    attachment.set_downloaded(data, content_type)
+
+    def chat_request(self, stream: bool = False) -> ChatRequest:
+        """The provider-neutral request for the conversation as it stands."""
+        return ChatRequest(
+            model=self.model_id,
+            messages=self.messages,
+            tools=[tool.spec() for tool in self.tools.values()],
+            tool_choice=self.tool_choice,
+            parallel_tool_calls=self.parallel_tool_calls,
+            temperature=self.temperature,
+            schema=self.schema.spec() if self.schema is not None else None,
+            params=self.params,
+            headers=self.headers,
+            stream=stream,
+        )
+
+    # -- hooks: where the persisted chat writes rows ------------------------------------------
+
+    def _add_user_message(self, message: Message) -> Flow[None]:
+        self.messages.append(message)
+        yield from self._fire("end_message", message)
+
+    def _reply_started(self) -> Flow[None]:
+        yield from self._fire("new_message")
+
+    def _reply_completed(self, message: Message) -> Flow[None]:
+        self.messages.append(message)
+        return
+        yield
+
+    def _tool_result_started(self, call: ToolCall) -> Flow[None]:
+        return
+        yield
+
+    def _add_tool_result(self, message: Message, call: ToolCall) -> Flow[None]:
+        self.messages.append(message)
+        return
+        yield
+
+
+def resolve_model(
+    model: str | ModelInfo, provider: str | None, assume_model_exists: bool
+) -> ModelInfo:
+    """The registry entry for ``model`` (routed through ``provider`` when given).
+
+    With ``assume_model_exists`` the registry is skipped and a minimal entry is made; a
+    provider is then required. Providers that serve any model (the test fake) skip it too.
+    A :class:`~sa_llm.models.ModelInfo` (e.g. from a registry row) is used as it is.
+    """
+    if isinstance(model, registry.ModelInfo):
+        return model
+    if provider is not None:
+        cls = provider_class(provider)
+        if assume_model_exists or not cls.uses_registry:
+            return registry.ModelInfo.assumed(model, cls.name)
+    elif assume_model_exists:
+        raise ConfigurationError(
+            "assume_model_exists=True needs an explicit provider, e.g. provider='openai'."
+        )
+    return registry.find(model, provider)
+

@@ -1,0 +1,209 @@
+"""Configuration: API keys, base URLs, timeouts, retries and HTTP clients.
+
+Settings live in one immutable :class:`Config`. :func:`configure` replaces the process-wide
+one; :func:`context` returns an isolated :class:`~sa_llm.context.Context` built from a copy,
+for per-tenant keys, without touching the globals. Keys that are not configured fall back to
+the usual environment variables (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...), read when a
+request is made.
+
+Example::
+
+    import sa_llm
+
+    sa_llm.configure(openai_api_key="sk-...", request_timeout=60)
+    tenant = sa_llm.context(openai_api_key=tenant_key)
+    tenant.chat("gpt-4.1-nano").ask("Hello")
+
+Keys are :class:`pydantic.SecretStr`: they never appear in reprs, logs, exceptions or rows.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import threading
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from sa_llm.errors import ConfigurationError, MissingAPIKeyError
+
+__all__ = ["API_KEY_ENV_VARS", "Config", "configure", "get_config", "reset_config"]
+
+#: The environment variable each provider's key falls back to.
+API_KEY_ENV_VARS: dict[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "xai": "XAI_API_KEY",
+    "ollama": "OLLAMA_API_KEY",
+}
+
+_BASE_URL_ENV_VARS: dict[str, str] = {
+    "openai": "OPENAI_BASE_URL",
+    "anthropic": "ANTHROPIC_BASE_URL",
+    "gemini": "GEMINI_BASE_URL",
+    "openrouter": "OPENROUTER_BASE_URL",
+    "deepseek": "DEEPSEEK_BASE_URL",
+    "mistral": "MISTRAL_BASE_URL",
+    "xai": "XAI_BASE_URL",
+    "ollama": "OLLAMA_API_BASE",
+}
+
+
+class Config(BaseModel):
+    """All settings of sa_llm. Immutable; change it with :func:`configure` or :meth:`replace`."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        arbitrary_types_allowed=True,
+        hide_input_in_errors=True,
+        validate_default=True,
+    )
+
+    # OpenAI
+    openai_api_key: SecretStr | None = Field(None, description="OpenAI key (OPENAI_API_KEY).")
+    openai_base_url: str | None = Field(None, description="Default https://api.openai.com/v1.")
+    openai_organization: str | None = Field(None, description="OpenAI-Organization header.")
+    openai_project: str | None = Field(None, description="OpenAI-Project header.")
+    openai_api: Literal["responses", "chat_completions"] = Field(
+        "responses", description="OpenAI API: responses (default) or chat_completions."
+    )
+    # Anthropic
+    anthropic_api_key: SecretStr | None = Field(None, description="Anthropic key.")
+    anthropic_base_url: str | None = Field(None, description="Default https://api.anthropic.com.")
+    # Gemini
+    gemini_api_key: SecretStr | None = Field(None, description="Google Gemini key.")
+    gemini_base_url: str | None = Field(
+        None, description="Default https://generativelanguage.googleapis.com/v1beta."
+    )
+    # Bedrock
+    bedrock_region: str | None = Field(None, description="AWS region (AWS_REGION).")
+    bedrock_access_key_id: SecretStr | None = Field(None, description="AWS access key id.")
+    bedrock_secret_access_key: SecretStr | None = Field(None, description="AWS secret key.")
+    bedrock_session_token: SecretStr | None = Field(None, description="AWS session token.")
+    bedrock_profile: str | None = Field(None, description="AWS profile for the credential chain.")
+    bedrock_base_url: str | None = Field(None, description="Override the runtime endpoint.")
+    # OpenRouter
+    openrouter_api_key: SecretStr | None = Field(None, description="OpenRouter key.")
+    openrouter_base_url: str | None = Field(None, description="Default https://openrouter.ai/api/v1.")
+    openrouter_app_url: str | None = Field(None, description="HTTP-Referer attribution header.")
+    openrouter_app_title: str | None = Field(None, description="X-Title attribution header.")
+    # OpenAI-compatible
+    deepseek_api_key: SecretStr | None = Field(None, description="DeepSeek key.")
+    deepseek_base_url: str | None = Field(None, description="Default https://api.deepseek.com.")
+    mistral_api_key: SecretStr | None = Field(None, description="Mistral key.")
+    mistral_base_url: str | None = Field(None, description="Default https://api.mistral.ai/v1.")
+    xai_api_key: SecretStr | None = Field(None, description="xAI key.")
+    xai_base_url: str | None = Field(None, description="Default https://api.x.ai/v1.")
+    ollama_api_key: SecretStr | None = Field(None, description="Only for Ollama Cloud.")
+    ollama_base_url: str | None = Field(
+        None, description="Default http://localhost:11434/v1 (OLLAMA_API_BASE)."
+    )
+    # Behaviour
+    default_model: str = Field("gpt-4.1-nano", description="Model of chats created without one.")
+    request_timeout: float = Field(300.0, gt=0, description="Seconds per request (and per read).")
+    max_retries: int = Field(3, ge=0, description="Retries of a failed request (0 disables).")
+    retry_interval: float = Field(0.5, ge=0, description="First retry delay in seconds.")
+    retry_backoff_factor: float = Field(2.0, ge=1, description="Delay multiplier per retry.")
+    retry_max_interval: float = Field(30.0, ge=0, description="Upper bound of one retry delay.")
+    retry_jitter: float = Field(0.25, ge=0, le=1, description="Random share of each delay.")
+    max_attachment_bytes: int = Field(
+        50 * 1024 * 1024, gt=0, description="Largest file that may be attached."
+    )
+    http_client: httpx.Client | None = Field(
+        None, description="Your httpx.Client, used for every sync provider call."
+    )
+    async_http_client: httpx.AsyncClient | None = Field(
+        None, description="Your httpx.AsyncClient, used for every async provider call."
+    )
+
+    def replace(self, **changes: Any) -> Config:
+        """A validated copy with some settings changed.
+
+        Raises:
+            ConfigurationError: an unknown setting or a value of the wrong type.
+        """
+        unknown = [name for name in changes if name not in type(self).model_fields]
+        if unknown:
+            name = unknown[0]
+            close = difflib.get_close_matches(name, list(type(self).model_fields), n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ConfigurationError(f"Unknown setting {name!r}.{hint}")
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        values.update(changes)
+        try:
+            return type(self)(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigurationError(f"Invalid configuration: {problems}") from None
+
+    def secret(self, name: str, env_var: str | None = None) -> str | None:
+        """The plain value of a secret setting, or of its environment variable."""
+        value = getattr(self, name, None)
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if env_var:
+            return os.environ.get(env_var) or None
+        return None
+
+    def api_key(self, provider: str, *, required: bool = True) -> str | None:
+        """The API key of ``provider``: configured, else from its environment variable.
+
+        Raises:
+            MissingAPIKeyError: ``required`` and no key is found; names the env var.
+        """
+        env_var = API_KEY_ENV_VARS.get(provider)
+        key = self.secret(f"{provider}_api_key", env_var)
+        if key is None and required:
+            raise MissingAPIKeyError(provider, env_var)
+        return key
+
+    def base_url(self, provider: str, default: str) -> str:
+        """The base URL of ``provider``: configured, else from the env var, else ``default``."""
+        configured = getattr(self, f"{provider}_base_url", None)
+        if configured:
+            return str(configured).rstrip("/")
+        env_var = _BASE_URL_ENV_VARS.get(provider)
+        from_env = os.environ.get(env_var) if env_var else None
+        return (from_env or default).rstrip("/")
+
+
+_lock = threading.Lock()
+_config = Config()
+
+
+def get_config() -> Config:
+    """The process-wide configuration currently in force."""
+    return _config
+
+
+def configure(**settings: Any) -> Config:
+    """Change the process-wide configuration and return the new one.
+
+    Only the given settings change; the others keep their values. The swap is atomic, so
+    threads that are mid-request keep the configuration they started with.
+
+    Raises:
+        ConfigurationError: an unknown setting (with close matches) or a wrong value.
+    """
+    global _config
+    with _lock:
+        _config = _config.replace(**settings)
+        return _config
+
+
+def reset_config() -> Config:
+    """Restore every setting to its default (mainly for tests)."""
+    global _config
+    with _lock:
+        _config = Config()
+        return _config

@@ -1,0 +1,733 @@
+"""``@acts_as_chat``, ``@acts_as_message``, ``@acts_as_tool_call``, ``@acts_as_model``.
+
+Class decorators that make your own SQLAlchemy declarative models the chat. Each records its
+options on the class, adds the relationships you did not declare, attaches the record API
+(:mod:`sa_llm._records.methods`) and registers per-class mapper events. Names are resolved when
+the mappers configure; a misspelt class, association or column raises
+:class:`~sa_llm.errors.ConfigurationError` naming the class and the option.
+
+Example::
+
+    class Base(DeclarativeBase): ...
+
+    @acts_as_chat()
+    class Chat(ChatMixin, Base):
+        __tablename__ = "chats"
+
+    @acts_as_message()
+    class Message(MessageMixin, Base):
+        __tablename__ = "messages"
+
+    @acts_as_tool_call()
+    class ToolCall(ToolCallMixin, Base):
+        __tablename__ = "tool_calls"
+
+    @acts_as_model()
+    class Model(ModelMixin, Base):
+        __tablename__ = "models"
+
+    chat = Chat(model="gpt-4.1-nano")
+    session.add(chat)
+    session.commit()
+    chat.ask("What is the capital of France?")
+
+Association names are the primary parameters (``messages="messages"``, ``chat="chat"``, ...);
+class names default to the singular CamelCase of the association (``chat_messages`` ->
+``ChatMessage``) and may be bare, dotted-suffix (``"assistants.BotMessage"``) or full module
+paths. Foreign keys default to ``<association>_id`` on the owning side and
+``<owner class underscored>_id`` on ``has-many`` sides, falling back to the standard column name
+the mixins declare. Legacy mode (``model=None``) keeps the model id as a string column and needs
+no registry table.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Mapper, relationship
+
+from sa_llm._records.methods import (
+    ChatMethods,
+    MessageMethods,
+    ModelMethods,
+    ToolCallMethods,
+    _runtime,
+    model_row_key,
+)
+from sa_llm._records.options import (
+    CHAT_OPTIONS,
+    MESSAGE_OPTIONS,
+    MODEL_OPTIONS,
+    TOOL_CALL_OPTIONS,
+    ChatOptions,
+    ChatSchema,
+    MessageOptions,
+    ModelOptions,
+    ToolCallOptions,
+    classify,
+    column_attribute,
+    find_class,
+    has_column,
+    underscore,
+)
+from sa_llm.errors import ConfigurationError
+
+__all__ = ["acts_as_chat", "acts_as_message", "acts_as_model", "acts_as_tool_call", "chat_schema"]
+
+C = TypeVar("C", bound=type[Any])
+
+_OPTIONAL_MESSAGE_COLUMNS = (
+    "content_raw",
+    "cached_tokens",
+    "cache_creation_tokens",
+    "thinking_text",
+    "thinking_signature",
+    "thinking_tokens",
+)
+
+
+def _check_mapped(cls: type[Any], decorator: str) -> Mapper[Any]:
+    try:
+        mapper = sa_inspect(cls)
+    except Exception:
+        mapper = None
+    if not isinstance(mapper, Mapper):
+        raise ConfigurationError(
+            f"@{decorator} must decorate a mapped declarative class; {cls.__name__} is not mapped "
+            "(it needs a DeclarativeBase and a __tablename__)."
+        )
+    return mapper
+
+
+def _attach_methods(cls: type[Any], methods: type[Any]) -> None:
+    """Give ``cls`` the record API unless it already inherits it (mixins do)."""
+    if issubclass(cls, methods):
+        return
+    for klass in reversed(methods.__mro__[:-1]):
+        for name, value in vars(klass).items():
+            if name.startswith("__") or name in vars(cls):
+                continue
+            setattr(cls, name, value)
+
+
+def _fk(cls: type[Any], explicit: str | None, candidates: list[str], option: str) -> str:
+    """The FK attribute: the explicit one (must exist), else the first candidate that exists."""
+    if explicit is not None:
+        return column_attribute(cls, explicit, option=option)
+    for name in candidates:
+        if has_column(cls, name):
+            return name
+    raise ConfigurationError(
+        f"{cls.__name__} has no foreign-key column {candidates[0]!r} (tried "
+        f"{', '.join(repr(c) for c in candidates)}). Add it, or pass {option}='<column attribute>'."
+    )
+
+
+_pending: weakref.WeakKeyDictionary[Any, list[tuple[type[Any], str, Callable[[], Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+_created: weakref.WeakKeyDictionary[type[Any], set[str]] = weakref.WeakKeyDictionary()
+
+
+class _Deferred:
+    """Stands in for a relationship until mappers configure; configures them on first access."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type[Any]) -> Any:
+        sa_inspect(owner).registry.configure()
+        value = owner.__dict__.get(self.name)
+        if isinstance(value, _Deferred):
+            raise AttributeError(self.name)
+        return getattr(instance if instance is not None else owner, self.name)
+
+
+def _add_relationship(cls: type[Any], name: str, factory: Callable[[], Any]) -> None:
+    """Add relationship ``name`` to ``cls`` when its registry configures, unless declared.
+
+    The factory runs when the first sa_llm class of the registry is about to be configured, so
+    every class it names exists by then and back references can be paired.
+    """
+    mapper = sa_inspect(cls)
+    if name in mapper.attrs or name in vars(cls):
+        return
+    _pending.setdefault(mapper.registry, []).append((cls, name, factory))
+    _created.setdefault(cls, set()).add(name)
+    setattr(cls, name, _Deferred(name))
+    event.listen(cls, "before_mapper_configured", _wire_registry)
+
+
+def _created_by_us(cls: type[Any], name: str) -> bool:
+    return name in _created.get(cls, set())
+
+
+def _wire_registry(mapper: Mapper[Any], cls: type[Any]) -> None:
+    pending = _pending.get(mapper.registry)
+    while pending:
+        owner, name, factory = pending.pop(0)
+        if isinstance(owner.__dict__.get(name), _Deferred):
+            delattr(owner, name)
+        sa_inspect(owner).add_property(name, factory())
+
+
+def _back(cls: type[Any], name: str, other: type[Any], other_name: str) -> dict[str, Any]:
+    """``back_populates`` when we create both sides, so in-memory links stay in sync."""
+    if _created_by_us(cls, name) and _created_by_us(other, other_name):
+        return {"back_populates": other_name}
+    return {"overlaps": other_name}
+
+
+# -- schema resolution ------------------------------------------------------------------------------
+
+
+def chat_schema(chat_cls: type[Any]) -> ChatSchema:
+    """The resolved classes and link attributes of a chat class (cached after the first call).
+
+    Raises:
+        ConfigurationError: a named class or column does not exist.
+    """
+    cached = chat_cls.__dict__.get("__sa_llm_schema__")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    options: ChatOptions | None = getattr(chat_cls, CHAT_OPTIONS, None)
+    if options is None:
+        raise ConfigurationError(f"{chat_cls.__name__} is not decorated with @acts_as_chat.")
+    message_cls = find_class(
+        chat_cls,
+        options.message_class or classify(options.messages),
+        owner=chat_cls,
+        option="message_class",
+    )
+    m_options: MessageOptions | None = getattr(message_cls, MESSAGE_OPTIONS, None)
+    if m_options is None:
+        raise ConfigurationError(
+            f"{chat_cls.__name__}: message class {message_cls.__name__} is not decorated with "
+            "@acts_as_message."
+        )
+    tool_call_cls = find_class(
+        message_cls,
+        m_options.tool_call_class or classify(m_options.tool_calls),
+        owner=message_cls,
+        option="tool_call_class",
+    )
+    tc_options: ToolCallOptions | None = getattr(tool_call_cls, TOOL_CALL_OPTIONS, None)
+    if tc_options is None:
+        raise ConfigurationError(
+            f"{message_cls.__name__}: tool call class {tool_call_cls.__name__} is not decorated "
+            "with @acts_as_tool_call."
+        )
+    model_cls = None
+    chat_model_attr: str | None
+    message_model_attr: str | None
+    if options.legacy:
+        chat_model_attr = column_attribute(
+            chat_cls, options.model_id_column, option="model_id_column"
+        )
+        message_model_attr = (
+            m_options.model_id_column if has_column(message_cls, m_options.model_id_column) else None
+        )
+    else:
+        assert options.model is not None
+        model_cls = find_class(
+            chat_cls,
+            options.model_class or classify(options.model),
+            owner=chat_cls,
+            option="model_class",
+        )
+        chat_model_attr = _fk(
+            chat_cls,
+            options.model_foreign_key,
+            [f"{options.model}_id", "model_id"],
+            "model_foreign_key",
+        )
+        message_model_attr = (
+            _fk(
+                message_cls,
+                m_options.model_foreign_key,
+                [f"{m_options.model}_id", "model_id"],
+                "model_foreign_key",
+            )
+            if m_options.model is not None
+            else None
+        )
+    message_chat_fk = _fk(
+        message_cls,
+        options.messages_foreign_key or m_options.chat_foreign_key,
+        [f"{m_options.chat}_id", f"{underscore(chat_cls.__name__)}_id", "chat_id"],
+        "chat_foreign_key",
+    )
+    message_parent_fk = _fk(
+        message_cls,
+        tc_options.result_foreign_key or m_options.parent_tool_call_foreign_key,
+        [f"{underscore(tool_call_cls.__name__)}_id", "tool_call_id"],
+        "result_foreign_key",
+    )
+    tool_call_message_fk = _fk(
+        tool_call_cls,
+        tc_options.message_foreign_key or m_options.tool_calls_foreign_key,
+        [f"{tc_options.message}_id", f"{underscore(message_cls.__name__)}_id", "message_id"],
+        "message_foreign_key",
+    )
+    for attr in ("role", "content", "created_at", "input_tokens", "output_tokens"):
+        column_attribute(message_cls, attr, option=f"{message_cls.__name__}.{attr}")
+    for attr in ("tool_call_id", "name", "arguments"):
+        column_attribute(tool_call_cls, attr, option=f"{tool_call_cls.__name__}.{attr}")
+    schema = ChatSchema(
+        chat_cls=chat_cls,
+        message_cls=message_cls,
+        tool_call_cls=tool_call_cls,
+        model_cls=model_cls,
+        message_chat_fk=message_chat_fk,
+        message_parent_fk=message_parent_fk,
+        message_model_attr=message_model_attr,
+        tool_call_message_fk=tool_call_message_fk,
+        chat_model_attr=chat_model_attr,
+        messages_attr=options.messages,
+        optional=frozenset(c for c in _OPTIONAL_MESSAGE_COLUMNS if has_column(message_cls, c)),
+        optional_tool_call=frozenset(
+            c for c in ("thought_signature",) if has_column(tool_call_cls, c)
+        ),
+    )
+    chat_cls.__sa_llm_schema__ = schema
+    return schema
+
+
+# -- acts_as_chat -----------------------------------------------------------------------------------
+
+
+def acts_as_chat(
+    messages: str = "messages",
+    *,
+    message_class: str | None = None,
+    messages_foreign_key: str | None = None,
+    model: str | None = "model",
+    model_class: str | None = None,
+    model_foreign_key: str | None = None,
+    model_id_column: str = "model_id",
+    persistence: Any = None,
+    legacy: bool = False,
+) -> Callable[[C], C]:
+    """Make a mapped class a persisted chat.
+
+    Args:
+        messages: name of the relationship to the chat's messages.
+        message_class: the message class (default: singular CamelCase of ``messages``).
+        messages_foreign_key: the FK attribute on messages (default ``<chat class>_id``).
+        model: name of the relationship to the registry row; ``None`` for legacy mode.
+        model_class: the registry class (default: CamelCase of ``model``).
+        model_foreign_key: the chat's FK attribute to the registry (default ``<model>_id``).
+        model_id_column: legacy mode: the string column holding the model id.
+        persistence: a :class:`~sa_llm.persistence.PersistenceStrategy` for this class only.
+        legacy: same as ``model=None``.
+
+    The class gains ``ask``/``aask``, ``complete``/``acomplete``, ``with_*`` and the other
+    methods of :class:`~sa_llm._records.methods.ChatMethods`, and accepts ``model=``,
+    ``provider=``, ``assume_model_exists=`` and ``context=`` in its constructor.
+    """
+    options = ChatOptions(
+        messages=messages,
+        message_class=message_class,
+        messages_foreign_key=messages_foreign_key,
+        model=None if legacy else model,
+        model_class=model_class,
+        model_foreign_key=model_foreign_key,
+        model_id_column=model_id_column,
+        persistence=persistence,
+    )
+
+    def decorate(cls: C) -> C:
+        _check_mapped(cls, "acts_as_chat")
+        setattr(cls, CHAT_OPTIONS, options)
+        _attach_methods(cls, ChatMethods)
+        _wrap_init(cls, options)
+
+        def messages_relationship() -> Any:
+            def target() -> type[Any]:
+                return chat_schema(cls).message_cls
+
+            def foreign() -> Any:
+                schema = chat_schema(cls)
+                return [getattr(schema.message_cls, schema.message_chat_fk)]
+
+            def order() -> Any:
+                schema = chat_schema(cls)
+                return [schema.message_cls.created_at, schema.message_cls.id]
+
+            schema = chat_schema(cls)
+            chat_name = getattr(schema.message_cls, MESSAGE_OPTIONS).chat
+            return relationship(
+                target,
+                foreign_keys=foreign,
+                order_by=order,
+                cascade="all, delete-orphan",
+                passive_deletes=True,
+                **_back(cls, messages, schema.message_cls, chat_name),
+            )
+
+        _add_relationship(cls, messages, messages_relationship)
+        if options.model is not None:
+            model_name = options.model
+
+            def model_relationship() -> Any:
+                def target() -> type[Any]:
+                    model_cls = chat_schema(cls).model_cls
+                    assert model_cls is not None
+                    return model_cls
+
+                def foreign() -> Any:
+                    schema = chat_schema(cls)
+                    assert schema.chat_model_attr is not None
+                    return [getattr(cls, schema.chat_model_attr)]
+
+                return relationship(target, foreign_keys=foreign)
+
+            _add_relationship(cls, model_name, model_relationship)
+        event.listen(cls, "before_insert", _resolve_pending_model)
+        event.listen(cls, "before_update", _resolve_pending_model)
+        event.listen(cls, "mapper_configured", lambda mapper, klass: chat_schema(klass))
+        return cls
+
+    return decorate
+
+
+def _wrap_init(cls: type[Any], options: ChatOptions) -> None:
+    """Accept ``model="gpt-..."``, ``provider=``, ``assume_model_exists=``, ``context=``."""
+    original = cls.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        model = kwargs.get(options.model or "\0")
+        if options.legacy:
+            model = kwargs.get("model", kwargs.get(options.model_id_column))
+        pending_model = None
+        if isinstance(model, str):
+            pending_model = model
+            kwargs.pop(options.model or "model", None)
+            kwargs.pop(options.model_id_column if options.legacy else "\0", None)
+        if "model_id" in kwargs and isinstance(kwargs["model_id"], str) and not options.legacy:
+            pending_model = kwargs.pop("model_id")
+        provider = kwargs.pop("provider", None)
+        assume = kwargs.pop("assume_model_exists", False)
+        context = kwargs.pop("context", None)
+        original(self, *args, **kwargs)
+        runtime = _runtime(self)
+        runtime.assume_model_exists = bool(assume)
+        runtime.context = context
+        if pending_model is not None:
+            self._set_pending_model(pending_model, provider)
+        elif provider is not None:
+            runtime.pending_provider = provider
+
+    __init__.__wrapped__ = original  # type: ignore[attr-defined]
+    cls.__init__ = __init__
+
+
+def _resolve_pending_model(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+    """On flush: a model given as a string becomes the registry row (found or created)."""
+    from sa_llm.chat import resolve_model
+    from sa_llm.config import get_config
+
+    runtime = _runtime(target)
+    schema = chat_schema(type(target))
+    if schema.legacy:
+        return
+    assert schema.model_cls is not None and schema.chat_model_attr is not None
+    model = runtime.pending_model
+    if model is None:
+        if getattr(target, schema.chat_model_attr) is not None:
+            return
+        options = type(target).__sa_llm_chat__
+        if getattr(target, options.model, None) is not None:
+            return
+        config = runtime.context.config if runtime.context is not None else get_config()
+        model = config.default_model
+    info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists)
+    setattr(target, schema.chat_model_attr, model_row_key(connection, schema.model_cls, info))
+    runtime.pending_model = runtime.pending_provider = None
+
+
+# -- acts_as_message --------------------------------------------------------------------------------
+
+
+def acts_as_message(
+    chat: str = "chat",
+    *,
+    chat_class: str | None = None,
+    chat_foreign_key: str | None = None,
+    tool_calls: str = "tool_calls",
+    tool_call_class: str | None = None,
+    tool_calls_foreign_key: str | None = None,
+    parent_tool_call_foreign_key: str | None = None,
+    model: str | None = "model",
+    model_class: str | None = None,
+    model_foreign_key: str | None = None,
+    model_id_column: str = "model_id",
+    touch_chat: bool = False,
+    legacy: bool = False,
+) -> Callable[[C], C]:
+    """Make a mapped class a chat message.
+
+    Adds ``chat``, ``tool_calls``, ``model`` (unless legacy), ``parent_tool_call`` relationships
+    and the ``to_llm``/``tokens``/``thinking``/``tool_results`` API.
+
+    Args:
+        chat: relationship to the chat; ``chat_class``/``chat_foreign_key`` override its class
+            and FK attribute (default ``<chat>_id``).
+        tool_calls: relationship to this message's tool calls.
+        parent_tool_call_foreign_key: FK attribute to the call a tool result answers.
+        model: relationship to the registry row (must match the chat's); ``None``/``legacy``
+            keeps a string ``model_id_column``.
+        touch_chat: bump the chat's ``updated_at`` whenever a message is saved.
+    """
+    options = MessageOptions(
+        chat=chat,
+        chat_class=chat_class,
+        chat_foreign_key=chat_foreign_key,
+        tool_calls=tool_calls,
+        tool_call_class=tool_call_class,
+        tool_calls_foreign_key=tool_calls_foreign_key,
+        parent_tool_call_foreign_key=parent_tool_call_foreign_key,
+        model=None if legacy else model,
+        model_class=model_class,
+        model_foreign_key=model_foreign_key,
+        model_id_column=model_id_column,
+        touch_chat=touch_chat,
+    )
+
+    def decorate(cls: C) -> C:
+        _check_mapped(cls, "acts_as_message")
+        setattr(cls, MESSAGE_OPTIONS, options)
+        _attach_methods(cls, MessageMethods)
+
+        def chat_cls() -> type[Any]:
+            return find_class(
+                cls, options.chat_class or classify(options.chat), owner=cls, option="chat_class"
+            )
+
+        def tool_call_cls() -> type[Any]:
+            return find_class(
+                cls,
+                options.tool_call_class or classify(options.tool_calls),
+                owner=cls,
+                option="tool_call_class",
+            )
+
+        def schema() -> ChatSchema:
+            return chat_schema(chat_cls())
+
+        _add_relationship(
+            cls,
+            chat,
+            lambda: relationship(
+                chat_cls,
+                foreign_keys=lambda: [getattr(cls, schema().message_chat_fk)],
+                **_back(cls, chat, chat_cls(), getattr(chat_cls(), CHAT_OPTIONS).messages),
+            ),
+        )
+        _add_relationship(
+            cls,
+            tool_calls,
+            lambda: relationship(
+                tool_call_cls,
+                foreign_keys=lambda: [
+                    getattr(schema().tool_call_cls, schema().tool_call_message_fk)
+                ],
+                cascade="all, delete-orphan",
+                passive_deletes=True,
+                order_by=lambda: [schema().tool_call_cls.id],
+                **_back(
+                    cls,
+                    tool_calls,
+                    tool_call_cls(),
+                    getattr(tool_call_cls(), TOOL_CALL_OPTIONS).message,
+                ),
+            ),
+        )
+        _add_relationship(
+            cls,
+            "parent_tool_call",
+            lambda: relationship(
+                tool_call_cls,
+                foreign_keys=lambda: [getattr(cls, schema().message_parent_fk)],
+                **_back(
+                    cls,
+                    "parent_tool_call",
+                    tool_call_cls(),
+                    getattr(tool_call_cls(), TOOL_CALL_OPTIONS).result,
+                ),
+            ),
+        )
+        if options.model is not None:
+
+            def model_cls() -> type[Any]:
+                model = schema().model_cls
+                if model is None:
+                    raise ConfigurationError(
+                        f"{cls.__name__}: the chat is in legacy mode; declare "
+                        "@acts_as_message(model=None) too."
+                    )
+                return model
+
+            _add_relationship(
+                cls,
+                options.model,
+                lambda: relationship(
+                    model_cls,
+                    foreign_keys=lambda: [getattr(cls, schema().message_model_attr)],  # type: ignore[arg-type]
+                ),
+            )
+        if touch_chat:
+            event.listen(cls, "before_insert", _touch_chat)
+            event.listen(cls, "before_update", _touch_chat)
+        return cls
+
+    return decorate
+
+
+def _touch_chat(mapper: Mapper[Any], connection: Any, target: Any) -> None:
+    from sa_llm._records.mixins import utcnow
+
+    options: MessageOptions = type(target).__sa_llm_message__
+    chat = getattr(target, options.chat, None)
+    if chat is not None and hasattr(chat, "updated_at"):
+        table = type(chat).__table__
+        pk = sa_inspect(type(chat)).primary_key[0]
+        chat_id = sa_inspect(chat).identity
+        if chat_id:
+            connection.execute(
+                table.update().where(pk == chat_id[0]).values(updated_at=utcnow())
+            )
+
+
+# -- acts_as_tool_call ------------------------------------------------------------------------------
+
+
+def acts_as_tool_call(
+    message: str = "message",
+    *,
+    message_class: str | None = None,
+    message_foreign_key: str | None = None,
+    result: str = "result",
+    result_class: str | None = None,
+    result_foreign_key: str | None = None,
+) -> Callable[[C], C]:
+    """Make a mapped class a tool call (one function call an assistant message asked for).
+
+    Adds ``message`` (the assistant message that asked) and ``result`` (the tool-result message
+    that answers; nullified when the call is deleted).
+    """
+    options = ToolCallOptions(
+        message=message,
+        message_class=message_class,
+        message_foreign_key=message_foreign_key,
+        result=result,
+        result_class=result_class,
+        result_foreign_key=result_foreign_key,
+    )
+
+    def decorate(cls: C) -> C:
+        _check_mapped(cls, "acts_as_tool_call")
+        setattr(cls, TOOL_CALL_OPTIONS, options)
+        _attach_methods(cls, ToolCallMethods)
+
+        def message_cls() -> type[Any]:
+            return find_class(
+                cls,
+                options.message_class or classify(options.message),
+                owner=cls,
+                option="message_class",
+            )
+
+        def result_cls() -> type[Any]:
+            if options.result_class:
+                return find_class(cls, options.result_class, owner=cls, option="result_class")
+            return message_cls()
+
+        def message_options() -> MessageOptions:
+            return getattr(message_cls(), MESSAGE_OPTIONS)  # type: ignore[no-any-return]
+
+        def fk() -> str:
+            return _fk(
+                cls,
+                options.message_foreign_key or message_options().tool_calls_foreign_key,
+                [f"{options.message}_id", f"{underscore(message_cls().__name__)}_id", "message_id"],
+                "message_foreign_key",
+            )
+
+        def parent_fk() -> str:
+            return _fk(
+                result_cls(),
+                options.result_foreign_key or message_options().parent_tool_call_foreign_key,
+                [f"{underscore(cls.__name__)}_id", "tool_call_id"],
+                "result_foreign_key",
+            )
+
+        _add_relationship(
+            cls,
+            message,
+            lambda: relationship(
+                message_cls,
+                foreign_keys=lambda: [getattr(cls, fk())],
+                **_back(cls, message, message_cls(), message_options().tool_calls),
+            ),
+        )
+        _add_relationship(
+            cls,
+            result,
+            lambda: relationship(
+                result_cls,
+                foreign_keys=lambda: [getattr(result_cls(), parent_fk())],
+                uselist=False,
+                **_back(cls, result, result_cls(), "parent_tool_call"),
+            ),
+        )
+        return cls
+
+    return decorate
+
+
+# -- acts_as_model ----------------------------------------------------------------------------------
+
+
+def acts_as_model(
+    chats: str = "chats",
+    *,
+    chat_class: str | None = None,
+    chats_foreign_key: str | None = None,
+) -> Callable[[C], C]:
+    """Make a mapped class the model registry (rows of models with capabilities and prices).
+
+    Adds a read-only ``chats`` relationship and ``to_llm``/``from_llm``/``supports``.
+    """
+    options = ModelOptions(chats=chats, chat_class=chat_class, chats_foreign_key=chats_foreign_key)
+
+    def decorate(cls: C) -> C:
+        _check_mapped(cls, "acts_as_model")
+        setattr(cls, MODEL_OPTIONS, options)
+        _attach_methods(cls, ModelMethods)
+        for attr in ("model_id", "provider", "name"):
+            column_attribute(cls, attr, option=f"{cls.__name__}.{attr}")
+
+        def chat_cls() -> type[Any]:
+            return find_class(
+                cls, options.chat_class or classify(options.chats), owner=cls, option="chat_class"
+            )
+
+        def foreign() -> Any:
+            klass = chat_cls()
+            if options.chats_foreign_key:
+                return [getattr(klass, column_attribute(klass, options.chats_foreign_key, option="chats_foreign_key"))]
+            schema = chat_schema(klass)
+            assert schema.chat_model_attr is not None
+            return [getattr(klass, schema.chat_model_attr)]
+
+        _add_relationship(
+            cls, chats, lambda: relationship(chat_cls, foreign_keys=foreign, viewonly=True)
+        )
+        return cls
+
+    return decorate

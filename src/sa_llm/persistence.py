@@ -1,0 +1,598 @@
+"""The persistence flow: how a turn of a persisted chat becomes rows, and how failures clean up.
+
+A turn of ``chat_record.ask(...)`` runs the plain conversation engine (:mod:`sa_llm.chat`) with
+hooks that write rows at fixed points:
+
+1. the **user message** is saved before anything is sent;
+2. an **empty assistant message** (the placeholder) is created before the provider call, or on
+   the first chunk when streaming, so a UI has something to stream into;
+3. on success the placeholder is **filled** in one step: content (or ``content_raw``), tokens
+   (input, output, cached, cache creation), thinking, the model, and the ``tool_calls`` rows;
+4. each tool result gets its own placeholder, created before the tool runs and turned into a
+   ``tool`` message linked to its ``tool_calls`` row;
+5. on **any failure** (provider error, broken stream, timeout, cancellation) the blank placeholder
+   and any incomplete tool-call round are deleted, the user message and complete rounds are kept,
+   and the error is re-raised, so the chat can always continue.
+
+How and when those writes are committed is a :class:`PersistenceStrategy`:
+
+* :class:`PersistenceStrategy` (the default) commits at each step and holds no transaction or
+  row lock while the provider is called, as Rails does.
+* :class:`InTransactionStrategy` works inside the caller's transaction: each step runs in a
+  SAVEPOINT and is flushed, and the caller commits (or rolls back) the whole turn.
+* :class:`SaveOnCompletionStrategy` creates no placeholder row: the assistant message is saved
+  once, complete, so apps can require non-empty content.
+
+Bind a strategy to a session or sessionmaker with :func:`use_strategy`, or to one chat class with
+``@acts_as_chat(persistence=...)``; override single hooks by subclassing::
+
+    class AuditedStrategy(PersistenceStrategy):
+        def persist_message_completion(self, session, turn, row, message):
+            row = super().persist_message_completion(session, turn, row, message)
+            audit_log(row)
+            return row
+
+    use_strategy(SessionLocal, AuditedStrategy())
+
+Every database step is a plain function over a sync :class:`~sqlalchemy.orm.Session`; the async
+record API runs the same functions through ``AsyncSession.run_sync``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm.attributes import instance_state
+
+from sa_llm._flow import Effect, Flow, Scope
+from sa_llm._records.options import ChatSchema
+from sa_llm.chat import Chat
+from sa_llm.types import Content, Message, RawContent, Thinking, Tokens, ToolCall
+
+__all__ = [
+    "DbStep",
+    "InTransactionStrategy",
+    "PersistedChat",
+    "PersistenceStrategy",
+    "SaveOnCompletionStrategy",
+    "Turn",
+    "load_history",
+    "strategy_for",
+    "use_strategy",
+]
+
+logger = logging.getLogger("sa_llm.persistence")
+
+T = TypeVar("T")
+
+_STRATEGY_KEY = "sa_llm.persistence_strategy"
+
+
+# -- the turn -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    """What one ``ask``/``complete`` on one chat row knows while it runs.
+
+    Attributes:
+        schema: the chat's classes and link attributes.
+        record: the chat row.
+        chat_id: its primary key (captured once: rows may be expired by commits).
+        model_ref: what new assistant rows reference: the registry row's key, or the model
+            id string in legacy mode.
+        placeholder: the assistant (or tool) row being filled, if any.
+        tool_call_rows: provider tool-call id -> ``tool_calls`` primary key, for this chat.
+    """
+
+    schema: ChatSchema
+    record: Any
+    chat_id: Any
+    model_ref: Any = None
+    placeholder: Any = None
+    tool_call_rows: dict[str, Any] = field(default_factory=dict)
+
+
+# -- strategies -----------------------------------------------------------------------------------
+
+
+class PersistenceStrategy:
+    """The default strategy: every step is committed on its own, no transaction spans a call.
+
+    Override single hooks in a subclass; each hook does its work on ``session`` and leaves the
+    commit to :meth:`run_step`.
+    """
+
+    def run_step(self, session: Session, step: Callable[[], T]) -> T:
+        """Run one step and make it durable (here: commit; subclasses: savepoint/flush)."""
+        try:
+            result = step()
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return result
+
+    def run_cleanup(self, session: Session, step: Callable[[], T]) -> T:
+        """Run the failure clean-up on a session that may hold a failed transaction."""
+        session.rollback()
+        return self.run_step(session, step)
+
+    # -- hooks --
+
+    def persist_user_message(self, session: Session, turn: Turn, message: Message) -> Any:
+        """Save a message the caller added (user, system, or ``add_message``)."""
+        row = self.new_row(turn, message.role)
+        self.assign_content(turn, row, message)
+        if message.tool_call_id:
+            parent = self.find_tool_call_row(session, turn, message.tool_call_id)
+            setattr(row, turn.schema.message_parent_fk, parent)
+        session.add(row)
+        session.flush()
+        if message.tool_calls:
+            self.persist_tool_calls(session, turn, row, message.tool_calls)
+        return row
+
+    def persist_new_message(self, session: Session, turn: Turn) -> Any:
+        """Create the empty assistant row that the reply will fill (the placeholder)."""
+        row = self.new_row(turn, "assistant")
+        row.content = ""
+        session.add(row)
+        session.flush()
+        return row
+
+    def persist_message_completion(
+        self, session: Session, turn: Turn, row: Any, message: Message
+    ) -> Any:
+        """Fill the placeholder with the finished message (content, tokens, model, tool calls)."""
+        schema = turn.schema
+        row.role = message.role
+        self.assign_content(turn, row, message)
+        self.assign_tokens(turn, row, message)
+        if schema.message_model_attr is not None and message.role == "assistant":
+            setattr(row, schema.message_model_attr, turn.model_ref)
+        if message.tool_call_id:
+            parent = self.find_tool_call_row(session, turn, message.tool_call_id)
+            setattr(row, schema.message_parent_fk, parent)
+        session.add(row)
+        session.flush()
+        if message.tool_calls:
+            self.persist_tool_calls(session, turn, row, message.tool_calls)
+        return row
+
+    def persist_tool_calls(
+        self, session: Session, turn: Turn, row: Any, tool_calls: Sequence[ToolCall]
+    ) -> list[Any]:
+        """Create the ``tool_calls`` rows of an assistant message."""
+        schema = turn.schema
+        message_pk = row.id
+        rows = []
+        for call in tool_calls:
+            call_row = schema.tool_call_cls()
+            setattr(call_row, schema.tool_call_message_fk, message_pk)
+            call_row.tool_call_id = call.id
+            call_row.name = call.name
+            call_row.arguments = dict(call.arguments)
+            signature = call.extra.get("thought_signature") if call.extra else None
+            if signature and hasattr(schema.tool_call_cls, "thought_signature"):
+                call_row.thought_signature = signature
+            session.add(call_row)
+            rows.append(call_row)
+        session.flush()
+        for call, call_row in zip(tool_calls, rows, strict=True):
+            turn.tool_call_rows[call.id] = call_row.id
+        return rows
+
+    def cleanup_failed_turn(self, session: Session, turn: Turn) -> None:
+        """Delete the blank placeholder and any incomplete tool-call round (complete ones stay)."""
+        schema = turn.schema
+        M, TC = schema.message_cls, schema.tool_call_cls
+        placeholder = turn.placeholder
+        if placeholder is not None and _is_persistent(placeholder):
+            pk = instance_state(placeholder).identity[0]
+            row = session.get(M, pk)
+            if row is not None and _is_blank(row) and not _tool_call_ids(session, turn, [pk]):
+                logger.warning("Deleting the empty %s row %s after a failure", M.__name__, pk)
+                session.delete(row)
+                session.flush()
+        chat_fk = getattr(M, schema.message_chat_fk)
+        last = session.scalars(
+            select(M).where(chat_fk == turn.chat_id).order_by(M.created_at.desc(), M.id.desc()).limit(1)
+        ).first()
+        if last is None:
+            return
+        parent_fk = getattr(M, schema.message_parent_fk)
+        if _tool_call_ids(session, turn, [last.id]):
+            # The model asked for tools and no result was saved: the round is incomplete.
+            self._delete_round(session, turn, last.id)
+            return
+        if last.role == "tool" and getattr(last, schema.message_parent_fk) is not None:
+            parent = session.get(TC, getattr(last, schema.message_parent_fk))
+            if parent is None:
+                return
+            call_message_id = getattr(parent, schema.tool_call_message_fk)
+            call_ids = set(_tool_call_ids(session, turn, [call_message_id]))
+            answered = set(
+                session.scalars(select(parent_fk).where(parent_fk.in_(call_ids))).all()
+            )
+            if call_ids != answered:
+                self._delete_round(session, turn, call_message_id)
+
+    def _delete_round(self, session: Session, turn: Turn, call_message_id: Any) -> None:
+        schema = turn.schema
+        M, TC = schema.message_cls, schema.tool_call_cls
+        call_ids = _tool_call_ids(session, turn, [call_message_id])
+        parent_fk = getattr(M, schema.message_parent_fk)
+        results = session.scalars(select(M).where(parent_fk.in_(call_ids))).all() if call_ids else []
+        logger.warning(
+            "Deleting an incomplete tool-call round (message %s, %d result(s))",
+            call_message_id,
+            len(results),
+        )
+        for result in results:
+            session.delete(result)
+        session.flush()
+        for call in session.scalars(select(TC).where(TC.id.in_(call_ids))).all():
+            session.delete(call)
+        session.flush()
+        message = session.get(M, call_message_id)
+        if message is not None:
+            session.delete(message)
+        session.flush()
+
+    # -- helpers subclasses may use --
+
+    def new_row(self, turn: Turn, role: str) -> Any:
+        """A new, unsaved message row of this chat."""
+        row = turn.schema.message_cls()
+        setattr(row, turn.schema.message_chat_fk, turn.chat_id)
+        row.role = role
+        return row
+
+    def assign_content(self, turn: Turn, row: Any, message: Message) -> None:
+        """Split a message's content into ``content`` / ``content_raw`` columns."""
+        content = message.content
+        has_raw = "content_raw" in turn.schema.optional
+        if isinstance(content, RawContent):
+            row.content = None
+            if not has_raw:
+                row.content = json.dumps(content.value)
+            else:
+                row.content_raw = content.value
+            return
+        if isinstance(content, Mapping | list):
+            row.content = None if has_raw else json.dumps(content)
+            if has_raw:
+                row.content_raw = content
+            return
+        row.content = content.text if isinstance(content, Content) else content
+        if has_raw:
+            row.content_raw = None
+
+    def assign_tokens(self, turn: Turn, row: Any, message: Message) -> None:
+        tokens = message.tokens or Tokens()
+        optional = turn.schema.optional
+        row.input_tokens = tokens.input
+        row.output_tokens = tokens.output
+        if "cached_tokens" in optional:
+            row.cached_tokens = tokens.cached
+        if "cache_creation_tokens" in optional:
+            row.cache_creation_tokens = tokens.cache_creation
+        thinking = message.thinking
+        if "thinking_text" in optional:
+            row.thinking_text = thinking.text if thinking else None
+        if "thinking_signature" in optional:
+            row.thinking_signature = thinking.signature if thinking else None
+        if "thinking_tokens" in optional:
+            row.thinking_tokens = tokens.reasoning
+
+    def find_tool_call_row(self, session: Session, turn: Turn, provider_id: str) -> Any:
+        """The ``tool_calls`` key of this chat's call with this provider id, or ``None``."""
+        if provider_id in turn.tool_call_rows:
+            return turn.tool_call_rows[provider_id]
+        schema = turn.schema
+        M, TC = schema.message_cls, schema.tool_call_cls
+        found = session.scalars(
+            select(TC.id)
+            .join(M, getattr(TC, schema.tool_call_message_fk) == M.id)
+            .where(getattr(M, schema.message_chat_fk) == turn.chat_id)
+            .where(TC.tool_call_id == provider_id)
+            .order_by(TC.id.desc())
+            .limit(1)
+        ).first()
+        if found is not None:
+            turn.tool_call_rows[provider_id] = found
+        return found
+
+
+class InTransactionStrategy(PersistenceStrategy):
+    """Work inside the caller's transaction: each step in a SAVEPOINT, flushed, never committed.
+
+    The caller commits (or rolls back) the whole turn. The transaction stays open during the
+    provider call, which is the point: nothing of the turn is visible until the caller commits.
+    """
+
+    def run_step(self, session: Session, step: Callable[[], T]) -> T:
+        with session.begin_nested():
+            result = step()
+        session.flush()
+        return result
+
+    def run_cleanup(self, session: Session, step: Callable[[], T]) -> T:
+        if not session.is_active:
+            # The failed step broke the outer transaction; only the caller can end it.
+            logger.warning("Skipping clean-up: the session's transaction is no longer active")
+            return None  # type: ignore[return-value]
+        return self.run_step(session, step)
+
+
+class SaveOnCompletionStrategy(PersistenceStrategy):
+    """No placeholder row: the assistant message is saved once, complete.
+
+    Use it when your message model validates that content is present. The trade-off: there is
+    no row to stream into while the reply arrives (the chunk callback still sees every chunk).
+    """
+
+    def persist_new_message(self, session: Session, turn: Turn) -> Any:
+        row = self.new_row(turn, "assistant")
+        return row  # not added: nothing is written until completion
+
+
+# -- binding strategies ---------------------------------------------------------------------------
+
+_DEFAULT_STRATEGY = PersistenceStrategy()
+
+
+def use_strategy(
+    target: Session | AsyncSession | sessionmaker[Any] | Any, strategy: PersistenceStrategy
+) -> None:
+    """Make ``strategy`` the one for ``target``: a session, an async session, or a factory.
+
+    A sessionmaker (sync or async) passes it to every session it makes afterwards.
+    """
+    if isinstance(target, AsyncSession):
+        target.sync_session.info[_STRATEGY_KEY] = strategy
+        return
+    if isinstance(target, Session):
+        target.info[_STRATEGY_KEY] = strategy
+        return
+    kw = getattr(target, "kw", None)
+    if isinstance(kw, dict):  # sessionmaker / async_sessionmaker
+        info = dict(kw.get("info") or {})
+        info[_STRATEGY_KEY] = strategy
+        kw["info"] = info
+        return
+    raise TypeError(f"use_strategy() takes a Session, AsyncSession or sessionmaker, not {target!r}")
+
+
+def strategy_for(session: Session, chat_cls: type[Any]) -> PersistenceStrategy:
+    """The strategy in force: the chat class's, else the session's, else the default."""
+    options = getattr(chat_cls, "__sa_llm_chat__", None)
+    if options is not None and options.persistence is not None:
+        return options.persistence  # type: ignore[no-any-return]
+    found = session.info.get(_STRATEGY_KEY)
+    return found if isinstance(found, PersistenceStrategy) else _DEFAULT_STRATEGY
+
+
+# -- the DB effect --------------------------------------------------------------------------------
+
+
+class DbStep(Effect[T]):
+    """Effect: run ``fn(session)``; the async driver runs it through ``run_sync``."""
+
+    __slots__ = ("async_session", "fn", "session")
+
+    def __init__(
+        self, fn: Callable[[Session], T], session: Session, async_session: AsyncSession | None
+    ) -> None:
+        self.fn = fn
+        self.session = session
+        self.async_session = async_session
+
+    def run(self, scope: Scope) -> T:
+        return self.fn(self.session)
+
+    async def arun(self, scope: Scope) -> T:
+        if self.async_session is None:
+            return self.fn(self.session)
+        return await self.async_session.run_sync(self.fn)
+
+
+# -- the persisted chat -----------------------------------------------------------------------------
+
+
+class PersistedChat(Chat):
+    """The in-memory chat of a chat row, whose flow hooks write rows through a strategy.
+
+    Built by ``chat_record.to_llm()``; use the record's methods rather than this class.
+    """
+
+    turn: Turn
+    strategy: PersistenceStrategy
+    _session: Session
+    _async_session: AsyncSession | None = None
+
+    def bind(
+        self,
+        turn: Turn,
+        strategy: PersistenceStrategy,
+        session: Session,
+        async_session: AsyncSession | None,
+    ) -> None:
+        """Attach the turn state and the session the next flow runs on."""
+        self.turn = turn
+        self.strategy = strategy
+        self._session = session
+        self._async_session = async_session
+
+    def _step(self, hook: Callable[[Session], T]) -> DbStep[T]:
+        strategy = self.strategy
+        return DbStep(
+            lambda session: strategy.run_step(session, lambda: hook(session)),
+            self._session,
+            self._async_session,
+        )
+
+    def _add_user_message(self, message: Message) -> Flow[None]:
+        turn, strategy = self.turn, self.strategy
+        yield self._step(lambda s: strategy.persist_user_message(s, turn, message))
+        self.messages.append(message)
+        yield from self._fire("end_message", message)
+
+    def _reply_started(self) -> Flow[None]:
+        turn, strategy = self.turn, self.strategy
+        turn.placeholder = yield self._step(lambda s: strategy.persist_new_message(s, turn))
+        yield from self._fire("new_message")
+
+    def _reply_completed(self, message: Message) -> Flow[None]:
+        turn, strategy = self.turn, self.strategy
+        row = turn.placeholder
+        if row is None:  # a strategy that skipped the placeholder, or a hook that cleared it
+            row = strategy.new_row(turn, message.role)
+        yield self._step(lambda s: strategy.persist_message_completion(s, turn, row, message))
+        turn.placeholder = None
+        self.messages.append(message)
+
+    def _tool_result_started(self, call: ToolCall) -> Flow[None]:
+        turn, strategy = self.turn, self.strategy
+        turn.placeholder = yield self._step(lambda s: strategy.persist_new_message(s, turn))
+
+    def _add_tool_result(self, message: Message, call: ToolCall) -> Flow[None]:
+        yield from self._reply_completed(message)
+
+    def _complete_flow(self, on_chunk: Any, stream: bool) -> Flow[Message]:
+        try:
+            return (yield from super()._complete_flow(on_chunk, stream))
+        except BaseException:
+            turn, strategy = self.turn, self.strategy
+            try:
+                yield DbStep(
+                    lambda s: strategy.run_cleanup(s, lambda: strategy.cleanup_failed_turn(s, turn)),
+                    self._session,
+                    self._async_session,
+                )
+            except Exception:
+                # The original error matters more; the clean-up failure is logged, not raised.
+                logger.exception("Clean-up after a failed turn failed")
+            turn.placeholder = None
+            raise
+
+
+def _is_persistent(row: Any) -> bool:
+    """Whether the row was written (it has an identity), whatever its session state now."""
+    return instance_state(row).key is not None
+
+
+def _is_blank(row: Any) -> bool:
+    return not row.content and getattr(row, "content_raw", None) in (None, "", [], {})
+
+
+def _tool_call_ids(session: Session, turn: Turn, message_ids: Sequence[Any]) -> list[Any]:
+    schema = turn.schema
+    TC = schema.tool_call_cls
+    fk = getattr(TC, schema.tool_call_message_fk)
+    return list(session.scalars(select(TC.id).where(fk.in_(list(message_ids)))).all())
+
+
+# -- rebuilding a conversation --------------------------------------------------------------------
+
+
+def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Message]:
+    """The chat's messages as value objects: system messages first, then by (created_at, id).
+
+    Two SELECTs whatever the length: the messages (joined with their model and parent call) and
+    the tool calls of the chat.
+    """
+    M, TC = schema.message_cls, schema.tool_call_cls
+    parent = aliased(TC)
+    columns = [
+        M.id,
+        M.role,
+        M.content,
+        parent.tool_call_id.label("parent_call_id"),
+        M.input_tokens,
+        M.output_tokens,
+    ]
+    optional = sorted(schema.optional)
+    columns.extend(getattr(M, name) for name in optional)
+    query = select(*columns).outerjoin(
+        parent, getattr(M, schema.message_parent_fk) == parent.id
+    )
+    if schema.model_cls is not None and schema.message_model_attr is not None:
+        Model = schema.model_cls
+        columns_query = query.add_columns(Model.model_id.label("model_name")).outerjoin(
+            Model, getattr(M, schema.message_model_attr) == Model.id
+        )
+        query = columns_query
+    elif schema.message_model_attr is not None:
+        query = query.add_columns(getattr(M, schema.message_model_attr).label("model_name"))
+    query = query.where(getattr(M, schema.message_chat_fk) == chat_id).order_by(
+        M.created_at, M.id
+    )
+    rows = session.execute(query).mappings().all()
+    calls_by_message: dict[Any, list[ToolCall]] = {}
+    message_fk = getattr(TC, schema.tool_call_message_fk)
+    call_columns = [message_fk.label("message_pk"), TC.tool_call_id, TC.name, TC.arguments]
+    has_signature = "thought_signature" in schema.optional_tool_call
+    if has_signature:
+        call_columns.append(TC.thought_signature)
+    call_query = (
+        select(*call_columns)
+        .join(M, message_fk == M.id)
+        .where(getattr(M, schema.message_chat_fk) == chat_id)
+        .order_by(TC.id)
+    )
+    for call in session.execute(call_query).mappings():
+        extra = {"thought_signature": call["thought_signature"]} if has_signature and call.get("thought_signature") else {}
+        calls_by_message.setdefault(call["message_pk"], []).append(
+            ToolCall(
+                id=call["tool_call_id"],
+                name=call["name"],
+                arguments=_arguments(call["arguments"]),
+                extra=extra,
+            )
+        )
+    messages = [row_to_message(row, calls_by_message.get(row["id"], ())) for row in rows]
+    return [m for m in messages if m.role == "system"] + [m for m in messages if m.role != "system"]
+
+
+def _arguments(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {"_raw": value}
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def row_to_message(row: Mapping[str, Any], tool_calls: Sequence[ToolCall] = ()) -> Message:
+    """A value :class:`~sa_llm.types.Message` from a message row's columns (``to_llm``)."""
+    raw = row.get("content_raw")
+    content: str | RawContent | None
+    content = RawContent(raw) if raw is not None else row.get("content")
+    tokens = Tokens(
+        input=row.get("input_tokens"),
+        output=row.get("output_tokens"),
+        cached=row.get("cached_tokens"),
+        cache_creation=row.get("cache_creation_tokens"),
+        reasoning=row.get("thinking_tokens"),
+    )
+    thinking = None
+    if row.get("thinking_text") or row.get("thinking_signature"):
+        thinking = Thinking(text=row.get("thinking_text"), signature=row.get("thinking_signature"))
+    return Message(
+        role=row["role"],
+        content=content,
+        tool_calls=tuple(tool_calls),
+        tool_call_id=row.get("parent_call_id"),
+        tokens=None if tokens == Tokens() else tokens,
+        model_id=row.get("model_name"),
+        thinking=thinking,
+    )

@@ -1,0 +1,387 @@
+"""The OpenAI **Responses** API codec, shared by OpenAI (its default API) and xAI.
+
+Sans-IO: builds the request body from a :class:`~sa_llm.providers.base.ChatRequest`, parses a
+whole reply or a stream of SSE events into :class:`~sa_llm.types.Chunk` objects. Reasoning items
+come back with ``encrypted_content`` (``store: false`` plus
+``include: ["reasoning.encrypted_content"]``) and are replayed on the next turn, so reasoning
+models keep their chain of thought across tool calls without server-side state.
+
+Example::
+
+    codec = OpenAI(config)
+    http = codec.build_request(ChatRequest(model="gpt-5-nano", messages=[user_message]))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sa_llm.content import Attachment
+from sa_llm.providers._sse import SSEDecoder, ServerSentEvent
+from sa_llm.providers.base import (
+    ChatRequest,
+    HttpRequest,
+    HttpResponse,
+    Provider,
+    SchemaSpec,
+    StreamParser,
+    ToolSpec,
+    deep_merge,
+)
+from sa_llm.schema import strict_schema
+from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCallDelta
+
+__all__ = ["ResponsesCodec", "ResponsesStreamParser", "inline_text_file"]
+
+
+def inline_text_file(attachment: Attachment) -> str:
+    """A text file as the model reads it inline (the form every provider here accepts)."""
+    return (
+        f"<file name='{attachment.display_name}' mime_type='{attachment.type}'>"
+        f"{attachment.text()}</file>"
+    )
+
+
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex", "gpt-oss", "grok-3-mini", "grok-4")
+
+
+class ResponsesCodec(Provider):
+    """Codec for ``POST {base_url}/responses``. Subclasses set ``name`` and the base URL."""
+
+    endpoint_path = "/responses"
+
+    # -- request ------------------------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        key = self.api_key()
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    def is_reasoning_model(self, model: str) -> bool:
+        """Whether to ask for encrypted reasoning (only reasoning models accept it)."""
+        return model.startswith(_REASONING_PREFIXES)
+
+    def build_request(self, request: ChatRequest) -> HttpRequest:
+        instructions = [m.text or "" for m in request.messages if m.role == "system"]
+        body: dict[str, Any] = {"model": request.model}
+        if instructions:
+            body["instructions"] = "\n\n".join(instructions)
+        body["input"] = [
+            item
+            for message in request.messages
+            if message.role != "system"
+            for item in self.format_message(message)
+        ]
+        body["stream"] = request.stream
+        body["store"] = False
+        if self.is_reasoning_model(request.model):
+            body["include"] = ["reasoning.encrypted_content"]
+        if request.tools:
+            body["tools"] = [self.format_tool(tool) for tool in request.tools]
+        if request.tool_choice is not None and request.tools:
+            body["tool_choice"] = self.format_tool_choice(request.tool_choice)
+        if request.parallel_tool_calls is not None and request.tools:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.schema is not None:
+            body["text"] = {"format": self.format_schema(request.schema)}
+        params = dict(request.params)
+        thinking = params.pop("_thinking", None)
+        if thinking:
+            body["reasoning"] = self.format_thinking(thinking)
+        body = deep_merge(body, params)
+        headers = {**self.auth_headers(), "content-type": "application/json"}
+        headers.update(request.headers)
+        return HttpRequest("POST", f"{self.base_url}{self.endpoint_path}", headers, json=body)
+
+    def format_thinking(self, thinking: Mapping[str, Any]) -> dict[str, Any]:
+        effort = thinking.get("effort")
+        if effort is None and thinking.get("budget") is not None:
+            budget = int(thinking["budget"])
+            effort = "low" if budget < 2048 else "medium" if budget < 8192 else "high"
+        return {"effort": effort or "medium"}
+
+    def format_tool(self, tool: ToolSpec) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": dict(tool.parameters),
+            "strict": False,
+        }
+
+    def format_tool_choice(self, choice: str) -> Any:
+        if choice in ("auto", "none", "required"):
+            return choice
+        return {"type": "function", "name": choice}
+
+    def format_schema(self, schema: SchemaSpec) -> dict[str, Any]:
+        return {
+            "type": "json_schema",
+            "name": schema.name,
+            "schema": strict_schema(schema.schema) if schema.strict else dict(schema.schema),
+            "strict": schema.strict,
+        }
+
+    def format_message(self, message: Message) -> list[dict[str, Any]]:
+        """The input items for one message (an assistant turn can be several items)."""
+        if message.role == "user":
+            return [{"role": "user", "content": self.format_content(message.content)}]
+        if message.role == "tool":
+            return self.format_tool_result(message)
+        items: list[dict[str, Any]] = []
+        thinking = message.thinking
+        if thinking is not None and (thinking.signature or thinking.extra.get("reasoning_item")):
+            reasoning: dict[str, Any] = {
+                "type": "reasoning",
+                "summary": [{"type": "summary_text", "text": thinking.text}]
+                if thinking.text
+                else [],
+            }
+            if thinking.signature:
+                reasoning["encrypted_content"] = thinking.signature
+            items.append(reasoning)
+        if isinstance(message.content, RawContent):
+            items.append({"role": "assistant", "content": message.content.value})
+        elif message.text:
+            items.append(
+                {"role": "assistant", "content": [{"type": "output_text", "text": message.text}]}
+            )
+        for call in message.tool_calls:
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call.id,
+                    "name": call.name,
+                    "arguments": json.dumps(call.arguments, ensure_ascii=False),
+                }
+            )
+        return items
+
+    def format_tool_result(self, message: Message) -> list[dict[str, Any]]:
+        content = message.content
+        output = content.value if isinstance(content, RawContent) else (message.text or "")
+        if not isinstance(output, str):
+            output = json.dumps(output, ensure_ascii=False)
+        items: list[dict[str, Any]] = [
+            {"type": "function_call_output", "call_id": message.tool_call_id, "output": output}
+        ]
+        # Function outputs carry text only; files a tool returned follow as a user turn.
+        if message.attachments:
+            parts: list[dict[str, Any]] = [
+                {
+                    "type": "input_text",
+                    "text": f"Attachments from tool call {message.tool_call_id}:",
+                }
+            ]
+            parts.extend(self.format_attachment(a) for a in message.attachments)
+            items.append({"role": "user", "content": parts})
+        return items
+
+    def format_content(self, content: str | Content | RawContent | None) -> Any:
+        if isinstance(content, RawContent):
+            return content.value
+        if not isinstance(content, Content):
+            return content or ""
+        if not content.attachments:
+            return content.text or ""
+        parts: list[dict[str, Any]] = []
+        if content.text:
+            parts.append({"type": "input_text", "text": content.text})
+        parts.extend(self.format_attachment(a) for a in content.attachments)
+        return parts
+
+    def format_attachment(self, attachment: Attachment) -> dict[str, Any]:
+        kind = attachment.kind
+        if kind == "image":
+            url = attachment.url if attachment.is_remote else attachment.data_url()
+            return {"type": "input_image", "image_url": url}
+        if kind == "text":
+            return {"type": "input_text", "text": inline_text_file(attachment)}
+        if attachment.is_remote:
+            return {"type": "input_file", "file_url": attachment.url}
+        return {
+            "type": "input_file",
+            "filename": attachment.display_name,
+            "file_data": attachment.data_url(),
+        }
+
+    def accepts_url(self, mime_type: str) -> bool:
+        return mime_type.startswith("image/")
+
+    # -- reply --------------------------------------------------------------------------------
+
+    def parse_response(self, response: HttpResponse) -> list[Chunk]:
+        body = self.parse_json(response)
+        if not isinstance(body, Mapping):
+            raise self.malformed("the reply is not a JSON object", body)
+        if body.get("error"):
+            raise self.stream_error(body)
+        output = body.get("output")
+        if not isinstance(output, list):
+            raise self.malformed("the reply has no 'output' list", body)
+        chunks = [chunk for item in output for chunk in self.parse_output_item(item, final=True)]
+        chunks.append(self.final_chunk(body))
+        return chunks
+
+    def parse_output_item(self, item: Any, *, final: bool) -> Iterable[Chunk]:
+        """Chunks for one complete output item (``final``: the whole reply, not a stream)."""
+        if not isinstance(item, Mapping):
+            raise self.malformed("an output item is not an object", item)
+        kind = item.get("type")
+        if kind == "message" and final:
+            for part in item.get("content") or ():
+                if not isinstance(part, Mapping):
+                    continue
+                if part.get("type") == "output_text" and part.get("text"):
+                    yield Chunk(content=str(part["text"]))
+                elif part.get("type") == "refusal" and part.get("refusal"):
+                    yield Chunk(content=str(part["refusal"]))
+        elif kind == "function_call" and final:
+            yield Chunk(
+                tool_calls=(
+                    ToolCallDelta(
+                        key=str(item.get("id") or item.get("call_id")),
+                        id=str(item.get("call_id") or item.get("id")),
+                        name=str(item.get("name") or ""),
+                        arguments=str(item.get("arguments") or ""),
+                    ),
+                )
+            )
+        elif kind == "reasoning":
+            summary = item.get("summary") or []
+            text = "\n\n".join(
+                str(part.get("text"))
+                for part in summary
+                if isinstance(part, Mapping) and part.get("text")
+            )
+            if not text:
+                text = "".join(
+                    str(part.get("text"))
+                    for part in item.get("content") or ()
+                    if isinstance(part, Mapping) and part.get("text")
+                )
+            yield Chunk(
+                thinking=text if (final and text) else None,
+                thinking_signature=item.get("encrypted_content") or None,
+                thinking_extra={"reasoning_item": True},
+            )
+
+    def final_chunk(self, body: Mapping[str, Any]) -> Chunk:
+        """Usage, model and finish reason of a complete response object."""
+        status = body.get("status")
+        finish = "stop" if status == "completed" else None
+        details = body.get("incomplete_details")
+        if status == "incomplete" and isinstance(details, Mapping):
+            finish = "length" if details.get("reason") == "max_output_tokens" else "incomplete"
+        return Chunk(
+            tokens=self.usage_tokens(body.get("usage")),
+            model_id=str(body["model"]) if body.get("model") else None,
+            finish_reason=finish,
+        )
+
+    def usage_tokens(self, usage: Any) -> Tokens | None:
+        if not isinstance(usage, Mapping):
+            return None
+        input_details = usage.get("input_tokens_details") or {}
+        output_details = usage.get("output_tokens_details") or {}
+        return Tokens(
+            input=usage.get("input_tokens"),
+            output=usage.get("output_tokens"),
+            cached=input_details.get("cached_tokens") if isinstance(input_details, Mapping) else None,
+            reasoning=(
+                output_details.get("reasoning_tokens")
+                if isinstance(output_details, Mapping)
+                else None
+            ),
+        )
+
+    def error_message(self, body: Any) -> tuple[str, str | None]:
+        if isinstance(body, Mapping) and isinstance(body.get("response"), Mapping):
+            return super().error_message(body["response"])
+        return super().error_message(body)
+
+    def stream_parser(self) -> StreamParser:
+        return ResponsesStreamParser(self)
+
+
+class ResponsesStreamParser(StreamParser):
+    """Parses the Responses event stream (``response.output_text.delta`` ... ``completed``)."""
+
+    provider: ResponsesCodec
+
+    def __init__(self, provider: ResponsesCodec) -> None:
+        super().__init__(provider)
+        self.decoder = SSEDecoder()
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        return self._chunks(self.decoder.feed(data))
+
+    def close(self) -> list[Chunk]:
+        chunks = self._chunks(self.decoder.flush())
+        return chunks + super().close()
+
+    def _chunks(self, events: list[ServerSentEvent]) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for event in events:
+            chunk = self.parse_event(event)
+            if chunk is not None:
+                chunks.append(chunk)
+        return chunks
+
+    def parse_event(self, event: ServerSentEvent) -> Chunk | None:
+        if not event.data or event.data == "[DONE]":
+            return None
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            raise self.provider.malformed("a stream event is not JSON", event.data) from None
+        if not isinstance(payload, Mapping):
+            raise self.provider.malformed("a stream event is not an object", payload)
+        kind = payload.get("type") or event.event
+        if kind == "response.output_text.delta" or kind == "response.refusal.delta":
+            delta = payload.get("delta")
+            return Chunk(content=str(delta)) if delta else None
+        if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+            delta = payload.get("delta")
+            return Chunk(thinking=str(delta)) if delta else None
+        if kind == "response.reasoning_summary_part.added" and payload.get("summary_index"):
+            # Summaries come in parts; separate them as the non-streamed form does.
+            return Chunk(thinking="\n\n")
+        if kind == "response.output_item.added":
+            item = payload.get("item")
+            if isinstance(item, Mapping) and item.get("type") == "function_call":
+                return Chunk(
+                    tool_calls=(
+                        ToolCallDelta(
+                            key=str(item.get("id") or payload.get("output_index")),
+                            id=str(item.get("call_id") or item.get("id")),
+                            name=str(item.get("name") or ""),
+                            arguments=str(item.get("arguments") or ""),
+                        ),
+                    )
+                )
+            return None
+        if kind == "response.function_call_arguments.delta":
+            delta = payload.get("delta")
+            if not delta:
+                return None
+            key = payload.get("item_id") or payload.get("output_index")
+            return Chunk(tool_calls=(ToolCallDelta(key=str(key), arguments=str(delta)),))
+        if kind == "response.output_item.done":
+            item = payload.get("item")
+            if isinstance(item, Mapping) and item.get("type") == "reasoning":
+                chunks = list(self.provider.parse_output_item(item, final=False))
+                return chunks[0] if chunks else None
+            return None
+        if kind in ("response.completed", "response.incomplete"):
+            self.finished = True
+            response = payload.get("response")
+            if isinstance(response, Mapping):
+                return self.provider.final_chunk(response)
+            return Chunk(finish_reason="stop")
+        if kind in ("error", "response.failed"):
+            raise self.provider.stream_error(payload)
+        return None

@@ -1,0 +1,416 @@
+"""The only module that does HTTP I/O: sending requests, opening streams, retrying.
+
+Retries are decided by pure functions (:func:`retry_delay`): 408, 409, 429 and 5xx statuses
+and connection errors are retried with exponential backoff and jitter, honouring
+``Retry-After`` / ``retry-after-ms`` and the provider's ``x-should-retry`` hint. A stream is
+retried only while opening it, never after a chunk has reached the caller.
+
+The retry loop is written once as a flow (:mod:`sa_llm._flow`) and pumped by :meth:`send` /
+:meth:`asend`; the effects :class:`SendRequest`, :class:`OpenStream` and :class:`ReadStream`
+let a higher-level flow (the chat) do the same without knowing whether it runs sync or async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator, Mapping
+
+import anyio
+import httpx
+
+from sa_llm import errors
+from sa_llm._flow import Effect, Flow, Scope, adrive, drive
+from sa_llm.config import Config
+from sa_llm.providers.base import HttpRequest, HttpResponse, Provider, parse_retry_after
+
+__all__ = [
+    "Download",
+    "OpenStream",
+    "ReadStream",
+    "SendRequest",
+    "StreamHandle",
+    "Transport",
+    "retry_delay",
+    "should_retry",
+]
+
+logger = logging.getLogger("sa_llm.http")
+
+_RETRY_STATUSES = frozenset({408, 409, 429})
+_MAX_HONOURED_RETRY_AFTER = 60.0
+
+
+def should_retry(status: int | None, headers: Mapping[str, str]) -> bool:
+    """Whether a failed attempt is worth repeating (a pure function).
+
+    ``status`` is ``None`` when no response arrived (connection error or timeout): those are
+    retried because nothing reached the provider or its answer was lost.
+    """
+    hint = headers.get("x-should-retry")
+    if hint == "true":
+        return True
+    if hint == "false":
+        return False
+    if status is None:
+        return True
+    # 408 timeout, 409 lock conflict, 429 rate limit and 5xx are transient by definition.
+    return status in _RETRY_STATUSES or status >= 500
+
+
+def retry_delay(
+    attempt: int,
+    config: Config,
+    status: int | None,
+    headers: Mapping[str, str],
+    *,
+    rand: float | None = None,
+) -> float | None:
+    """Seconds to wait before retry number ``attempt + 1``, or ``None`` to give up.
+
+    A provider's ``Retry-After`` wins when it is reasonable (0 to 60 s); otherwise the delay is
+    ``retry_interval * retry_backoff_factor ** attempt`` capped at ``retry_max_interval``, with
+    up to ``retry_jitter`` of it taken off at random so clients do not retry in lockstep.
+    """
+    if attempt >= config.max_retries or not should_retry(status, headers):
+        return None
+    asked = parse_retry_after(headers)
+    if asked is not None and 0 <= asked <= _MAX_HONOURED_RETRY_AFTER:
+        return asked
+    base = min(
+        config.retry_interval * config.retry_backoff_factor**attempt, config.retry_max_interval
+    )
+    jitter = config.retry_jitter * (random.random() if rand is None else rand)
+    return base * (1.0 - jitter)
+
+
+# -- default clients ---------------------------------------------------------------------------
+
+_client_lock = threading.Lock()
+_default_client: httpx.Client | None = None
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _limits() -> httpx.Limits:
+    return httpx.Limits(max_connections=200, max_keepalive_connections=50)
+
+
+def default_client() -> httpx.Client:
+    """The shared pooled client used when the config names none."""
+    global _default_client
+    with _client_lock:
+        if _default_client is None or _default_client.is_closed:
+            _default_client = httpx.Client(limits=_limits(), follow_redirects=True)
+        return _default_client
+
+
+def default_async_client() -> httpx.AsyncClient:
+    """A shared pooled async client for the running event loop (clients are loop-bound)."""
+    loop = asyncio.get_running_loop()
+    with _client_lock:
+        client = _async_clients.get(loop)
+        if client is None or client.is_closed:
+            client = httpx.AsyncClient(limits=_limits(), follow_redirects=True)
+            _async_clients[loop] = client
+        return client
+
+
+# -- the transport ------------------------------------------------------------------------------
+
+
+class StreamHandle:
+    """An open streamed response; read it with :class:`ReadStream` effects."""
+
+    __slots__ = ("_aiter", "_iter", "response", "transport")
+
+    def __init__(self, transport: Transport, response: httpx.Response) -> None:
+        self.transport = transport
+        self.response = response
+        self._iter: Iterator[bytes] | None = None
+        self._aiter: AsyncIterator[bytes] | None = None
+
+    def read(self) -> bytes:
+        """The next bytes, or ``b""`` at the end of the stream."""
+        if self._iter is None:
+            self._iter = self.response.iter_bytes()
+        try:
+            return next(self._iter, b"")
+        except httpx.HTTPError as exc:
+            raise self.transport.connection_error(exc) from exc
+
+    async def aread(self) -> bytes:
+        if self._aiter is None:
+            self._aiter = self.response.aiter_bytes()
+        try:
+            return await self._aiter.__anext__()
+        except StopAsyncIteration:
+            return b""
+        except httpx.HTTPError as exc:
+            raise self.transport.connection_error(exc) from exc
+
+
+class Transport:
+    """Sends a provider's requests through the configured (or shared) httpx clients."""
+
+    def __init__(self, config: Config, provider: Provider) -> None:
+        self.config = config
+        self.provider = provider
+        self._own_clients = provider.http_clients()
+
+    def __repr__(self) -> str:
+        return f"<Transport {self.provider.name}>"
+
+    # -- helpers shared by both drivers --
+
+    def client(self) -> httpx.Client:
+        if self._own_clients is not None:
+            return self._own_clients[0]
+        return self.config.http_client or default_client()
+
+    def async_client(self) -> httpx.AsyncClient:
+        if self._own_clients is not None:
+            return self._own_clients[1]
+        return self.config.async_http_client or default_async_client()
+
+    def build(self, client: httpx.Client | httpx.AsyncClient, request: HttpRequest) -> httpx.Request:
+        content = request.content
+        headers = dict(request.headers)
+        if request.json is not None:
+            content = json.dumps(request.json, ensure_ascii=False, separators=(",", ":")).encode()
+            headers.setdefault("content-type", "application/json")
+        return client.build_request(
+            request.method,
+            request.url,
+            headers=headers,
+            content=content,
+            timeout=self.config.request_timeout,
+        )
+
+    def connection_error(self, exc: Exception) -> errors.APIConnectionError:
+        name = self.provider.name
+        if isinstance(exc, httpx.TimeoutException):
+            return errors.APITimeoutError(
+                f"Request to {name} timed out after {self.config.request_timeout:g}s "
+                f"({type(exc).__name__}).",
+                provider=name,
+            )
+        return errors.APIConnectionError(
+            f"Connection to {name} failed: {type(exc).__name__}: {exc}", provider=name
+        )
+
+    def _attempts(self, request: HttpRequest, stream: bool) -> Flow[httpx.Response]:
+        """The retry loop, written once: yields attempts and sleeps, returns a 2xx response."""
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            response: httpx.Response | None = None
+            try:
+                response = yield _Attempt(self, request, stream)
+            except httpx.HTTPError as exc:
+                error: errors.ProviderError = self.connection_error(exc)
+                status, headers = None, {}
+            else:
+                if response.status_code < 400:
+                    logger.debug(
+                        "%s %s -> %s in %.0f ms",
+                        request.method,
+                        request.url,
+                        response.status_code,
+                        (time.perf_counter() - started) * 1000,
+                    )
+                    return response
+                body = yield _ReadBody(response)
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                status = response.status_code
+                error = self.provider.error_for(HttpResponse(status, headers, body))
+            delay = retry_delay(attempt, self.config, status, headers)
+            if delay is None:
+                logger.debug("%s %s failed: %s", request.method, request.url, type(error).__name__)
+                raise error
+            attempt += 1
+            logger.info(
+                "Retrying %s request (%d/%d) in %.2fs after %s",
+                self.provider.name,
+                attempt,
+                self.config.max_retries,
+                delay,
+                type(error).__name__,
+            )
+            yield _Sleep(delay)
+
+    # -- blocking --
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request`` with retries; return the 2xx response or raise a typed error."""
+        response = drive(self._attempts(request, stream=False))
+        return _to_response(response)
+
+    def open_stream(self, request: HttpRequest) -> StreamHandle:
+        """Open a streamed response (retrying until its status arrives); caller closes it."""
+        return StreamHandle(self, drive(self._attempts(request, stream=True)))
+
+    # -- async --
+
+    async def asend(self, request: HttpRequest) -> HttpResponse:
+        response = await adrive(self._attempts(request, stream=False))
+        return _to_response(response)
+
+    async def aopen_stream(self, request: HttpRequest) -> StreamHandle:
+        return StreamHandle(self, await adrive(self._attempts(request, stream=True)))
+
+
+def _to_response(response: httpx.Response) -> HttpResponse:
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    return HttpResponse(response.status_code, headers, response.content)
+
+
+class _Attempt(Effect[httpx.Response]):
+    __slots__ = ("request", "stream", "transport")
+
+    def __init__(self, transport: Transport, request: HttpRequest, stream: bool) -> None:
+        self.transport = transport
+        self.request = request
+        self.stream = stream
+
+    def run(self, scope: Scope) -> httpx.Response:
+        client = self.transport.client()
+        return client.send(self.transport.build(client, self.request), stream=self.stream)
+
+    async def arun(self, scope: Scope) -> httpx.Response:
+        client = self.transport.async_client()
+        return await client.send(self.transport.build(client, self.request), stream=self.stream)
+
+
+class _ReadBody(Effect[bytes]):
+    __slots__ = ("response",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+    def run(self, scope: Scope) -> bytes:
+        try:
+            return self.response.read()
+        except httpx.HTTPError:
+            return b""
+        finally:
+            self.response.close()
+
+    async def arun(self, scope: Scope) -> bytes:
+        try:
+            return await self.response.aread()
+        except httpx.HTTPError:
+            return b""
+        finally:
+            await self.response.aclose()
+
+
+class _Sleep(Effect[None]):
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self, scope: Scope) -> None:
+        time.sleep(self.seconds)
+
+    async def arun(self, scope: Scope) -> None:
+        await anyio.sleep(self.seconds)
+
+
+class SendRequest(Effect[HttpResponse]):
+    """Effect: send a request with retries and return the whole 2xx response."""
+
+    __slots__ = ("request", "transport")
+
+    def __init__(self, transport: Transport, request: HttpRequest) -> None:
+        self.transport = transport
+        self.request = request
+
+    def run(self, scope: Scope) -> HttpResponse:
+        return self.transport.send(self.request)
+
+    async def arun(self, scope: Scope) -> HttpResponse:
+        return await self.transport.asend(self.request)
+
+
+class OpenStream(Effect[StreamHandle]):
+    """Effect: open a streamed response; it is closed when the drive ends."""
+
+    __slots__ = ("request", "transport")
+
+    def __init__(self, transport: Transport, request: HttpRequest) -> None:
+        self.transport = transport
+        self.request = request
+
+    def run(self, scope: Scope) -> StreamHandle:
+        handle = self.transport.open_stream(self.request)
+        scope.on_close(handle.response.close)
+        return handle
+
+    async def arun(self, scope: Scope) -> StreamHandle:
+        handle = await self.transport.aopen_stream(self.request)
+        scope.on_aclose(handle.response.aclose)
+        return handle
+
+
+class ReadStream(Effect[bytes]):
+    """Effect: the next bytes of an open stream, ``b""`` at its end."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: StreamHandle) -> None:
+        self.handle = handle
+
+    def run(self, scope: Scope) -> bytes:
+        return self.handle.read()
+
+    async def arun(self, scope: Scope) -> bytes:
+        return await self.handle.aread()
+
+
+
+class Download(Effect[tuple[bytes, str | None]]):
+    """Effect: GET a remote attachment through the configured client; ``(bytes, type)``.
+
+    Downloads are limited to ``max_attachment_bytes`` and retried like provider calls.
+    """
+
+    __slots__ = ("transport", "url")
+
+    def __init__(self, transport: Transport, url: str) -> None:
+        self.transport = transport
+        self.url = url
+
+    def _result(self, response: HttpResponse) -> tuple[bytes, str | None]:
+        limit = self.transport.config.max_attachment_bytes
+        if len(response.body) > limit:
+            raise errors.AttachmentError(
+                f"Remote attachment {self.url!r} is {len(response.body):,} bytes; "
+                f"the limit is {limit:,}."
+            )
+        return response.body, response.headers.get("content-type")
+
+    def run(self, scope: Scope) -> tuple[bytes, str | None]:
+        request = HttpRequest("GET", self.url)
+        try:
+            return self._result(self.transport.send(request))
+        except errors.APIStatusError as exc:
+            raise errors.AttachmentError(
+                f"Could not download {self.url!r}: HTTP {exc.status}"
+            ) from exc
+
+    async def arun(self, scope: Scope) -> tuple[bytes, str | None]:
+        request = HttpRequest("GET", self.url)
+        try:
+            return self._result(await self.transport.asend(request))
+        except errors.APIStatusError as exc:
+            raise errors.AttachmentError(
+                f"Could not download {self.url!r}: HTTP {exc.status}"
+            ) from exc

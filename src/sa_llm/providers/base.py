@@ -1,0 +1,351 @@
+"""The provider interface: a sans-IO codec between sa_llm's value objects and one HTTP API.
+
+A provider turns a :class:`ChatRequest` into an :class:`HttpRequest`, a reply into
+:class:`~sa_llm.types.Chunk` objects, a stream into chunks through a :class:`StreamParser`, and
+an error status into the right :mod:`sa_llm.errors` class. It never opens a socket: only
+:mod:`sa_llm.providers._transport` does I/O. A whole reply is parsed into the same chunks a
+stream delivers, so streamed and non-streamed replies end in the same message through the same
+accumulation (:mod:`sa_llm.streaming`).
+
+Example (what a test of a codec looks like)::
+
+    provider = OpenAIResponses(config)
+    http = provider.build_request(ChatRequest(model="gpt-5-nano", messages=[...]))
+    chunks = provider.parse_response(HttpResponse(200, {}, recorded_body))
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sa_llm import errors
+from sa_llm.config import Config
+from sa_llm.types import Chunk, Message
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "ChatRequest",
+    "HttpRequest",
+    "HttpResponse",
+    "Provider",
+    "SchemaSpec",
+    "StreamParser",
+    "ToolSpec",
+    "deep_merge",
+    "error_class_for",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as the model sees it: name, description and JSON Schema of its parameters."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaSpec:
+    """A structured-output request: the JSON Schema the reply must match."""
+
+    name: str
+    schema: Mapping[str, Any]
+    strict: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """Everything a provider needs to build one request, independent of its wire format.
+
+    Attributes:
+        model: the provider's model id.
+        messages: the conversation so far, system messages included.
+        tools: tools the model may call.
+        tool_choice: ``"auto"``, ``"none"``, ``"required"`` or a tool name; ``None`` = default.
+        parallel_tool_calls: allow several calls in one reply; ``None`` = provider default.
+        temperature: sampling temperature, ``None`` = provider default.
+        schema: structured-output schema, or ``None``.
+        params: provider-specific body fields, deep-merged into the body last.
+        headers: extra HTTP headers.
+        stream: ask for a streamed reply.
+    """
+
+    model: str
+    messages: Sequence[Message]
+    tools: Sequence[ToolSpec] = ()
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
+    temperature: float | None = None
+    schema: SchemaSpec | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    """An HTTP request as data. ``json`` is serialised by the transport."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+    content: bytes | None = None
+
+    def __repr__(self) -> str:
+        # Headers carry credentials: never show them.
+        return f"HttpRequest({self.method} {self.url})"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """An HTTP response as data: status, lower-case headers and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def request_id(self) -> str | None:
+        for name in ("x-request-id", "request-id", "x-amzn-requestid", "x-goog-request-id"):
+            value = self.headers.get(name)
+            if value:
+                return value
+        return None
+
+
+class StreamParser:
+    """Turns the bytes of one streamed reply into chunks; one instance per stream.
+
+    Subclasses implement :meth:`feed` (bytes in, chunks out) and set :attr:`finished` when the
+    provider's final event arrives, so a stream cut short is detected in :meth:`close`.
+    """
+
+    finished: bool = False
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        """Parse the next bytes of the stream."""
+        raise NotImplementedError
+
+    def close(self) -> list[Chunk]:
+        """The stream ended; raise :class:`StreamInterruptedError` if it ended early."""
+        if not self.finished:
+            raise errors.StreamInterruptedError(
+                "The stream ended before the provider's final event; the reply is incomplete.",
+                provider=self.provider.name,
+            )
+        return []
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` merged into a copy of ``base``; nested mappings merge, other values replace.
+
+    How ``with_params`` fields reach a request body: a nested field overrides only the keys
+    it names.
+    """
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_STATUS_ERRORS: dict[int, type[errors.APIStatusError]] = {
+    400: errors.BadRequestError,
+    401: errors.AuthenticationError,
+    403: errors.PermissionDeniedError,
+    404: errors.NotFoundError,
+    413: errors.BadRequestError,
+    422: errors.BadRequestError,
+    429: errors.RateLimitError,
+    503: errors.OverloadedError,
+    529: errors.OverloadedError,
+}
+
+_CONTEXT_LENGTH = re.compile(
+    r"context[_ ]length|context window|maximum context|prompt is too long|too many tokens"
+    r"|input is too long|exceeds the (?:maximum|context)|input token count|reduce the length",
+    re.IGNORECASE,
+)
+
+
+def error_class_for(status: int, message: str, code: str | None = None) -> type[errors.APIStatusError]:
+    """The error class for an HTTP status and the provider's message (a pure function)."""
+    if status in (400, 413, 422) and (
+        (code and "context_length" in code) or _CONTEXT_LENGTH.search(message)
+    ):
+        return errors.ContextLengthExceededError
+    if "overloaded" in message.lower() and status >= 500:
+        return errors.OverloadedError
+    if status in _STATUS_ERRORS:
+        return _STATUS_ERRORS[status]
+    if status >= 500:
+        return errors.ServerError
+    if status == 408:
+        return errors.APIStatusError
+    return errors.BadRequestError if 400 <= status < 500 else errors.APIStatusError
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return float(raw_ms) / 1000.0
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class Provider:
+    """Base class of provider codecs. Subclasses set the class attributes and the codec methods.
+
+    Attributes:
+        name: the provider's registry name, e.g. ``"openai"``.
+        default_base_url: used when neither config nor env var sets one.
+        requires_api_key: whether requests need a key (Ollama's local server does not).
+        uses_registry: whether models are looked up in the registry (the test fake serves any).
+    """
+
+    name: ClassVar[str] = ""
+    default_base_url: ClassVar[str] = ""
+    requires_api_key: ClassVar[bool] = True
+    uses_registry: ClassVar[bool] = True
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    @classmethod
+    def for_model(cls, config: Config, model_id: str | None) -> Provider:
+        """An instance for ``model_id``; providers with several APIs choose one here."""
+        return cls(config)
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url(self.name, self.default_base_url)
+
+    def api_key(self) -> str | None:
+        """The key for this provider (raises :class:`MissingAPIKeyError` when required)."""
+        return self.config.api_key(self.name, required=self.requires_api_key)
+
+    # -- codec ---------------------------------------------------------------------------
+
+    def build_request(self, request: ChatRequest) -> HttpRequest:
+        """The HTTP request for one model call."""
+        raise NotImplementedError
+
+    def parse_response(self, response: HttpResponse) -> list[Chunk]:
+        """A whole (non-streamed) reply, as the chunks a stream would have delivered."""
+        raise NotImplementedError
+
+    def stream_parser(self) -> StreamParser:
+        """A fresh parser for one streamed reply."""
+        raise NotImplementedError
+
+    def error_message(self, body: Any) -> tuple[str, str | None]:
+        """The human message and machine code inside an error body (common shapes)."""
+        if isinstance(body, Mapping):
+            err = body.get("error", body)
+            if isinstance(err, Mapping):
+                message = err.get("message") or body.get("message") or json.dumps(body)
+                code = err.get("code") or err.get("type") or err.get("status")
+                return str(message), (str(code) if code is not None else None)
+            if isinstance(err, str):
+                return err, None
+            if "message" in body:
+                return str(body["message"]), None
+        if isinstance(body, list) and body:
+            return self.error_message(body[0])
+        return (str(body) if body not in (None, "") else "no error details"), None
+
+    def error_for(self, response: HttpResponse) -> errors.APIStatusError:
+        """The typed error for an HTTP error response."""
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.body.decode("utf-8", "replace")
+        message, code = self.error_message(body)
+        cls = error_class_for(response.status, message, code)
+        kwargs: dict[str, Any] = {
+            "provider": self.name,
+            "status": response.status,
+            "body": body,
+            "request_id": response.request_id,
+        }
+        if cls is errors.RateLimitError:
+            return errors.RateLimitError(
+                message, retry_after=parse_retry_after(response.headers), **kwargs
+            )
+        return cls(message, **kwargs)
+
+    def stream_error(self, payload: Any) -> errors.ProviderError:
+        """The typed error for an error event inside a stream."""
+        message, code = self.error_message(payload)
+        lowered = f"{message} {code or ''}".lower()
+        status = 529 if "overloaded" in lowered else 429 if "rate" in lowered else 500
+        if "context" in lowered and "length" in lowered:
+            status = 400
+        cls = error_class_for(status, message, code)
+        return cls(message, provider=self.name, status=None, body=payload)
+
+    def parse_json(self, response: HttpResponse) -> Any:
+        """The reply's JSON body, or a :class:`ResponseParseError` that keeps the raw text."""
+        try:
+            return response.json()
+        except ValueError:
+            raise errors.ResponseParseError(
+                "The provider's reply is not valid JSON.",
+                provider=self.name,
+                status=response.status,
+                body=response.body[:2000].decode("utf-8", "replace"),
+                request_id=response.request_id,
+            ) from None
+
+    def malformed(self, what: str, payload: Any = None) -> errors.ResponseParseError:
+        """A :class:`ResponseParseError` for a reply that lacks what the protocol promises."""
+        return errors.ResponseParseError(
+            f"Malformed reply from {self.name}: {what}", provider=self.name, body=payload
+        )
+
+    def http_clients(self) -> tuple[httpx.Client, httpx.AsyncClient] | None:
+        """Clients this provider must use instead of the configured ones (the test fake)."""
+        return None
+
+    def accepts_url(self, mime_type: str) -> bool:
+        """Whether a remote file of this type can be sent by URL instead of downloaded."""
+        return False

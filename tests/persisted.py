@@ -1,0 +1,155 @@
+"""Test harness for persisted chats: models on a fresh Base, and one API for sync and async.
+
+``World`` owns an engine (sync or async) on SQLite or PostgreSQL, the declared models and a
+session. Its ``call`` runs a record method in the mode under test: ``await w.call(chat.ask,
+"Hi")`` calls ``chat.ask("Hi")`` in sync mode and ``await chat.aask("Hi")`` in async mode, so
+every behaviour test runs four ways (two databases x two modes) from one body.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
+from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
+
+
+def default_models() -> dict[str, Any]:
+    """Chat, Message, ToolCall and Model on a new declarative base."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    @acts_as_chat()
+    class Chat(ChatMixin, Base):
+        __tablename__ = "chats"
+        title: Mapped[str | None] = mapped_column(default=None)
+
+    @acts_as_message()
+    class Message(MessageMixin, Base):
+        __tablename__ = "messages"
+
+    @acts_as_tool_call()
+    class ToolCall(ToolCallMixin, Base):
+        __tablename__ = "tool_calls"
+
+    @acts_as_model()
+    class Model(ModelMixin, Base):
+        __tablename__ = "models"
+
+    return {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model}
+
+
+@dataclass
+class World:
+    """One database, one mode, one set of models."""
+
+    mode: str
+    sync_engine: Engine
+    async_engine: AsyncEngine | None
+    models: dict[str, Any]
+    session: Any  # Session or AsyncSession
+
+    @property
+    def Chat(self) -> Any:  # noqa: N802 - a class
+        return self.models["Chat"]
+
+    @property
+    def Message(self) -> Any:  # noqa: N802
+        return self.models["Message"]
+
+    @property
+    def ToolCall(self) -> Any:  # noqa: N802
+        return self.models["ToolCall"]
+
+    @property
+    def Model(self) -> Any:  # noqa: N802
+        return self.models["Model"]
+
+    async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``method`` in sync mode, its ``a``-prefixed twin in async mode."""
+        if self.mode == "async":
+            twin = getattr(method.__self__, "a" + method.__name__)  # type: ignore[attr-defined]
+            result = twin(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+        return method(*args, **kwargs)
+
+    async def add(self, *rows: Any) -> None:
+        for row in rows:
+            self.session.add(row)
+        await self.commit()
+
+    async def commit(self) -> None:
+        result = self.session.commit()
+        if inspect.isawaitable(result):
+            await result
+
+    async def refresh(self, row: Any) -> None:
+        result = self.session.refresh(row)
+        if inspect.isawaitable(result):
+            await result
+
+    def rows(self, cls: Any, *criteria: Any) -> list[Any]:
+        """Rows read through a separate sync session: what is really in the database."""
+        with Session(self.sync_engine) as session:
+            query = select(cls).where(*criteria)
+            if hasattr(cls, "created_at"):
+                query = query.order_by(cls.created_at, cls.id)
+            else:
+                query = query.order_by(cls.id)
+            rows = list(session.scalars(query).all())
+            session.expunge_all()
+            return rows
+
+    def messages(self) -> list[Any]:
+        return self.rows(self.Message)
+
+
+def make_world(mode: str, sync_url: str, async_url: str, models: dict[str, Any]) -> World:
+    sync_engine = create_engine(sync_url)
+    models["Base"].metadata.create_all(sync_engine)
+    if mode == "async":
+        async_engine = create_async_engine(async_url)
+        session: Any = AsyncSession(async_engine, expire_on_commit=False)
+    else:
+        async_engine = None
+        session = Session(sync_engine)
+    return World(mode, sync_engine, async_engine, models, session)
+
+
+async def close_world(world: World) -> None:
+    if isinstance(world.session, AsyncSession):
+        await world.session.close()
+    else:
+        world.session.close()
+    if world.async_engine is not None:
+        await world.async_engine.dispose()
+    world.sync_engine.dispose()
+
+
+class StatementCounter:
+    """Counts the SQL statements an engine runs, by verb (SELECT, INSERT, UPDATE, DELETE)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement.strip().split(None, 1)[0].upper())
+
+    def count(self, *verbs: str) -> int:
+        return sum(1 for s in self.statements if s in verbs)
+
+    def reset(self) -> None:
+        self.statements.clear()
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)

@@ -1,0 +1,204 @@
+"""Every recorded OpenAI exchange, replayed through the public API, sync and async.
+
+Table-driven over ``tests/fixtures/wire/openai``: the conversation of each file is rebuilt from
+its recorded requests (see ``wire_responses``), run through ``Chat`` against a replay of the
+recorded replies, and the parsed results are compared with what the recorded replies say. The
+essentials of every request the library sent are compared with the recorded request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sa_llm
+from sa_llm.testing import Replay
+from sa_llm.types import Chunk, Message
+from wire_responses import (
+    WIRE,
+    configure_turn,
+    expected_calls,
+    expected_text,
+    expected_tokens,
+    load,
+    make_tool,
+    model_calls,
+    reply_object,
+    split_user_content,
+    tool_outputs,
+    turns,
+)
+
+FILES = sorted((WIRE / "openai").glob("*.json"))
+RESPONSES_FILES = [
+    path
+    for path in FILES
+    if all(c["request"]["url"].endswith("/responses") for c in model_calls(load(path)))
+]
+
+
+def expected_error(status: int, body: Mapping[str, Any]) -> type[Exception]:
+    code = (body.get("error") or {}).get("code")
+    if code == "context_length_exceeded":
+        return sa_llm.ContextLengthExceededError
+    return {
+        400: sa_llm.BadRequestError,
+        401: sa_llm.AuthenticationError,
+        403: sa_llm.PermissionDeniedError,
+        404: sa_llm.NotFoundError,
+        429: sa_llm.RateLimitError,
+    }.get(status, sa_llm.ServerError)
+
+
+def history_message(item: Mapping[str, Any]) -> Message:
+    text, _ = split_user_content(item["content"])
+    if item["role"] == "assistant":
+        text = "".join(part["text"] for part in item["content"])
+    return Message(role=item["role"], content=text)
+
+
+def new_chat(ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[str, Any]) -> sa_llm.Chat:
+    chat = ctx.chat(body["model"], provider="openai")
+    tools = body.get("tools") or []
+    if tools:
+        outputs = tool_outputs(recording)
+        choice = body.get("tool_choice")
+        chat.with_tools(
+            *[make_tool(spec, outputs) for spec in tools],
+            choice=choice["name"] if isinstance(choice, dict) else choice,
+            calls=None if body.get("parallel_tool_calls") is None else (
+                "many" if body["parallel_tool_calls"] else "one"
+            ),
+        )
+    return chat
+
+
+async def run_ask(chat: sa_llm.Chat, mode: str, prompt: str | None, files: list[Any], stream: bool) -> tuple[Message, list[Chunk]]:
+    chunks: list[Chunk] = []
+    on_chunk = chunks.append if stream else None
+    if mode == "sync":
+        return chat.ask(prompt, attachments=files or None, on_chunk=on_chunk), chunks
+    return await chat.aask(prompt, attachments=files or None, on_chunk=on_chunk), chunks
+
+
+def essentials(item: Mapping[str, Any]) -> Any:
+    """What must match in one input item: kind, role, texts, files, tool ids and outputs."""
+    kind = item.get("type") or f"message:{item.get('role')}"
+    if item.get("role") == "user":
+        text, files = split_user_content(item["content"])
+        return (kind, text, [(f.filename, f.type if not f.is_remote else f.url) for f in files])
+    if item.get("role") == "assistant":
+        return (kind, "".join(p.get("text", "") for p in item["content"]))
+    if kind == "function_call":
+        return (kind, item["call_id"], item["name"], json.loads(item["arguments"] or "{}"))
+    if kind == "function_call_output":
+        return (kind, item["call_id"], item["output"])
+    return (kind,)
+
+
+def assert_request_matches(sent: Mapping[str, Any], recorded: Mapping[str, Any]) -> None:
+    for key in ("model", "stream", "instructions", "tool_choice", "parallel_tool_calls"):
+        assert sent.get(key) == recorded.get(key), key
+    assert [essentials(i) for i in sent["input"]] == [essentials(i) for i in recorded["input"]]
+    assert [t["name"] for t in sent.get("tools", [])] == [
+        t["name"] for t in recorded.get("tools", [])
+    ]
+    sent_format = (sent.get("text") or {}).get("format")
+    recorded_format = (recorded.get("text") or {}).get("format")
+    if recorded_format is None:
+        assert sent_format is None
+    else:
+        assert sent_format["type"] == recorded_format["type"]
+        if recorded_format["type"] == "json_schema":
+            assert sent_format["name"] == recorded_format["name"]
+            assert set(sent_format["schema"]["properties"]) == set(
+                recorded_format["schema"]["properties"]
+            )
+    assert sent.get("reasoning") == recorded.get("reasoning")
+    assert sent.get("include") == recorded.get("include")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("path", RESPONSES_FILES, ids=lambda p: p.stem)
+async def test_replay_responses_recording(path: Path, mode: str) -> None:
+    recording = load(path)
+    replay = Replay(recording)
+    ctx = replay.context()
+    history, asks = turns(recording)
+    chat = new_chat(ctx, recording, asks[0].body)
+    for item in history:
+        chat.add_message(history_message(item))
+
+    for turn in asks:
+        if turn.fresh:
+            chat = new_chat(ctx, recording, turn.body)
+        configure_turn(chat, turn.body)
+        stream = bool(turn.body.get("stream"))
+        last = turn.calls[-1]["response"]
+        if last["status"] >= 400:
+            error = expected_error(last["status"], json.loads(last["body"]))
+            with pytest.raises(error) as caught:
+                await run_ask(chat, mode, turn.prompt, turn.files, stream)
+            assert caught.value.status == last["status"]  # type: ignore[attr-defined]
+            assert caught.value.provider == "openai"  # type: ignore[attr-defined]
+            continue
+        before = len(chat.messages)
+        reply, chunks = await run_ask(chat, mode, turn.prompt, turn.files, stream)
+        expected = reply_object(last)
+        assert expected is not None
+        assert reply.text == expected_text(expected)
+        assert reply.tokens == expected_tokens(expected)
+        assert reply.model_id == expected["model"]
+        if stream:
+            assert "".join(c.content or "" for c in chunks) == (reply.text or "")
+        # Every tool round the recording shows produced the same calls in the history.
+        new_messages = chat.messages[before:]
+        rounds = [m for m in new_messages if m.role == "assistant" and m.tool_calls]
+        recorded_rounds = [
+            expected_calls(obj)
+            for call in turn.calls[:-1]
+            if (obj := reply_object(call["response"])) is not None
+        ]
+        assert [
+            [(c.id, c.name, dict(c.arguments)) for c in m.tool_calls] for m in rounds
+        ] == recorded_rounds
+        for message in new_messages:
+            if message.role == "tool":
+                assert message.tool_call_id in {c.id for m in rounds for c in m.tool_calls}
+
+    posts = [s for s in replay.seen if s.method == "POST"]
+    assert len(posts) == len(model_calls(recording))
+    for sent, call in zip(posts, model_calls(recording), strict=True):
+        assert_request_matches(sent.body, call["request"]["body"])
+        assert sent.headers["authorization"] == "Bearer test-key"
+    replay.assert_all_used()
+
+
+AUDIO = WIRE / "openai" / "chat_audio_models_openai_gpt-audio-mini_can_understand_mp3_audio.json"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_replay_audio_through_chat_completions(mode: str) -> None:
+    import base64
+
+    recording = load(AUDIO)
+    recorded = recording["interactions"][0]
+    parts = recorded["request"]["body"]["messages"][0]["content"]
+    audio = next(p for p in parts if p["type"] == "input_audio")
+    mp3 = sa_llm.Attachment.from_bytes(base64.b64decode(audio["input_audio"]["data"]), "speech.mp3")
+    replay = Replay(recording)
+    chat = replay.context().chat(recorded["request"]["body"]["model"], provider="openai")
+    prompt = next(p["text"] for p in parts if p["type"] == "text")
+    reply, _ = await run_ask(chat, mode, prompt, [mp3], False)
+    body = json.loads(recorded["response"]["body"])
+    assert reply.text == body["choices"][0]["message"]["content"]
+    assert reply.tokens is not None and reply.tokens.input == body["usage"]["prompt_tokens"]
+    sent = replay.seen[0].body
+    assert sent["model"] == recorded["request"]["body"]["model"]
+    sent_audio = next(p for p in sent["messages"][0]["content"] if p["type"] == "input_audio")
+    assert sent_audio == audio
+    replay.assert_all_used()

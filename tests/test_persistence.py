@@ -1,0 +1,477 @@
+"""The persistence flow of ``@acts_as_chat`` models, on SQLite and PostgreSQL, sync and async.
+
+Ports the conformance list of the reference (section 12.1 of ruby_llm_behaviour.md): rows in
+the database after each scenario, scripted with the fake LLM of ``sa_llm.testing``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import pytest
+from sqlalchemy import event
+
+import sa_llm
+from persisted import StatementCounter, World, close_world, default_models, make_world
+from sa_llm.testing import FakeLLM, fake_llm
+from sa_llm.types import RawContent, Tokens
+
+
+@pytest.fixture(params=["sync", "async"])
+async def world(request: pytest.FixtureRequest, db_url: str, async_db_url: str) -> AsyncIterator[World]:
+    world = make_world(request.param, db_url, async_db_url, default_models())
+    sa_llm.configure(max_retries=0, default_model="gpt-4.1-nano")
+    try:
+        yield world
+    finally:
+        await close_world(world)
+        sa_llm.reset_config()
+
+
+@pytest.fixture
+def fake() -> Any:
+    with fake_llm(echo=False) as fake:
+        yield fake
+
+
+async def new_chat(world: World, **kwargs: Any) -> Any:
+    kwargs.setdefault("model", "fake-model")
+    kwargs.setdefault("provider", "fake")
+    chat = world.Chat(**kwargs)
+    await world.add(chat)
+    return chat
+
+
+class Calculator(sa_llm.Tool):
+    """Evaluates a simple arithmetic expression."""
+
+    def execute(self, expression: Annotated[str, "e.g. 2 + 2"]) -> str:
+        left, op, right = expression.split()
+        value = {"+": int(left) + int(right), "*": int(left) * int(right)}[op]
+        return str(value)
+
+
+# -- basic chat --------------------------------------------------------------------------------------
+
+
+async def test_persists_chat_history(world: World, fake: FakeLLM) -> None:
+    fake.reply("Paris", tokens=Tokens(input=12, output=3))
+    chat = await new_chat(world)
+    reply = await world.call(chat.ask, "What is the capital of France?")
+    assert reply.text == "Paris"
+    rows = world.messages()
+    assert [(r.role, r.content) for r in rows] == [
+        ("user", "What is the capital of France?"),
+        ("assistant", "Paris"),
+    ]
+    assert (rows[1].input_tokens, rows[1].output_tokens) == (12, 3)
+    assert all(r.chat_id == chat.id for r in rows)
+
+
+async def test_associates_chat_and_messages_with_the_model_row(world: World, fake: FakeLLM) -> None:
+    fake.reply("Hi")
+    chat = world.Chat(model="gpt-4.1-nano")
+    await world.add(chat)
+    models = world.rows(world.Model)
+    assert [(m.model_id, m.provider) for m in models] == [("gpt-4.1-nano", "openai")]
+    assert models[0].name == sa_llm.models.find("gpt-4.1-nano").name
+    assert world.rows(world.Chat)[0].model_id == models[0].id
+
+
+async def test_default_model_from_config(world: World) -> None:
+    chat = world.Chat()
+    await world.add(chat)
+    model = world.rows(world.Model)[0]
+    assert model.model_id == "gpt-4.1-nano"
+    assert world.rows(world.Chat)[0].model_id == model.id
+
+
+async def test_assistant_rows_reference_the_chat_model(world: World, fake: FakeLLM) -> None:
+    fake.reply("ok")
+    chat = await new_chat(world)
+    await world.call(chat.ask, "hi")
+    model = world.rows(world.Model)[0]
+    assert (model.model_id, model.provider) == ("fake-model", "fake")
+    assistant = [m for m in world.messages() if m.role == "assistant"]
+    assert [m.model_id for m in assistant] == [model.id]
+
+
+async def test_multi_turn_history_is_sent_in_order(world: World, fake: FakeLLM) -> None:
+    fake.reply("one").reply("two")
+    chat = await new_chat(world)
+    await world.call(chat.ask, "first")
+    await world.call(chat.ask, "second")
+    sent = fake.requests[1]["messages"]
+    assert [(m["role"], m["content"]) for m in sent] == [
+        ("user", "first"),
+        ("assistant", "one"),
+        ("user", "second"),
+    ]
+    assert [m.content for m in world.messages()] == ["first", "one", "second", "two"]
+
+
+# -- system messages ---------------------------------------------------------------------------------
+
+
+async def test_system_messages_replace_by_default(world: World, fake: FakeLLM) -> None:
+    chat = await new_chat(world)
+    await world.call(chat.with_instructions, "Be brief.")
+    await world.call(chat.with_instructions, "Be verbose.")
+    system = [m for m in world.messages() if m.role == "system"]
+    assert [m.content for m in system] == ["Be verbose."]
+
+
+async def test_system_messages_append_when_asked(world: World, fake: FakeLLM) -> None:
+    chat = await new_chat(world)
+    await world.call(chat.with_instructions, "Be brief.")
+    await world.call(chat.with_instructions, "Use French.", append=True)
+    fake.reply("ok")
+    await world.call(chat.ask, "hi")
+    system = [m.content for m in world.messages() if m.role == "system"]
+    assert system == ["Be brief.", "Use French."]
+    sent = fake.requests[0]["messages"]
+    assert [m["role"] for m in sent] == ["system", "system", "user"]
+
+
+async def test_system_message_none_clears(world: World) -> None:
+    chat = await new_chat(world)
+    await world.call(chat.with_instructions, "Be brief.")
+    await world.call(chat.with_instructions, None)
+    assert world.messages() == []
+
+
+async def test_system_messages_are_sent_first(world: World, fake: FakeLLM) -> None:
+    fake.reply("one").reply("two")
+    chat = await new_chat(world)
+    await world.call(chat.ask, "first")
+    await world.call(chat.with_instructions, "Answer in French.")
+    await world.call(chat.ask, "second")
+    assert [m["role"] for m in fake.requests[1]["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+    ]
+
+
+# -- tools -------------------------------------------------------------------------------------------
+
+
+async def test_tool_calls_and_results_are_persisted_and_linked(world: World, fake: FakeLLM) -> None:
+    fake.tool_call("calculator", {"expression": "2 + 2"}, id="call_1").reply("It is 4.")
+    chat = await new_chat(world)
+    assert chat.with_tool(Calculator) is chat
+    reply = await world.call(chat.ask, "What is 2 + 2?")
+    assert reply.text == "It is 4."
+    rows = world.messages()
+    assert [r.role for r in rows] == ["user", "assistant", "tool", "assistant"]
+    calls = world.rows(world.ToolCall)
+    assert [(c.tool_call_id, c.name, c.arguments, c.message_id) for c in calls] == [
+        ("call_1", "calculator", {"expression": "2 + 2"}, rows[1].id)
+    ]
+    assert rows[2].content == "4"
+    assert rows[2].tool_call_id == calls[0].id
+    # The model saw the result tied to its call.
+    tool_message = fake.requests[1]["messages"][-1]
+    assert (tool_message["role"], tool_message["tool_call_id"], tool_message["content"]) == (
+        "tool",
+        "call_1",
+        "4",
+    )
+
+
+async def test_tool_links_navigate_both_ways(world: World, fake: FakeLLM) -> None:
+    fake.tool_call("calculator", {"expression": "3 * 3"}, id="call_9").reply("9")
+    chat = await new_chat(world)
+    await world.call(chat.with_tool(Calculator).ask, "3 * 3?")
+    from sqlalchemy.orm import Session
+
+    with Session(world.sync_engine) as session:
+        call = session.get(world.ToolCall, world.rows(world.ToolCall)[0].id)
+        assert call.result.content == "9"
+        assert call.message.tool_results == [call.result]
+        assert call.result.parent_tool_call is call
+        assert call.message.is_tool_call and call.result.is_tool_result
+        assert call.result.to_llm().tool_call_id == "call_9"
+        assert call.message.to_llm().tool_calls[0].arguments == {"expression": "3 * 3"}
+
+
+async def test_tool_callbacks_run(world: World, fake: FakeLLM) -> None:
+    fake.tool_call("calculator", {"expression": "2 + 2"}).reply("4")
+    seen: list[Any] = []
+    chat = await new_chat(world)
+    chat.with_tool(Calculator).on_tool_call(lambda c: seen.append(("call", c.name))).on_tool_result(
+        lambda r: seen.append(("result", r))
+    )
+    await world.call(chat.ask, "2 + 2")
+    assert seen == [("call", "calculator"), ("result", "4")]
+
+
+async def test_halting_tool_stops_the_loop(world: World, fake: FakeLLM) -> None:
+    class Stop(sa_llm.Tool):
+        """Stops."""
+
+        def execute(self) -> Any:
+            return self.halt("stopped here")
+
+    fake.tool_call("stop", {})
+    chat = await new_chat(world)
+    reply = await world.call(chat.with_tool(Stop).ask, "stop")
+    assert reply.role == "tool" and reply.text == "stopped here"
+    assert len(fake.requests) == 1
+    assert [r.role for r in world.messages()] == ["user", "assistant", "tool"]
+
+
+# -- failures ----------------------------------------------------------------------------------------
+
+
+async def test_failed_call_leaves_only_the_user_message(world: World, fake: FakeLLM) -> None:
+    fake.error(500, "boom")
+    chat = await new_chat(world)
+    with pytest.raises(sa_llm.ServerError):
+        await world.call(chat.ask, "hello?")
+    assert [(r.role, r.content) for r in world.messages()] == [("user", "hello?")]
+    fake.reply("recovered")
+    assert (await world.call(chat.complete)).text == "recovered"
+    assert [r.role for r in world.messages()] == ["user", "assistant"]
+
+
+async def test_broken_stream_removes_the_placeholder(world: World, fake: FakeLLM) -> None:
+    fake.broken_stream("a long answer that breaks", after_chunks=2)
+    chat = await new_chat(world)
+    chunks: list[Any] = []
+    with pytest.raises(sa_llm.APIConnectionError):
+        await world.call(chat.ask, "go", on_chunk=chunks.append)
+    assert chunks  # the placeholder existed: chunks reached the caller
+    assert [r.role for r in world.messages()] == ["user"]
+
+
+async def test_complete_tool_round_is_kept_when_the_next_call_fails(world: World, fake: FakeLLM) -> None:
+    fake.tool_call("calculator", {"expression": "2 + 2"}).error(500)
+    chat = await new_chat(world)
+    with pytest.raises(sa_llm.ServerError):
+        await world.call(chat.with_tool(Calculator).ask, "2 + 2?")
+    assert [r.role for r in world.messages()] == ["user", "assistant", "tool"]
+    fake.reply("4")
+    assert (await world.call(chat.with_tool(Calculator).complete)).text == "4"
+
+
+async def test_incomplete_tool_round_is_removed(world: World, fake: FakeLLM) -> None:
+    fake.reply(
+        tool_calls=[
+            {"name": "calculator", "arguments": {"expression": "1 + 1"}, "id": "a"},
+            {"name": "calculator", "arguments": {"expression": "2 + 2"}, "id": "b"},
+        ]
+    )
+
+    def interrupt(result: Any) -> None:
+        raise KeyboardInterrupt  # the worker dies between the two results
+
+    chat = await new_chat(world)
+    chat.with_tool(Calculator).on_tool_result(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        await world.call(chat.ask, "sums")
+    assert [r.role for r in world.messages()] == ["user"]
+    assert world.rows(world.ToolCall) == []
+
+
+async def test_tool_call_message_without_results_is_removed(world: World, fake: FakeLLM) -> None:
+    fake.tool_call("calculator", {"expression": "1 + 1"})
+
+    def interrupt(call: Any) -> None:
+        raise KeyboardInterrupt
+
+    chat = await new_chat(world)
+    chat.with_tool(Calculator).on_tool_call(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        await world.call(chat.ask, "sum")
+    assert [r.role for r in world.messages()] == ["user"]
+
+
+async def test_detached_record_raises_a_clear_error(world: World) -> None:
+    chat = world.Chat(model="fake-model", provider="fake")
+    with pytest.raises(sa_llm.DetachedRecordError, match="session"):
+        await world.call(chat.ask, "hi")
+
+
+async def test_unknown_model_raises_not_found(world: World) -> None:
+    chat = world.Chat(model="gpt-4.1-nan")
+    with pytest.raises(sa_llm.ModelNotFoundError) as caught:
+        await world.add(chat)
+    assert "gpt-4.1-nano" in caught.value.suggestions
+
+
+# -- model registry ----------------------------------------------------------------------------------
+
+
+async def test_with_model_switches_and_persists(world: World, fake: FakeLLM) -> None:
+    fake.reply("a").reply("b")
+    chat = await new_chat(world)
+    await world.call(chat.ask, "one")
+    await world.call(chat.with_model, "other-fake", provider="fake")
+    await world.call(chat.ask, "two")
+    model_ids = {m.id: m.model_id for m in world.rows(world.Model)}
+    assert model_ids[world.rows(world.Chat)[0].model_id] == "other-fake"
+    assistant = [m for m in world.messages() if m.role == "assistant"]
+    assert [model_ids[m.model_id] for m in assistant] == ["fake-model", "other-fake"]
+    assert fake.requests[1]["model"] == "other-fake"
+
+
+async def test_assume_model_exists_creates_a_row(world: World) -> None:
+    chat = world.Chat(model="brand-new-model", provider="openrouter", assume_model_exists=True)
+    await world.add(chat)
+    rows = world.rows(world.Model)
+    assert [(r.model_id, r.provider) for r in rows] == [("brand-new-model", "openrouter")]
+
+
+async def test_assume_model_exists_reuses_existing_rows(world: World) -> None:
+    first = world.Chat(model="gpt-4.1-nano")
+    second = world.Chat(model="gpt-4.1-nano", provider="openai", assume_model_exists=True)
+    await world.add(first, second)
+    assert len(world.rows(world.Model)) == 1
+
+
+async def test_aliases_resolve_per_provider(world: World) -> None:
+    alias = "claude-haiku-4-5"
+    expected = sa_llm.models.find(alias, "bedrock").id
+    chat = world.Chat(model=alias, provider="bedrock")
+    await world.add(chat)
+    assert [(r.model_id, r.provider) for r in world.rows(world.Model)] == [(expected, "bedrock")]
+
+
+# -- structured output and raw content ----------------------------------------------------------------
+
+
+async def test_structured_output_is_stored_as_json(world: World, fake: FakeLLM) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    fake.reply('{"name": "Alice", "age": 28}').reply("plain")
+    chat = await new_chat(world)
+    reply = await world.call(chat.with_schema(schema).ask, "Alice, 28")
+    assert reply.parsed == {"name": "Alice", "age": 28}
+    assert json.loads(world.messages()[1].content) == {"name": "Alice", "age": 28}
+    assert fake.requests[0]["schema"]["schema"] == schema
+    reply = await world.call(chat.with_schema(None).ask, "and now?")
+    assert reply.parsed is None and "schema" not in fake.requests[1]
+
+
+async def test_raw_content_round_trips(world: World, fake: FakeLLM) -> None:
+    blocks = [{"type": "text", "text": "long doc", "cache_control": {"type": "ephemeral"}}]
+    fake.reply("ok", tokens=Tokens(input=100, output=2, cached=42, cache_creation=7))
+    chat = await new_chat(world)
+    await world.call(chat.ask, RawContent(blocks))
+    user, assistant = world.messages()
+    assert (user.content, user.content_raw) == (None, blocks)
+    assert (assistant.cached_tokens, assistant.cache_creation_tokens) == (42, 7)
+    assert fake.requests[0]["messages"][0]["content"] == blocks
+    rebuilt = user.to_llm()
+    assert isinstance(rebuilt.content, RawContent) and rebuilt.content.value == blocks
+    assert assistant.tokens == Tokens(input=100, output=2, cached=42, cache_creation=7)
+
+
+# -- runtime configuration -----------------------------------------------------------------------------
+
+
+async def test_params_headers_and_temperature_reach_the_request(world: World, fake: FakeLLM) -> None:
+    fake.reply("ok")
+    chat = await new_chat(world)
+    chat.with_params(max_tokens=5, extra={"a": 1}).with_headers(X_Trace="abc").with_temperature(0.2)
+    await world.call(chat.ask, "hi")
+    body = fake.requests[0]
+    assert body["params"] == {"max_tokens": 5, "extra": {"a": 1}}
+    assert body["temperature"] == 0.2
+    assert fake.headers[0]["x-trace"] == "abc"
+
+
+async def test_user_callbacks_run_with_persistence(world: World, fake: FakeLLM) -> None:
+    fake.reply("hello")
+    events: list[str] = []
+    chat = await new_chat(world)
+    chat.on_new_message(lambda: events.append("new")).on_end_message(
+        lambda m: events.append(f"end:{m.role}")
+    )
+    await world.call(chat.ask, "hi")
+    assert events == ["end:user", "new", "end:assistant"]
+    assert len(world.messages()) == 2
+
+
+# -- when rows are written -------------------------------------------------------------------------
+
+
+async def test_placeholder_before_call_without_streaming(world: World, fake: FakeLLM) -> None:
+    fake.reply("done")
+    chat = await new_chat(world)
+    inserted: list[tuple[str, int]] = []
+
+    @event.listens_for(world.Message, "after_insert")
+    def on_insert(mapper: Any, connection: Any, target: Any) -> None:
+        inserted.append((target.role, len(fake.requests)))
+
+    await world.call(chat.ask, "hi")
+    # The empty assistant row exists before the provider is called.
+    assert inserted == [("user", 0), ("assistant", 0)]
+
+
+async def test_placeholder_on_first_chunk_when_streaming(world: World, fake: FakeLLM) -> None:
+    fake.reply("a streamed answer", chunks=4)
+    chat = await new_chat(world)
+    inserted: list[tuple[str, int]] = []
+    chunks_at_insert: list[int] = []
+    chunks: list[Any] = []
+
+    @event.listens_for(world.Message, "after_insert")
+    def on_insert(mapper: Any, connection: Any, target: Any) -> None:
+        inserted.append((target.role, len(fake.requests)))
+        chunks_at_insert.append(len(chunks))
+
+    def on_chunk(chunk: Any) -> None:
+        if not chunks:
+            # The placeholder is in the database when the first chunk reaches the caller.
+            assert [(m.role, m.content) for m in world.messages()][-1] == ("assistant", "")
+        chunks.append(chunk)
+
+    reply = await world.call(chat.ask, "hi", on_chunk=on_chunk)
+    assert inserted == [("user", 0), ("assistant", 1)]
+    assert chunks_at_insert == [0, 0]
+    assert "".join(c.content or "" for c in chunks) == reply.text == "a streamed answer"
+    assert [m.content for m in world.messages()] == ["hi", "a streamed answer"]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_at_most_three_writes_per_ask(world: World, fake: FakeLLM, streamed: bool) -> None:
+    fake.reply("x" * 200, chunks=50)
+    chat = await new_chat(world)
+    counter = StatementCounter(
+        world.async_engine.sync_engine if world.async_engine else world.sync_engine
+    )
+    try:
+        kwargs = {"on_chunk": lambda c: None} if streamed else {}
+        await world.call(chat.ask, "hi", **kwargs)
+        assert counter.count("INSERT", "UPDATE") <= 3
+        assert counter.count("SELECT") <= 3
+    finally:
+        counter.close()
+
+
+async def test_history_rebuild_uses_constant_queries(world: World, fake: FakeLLM) -> None:
+    chat = await new_chat(world)
+    for i in range(5):
+        fake.tool_call("calculator", {"expression": f"{i} + 1"}).reply(f"{i + 1}")
+        await world.call(chat.with_tool(Calculator).ask, f"{i} + 1?")
+    counter = StatementCounter(
+        world.async_engine.sync_engine if world.async_engine else world.sync_engine
+    )
+    try:
+        llm = await world.call(chat.to_llm)
+        assert len(llm.messages) == 20
+        assert counter.count("SELECT") <= 3
+    finally:
+        counter.close()
+    assert [m.role for m in llm.messages[:4]] == ["user", "assistant", "tool", "assistant"]
+    assert llm.messages[1].tool_calls[0].name == "calculator"
+    assert llm.messages[2].tool_call_id == llm.messages[1].tool_calls[0].id
