@@ -369,7 +369,10 @@ async def test_raw_content_round_trips(world: World, fake: FakeLLM) -> None:
     assert (user.content, user.content_raw) == (None, blocks)
     assert (assistant.cached_tokens, assistant.cache_creation_tokens) == (42, 7)
     assert fake.requests[0]["messages"][0]["content"] == blocks
-    rebuilt = user.to_llm()
+    from sqlalchemy.orm import Session
+
+    with Session(world.sync_engine) as session:
+        rebuilt = session.get(world.Message, user.id).to_llm()
     assert isinstance(rebuilt.content, RawContent) and rebuilt.content.value == blocks
     assert assistant.tokens == Tokens(input=100, output=2, cached=42, cache_creation=7)
 

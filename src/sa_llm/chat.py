@@ -488,9 +488,14 @@ def resolve_model(
     if isinstance(model, registry.ModelInfo):
         return model
     if provider is not None:
-        cls = provider_class(provider)
-        if assume_model_exists or not cls.uses_registry:
-            return registry.ModelInfo.assumed(model, cls.name)
+        known = provider in registry.SUPPORTED_PROVIDERS
+        if not known:
+            # Registers and checks the name; unknown providers fail with close matches.
+            cls = provider_class(provider)
+            if not cls.uses_registry:
+                return registry.ModelInfo.assumed(model, cls.name)
+        if assume_model_exists:
+            return registry.ModelInfo.assumed(model, provider)
     elif assume_model_exists:
         raise ConfigurationError(
             "assume_model_exists=True needs an explicit provider, e.g. provider='openai'."

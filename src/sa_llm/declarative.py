@@ -154,7 +154,7 @@ def _add_relationship(cls: type[Any], name: str, factory: Callable[[], Any]) -> 
     every class it names exists by then and back references can be paired.
     """
     mapper = sa_inspect(cls)
-    if name in mapper.attrs or name in vars(cls):
+    if mapper.has_property(name) or name in vars(cls):
         return
     _pending.setdefault(mapper.registry, []).append((cls, name, factory))
     _created.setdefault(cls, set()).add(name)
@@ -169,10 +169,12 @@ def _created_by_us(cls: type[Any], name: str) -> bool:
 def _wire_registry(mapper: Mapper[Any], cls: type[Any]) -> None:
     pending = _pending.get(mapper.registry)
     while pending:
-        owner, name, factory = pending.pop(0)
+        owner, name, factory = pending[0]
+        prop = factory()  # raises ConfigurationError for a misspelt name; the item stays
+        pending.pop(0)
         if isinstance(owner.__dict__.get(name), _Deferred):
             delattr(owner, name)
-        sa_inspect(owner).add_property(name, factory())
+        sa_inspect(owner).add_property(name, prop)
 
 
 def _back(cls: type[Any], name: str, other: type[Any], other_name: str) -> dict[str, Any]:
@@ -446,8 +448,10 @@ def _resolve_pending_model(mapper: Mapper[Any], connection: Any, target: Any) ->
         config = runtime.context.config if runtime.context is not None else get_config()
         model = config.default_model
     info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists)
-    setattr(target, schema.chat_model_attr, model_row_key(connection, schema.model_cls, info))
+    key = model_row_key(connection, schema.model_cls, info)
+    setattr(target, schema.chat_model_attr, key)
     runtime.pending_model = runtime.pending_provider = None
+    runtime.resolved = (key, info)
 
 
 # -- acts_as_message --------------------------------------------------------------------------------

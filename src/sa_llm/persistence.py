@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased, sessionmaker
-from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from sa_llm._flow import Effect, Flow, Scope
 from sa_llm._records.options import ChatSchema
@@ -114,10 +114,16 @@ class PersistenceStrategy:
         """Run one step and make it durable (here: commit; subclasses: savepoint/flush)."""
         try:
             result = step()
+            kept = _loaded_values(result)
             session.commit()
         except BaseException:
             session.rollback()
             raise
+        if kept is not None:
+            # The commit expired the row; it is filled in later, so keep what we know of it
+            # instead of paying a SELECT to reload it.
+            for key, value in kept.items():
+                set_committed_value(result, key, value)
         return result
 
     def run_cleanup(self, session: Session, step: Callable[[], T]) -> T:
@@ -483,6 +489,20 @@ class PersistedChat(Chat):
                 logger.exception("Clean-up after a failed turn failed")
             turn.placeholder = None
             raise
+
+
+def _loaded_values(row: Any) -> dict[str, Any] | None:
+    """The loaded column values of a mapped row (``None`` for anything else)."""
+    try:
+        state = instance_state(row)
+    except Exception:
+        return None
+    if state.key is None:
+        return None
+    columns = state.mapper.column_attrs
+    return {
+        prop.key: state.dict[prop.key] for prop in columns if prop.key in state.dict
+    }
 
 
 def _is_persistent(row: Any) -> bool:

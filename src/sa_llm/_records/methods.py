@@ -65,6 +65,7 @@ class _Runtime:
         "tool_choice",
         "parallel_tool_calls",
         "tools",
+        "resolved",
     )
 
     def __init__(self) -> None:
@@ -80,6 +81,8 @@ class _Runtime:
         self.params: dict[str, Any] = {}
         self.headers: dict[str, str] = {}
         self.callbacks: list[tuple[str, Callable[..., Any]]] = []
+        # (registry row key, its ModelInfo): saves reloading the row on every turn.
+        self.resolved: tuple[Any, ModelInfo] | None = None
 
 
 def _runtime(record: Any) -> _Runtime:
@@ -375,7 +378,7 @@ class ChatMethods:
                 session.add(self)
             info, model_ref = self._resolve_model(session, schema)
             if sa_inspect(self).key is None or session.is_modified(self):
-                session.flush([self])
+                session.flush()
             chat_id = sa_inspect(self).identity[0]
             llm = PersistedChat(info, context=runtime.context)
             llm.messages = load_history(session, schema, chat_id)
@@ -404,6 +407,11 @@ class ChatMethods:
             setattr(self, options.model_id_column, model)
             info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists)
             return info, info.id
+        assert schema.chat_model_attr is not None
+        if runtime.pending_model is None and runtime.resolved is not None:
+            key, info = runtime.resolved
+            if getattr(self, schema.chat_model_attr) == key:
+                return info, key
         row = None
         if runtime.pending_model is not None:
             row = resolve_model_row(
@@ -419,7 +427,10 @@ class ChatMethods:
             row = resolve_model_row(session, schema.model_cls, config.default_model, None, False)
         setattr(self, options.model, row)
         runtime.pending_model = runtime.pending_provider = None
-        return row.to_llm(), sa_inspect(row).identity[0] if sa_inspect(row).key else row.id
+        key = sa_inspect(row).identity[0]
+        info = row.to_llm()
+        runtime.resolved = (key, info)
+        return info, key
 
     def to_llm(self) -> PersistedChat:
         """The plain chat rebuilt from the rows: system messages first, then by (created_at, id).
@@ -503,7 +514,7 @@ class ChatMethods:
                 session.add(self)
             if sa_inspect(self).key is None:
                 self._resolve_model(session, schema)
-                session.flush([self])
+                session.flush()
             chat_id = sa_inspect(self).identity[0]
             turn = Turn(schema=schema, record=self, chat_id=chat_id)
             existing = session.scalars(
@@ -552,7 +563,7 @@ class ChatMethods:
             if self not in session:
                 session.add(self)
             self._resolve_model(session, schema)
-            session.flush([self])
+            session.flush()
 
         strategy.run_step(session, step)
 
@@ -587,7 +598,7 @@ class ChatMethods:
                 session.add(self)
             if sa_inspect(self).key is None:
                 self._resolve_model(session, schema)
-                session.flush([self])
+                session.flush()
             turn = Turn(schema=schema, record=self, chat_id=sa_inspect(self).identity[0])
             return strategy.persist_user_message(session, turn, message)
 

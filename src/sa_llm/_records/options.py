@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import ColumnProperty
 
 from sa_llm.errors import ConfigurationError
 
@@ -149,8 +150,7 @@ def column_attribute(cls: type[Any], name: str, *, option: str) -> str:
     Raises:
         ConfigurationError: no such column attribute; names the class and option.
     """
-    mapper = sa_inspect(cls)
-    if name not in mapper.column_attrs:
+    if not has_column(cls, name):
         raise ConfigurationError(
             f"{cls.__name__} has no column attribute {name!r} (needed by {option}). "
             f"Add the column, or pass {option}='<your column attribute>'."
@@ -159,7 +159,11 @@ def column_attribute(cls: type[Any], name: str, *, option: str) -> str:
 
 
 def has_column(cls: type[Any], name: str) -> bool:
-    return name in sa_inspect(cls).column_attrs
+    """Whether ``cls`` maps a column attribute ``name`` (without configuring the mappers)."""
+    mapper = sa_inspect(cls)
+    if not mapper.has_property(name):
+        return False
+    return isinstance(mapper.get_property(name, _configure_mappers=False), ColumnProperty)
 
 
 @dataclass

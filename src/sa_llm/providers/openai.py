@@ -14,32 +14,21 @@ from __future__ import annotations
 
 from sa_llm.config import Config
 from sa_llm.providers import register_provider
-from sa_llm.providers._chat_completions import ChatCompletionsCodec
 from sa_llm.providers._responses import ResponsesCodec
 from sa_llm.providers.base import Provider
 
-__all__ = ["OpenAI", "OpenAIChatCompletions"]
+__all__ = ["OpenAI", "organization_headers"]
 
 _BASE_URL = "https://api.openai.com/v1"
 
 
-def _organization_headers(config: Config) -> dict[str, str]:
+def organization_headers(config: Config) -> dict[str, str]:
     headers = {}
     if config.openai_organization:
         headers["openai-organization"] = config.openai_organization
     if config.openai_project:
         headers["openai-project"] = config.openai_project
     return headers
-
-
-class OpenAIChatCompletions(ChatCompletionsCodec):
-    """OpenAI through ``/chat/completions``."""
-
-    name = "openai"
-    default_base_url = _BASE_URL
-
-    def auth_headers(self) -> dict[str, str]:
-        return {**super().auth_headers(), **_organization_headers(self.config)}
 
 
 @register_provider
@@ -52,8 +41,11 @@ class OpenAI(ResponsesCodec):
     @classmethod
     def for_model(cls, config: Config, model_id: str | None) -> Provider:
         if config.openai_api == "chat_completions" or (model_id and "audio" in model_id):
+            # Imported lazily: most OpenAI chats never need the Chat Completions codec.
+            from sa_llm.providers._openai_chat_completions import OpenAIChatCompletions
+
             return OpenAIChatCompletions(config)
         return cls(config)
 
     def auth_headers(self) -> dict[str, str]:
-        return {**super().auth_headers(), **_organization_headers(self.config)}
+        return {**super().auth_headers(), **organization_headers(self.config)}
