@@ -245,8 +245,8 @@ class Attachment:
 
     @property
     def is_remote(self) -> bool:
-        """True for a URL whose bytes have not been downloaded."""
-        return self.url is not None and self._data is None
+        """True for a file that came from a URL (downloaded or not)."""
+        return self.url is not None
 
     @property
     def loaded(self) -> bool:
@@ -279,7 +279,7 @@ class Attachment:
     def type(self) -> str:
         """The MIME type, detected from content and name when not given."""
         if self.mime_type is None:
-            if self.is_remote:
+            if self._data is None and self.path is None:
                 return "application/octet-stream"
             self.mime_type = detect_mime_type(self.data()[:512], self.filename)
         return self.mime_type
@@ -308,7 +308,7 @@ class Attachment:
 
     def needs_download(self, accepts_url: bool) -> bool:
         """Whether the flow must download this URL before sending."""
-        if not self.is_remote:
+        if self.url is None or self._data is not None:
             return False
         return not (accepts_url and self.mime_type is not None)
 

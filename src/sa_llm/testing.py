@@ -468,9 +468,9 @@ def url_matches(recorded: str, actual: str) -> bool:
     act_path = unquote(act.path).rstrip("/")
     if recorded.startswith("<"):  # "<OLLAMA_API_BASE>/chat/completions"
         path, _, query = recorded.split(">", 1)[1].partition("?")
-        return act_path.endswith(unquote(path).rstrip("/")) and act.query.decode() == query
+        return act_path.endswith(unquote(path).rstrip("/")) and act.query == query
     rec = urlsplit(recorded)
-    return act_path == unquote(rec.path).rstrip("/") and act.query.decode() == rec.query
+    return act_path == unquote(rec.path).rstrip("/") and act.query == rec.query
 
 
 @dataclass

@@ -195,12 +195,13 @@ class ResponsesCodec(Provider):
 
     def format_attachment(self, attachment: Attachment) -> dict[str, Any]:
         kind = attachment.kind
+        by_url = attachment.url is not None and self.accepts_url(attachment.type)
         if kind == "image":
-            url = attachment.url if attachment.is_remote else attachment.data_url()
+            url = attachment.url if by_url else attachment.data_url()
             return {"type": "input_image", "image_url": url}
         if kind == "text":
             return {"type": "input_text", "text": inline_text_file(attachment)}
-        if attachment.is_remote:
+        if by_url:
             return {"type": "input_file", "file_url": attachment.url}
         return {
             "type": "input_file",
