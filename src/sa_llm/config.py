@@ -105,6 +105,10 @@ class Config(BaseModel):
     ollama_base_url: str | None = Field(
         None, description="Default http://localhost:11434/v1 (OLLAMA_API_BASE)."
     )
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Keys of providers without a field of their own (third-party, test fake).",
+    )
     # Behaviour
     default_model: str = Field("gpt-4.1-nano", description="Model of chats created without one.")
     request_timeout: float = Field(300.0, gt=0, description="Seconds per request (and per read).")
@@ -163,6 +167,8 @@ class Config(BaseModel):
         """
         env_var = API_KEY_ENV_VARS.get(provider)
         key = self.secret(f"{provider}_api_key", env_var)
+        if key is None and provider in self.api_keys:
+            key = self.api_keys[provider].get_secret_value()
         if key is None and required:
             raise MissingAPIKeyError(provider, env_var)
         return key

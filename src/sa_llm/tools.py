@@ -79,15 +79,15 @@ def _snake_case(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-def _described(annotation: Any) -> tuple[Any, Any]:
-    """Split ``Annotated[T, "text"]`` into ``(T, Field(description="text"))``."""
+def _described(annotation: Any) -> tuple[Any, str | None]:
+    """Split ``Annotated[T, "text"]`` into ``(T, "text")``; other metadata stays on ``T``."""
     if get_origin(annotation) is Annotated:
         base, *meta = get_args(annotation)
         texts = [m for m in meta if isinstance(m, str)]
-        others = [m for m in meta if not isinstance(m, str)]
+        others = tuple(m for m in meta if not isinstance(m, str))
         if texts:
-            field_info = Field(description=" ".join(texts))
-            return (Annotated[(base, *others)] if others else base), field_info
+            kept = Annotated.__class_getitem__((base, *others)) if others else base  # type: ignore[attr-defined]
+            return kept, " ".join(texts)
     return annotation, None
 
 
@@ -147,7 +147,9 @@ class Tool:
             try:
                 hints = get_type_hints(cls.execute, include_extras=True)
             except Exception as exc:
-                raise ToolError(f"Cannot read the type hints of {cls.__name__}.execute: {exc}") from exc
+                raise ToolError(
+                    f"Cannot read the type hints of {cls.__name__}.execute: {exc}"
+                ) from exc
             for pname, parameter in signature.parameters.items():
                 if pname == "self":
                     continue
@@ -156,13 +158,9 @@ class Tool:
                     continue
                 if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
                     raise ToolError(f"{cls.__name__}.execute cannot take *args.")
-                annotation, field_info = _described(hints.get(pname, Any))
+                annotation, description = _described(hints.get(pname, Any))
                 default = ... if parameter.default is inspect.Parameter.empty else parameter.default
-                if field_info is not None:
-                    field_info.default = default
-                    fields[pname] = (annotation, field_info)
-                else:
-                    fields[pname] = (annotation, default)
+                fields[pname] = (annotation, Field(default, description=description))
         return create_model(f"{cls.__name__}Arguments", __config__=config, **fields)
 
     @classmethod
