@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
+from sa_llm.persistence import enable_sqlite_savepoints
 from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
 
 
@@ -114,9 +115,11 @@ class World:
 
 def make_world(mode: str, sync_url: str, async_url: str, models: dict[str, Any]) -> World:
     sync_engine = create_engine(sync_url)
+    enable_sqlite_savepoints(sync_engine)
     models["Base"].metadata.create_all(sync_engine)
     if mode == "async":
         async_engine = create_async_engine(async_url)
+        enable_sqlite_savepoints(async_engine)
         session: Any = AsyncSession(async_engine, expire_on_commit=False)
     else:
         async_engine = None

@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
@@ -63,6 +63,7 @@ __all__ = [
     "PersistenceStrategy",
     "SaveOnCompletionStrategy",
     "Turn",
+    "enable_sqlite_savepoints",
     "load_history",
     "strategy_for",
     "use_strategy",
@@ -349,6 +350,26 @@ class SaveOnCompletionStrategy(PersistenceStrategy):
     def persist_new_message(self, session: Session, turn: Turn) -> Any:
         row = self.new_row(turn, "assistant")
         return row  # not added: nothing is written until completion
+
+
+def enable_sqlite_savepoints(engine: Any) -> None:
+    """Make SAVEPOINTs (and so :class:`InTransactionStrategy`) work on SQLite.
+
+    The ``sqlite3`` driver starts transactions lazily and commits on the release of an outer
+    SAVEPOINT; this is SQLAlchemy's documented fix: the driver stops managing transactions and
+    SQLAlchemy emits ``BEGIN`` itself. Works for sync engines and ``AsyncEngine`` (aiosqlite).
+    """
+    sync_engine = getattr(engine, "sync_engine", engine)
+    if sync_engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(sync_engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 # -- binding strategies ---------------------------------------------------------------------------
