@@ -13,9 +13,30 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUPPORTED = ("openai", "anthropic", "gemini", "bedrock", "openrouter", "deepseek", "mistral", "ollama", "xai")
+SUPPORTED = (
+    "openai",
+    "anthropic",
+    "gemini",
+    "bedrock",
+    "openrouter",
+    "deepseek",
+    "mistral",
+    "ollama",
+    "xai",
+)
 RENAMED = {"ollama_cloud": "ollama"}
-KEEP_METADATA = ("source", "provider_id", "open_weights", "attachment", "temperature", "reasoning_options", "description", "inference_types", "converse", "supported_parameters")
+KEEP_METADATA = (
+    "source",
+    "provider_id",
+    "open_weights",
+    "attachment",
+    "temperature",
+    "reasoning_options",
+    "description",
+    "inference_types",
+    "converse",
+    "supported_parameters",
+)
 
 
 def build(models_path: Path, aliases_path: Path) -> dict[str, object]:
@@ -59,10 +80,18 @@ def build(models_path: Path, aliases_path: Path) -> dict[str, object]:
 
 def render(data: dict[str, object]) -> str:
     compact = {"separators": (",", ":"), "ensure_ascii": False, "sort_keys": True}
-    lines = ["{", f'"source":{json.dumps(data["source"])},', f'"license":{json.dumps(data["license"])},', '"models":[']
+    lines = [
+        "{",
+        f'"source":{json.dumps(data["source"])},',
+        f'"license":{json.dumps(data["license"])},',
+        '"models":[',
+    ]
     models = data["models"]
     assert isinstance(models, list)
-    lines.extend(json.dumps(m, **compact) + ("," if i < len(models) - 1 else "") for i, m in enumerate(models))  # type: ignore[arg-type]
+    lines.extend(
+        json.dumps(m, **compact) + ("," if i < len(models) - 1 else "")
+        for i, m in enumerate(models)
+    )  # type: ignore[arg-type]
     lines.append("],")
     lines.append(f'"aliases":{json.dumps(data["aliases"], **compact)}')  # type: ignore[arg-type]
     lines.append("}")
@@ -74,7 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=reference / "ruby_llm_models.json")
     parser.add_argument("--aliases", type=Path, default=reference / "ruby_llm_aliases.json")
-    parser.add_argument("--out", type=Path, default=ROOT / "src" / "sa_llm" / "_data" / "models.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "src" / "sa_llm" / "_data" / "models.json"
+    )
     args = parser.parse_args()
     data = build(args.models, args.aliases)
     args.out.parent.mkdir(parents=True, exist_ok=True)

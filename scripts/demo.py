@@ -111,7 +111,9 @@ def main() -> int:
         print("Stored messages:")
         print(f"  {'id':>3}  {'role':<9} {'tokens in/out/cached':<21} content")
         for row in rows:
-            tokens = f"{row.input_tokens or '-'}/{row.output_tokens or '-'}/{row.cached_tokens or '-'}"
+            tokens = (
+                f"{row.input_tokens or '-'}/{row.output_tokens or '-'}/{row.cached_tokens or '-'}"
+            )
             text = (row.content or "").replace("\n", " ")
             calls = ", ".join(f"{c.name}({c.arguments})" for c in row.tool_calls)
             if calls:

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
-from sa_llm.persistence import enable_sqlite_savepoints
 from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
+from sa_llm.persistence import enable_sqlite_savepoints
 
 
 def default_models() -> dict[str, Any]:
@@ -59,19 +59,19 @@ class World:
     session: Any  # Session or AsyncSession
 
     @property
-    def Chat(self) -> Any:  # noqa: N802 - a class
+    def Chat(self) -> Any:
         return self.models["Chat"]
 
     @property
-    def Message(self) -> Any:  # noqa: N802
+    def Message(self) -> Any:
         return self.models["Message"]
 
     @property
-    def ToolCall(self) -> Any:  # noqa: N802
+    def ToolCall(self) -> Any:
         return self.models["ToolCall"]
 
     @property
-    def Model(self) -> Any:  # noqa: N802
+    def Model(self) -> Any:
         return self.models["Model"]
 
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -61,7 +61,9 @@ def history_message(item: Mapping[str, Any]) -> Message:
     return Message(role=item["role"], content=text)
 
 
-def new_chat(ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[str, Any]) -> sa_llm.Chat:
+def new_chat(
+    ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[str, Any]
+) -> sa_llm.Chat:
     chat = ctx.chat(body["model"], provider="openai")
     tools = body.get("tools") or []
     if tools:
@@ -70,14 +72,16 @@ def new_chat(ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[st
         chat.with_tools(
             *[make_tool(spec, outputs) for spec in tools],
             choice=choice["name"] if isinstance(choice, dict) else choice,
-            calls=None if body.get("parallel_tool_calls") is None else (
-                "many" if body["parallel_tool_calls"] else "one"
-            ),
+            calls=None
+            if body.get("parallel_tool_calls") is None
+            else ("many" if body["parallel_tool_calls"] else "one"),
         )
     return chat
 
 
-async def run_ask(chat: sa_llm.Chat, mode: str, prompt: str | None, files: list[Any], stream: bool) -> tuple[Message, list[Chunk]]:
+async def run_ask(
+    chat: sa_llm.Chat, mode: str, prompt: str | None, files: list[Any], stream: bool
+) -> tuple[Message, list[Chunk]]:
     chunks: list[Chunk] = []
     on_chunk = chunks.append if stream else None
     if mode == "sync":
@@ -112,6 +116,7 @@ def assert_request_matches(sent: Mapping[str, Any], recorded: Mapping[str, Any])
     if recorded_format is None:
         assert sent_format is None
     else:
+        assert sent_format is not None
         assert sent_format["type"] == recorded_format["type"]
         if recorded_format["type"] == "json_schema":
             assert sent_format["name"] == recorded_format["name"]
@@ -166,7 +171,8 @@ async def test_replay_responses_recording(path: Path, mode: str) -> None:
         recorded_rounds = [
             calls
             for call in turn.calls
-            if (obj := reply_object(call["response"])) is not None and (calls := expected_calls(obj))
+            if (obj := reply_object(call["response"])) is not None
+            and (calls := expected_calls(obj))
         ]
         assert [
             [(c.id, c.name, dict(c.arguments)) for c in m.tool_calls] for m in rounds

@@ -20,7 +20,9 @@ from sa_llm.types import RawContent, Tokens
 
 
 @pytest.fixture(params=["sync", "async"])
-async def world(request: pytest.FixtureRequest, db_url: str, async_db_url: str) -> AsyncIterator[World]:
+async def world(
+    request: pytest.FixtureRequest, db_url: str, async_db_url: str
+) -> AsyncIterator[World]:
     world = make_world(request.param, db_url, async_db_url, default_models())
     sa_llm.configure(max_retries=0, default_model="gpt-4.1-nano")
     try:
@@ -53,7 +55,7 @@ class Calculator(sa_llm.Tool):
         return str(value)
 
 
-# -- basic chat --------------------------------------------------------------------------------------
+# -- basic chat -----------------------------------------------------------------------------------
 
 
 async def test_persists_chat_history(world: World, fake: FakeLLM) -> None:
@@ -112,7 +114,7 @@ async def test_multi_turn_history_is_sent_in_order(world: World, fake: FakeLLM) 
     assert [m.content for m in world.messages()] == ["first", "one", "second", "two"]
 
 
-# -- system messages ---------------------------------------------------------------------------------
+# -- system messages ------------------------------------------------------------------------------
 
 
 async def test_system_messages_replace_by_default(world: World, fake: FakeLLM) -> None:
@@ -156,7 +158,7 @@ async def test_system_messages_are_sent_first(world: World, fake: FakeLLM) -> No
     ]
 
 
-# -- tools -------------------------------------------------------------------------------------------
+# -- tools ----------------------------------------------------------------------------------------
 
 
 async def test_tool_calls_and_results_are_persisted_and_linked(world: World, fake: FakeLLM) -> None:
@@ -190,6 +192,7 @@ async def test_tool_links_navigate_both_ways(world: World, fake: FakeLLM) -> Non
 
     with Session(world.sync_engine) as session:
         call = session.get(world.ToolCall, world.rows(world.ToolCall)[0].id)
+        assert call is not None
         assert call.result.content == "9"
         assert call.message.tool_results == [call.result]
         assert call.result.parent_tool_call is call
@@ -224,7 +227,7 @@ async def test_halting_tool_stops_the_loop(world: World, fake: FakeLLM) -> None:
     assert [r.role for r in world.messages()] == ["user", "assistant", "tool"]
 
 
-# -- failures ----------------------------------------------------------------------------------------
+# -- failures -------------------------------------------------------------------------------------
 
 
 async def test_failed_call_leaves_only_the_user_message(world: World, fake: FakeLLM) -> None:
@@ -248,7 +251,9 @@ async def test_broken_stream_removes_the_placeholder(world: World, fake: FakeLLM
     assert [r.role for r in world.messages()] == ["user"]
 
 
-async def test_complete_tool_round_is_kept_when_the_next_call_fails(world: World, fake: FakeLLM) -> None:
+async def test_complete_tool_round_is_kept_when_the_next_call_fails(
+    world: World, fake: FakeLLM
+) -> None:
     fake.tool_call("calculator", {"expression": "2 + 2"}).error(500)
     chat = await new_chat(world)
     with pytest.raises(sa_llm.ServerError):
@@ -303,7 +308,7 @@ async def test_unknown_model_raises_not_found(world: World) -> None:
     assert "gpt-4.1-nano" in caught.value.suggestions
 
 
-# -- model registry ----------------------------------------------------------------------------------
+# -- model registry -------------------------------------------------------------------------------
 
 
 async def test_with_model_switches_and_persists(world: World, fake: FakeLLM) -> None:
@@ -341,7 +346,7 @@ async def test_aliases_resolve_per_provider(world: World) -> None:
     assert [(r.model_id, r.provider) for r in world.rows(world.Model)] == [(expected, "bedrock")]
 
 
-# -- structured output and raw content ----------------------------------------------------------------
+# -- structured output and raw content ------------------------------------------------------------
 
 
 async def test_structured_output_is_stored_as_json(world: World, fake: FakeLLM) -> None:
@@ -372,15 +377,19 @@ async def test_raw_content_round_trips(world: World, fake: FakeLLM) -> None:
     from sqlalchemy.orm import Session
 
     with Session(world.sync_engine) as session:
-        rebuilt = session.get(world.Message, user.id).to_llm()
+        row = session.get(world.Message, user.id)
+        assert row is not None
+        rebuilt = row.to_llm()
     assert isinstance(rebuilt.content, RawContent) and rebuilt.content.value == blocks
     assert assistant.tokens == Tokens(input=100, output=2, cached=42, cache_creation=7)
 
 
-# -- runtime configuration -----------------------------------------------------------------------------
+# -- runtime configuration ------------------------------------------------------------------------
 
 
-async def test_params_headers_and_temperature_reach_the_request(world: World, fake: FakeLLM) -> None:
+async def test_params_headers_and_temperature_reach_the_request(
+    world: World, fake: FakeLLM
+) -> None:
     fake.reply("ok")
     chat = await new_chat(world)
     chat.with_params(max_tokens=5, extra={"a": 1}).with_headers(X_Trace="abc").with_temperature(0.2)
@@ -403,7 +412,7 @@ async def test_user_callbacks_run_with_persistence(world: World, fake: FakeLLM) 
     assert len(world.messages()) == 2
 
 
-# -- when rows are written -------------------------------------------------------------------------
+# -- when rows are written ------------------------------------------------------------------------
 
 
 async def test_placeholder_before_call_without_streaming(world: World, fake: FakeLLM) -> None:

@@ -27,7 +27,9 @@ WIRE = Path(__file__).parent / "fixtures" / "wire"
 
 
 @pytest.fixture(params=["sync", "async"])
-async def world(request: pytest.FixtureRequest, db_url: str, async_db_url: str) -> AsyncIterator[World]:
+async def world(
+    request: pytest.FixtureRequest, db_url: str, async_db_url: str
+) -> AsyncIterator[World]:
     world = make_world(request.param, db_url, async_db_url, default_models())
     sa_llm.configure(max_retries=0)
     try:
@@ -49,7 +51,7 @@ async def fake_chat(world: World) -> Any:
     return chat
 
 
-# -- in-transaction ------------------------------------------------------------------------------
+# -- in-transaction -------------------------------------------------------------------------------
 
 
 async def test_in_transaction_strategy_leaves_the_commit_to_the_caller(
@@ -87,7 +89,7 @@ async def test_in_transaction_strategy_cleans_up_a_failed_turn(world: World, fak
     assert [(m.role, m.content) for m in world.messages()] == [("user", "hello")]
 
 
-# -- save on completion -----------------------------------------------------------------------------
+# -- save on completion ---------------------------------------------------------------------------
 
 
 async def test_save_on_completion_writes_no_placeholder(world: World, fake: FakeLLM) -> None:
@@ -116,14 +118,16 @@ async def test_save_on_completion_failure_leaves_the_user_message(
     assert [m.role for m in world.messages()] == ["user"]
 
 
-# -- overriding one hook ----------------------------------------------------------------------------
+# -- overriding one hook --------------------------------------------------------------------------
 
 
 class Audited(PersistenceStrategy):
     def __init__(self) -> None:
         self.completed: list[str] = []
 
-    def persist_message_completion(self, session: Session, turn: Any, row: Any, message: Any) -> Any:
+    def persist_message_completion(
+        self, session: Session, turn: Any, row: Any, message: Any
+    ) -> Any:
         row = super().persist_message_completion(session, turn, row, message)
         self.completed.append(f"{row.role}:{row.content}")
         return row
@@ -217,7 +221,7 @@ async def test_no_transaction_is_open_during_the_provider_call(world: World, fak
     assert seen == [False, False]
 
 
-# -- per-tenant contexts -------------------------------------------------------------------------
+# -- per-tenant contexts --------------------------------------------------------------------------
 
 
 async def test_load_event_sets_each_tenants_context(world: World, fake: FakeLLM) -> None:
@@ -254,7 +258,9 @@ def _replay_context(name: str) -> tuple[Replay, sa_llm.Context]:
 
 
 async def test_recorded_persisted_chat_history(world: World) -> None:
-    replay, ctx = _replay_context("activerecord_actsas_basic_chat_functionality_persists_chat_history.json")
+    replay, ctx = _replay_context(
+        "activerecord_actsas_basic_chat_functionality_persists_chat_history.json"
+    )
     recorded = replay.recording["interactions"][0]
     chat = world.Chat(model="gpt-4.1-nano", context=ctx)
     await world.add(chat)
@@ -297,7 +303,9 @@ async def test_recorded_persisted_chat_with_an_attachment(world: World, tmp_path
     replay.assert_all_used()
 
 
-async def test_missing_attachment_fails_before_anything_is_saved(world: World, fake: FakeLLM) -> None:
+async def test_missing_attachment_fails_before_anything_is_saved(
+    world: World, fake: FakeLLM
+) -> None:
     chat = await fake_chat(world)
     with pytest.raises(sa_llm.AttachmentError, match="not found"):
         await world.call(chat.ask, "see this", attachments=["/no/such/file.png"])

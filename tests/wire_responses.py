@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sa_llm
 from sa_llm.content import Attachment
@@ -22,7 +22,9 @@ from sa_llm.types import Content
 
 WIRE = Path(__file__).parent / "fixtures" / "wire"
 
-_FILE_RE = re.compile(r"^<file name='(?P<name>[^']*)' mime_type='(?P<type>[^']*)'>(?P<body>.*)</file>$", re.S)
+_FILE_RE = re.compile(
+    r"^<file name='(?P<name>[^']*)' mime_type='(?P<type>[^']*)'>(?P<body>.*)</file>$", re.S
+)
 _TOOL_ATTACHMENTS = "Attachments from tool call "
 _KNOWN_FIELDS = {
     "model",
@@ -123,7 +125,7 @@ def turns(recording: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[T
     """The history to preload and the asks, grouped with the model calls each one made."""
     calls = model_calls(recording)
     first = calls[0]["request"]["body"]
-    items = [i for i in first.get("input", [])]
+    items = list(first.get("input", []))
     last_user = max(i for i, item in enumerate(items) if item in user_items(first))
     history = items[:last_user]
     result: list[Turn] = []
@@ -176,7 +178,7 @@ def make_tool(spec: Mapping[str, Any], outputs: Mapping[tuple[str, str], Any]) -
     class Recorded(sa_llm.Tool):
         name = str(spec["name"])
         description = str(spec.get("description") or "")
-        schema = dict(spec.get("parameters") or {})
+        schema: ClassVar[Mapping[str, Any] | None] = dict(spec.get("parameters") or {})
 
         def execute(self, **kwargs: Any) -> Any:
             key = (self.name, json.dumps(kwargs, sort_keys=True))
@@ -196,7 +198,9 @@ def configure_turn(chat: sa_llm.Chat, body: Mapping[str, Any]) -> None:
     chat.with_instructions(body.get("instructions"))
     fmt = (body.get("text") or {}).get("format")
     if fmt and fmt.get("type") == "json_schema":
-        chat.with_schema({"name": fmt["name"], "schema": fmt["schema"], "strict": fmt.get("strict")})
+        chat.with_schema(
+            {"name": fmt["name"], "schema": fmt["schema"], "strict": fmt.get("strict")}
+        )
     else:
         chat.with_schema(None)
         if fmt:

@@ -48,9 +48,7 @@ class Context:
         """A new :class:`~sa_llm.Chat` that uses this context's settings."""
         from sa_llm.chat import Chat
 
-        return Chat(
-            model, provider=provider, assume_model_exists=assume_model_exists, context=self
-        )
+        return Chat(model, provider=provider, assume_model_exists=assume_model_exists, context=self)
 
     def replace(self, **settings: Any) -> Context:
         """A new context with some settings changed (this one is unchanged)."""

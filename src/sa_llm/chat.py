@@ -20,7 +20,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sa_llm import models as registry
@@ -335,7 +335,9 @@ class Chat:
         on_chunk: ChunkCallback | None,
         stream: bool,
     ) -> Flow[Message]:
-        message = self.user_message(content, attachments, max_bytes=self.config.max_attachment_bytes)
+        message = self.user_message(
+            content, attachments, max_bytes=self.config.max_attachment_bytes
+        )
         yield from self._add_user_message(message)
         return (yield from self._complete_flow(on_chunk, stream))
 
@@ -501,4 +503,3 @@ def resolve_model(
             "assume_model_exists=True needs an explicit provider, e.g. provider='openai'."
         )
     return registry.find(model, provider)
-

@@ -91,7 +91,9 @@ class Config(BaseModel):
     bedrock_base_url: str | None = Field(None, description="Override the runtime endpoint.")
     # OpenRouter
     openrouter_api_key: SecretStr | None = Field(None, description="OpenRouter key.")
-    openrouter_base_url: str | None = Field(None, description="Default https://openrouter.ai/api/v1.")
+    openrouter_base_url: str | None = Field(
+        None, description="Default https://openrouter.ai/api/v1."
+    )
     openrouter_app_url: str | None = Field(None, description="HTTP-Referer attribution header.")
     openrouter_app_title: str | None = Field(None, description="X-Title attribution header.")
     # OpenAI-compatible

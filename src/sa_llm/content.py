@@ -199,10 +199,11 @@ class Attachment:
         name = (
             filename
             or getattr(file, "filename", None)
-            or os.path.basename(str(getattr(stream, "name", "") or "")) or None
+            or os.path.basename(str(getattr(stream, "name", "") or ""))
+            or None
         )
-        declared = mime_type or getattr(file, "content_type", None) or getattr(
-            file, "mimetype", None
+        declared = (
+            mime_type or getattr(file, "content_type", None) or getattr(file, "mimetype", None)
         )
         try:
             data = stream.read()

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import json
 import threading
@@ -70,7 +71,17 @@ _HOME_PREFIXES: tuple[tuple[str, str], ...] = (
     ("devstral", "mistral"),
     ("voxtral", "mistral"),
 )
-_PROVIDER_PREFERENCE = ("openai", "anthropic", "gemini", "xai", "deepseek", "mistral", "ollama", "bedrock", "openrouter")
+_PROVIDER_PREFERENCE = (
+    "openai",
+    "anthropic",
+    "gemini",
+    "xai",
+    "deepseek",
+    "mistral",
+    "ollama",
+    "bedrock",
+    "openrouter",
+)
 
 
 def _frozen(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -135,7 +146,10 @@ class ModelInfo:
             "context_window": self.context_window,
             "max_output_tokens": self.max_output_tokens,
             "knowledge_cutoff": self.knowledge_cutoff,
-            "modalities": {"input": list(self.input_modalities), "output": list(self.output_modalities)},
+            "modalities": {
+                "input": list(self.input_modalities),
+                "output": list(self.output_modalities),
+            },
             "capabilities": sorted(self.capabilities),
             "pricing": dict(self.pricing),
             "created_at": self.created_at,
@@ -235,18 +249,32 @@ class Registry:
     Reads never lock: they see one snapshot or the next, never a half-built one.
     """
 
-    def __init__(self, models: tuple[ModelInfo, ...] = (), aliases: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        models: tuple[ModelInfo, ...] = (),
+        aliases: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._snap = _snapshot(tuple(models), aliases or {})
 
-    def replace_all(self, models: tuple[ModelInfo, ...] | list[ModelInfo], aliases: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    def replace_all(
+        self,
+        models: tuple[ModelInfo, ...] | list[ModelInfo],
+        aliases: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         with self._lock:
-            self._snap = _snapshot(tuple(models), self._snap.aliases if aliases is None else aliases)
+            self._snap = _snapshot(
+                tuple(models), self._snap.aliases if aliases is None else aliases
+            )
 
     def register(self, *infos: ModelInfo) -> None:
         """Add or replace models (by provider and id)."""
         with self._lock:
-            keep = [m for m in self._snap.models if (m.provider, m.id) not in {(i.provider, i.id) for i in infos}]
+            keep = [
+                m
+                for m in self._snap.models
+                if (m.provider, m.id) not in {(i.provider, i.id) for i in infos}
+            ]
             self._snap = _snapshot(tuple(keep) + tuple(infos), self._snap.aliases)
 
     def resolve_alias(self, model_id: str, provider: str | None = None) -> str:
@@ -329,7 +357,7 @@ class Registry:
             m
             for m in self._snap.models
             if (provider is None or m.provider == provider)
-            and all(bool(getattr(m, name)) == value for name, value in flags.items())
+            and builtins.all(bool(getattr(m, name)) == value for name, value in flags.items())
         ]
 
     def __iter__(self) -> Iterator[ModelInfo]:
@@ -339,7 +367,9 @@ class Registry:
         return len(self._snap.models)
 
     def __contains__(self, model_id: object) -> bool:
-        return isinstance(model_id, str) and (model_id in self._snap.by_id or model_id in self._snap.aliases)
+        return isinstance(model_id, str) and (
+            model_id in self._snap.by_id or model_id in self._snap.aliases
+        )
 
 
 def _fields(info: ModelInfo) -> dict[str, Any]:
@@ -364,7 +394,23 @@ class _LazyRegistry(Registry):
             self._loaded = True
 
     def __getattribute__(self, name: str) -> Any:
-        if name in ("find", "all", "by_provider", "chat_models", "embedding_models", "providers", "filter", "where", "register", "replace_all", "resolve", "resolve_alias", "__iter__", "__len__", "__contains__") and not object.__getattribute__(self, "_loaded"):
+        if name in (
+            "find",
+            "all",
+            "by_provider",
+            "chat_models",
+            "embedding_models",
+            "providers",
+            "filter",
+            "where",
+            "register",
+            "replace_all",
+            "resolve",
+            "resolve_alias",
+            "__iter__",
+            "__len__",
+            "__contains__",
+        ) and not object.__getattribute__(self, "_loaded"):
             object.__getattribute__(self, "_load")()
         return object.__getattribute__(self, name)
 
@@ -381,7 +427,7 @@ def resolve(model_id: str, provider: str | None = None) -> tuple[str, str]:
     return registry.resolve(model_id, provider)
 
 
-def all() -> list[ModelInfo]:  # noqa: A001 - mirrors the reference's models.all
+def all() -> list[ModelInfo]:
     return registry.all()
 
 

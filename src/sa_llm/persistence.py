@@ -202,8 +202,9 @@ class PersistenceStrategy:
         schema = turn.schema
         M, TC = schema.message_cls, schema.tool_call_cls
         placeholder = turn.placeholder
-        if placeholder is not None and _is_persistent(placeholder):
-            pk = instance_state(placeholder).identity[0]
+        identity = instance_state(placeholder).identity if placeholder is not None else None
+        if identity is not None:
+            pk = identity[0]
             row = session.get(M, pk)
             if row is not None and _is_blank(row) and not _tool_call_ids(session, turn, [pk]):
                 logger.warning("Deleting the empty %s row %s after a failure", M.__name__, pk)
@@ -211,7 +212,10 @@ class PersistenceStrategy:
                 session.flush()
         chat_fk = getattr(M, schema.message_chat_fk)
         last = session.scalars(
-            select(M).where(chat_fk == turn.chat_id).order_by(M.created_at.desc(), M.id.desc()).limit(1)
+            select(M)
+            .where(chat_fk == turn.chat_id)
+            .order_by(M.created_at.desc(), M.id.desc())
+            .limit(1)
         ).first()
         if last is None:
             return
@@ -226,9 +230,7 @@ class PersistenceStrategy:
                 return
             call_message_id = getattr(parent, schema.tool_call_message_fk)
             call_ids = set(_tool_call_ids(session, turn, [call_message_id]))
-            answered = set(
-                session.scalars(select(parent_fk).where(parent_fk.in_(call_ids))).all()
-            )
+            answered = set(session.scalars(select(parent_fk).where(parent_fk.in_(call_ids))).all())
             if call_ids != answered:
                 self._delete_round(session, turn, call_message_id)
 
@@ -237,7 +239,9 @@ class PersistenceStrategy:
         M, TC = schema.message_cls, schema.tool_call_cls
         call_ids = _tool_call_ids(session, turn, [call_message_id])
         parent_fk = getattr(M, schema.message_parent_fk)
-        results = session.scalars(select(M).where(parent_fk.in_(call_ids))).all() if call_ids else []
+        results = (
+            session.scalars(select(M).where(parent_fk.in_(call_ids))).all() if call_ids else []
+        )
         logger.warning(
             "Deleting an incomplete tool-call round (message %s, %d result(s))",
             call_message_id,
@@ -432,7 +436,7 @@ class DbStep(Effect[T]):
         return await self.async_session.run_sync(self.fn)
 
 
-# -- the persisted chat -----------------------------------------------------------------------------
+# -- the persisted chat ---------------------------------------------------------------------------
 
 
 class PersistedChat(Chat):
@@ -501,7 +505,9 @@ class PersistedChat(Chat):
             turn, strategy = self.turn, self.strategy
             try:
                 yield DbStep(
-                    lambda s: strategy.run_cleanup(s, lambda: strategy.cleanup_failed_turn(s, turn)),
+                    lambda s: strategy.run_cleanup(
+                        s, lambda: strategy.cleanup_failed_turn(s, turn)
+                    ),
                     self._session,
                     self._async_session,
                 )
@@ -521,14 +527,7 @@ def _loaded_values(row: Any) -> dict[str, Any] | None:
     if state.key is None:
         return None
     columns = state.mapper.column_attrs
-    return {
-        prop.key: state.dict[prop.key] for prop in columns if prop.key in state.dict
-    }
-
-
-def _is_persistent(row: Any) -> bool:
-    """Whether the row was written (it has an identity), whatever its session state now."""
-    return instance_state(row).key is not None
+    return {prop.key: state.dict[prop.key] for prop in columns if prop.key in state.dict}
 
 
 def _is_blank(row: Any) -> bool:
@@ -563,9 +562,7 @@ def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Mes
     ]
     optional = sorted(schema.optional)
     columns.extend(getattr(M, name) for name in optional)
-    query = select(*columns).outerjoin(
-        parent, getattr(M, schema.message_parent_fk) == parent.id
-    )
+    query = select(*columns).outerjoin(parent, getattr(M, schema.message_parent_fk) == parent.id)
     if schema.model_cls is not None and schema.message_model_attr is not None:
         Model = schema.model_cls
         columns_query = query.add_columns(Model.model_id.label("model_name")).outerjoin(
@@ -574,9 +571,7 @@ def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Mes
         query = columns_query
     elif schema.message_model_attr is not None:
         query = query.add_columns(getattr(M, schema.message_model_attr).label("model_name"))
-    query = query.where(getattr(M, schema.message_chat_fk) == chat_id).order_by(
-        M.created_at, M.id
-    )
+    query = query.where(getattr(M, schema.message_chat_fk) == chat_id).order_by(M.created_at, M.id)
     rows = session.execute(query).mappings().all()
     calls_by_message: dict[Any, list[ToolCall]] = {}
     message_fk = getattr(TC, schema.tool_call_message_fk)
@@ -591,7 +586,11 @@ def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Mes
         .order_by(TC.id)
     )
     for call in session.execute(call_query).mappings():
-        extra = {"thought_signature": call["thought_signature"]} if has_signature and call.get("thought_signature") else {}
+        extra = (
+            {"thought_signature": call["thought_signature"]}
+            if has_signature and call.get("thought_signature")
+            else {}
+        )
         calls_by_message.setdefault(call["message_pk"], []).append(
             ToolCall(
                 id=call["tool_call_id"],
@@ -613,7 +612,7 @@ def _arguments(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def row_to_message(row: Mapping[str, Any], tool_calls: Sequence[ToolCall] = ()) -> Message:
+def row_to_message(row: Mapping[Any, Any], tool_calls: Sequence[ToolCall] = ()) -> Message:
     """A value :class:`~sa_llm.types.Message` from a message row's columns (``to_llm``)."""
     raw = row.get("content_raw")
     content: str | RawContent | None

@@ -125,7 +125,9 @@ class OutputSchema:
                 )
             return cls(name="response", schema=dict(source))
         # Objects with a JSON-schema method (schema builders) are accepted too.
-        to_json_schema = getattr(source, "to_json_schema", None) or getattr(source, "json_schema", None)
+        to_json_schema = getattr(source, "to_json_schema", None) or getattr(
+            source, "json_schema", None
+        )
         if callable(to_json_schema):
             return cls.coerce(to_json_schema())
         raise ConfigurationError(

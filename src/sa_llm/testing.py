@@ -62,7 +62,7 @@ __all__ = [
 FAKE_BASE_URL = "http://fake-llm.sa-llm.invalid/v1"
 
 
-# -- byte streams that work with both httpx clients -------------------------------------------
+# -- byte streams that work with both httpx clients -----------------------------------------------
 
 
 class _PieceStream(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -87,7 +87,7 @@ def _split(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
 
-# -- the scripted fake model --------------------------------------------------------------------
+# -- the scripted fake model ----------------------------------------------------------------------
 
 
 @dataclass
@@ -283,7 +283,7 @@ _fakes: list[FakeLLM] = []
 _default_fake = FakeLLM()
 
 
-class fake_llm:  # noqa: N801 - used like a function: ``with fake_llm() as fake``
+class fake_llm:
     """Make a :class:`FakeLLM` the one that answers provider ``"fake"`` inside the block."""
 
     def __init__(self, fake: FakeLLM | None = None, **options: Any) -> None:
@@ -448,7 +448,7 @@ class _FakeStreamParser(StreamParser):
         return chunks
 
 
-# -- replaying recorded traffic -----------------------------------------------------------------
+# -- replaying recorded traffic -------------------------------------------------------------------
 
 
 def _body_bytes(part: Mapping[str, Any]) -> bytes:
@@ -535,13 +535,11 @@ class Replay(httpx.BaseTransport, httpx.AsyncBaseTransport):
         response = item["response"]
         data = _body_bytes(response)
         headers = dict(response.get("headers") or {})
-        streamed = "event-stream" in headers.get("content-type", "") or "eventstream" in headers.get(
+        streamed = "event-stream" in headers.get(
             "content-type", ""
-        )
+        ) or "eventstream" in headers.get("content-type", "")
         pieces = _split(data, self.piece_size) if streamed else [data]
-        return httpx.Response(
-            int(response["status"]), headers=headers, stream=_PieceStream(pieces)
-        )
+        return httpx.Response(int(response["status"]), headers=headers, stream=_PieceStream(pieces))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
@@ -556,7 +554,15 @@ class Replay(httpx.BaseTransport, httpx.AsyncBaseTransport):
         base = config or get_config()
         keys = {
             f"{name}_api_key": "test-key"
-            for name in ("openai", "anthropic", "gemini", "openrouter", "deepseek", "mistral", "xai")
+            for name in (
+                "openai",
+                "anthropic",
+                "gemini",
+                "openrouter",
+                "deepseek",
+                "mistral",
+                "xai",
+            )
             if getattr(base, f"{name}_api_key") is None
         }
         return Context(

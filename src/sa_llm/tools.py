@@ -28,7 +28,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, get_args, get_origin, get_type_hints
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -86,7 +86,7 @@ def _described(annotation: Any) -> tuple[Any, str | None]:
         texts = [m for m in meta if isinstance(m, str)]
         others = tuple(m for m in meta if not isinstance(m, str))
         if texts:
-            kept = Annotated.__class_getitem__((base, *others)) if others else base  # type: ignore[attr-defined]
+            kept = Annotated.__class_getitem__((base, *others)) if others else base
             return kept, " ".join(texts)
     return annotation, None
 
@@ -117,9 +117,17 @@ class Tool:
             cls.description = (doc or "").strip()
         cls._arguments_model = None
 
-    def execute(self, **kwargs: Any) -> Any:
-        """Do the work. Return a str, a JSON-able value, :class:`Content`, or :meth:`halt`."""
-        raise NotImplementedError(f"{type(self).__name__}.execute is not implemented")
+    if TYPE_CHECKING:
+        # Declared as a callable so subclasses type-check with any typed signature.
+        execute: Callable[..., Any]
+    else:
+
+        def execute(self, **kwargs: Any) -> Any:
+            """Do the work: return a str, a JSON-able value, :class:`Content`, or :meth:`halt`.
+
+            May be ``async def``. Arguments are validated against the signature first.
+            """
+            raise NotImplementedError(f"{type(self).__name__}.execute is not implemented")
 
     def halt(self, content: Any) -> Halt:
         """End the tool loop: ``content`` becomes the result and the model is not called again."""
@@ -205,15 +213,13 @@ def as_tool(function: Callable[..., Any], *, name: str | None = None) -> type[To
     """A :class:`Tool` class from a typed function; its docstring is the description."""
     is_async = inspect.iscoroutinefunction(function)
 
-    if is_async:
+    async def execute_async(self: Tool, **kwargs: Any) -> Any:
+        return await function(**kwargs)
 
-        async def execute(self: Tool, **kwargs: Any) -> Any:
-            return await function(**kwargs)
+    def execute_sync(self: Tool, **kwargs: Any) -> Any:
+        return function(**kwargs)
 
-    else:
-
-        def execute(self: Tool, **kwargs: Any) -> Any:
-            return function(**kwargs)
+    execute: Callable[..., Any] = execute_async if is_async else execute_sync
 
     execute.__signature__ = inspect.signature(function).replace(  # type: ignore[attr-defined]
         parameters=[

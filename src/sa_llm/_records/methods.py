@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from sqlalchemy import Connection, inspect as sa_inspect, select
+from sqlalchemy import Connection, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 from sqlalchemy.orm import Session, object_session
@@ -30,7 +31,7 @@ from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
 from sa_llm.chat import ChunkCallback, resolve_model
 from sa_llm.config import get_config
 from sa_llm.content import AttachmentSource
-from sa_llm.errors import ConfigurationError, DetachedRecordError
+from sa_llm.errors import DetachedRecordError
 from sa_llm.schema import OutputSchema
 from sa_llm.tools import Tool
 from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, Tokens, ToolCall
@@ -57,15 +58,15 @@ class _Runtime:
         "callbacks",
         "context",
         "headers",
+        "parallel_tool_calls",
         "params",
         "pending_model",
         "pending_provider",
+        "resolved",
         "schema",
         "temperature",
         "tool_choice",
-        "parallel_tool_calls",
         "tools",
-        "resolved",
     )
 
     def __init__(self) -> None:
@@ -705,7 +706,7 @@ class MessageMethods:
         else:
             model_name = getattr(self, options.model_id_column, None)
         row = {
-            "role": getattr(self, "role"),
+            "role": self.role,
             "content": getattr(self, "content", None),
             "content_raw": getattr(self, "content_raw", None),
             "input_tokens": getattr(self, "input_tokens", None),
@@ -737,8 +738,8 @@ class ToolCallMethods:
                 arguments = {"_raw": arguments}
         signature = getattr(self, "thought_signature", None)
         return ToolCall(
-            id=getattr(self, "tool_call_id"),
-            name=getattr(self, "name"),
+            id=self.tool_call_id,
+            name=self.name,
             arguments=dict(arguments or {}),
             extra={"thought_signature": signature} if signature else {},
         )
@@ -768,9 +769,9 @@ class ModelMethods:
         modalities = getattr(self, "modalities", None) or {}
         created = getattr(self, "model_created_at", None)
         return registry.ModelInfo(
-            id=getattr(self, "model_id"),
-            name=getattr(self, "name", None) or getattr(self, "model_id"),
-            provider=getattr(self, "provider"),
+            id=self.model_id,
+            name=getattr(self, "name", None) or self.model_id,
+            provider=self.provider,
             family=getattr(self, "family", None),
             context_window=getattr(self, "context_window", None),
             max_output_tokens=getattr(self, "max_output_tokens", None),

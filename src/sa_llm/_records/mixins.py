@@ -40,7 +40,12 @@ __all__ = [
 #: JSON everywhere, JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
-_DEFAULT_TABLES = {"chats": "chats", "messages": "messages", "tool_calls": "tool_calls", "models": "models"}
+_DEFAULT_TABLES = {
+    "chats": "chats",
+    "messages": "messages",
+    "tool_calls": "tool_calls",
+    "models": "models",
+}
 
 
 def utcnow() -> datetime:
@@ -166,7 +171,9 @@ class ToolCallMixin(ToolCallMethods):
         # The provider's id is unique within its message, not globally.
         return (
             UniqueConstraint(
-                "message_id", "tool_call_id", name=f"uq_{cls.__tablename__}_message_call"  # type: ignore[attr-defined]
+                "message_id",
+                "tool_call_id",
+                name=f"uq_{cls.__tablename__}_message_call",  # type: ignore[attr-defined]
             ),
         )
 
@@ -179,7 +186,9 @@ class ModelMixin(ModelMethods, _Timestamps):
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     provider: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     family: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    model_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    model_created_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
     context_window: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     knowledge_cutoff: Mapped[str | None] = mapped_column(String(32), nullable=True)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sa_llm.content import Attachment
-from sa_llm.providers._sse import SSEDecoder, ServerSentEvent
+from sa_llm.providers._sse import ServerSentEvent, SSEDecoder
 from sa_llm.providers.base import (
     ChatRequest,
     HttpRequest,
@@ -291,7 +291,9 @@ class ResponsesCodec(Provider):
         return Tokens(
             input=usage.get("input_tokens"),
             output=usage.get("output_tokens"),
-            cached=input_details.get("cached_tokens") if isinstance(input_details, Mapping) else None,
+            cached=input_details.get("cached_tokens")
+            if isinstance(input_details, Mapping)
+            else None,
             reasoning=(
                 output_details.get("reasoning_tokens")
                 if isinstance(output_details, Mapping)

@@ -103,12 +103,10 @@ class SSEDecoder:
                 self._data.append(value)
             elif name == "event":
                 self._event = value
-            elif name == "id":
-                if "\0" not in value:
-                    self._last_id = value
-            elif name == "retry":
-                if value.isdigit() and value.isascii():
-                    self._retry = int(value)
+            elif name == "id" and "\0" not in value:
+                self._last_id = value
+            elif name == "retry" and value.isdigit() and value.isascii():
+                self._retry = int(value)
         return events
 
     def flush(self) -> list[ServerSentEvent]:

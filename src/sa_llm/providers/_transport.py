@@ -179,7 +179,9 @@ class Transport:
             return self._own_clients[1]
         return self.config.async_http_client or default_async_client()
 
-    def build(self, client: httpx.Client | httpx.AsyncClient, request: HttpRequest) -> httpx.Request:
+    def build(
+        self, client: httpx.Client | httpx.AsyncClient, request: HttpRequest
+    ) -> httpx.Request:
         content = request.content
         headers = dict(request.headers)
         if request.json is not None:
@@ -373,7 +375,6 @@ class ReadStream(Effect[bytes]):
 
     async def arun(self, scope: Scope) -> bytes:
         return await self.handle.aread()
-
 
 
 class Download(Effect[tuple[bytes, str | None]]):

@@ -185,7 +185,9 @@ _CONTEXT_LENGTH = re.compile(
 )
 
 
-def error_class_for(status: int, message: str, code: str | None = None) -> type[errors.APIStatusError]:
+def error_class_for(
+    status: int, message: str, code: str | None = None
+) -> type[errors.APIStatusError]:
     """The error class for an HTTP status and the provider's message (a pure function)."""
     if status in (400, 413, 422) and (
         (code and "context_length" in code) or _CONTEXT_LENGTH.search(message)
