@@ -9,13 +9,16 @@ essentials of every request the library sent are compared with the recorded requ
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 
 import sa_llm
+from persisted import default_models
 from sa_llm.testing import Replay
 from sa_llm.types import Chunk, Message
 from wire_responses import (
@@ -61,9 +64,7 @@ def history_message(item: Mapping[str, Any]) -> Message:
     return Message(role=item["role"], content=text)
 
 
-def new_chat(
-    ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[str, Any]
-) -> sa_llm.Chat:
+def new_chat(ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[str, Any]) -> Any:
     chat = ctx.chat(body["model"], provider="openai")
     tools = body.get("tools") or []
     if tools:
@@ -80,11 +81,11 @@ def new_chat(
 
 
 async def run_ask(
-    chat: sa_llm.Chat, mode: str, prompt: str | None, files: list[Any], stream: bool
+    chat: Any, mode: str, prompt: str | None, files: list[Any], stream: bool
 ) -> tuple[Message, list[Chunk]]:
     chunks: list[Chunk] = []
     on_chunk = chunks.append if stream else None
-    if mode == "sync":
+    if mode in ("sync", "persisted"):
         return chat.ask(prompt, attachments=files or None, on_chunk=on_chunk), chunks
     return await chat.aask(prompt, attachments=files or None, on_chunk=on_chunk), chunks
 
@@ -127,20 +128,22 @@ def assert_request_matches(sent: Mapping[str, Any], recorded: Mapping[str, Any])
     assert sent.get("include") == recorded.get("include")
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-@pytest.mark.parametrize("path", RESPONSES_FILES, ids=lambda p: p.stem)
-async def test_replay_responses_recording(path: Path, mode: str) -> None:
+ChatFactory = Callable[[sa_llm.Context, Mapping[str, Any], Mapping[str, Any]], Any]
+
+
+async def replay_recording(path: Path, mode: str, make_chat: ChatFactory) -> None:
+    """Drive the conversation of one recording through ``make_chat``'s chats and check it."""
     recording = load(path)
     replay = Replay(recording)
     ctx = replay.context()
     history, asks = turns(recording)
-    chat = new_chat(ctx, recording, asks[0].body)
+    chat = make_chat(ctx, recording, asks[0].body)
     for item in history:
         chat.add_message(history_message(item))
 
     for turn in asks:
         if turn.fresh:
-            chat = new_chat(ctx, recording, turn.body)
+            chat = make_chat(ctx, recording, turn.body)
         configure_turn(chat, turn.body)
         stream = bool(turn.body.get("stream"))
         last = turn.calls[-1]["response"]
@@ -155,18 +158,20 @@ async def test_replay_responses_recording(path: Path, mode: str) -> None:
         reply, chunks = await run_ask(chat, mode, turn.prompt, turn.files, stream)
         expected = reply_object(last)
         assert expected is not None
+        messages = chat.messages
         final = reply
         if expected_calls(expected):
             # The recording ends on a tool call: the tool halted the loop, as the original did.
             assert reply.role == "tool"
-            final = [m for m in chat.messages if m.role == "assistant"][-1]
+            final = [m for m in messages if m.role == "assistant"][-1]
         assert final.text == expected_text(expected)
         assert final.tokens == expected_tokens(expected)
-        assert final.model_id == expected["model"]
+        if mode != "persisted":
+            assert final.model_id == expected["model"]
         if stream:
             assert "".join(c.content or "" for c in chunks) == (final.text or "")
         # Every tool round the recording shows produced the same calls in the history.
-        new_messages = chat.messages[before:]
+        new_messages = messages[before:]
         rounds = [m for m in new_messages if m.role == "assistant" and m.tool_calls]
         recorded_rounds = [
             calls
@@ -187,6 +192,70 @@ async def test_replay_responses_recording(path: Path, mode: str) -> None:
         assert_request_matches(sent.body, call["request"]["body"])
         assert sent.headers["authorization"] == "Bearer test-key"
     replay.assert_all_used()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("path", RESPONSES_FILES, ids=lambda p: p.stem)
+async def test_replay_responses_recording(path: Path, mode: str) -> None:
+    await replay_recording(path, mode, new_chat)
+
+
+class PersistedChatAdapter:
+    """A chat row behind the in-memory chat's interface, so the same driver runs it."""
+
+    def __init__(self, session: Session, models: dict[str, Any], record: Any) -> None:
+        self.session = session
+        self.models = models
+        self.record = record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.record, name)
+
+    @property
+    def messages(self) -> list[Message]:
+        # Rebuilt from the rows: what was stored must be enough to continue the chat.
+        return list(self.record.to_llm().messages)
+
+
+def _carries_files_across_turns(path: Path) -> bool:
+    _, asks = turns(load(path))
+    return any(turn.files for turn in asks[:-1])
+
+
+PERSISTED_FILES = [p for p in RESPONSES_FILES if not _carries_files_across_turns(p)]
+
+
+@pytest.mark.parametrize("path", PERSISTED_FILES, ids=lambda p: p.stem)
+async def test_replay_responses_recording_through_a_persisted_chat(path: Path, db_url: str) -> None:
+    """The same recordings through ``@acts_as_chat`` rows; history is rebuilt from the database.
+
+    Recordings that re-send an earlier turn's files are left out: stored attachments are the
+    attachments issue's work.
+    """
+    models = default_models()
+    engine = create_engine(db_url)
+    models["Base"].metadata.create_all(engine)
+    session = Session(engine)
+
+    def make_chat(
+        ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[str, Any]
+    ) -> PersistedChatAdapter:
+        record = models["Chat"](model=body["model"], provider="openai", context=ctx)
+        session.add(record)
+        session.commit()
+        plain = new_chat(ctx, recording, body)
+        record.with_tools(*plain.tools.values(), choice=plain.tool_choice)
+        if plain.parallel_tool_calls is not None:
+            record.with_tools(calls="many" if plain.parallel_tool_calls else "one")
+        return PersistedChatAdapter(session, models, record)
+
+    try:
+        await replay_recording(path, "persisted", make_chat)
+        roles = [m.role for m in session.scalars(select(models["Message"])).all()]
+        assert "user" in roles and "" not in roles
+    finally:
+        session.close()
+        engine.dispose()
 
 
 AUDIO = WIRE / "openai" / "chat_audio_models_openai_gpt-audio-mini_can_understand_mp3_audio.json"
