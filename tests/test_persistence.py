@@ -487,3 +487,44 @@ async def test_history_rebuild_uses_constant_queries(world: World, fake: FakeLLM
     assert [m.role for m in llm.messages[:4]] == ["user", "assistant", "tool", "assistant"]
     assert llm.messages[1].tool_calls[0].name == "calculator"
     assert llm.messages[2].tool_call_id == llm.messages[1].tool_calls[0].id
+
+
+async def test_cancelled_turn_is_cleaned_up(db_url: str, async_db_url: str) -> None:
+    import asyncio
+
+    world = make_world("async", db_url, async_db_url, default_models())
+    try:
+        with fake_llm(echo=False) as fake:
+            chat = await new_chat(world)
+            fake.reply("a slow streamed answer", chunks=5)
+            started = asyncio.Event()
+
+            async def on_chunk(chunk: Any) -> None:
+                started.set()
+                await asyncio.sleep(3600)  # the client went away; the task gets cancelled
+
+            task = asyncio.create_task(chat.aask("hi", on_chunk=on_chunk))
+            await asyncio.wait_for(started.wait(), 10)
+            assert [m.role for m in world.messages()] == ["user", "assistant"]
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert [(m.role, m.content) for m in world.messages()] == [("user", "hi")]
+    finally:
+        await close_world(world)
+
+
+def test_abandoned_stream_iterator_is_cleaned_up(db_url: str, async_db_url: str) -> None:
+    import asyncio
+
+    world = make_world("sync", db_url, async_db_url, default_models())
+    try:
+        with fake_llm(echo=False) as fake:
+            chat = asyncio.run(new_chat(world))
+            fake.reply("one two three four five", chunks=5)
+            stream = chat.stream("count")
+            next(stream)
+            stream.close()  # the caller stopped reading
+            assert [(m.role, m.content) for m in world.messages()] == [("user", "count")]
+    finally:
+        asyncio.run(close_world(world))
