@@ -528,3 +528,25 @@ def test_abandoned_stream_iterator_is_cleaned_up(db_url: str, async_db_url: str)
             assert [(m.role, m.content) for m in world.messages()] == [("user", "count")]
     finally:
         asyncio.run(close_world(world))
+
+
+async def test_chat_row_stays_readable_after_an_async_turn(async_db_url: str, db_url: str) -> None:
+    """Our commits do not expire the caller's row: no MissingGreenlet on ``chat.id`` after."""
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    models = default_models()
+    sync_world = make_world("sync", db_url, async_db_url, models)
+    engine = create_async_engine(async_db_url)
+    try:
+        with fake_llm(echo=False) as fake:
+            fake.reply("ok")
+            async with AsyncSession(engine) as session:  # expire_on_commit=True, the default
+                chat = models["Chat"](model="fake-model", provider="fake", title="kept")
+                session.add(chat)
+                await session.flush()
+                chat_id = chat.id
+                await chat.aask("hi")
+                assert (chat.id, chat.title) == (chat_id, "kept")
+    finally:
+        await engine.dispose()
+        await close_world(sync_world)

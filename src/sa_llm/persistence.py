@@ -40,9 +40,10 @@ record API runs the same functions through ``AsyncSession.run_sync``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -115,16 +116,13 @@ class PersistenceStrategy:
         """Run one step and make it durable (here: commit; subclasses: savepoint/flush)."""
         try:
             result = step()
-            kept = _loaded_values(result)
-            session.commit()
+            with keep_loaded(result):
+                # The commit expires the row; it is filled in later, so keep what we know of
+                # it instead of paying a SELECT to reload it.
+                session.commit()
         except BaseException:
             session.rollback()
             raise
-        if kept is not None:
-            # The commit expired the row; it is filled in later, so keep what we know of it
-            # instead of paying a SELECT to reload it.
-            for key, value in kept.items():
-                set_committed_value(result, key, value)
         return result
 
     def run_cleanup(self, session: Session, step: Callable[[], T]) -> T:
@@ -464,12 +462,15 @@ class PersistedChat(Chat):
         self._async_session = async_session
 
     def _step(self, hook: Callable[[Session], T]) -> DbStep[T]:
-        strategy = self.strategy
-        return DbStep(
-            lambda session: strategy.run_step(session, lambda: hook(session)),
-            self._session,
-            self._async_session,
-        )
+        strategy, record = self.strategy, self.turn.record
+
+        def step(session: Session) -> T:
+            # Our commits must not expire the caller's chat row: with an AsyncSession a later
+            # attribute read would need I/O (MissingGreenlet), and with a Session a SELECT.
+            with keep_loaded(record):
+                return strategy.run_step(session, lambda: hook(session))
+
+        return DbStep(step, self._session, self._async_session)
 
     def _add_user_message(self, message: Message) -> Flow[None]:
         turn, strategy = self.turn, self.strategy
@@ -524,10 +525,27 @@ def _loaded_values(row: Any) -> dict[str, Any] | None:
         state = instance_state(row)
     except Exception:
         return None
-    if state.key is None:
-        return None
     columns = state.mapper.column_attrs
     return {prop.key: state.dict[prop.key] for prop in columns if prop.key in state.dict}
+
+
+@contextlib.contextmanager
+def keep_loaded(row: Any) -> Iterator[None]:
+    """Put back the column values of ``row`` that a commit inside the block expired.
+
+    Values written during the block are kept as they are after it (only expired keys are
+    restored), so the row reads as it would with ``expire_on_commit=False``.
+    """
+    before = _loaded_values(row)
+    yield
+    if before is None:
+        return
+    state = instance_state(row)
+    if state.key is None or state.deleted or state.detached:
+        return
+    for key, value in before.items():
+        if key not in state.dict:
+            set_committed_value(row, key, value)
 
 
 def _is_blank(row: Any) -> bool:

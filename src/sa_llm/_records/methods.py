@@ -31,6 +31,7 @@ from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
 from sa_llm.chat import ChunkCallback, resolve_model
 from sa_llm.config import get_config
 from sa_llm.content import AttachmentSource
+from sa_llm.persistence import keep_loaded
 from sa_llm.errors import DetachedRecordError
 from sa_llm.schema import OutputSchema
 from sa_llm.tools import Tool
@@ -396,8 +397,8 @@ class ChatMethods:
             llm.bind(turn, strategy, session, async_session)
             return llm
 
-        llm = strategy.run_step(session, prepare)
-        return llm
+        with keep_loaded(self):
+            return strategy.run_step(session, prepare)
 
     def _resolve_model(self, session: Session, schema: ChatSchema) -> tuple[ModelInfo, Any]:
         runtime = _runtime(self)
@@ -537,7 +538,8 @@ class ChatMethods:
                 session.delete(row)
             session.flush()
 
-        strategy.run_step(session, step)
+        with keep_loaded(self):
+            strategy.run_step(session, step)
 
     def with_instructions(self: Self, text: str | None, *, append: bool = False) -> Self:
         """Persist the system prompt: replaces the current one unless ``append``; ``None`` clears."""
@@ -566,7 +568,8 @@ class ChatMethods:
             self._resolve_model(session, schema)
             session.flush()
 
-        strategy.run_step(session, step)
+        with keep_loaded(self):
+            strategy.run_step(session, step)
 
     def with_model(
         self: Self, model: str, *, provider: str | None = None, assume_model_exists: bool = False
@@ -603,7 +606,8 @@ class ChatMethods:
             turn = Turn(schema=schema, record=self, chat_id=sa_inspect(self).identity[0])
             return strategy.persist_user_message(session, turn, message)
 
-        return strategy.run_step(session, step)
+        with keep_loaded(self):
+            return strategy.run_step(session, step)
 
     def create_user_message(
         self,
