@@ -174,7 +174,8 @@ def _wire_registry(mapper: Mapper[Any], cls: type[Any]) -> None:
         pending.pop(0)
         if isinstance(owner.__dict__.get(name), _Deferred):
             delattr(owner, name)
-        sa_inspect(owner).add_property(name, prop)
+        if prop is not None:  # None: an optional relationship whose other side is absent
+            sa_inspect(owner).add_property(name, prop)
 
 
 def _back(cls: type[Any], name: str, other: type[Any], other_name: str) -> dict[str, Any]:
@@ -724,14 +725,21 @@ def acts_as_model(
         def foreign() -> Any:
             klass = chat_cls()
             if options.chats_foreign_key:
-                return [getattr(klass, column_attribute(klass, options.chats_foreign_key, option="chats_foreign_key"))]
+                fk = column_attribute(klass, options.chats_foreign_key, option="chats_foreign_key")
+                return [getattr(klass, fk)]
             schema = chat_schema(klass)
             assert schema.chat_model_attr is not None
             return [getattr(klass, schema.chat_model_attr)]
 
-        _add_relationship(
-            cls, chats, lambda: relationship(chat_cls, foreign_keys=foreign, viewonly=True)
-        )
+        def chats_relationship() -> Any:
+            if options.chat_class is None and not any(
+                getattr(m.class_, CHAT_OPTIONS, None) is not None for m in cls.registry.mappers
+            ):
+                # A registry used on its own (no chat class declared): no ``chats`` to link.
+                return None
+            return relationship(chat_cls, foreign_keys=foreign, viewonly=True)
+
+        _add_relationship(cls, chats, chats_relationship)
         return cls
 
     return decorate

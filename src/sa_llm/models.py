@@ -20,7 +20,7 @@ import builtins
 import difflib
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
@@ -38,6 +38,7 @@ __all__ = [
     "embedding_models",
     "find",
     "providers",
+    "refresh",
     "register",
     "registry",
     "resolve",
@@ -416,6 +417,57 @@ class _LazyRegistry(Registry):
 
 
 registry: Registry = _LazyRegistry()
+
+
+def refresh(
+    config: Any = None,
+    *,
+    providers: Sequence[str] | None = None,
+    progress: Callable[[str], object] | None = None,
+) -> dict[str, str]:
+    """Fetch each configured provider's model list and merge it into the registry.
+
+    Known models keep their bundled facts; listed models the registry lacks are added with what
+    the listing says. A provider without a key, or whose call fails, keeps its entries. Returns
+    what happened per provider, e.g. ``{"openai": "118 listed, 3 new"}``.
+    """
+    from sa_llm import errors
+    from sa_llm.config import get_config
+    from sa_llm.providers import create_provider
+    from sa_llm.providers._transport import Transport
+
+    config = config or get_config()
+    report: dict[str, str] = {}
+    added: list[ModelInfo] = []
+    known = {(info.provider, info.id) for info in registry.all()}
+    for name in providers or SUPPORTED_PROVIDERS:
+        try:
+            provider = create_provider(name, config)
+            request = provider.list_models_request()
+            listed = provider.parse_model_list(Transport(config, provider).send(request))
+        except errors.MissingAPIKeyError:
+            report[name] = "skipped: no API key"
+        except errors.SaLLMError as exc:
+            report[name] = f"kept existing entries: {type(exc).__name__}: {exc.message}"
+        else:
+            new = [
+                ModelInfo(
+                    id=item["id"],
+                    name=item["name"],
+                    provider=name,
+                    created_at=item.get("created_at"),
+                    metadata=_frozen({"source": f"{name} model list"}),
+                )
+                for item in listed
+                if (name, item["id"]) not in known
+            ]
+            added.extend(new)
+            report[name] = f"{len(listed)} listed, {len(new)} new"
+        if progress is not None:
+            progress(name)
+    if added:
+        registry.register(*added)
+    return report
 
 
 def find(model_id: str, provider: str | None = None) -> ModelInfo:

@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, String, cast, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Session, object_session
 
 from sa_llm import models as registry
@@ -799,13 +800,76 @@ class ModelMethods:
                     setattr(row, name, value)
         return row
 
-    def _info(self) -> ModelInfo:
-        return self.to_llm()
-
-    @property
-    def supports_vision_flag(self) -> bool:
-        return self._info().supports_vision
-
     def supports(self, capability: str) -> bool:
         """Whether the model lists ``capability`` (e.g. ``"function_calling"``)."""
         return capability in (getattr(self, "capabilities", None) or ())
+
+    # Capability flags that work on rows and in SQL on SQLite and PostgreSQL alike:
+    # ``select(Model).where(Model.supports_vision)``. JSON arrays are matched on their text
+    # form, which both databases produce with each string quoted.
+
+    def _modality(self, direction: str, kind: str) -> bool:
+        modalities = getattr(self, "modalities", None) or {}
+        return kind in (modalities.get(direction) or ())
+
+    @hybrid_property
+    def supports_vision(self) -> bool:
+        return self.supports("vision") or self._modality("input", "image")
+
+    @supports_vision.inplace.expression
+    @classmethod
+    def _supports_vision(cls) -> ColumnElement[bool]:
+        return or_(_json_has(cls, "capabilities", "vision"), _json_has(cls, "modalities", "image", "input"))
+
+    @hybrid_property
+    def supports_functions(self) -> bool:
+        return self.supports("function_calling")
+
+    @supports_functions.inplace.expression
+    @classmethod
+    def _supports_functions(cls) -> ColumnElement[bool]:
+        return _json_has(cls, "capabilities", "function_calling")
+
+    @hybrid_property
+    def supports_structured_output(self) -> bool:
+        return self.supports("structured_output")
+
+    @supports_structured_output.inplace.expression
+    @classmethod
+    def _supports_structured_output(cls) -> ColumnElement[bool]:
+        return _json_has(cls, "capabilities", "structured_output")
+
+    @hybrid_property
+    def supports_reasoning(self) -> bool:
+        return self.supports("reasoning")
+
+    @supports_reasoning.inplace.expression
+    @classmethod
+    def _supports_reasoning(cls) -> ColumnElement[bool]:
+        return _json_has(cls, "capabilities", "reasoning")
+
+    @hybrid_property
+    def supports_pdf(self) -> bool:
+        return self._modality("input", "pdf")
+
+    @supports_pdf.inplace.expression
+    @classmethod
+    def _supports_pdf(cls) -> ColumnElement[bool]:
+        return _json_has(cls, "modalities", "pdf", "input")
+
+    @hybrid_property
+    def supports_audio_input(self) -> bool:
+        return self._modality("input", "audio")
+
+    @supports_audio_input.inplace.expression
+    @classmethod
+    def _supports_audio_input(cls) -> ColumnElement[bool]:
+        return _json_has(cls, "modalities", "audio", "input")
+
+
+def _json_has(cls: Any, column: str, value: str, key: str | None = None) -> ColumnElement[bool]:
+    """SQL: the JSON array in ``column`` (or in its ``key``) contains the string ``value``."""
+    target = getattr(cls, column)
+    if key is not None:
+        target = target[key]
+    return cast(target, String).contains(f'"{value}"')

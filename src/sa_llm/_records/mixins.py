@@ -113,7 +113,13 @@ class _MessageColumns(_Timestamps):
     def tool_call_id(cls) -> Mapped[Any]:
         # The call this tool result answers (an FK), not the provider's string id.
         return mapped_column(
-            ForeignKey(f"{_table(cls, 'tool_calls')}.id", ondelete="SET NULL", use_alter=True),
+            ForeignKey(
+                f"{_table(cls, 'tool_calls')}.id",
+                ondelete="SET NULL",
+                use_alter=True,
+                # ALTER-created constraints need a name to be dropped again (PostgreSQL).
+                name=f"fk_{cls.__tablename__}_tool_call_id",  # type: ignore[attr-defined]
+            ),
             nullable=True,
             index=True,
         )

@@ -45,10 +45,6 @@ class ChatCompletionsCodec(Provider):
 
     # -- request ------------------------------------------------------------------------------
 
-    def auth_headers(self) -> dict[str, str]:
-        key = self.api_key()
-        return {"authorization": f"Bearer {key}"} if key else {}
-
     def build_request(self, request: ChatRequest) -> HttpRequest:
         body: dict[str, Any] = {
             "model": request.model,

@@ -54,10 +54,6 @@ class ResponsesCodec(Provider):
 
     # -- request ------------------------------------------------------------------------------
 
-    def auth_headers(self) -> dict[str, str]:
-        key = self.api_key()
-        return {"authorization": f"Bearer {key}"} if key else {}
-
     def is_reasoning_model(self, model: str) -> bool:
         """Whether to ask for encrypted reasoning (only reasoning models accept it)."""
         return model.startswith(_REASONING_PREFIXES)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -343,6 +344,41 @@ class Provider:
         return errors.ResponseParseError(
             f"Malformed reply from {self.name}: {what}", provider=self.name, body=payload
         )
+
+    # -- model listing (registry refresh) --
+
+    def list_models_request(self) -> HttpRequest:
+        """The request that lists the provider's models (OpenAI's ``GET /models`` shape)."""
+        return HttpRequest("GET", f"{self.base_url}/models", self.auth_headers())
+
+    def auth_headers(self) -> dict[str, str]:
+        """Authentication headers for this provider's requests."""
+        key = self.api_key()
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    def parse_model_list(self, response: HttpResponse) -> list[dict[str, Any]]:
+        """``[{"id": ..., "created_at": ..., "name": ...}]`` from a model-listing reply."""
+        body = self.parse_json(response)
+        data = body.get("data") if isinstance(body, Mapping) else None
+        if not isinstance(data, list):
+            raise self.malformed("the model list has no 'data' array", body)
+        listed = []
+        for item in data:
+            if not isinstance(item, Mapping) or not item.get("id"):
+                continue
+            created = item.get("created")
+            listed.append(
+                {
+                    "id": str(item["id"]),
+                    "name": str(item.get("name") or item["id"]),
+                    "created_at": (
+                        datetime.fromtimestamp(created, timezone.utc).isoformat()
+                        if isinstance(created, int | float)
+                        else None
+                    ),
+                }
+            )
+        return listed
 
     def http_clients(self) -> tuple[httpx.Client, httpx.AsyncClient] | None:
         """Clients this provider must use instead of the configured ones (the test fake)."""

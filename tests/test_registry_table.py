@@ -1,0 +1,173 @@
+"""The registry table: idempotent loading, SQL capability filters, refresh from provider lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
+
+import sa_llm
+from persisted import default_models
+from sa_llm import models
+from sa_llm.cli import main
+from sa_llm.registry_table import import_model_class, load_models
+
+
+def test_load_models_is_idempotent_and_filters_in_sql(db_url: str) -> None:
+    m = default_models()
+    engine = create_engine(db_url)
+    m["Base"].metadata.create_all(engine)
+    Model = m["Model"]
+    try:
+        with Session(engine) as session:
+            assert load_models(session, Model) == len(models.all())
+            session.commit()
+            first_ids = dict(session.execute(select(Model.model_id, Model.id)).all())
+            assert load_models(session, Model) == len(models.all())  # again: no duplicates
+            session.commit()
+            assert dict(session.execute(select(Model.model_id, Model.id)).all()) == first_ids
+            for flag in ("supports_vision", "supports_functions", "supports_reasoning"):
+                in_sql = set(
+                    session.execute(
+                        select(Model.provider, Model.model_id).where(getattr(Model, flag))
+                    ).all()
+                )
+                in_memory = {(i.provider, i.id) for i in models.where(**{flag: True})}
+                assert in_sql == in_memory, flag
+            row = session.scalars(select(Model).where(Model.model_id == "gpt-4.1-nano")).one()
+            assert row.supports_vision and row.supports_functions
+            assert row.to_llm().context_window == models.find("gpt-4.1-nano").context_window
+    finally:
+        engine.dispose()
+
+
+def test_chats_use_rows_loaded_by_load_models(db_url: str) -> None:
+    m = default_models()
+    engine = create_engine(db_url)
+    m["Base"].metadata.create_all(engine)
+    try:
+        with Session(engine) as session:
+            load_models(session, m["Model"])
+            session.commit()
+            before = session.scalar(select(func.count()).select_from(m["Model"]))
+            chat = m["Chat"](model="gpt-4.1-nano")
+            session.add(chat)
+            session.commit()
+            assert session.scalar(select(func.count()).select_from(m["Model"])) == before
+            assert chat.model.model_id == "gpt-4.1-nano"
+    finally:
+        engine.dispose()
+
+
+def test_refresh_merges_listed_models_and_keeps_facts() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.endswith("/models")
+        assert request.headers["authorization"] == "Bearer test-key"
+        listing = [{"id": "gpt-4.1-nano", "created": 1}, {"id": "gpt-refresh-test", "created": 2}]
+        return httpx.Response(200, json={"data": listing})
+
+    ctx = sa_llm.context(
+        openai_api_key="test-key",
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        max_retries=0,
+    )
+    known = models.find("gpt-4.1-nano")
+    report = models.refresh(ctx.config, providers=["openai", "deepseek"])
+    assert report["openai"] == "2 listed, 1 new"
+    assert report["deepseek"].startswith("skipped") or "kept" in report["deepseek"]
+    assert models.find("gpt-refresh-test", "openai").created_at is not None
+    assert models.find("gpt-4.1-nano") == known
+
+
+def test_refresh_keeps_entries_when_a_provider_fails() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, json={"error": {"message": "down"}})
+
+    ctx = sa_llm.context(
+        openai_api_key="test-key",
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        max_retries=0,
+    )
+    count = len(models.by_provider("openai"))
+    report = models.refresh(ctx.config, providers=["openai"])
+    assert "ServerError" in report["openai"]
+    assert len(models.by_provider("openai")) == count
+
+
+def test_cli_models_list_and_load(tmp_path: Path, db_url: str) -> None:
+    runner = CliRunner()
+    listed = runner.invoke(
+        main, ["models", "list", "--provider", "openai", "--capability", "vision"]
+    )
+    assert listed.exit_code == 0, listed.output
+    assert "gpt-4.1-nano" in listed.output
+    assert f"{len(models.where(provider='openai', supports_vision=True))} models" in listed.output
+
+    module = tmp_path / "app_models.py"
+    module.write_text(
+        "from sqlalchemy.orm import DeclarativeBase\n"
+        "from sa_llm.declarative import acts_as_model\n"
+        "from sa_llm.mixins import ModelMixin\n\n"
+        "class Base(DeclarativeBase):\n    pass\n\n"
+        "@acts_as_model()\n"
+        "class Model(ModelMixin, Base):\n    __tablename__ = 'models'\n"
+    )
+    engine = create_engine(db_url)
+    import_model_class(module, "Model").metadata.create_all(engine)
+    engine.dispose()
+    for _ in range(2):
+        loaded = runner.invoke(
+            main, ["models", "load", "--database-url", db_url, "--module", str(module)]
+        )
+        assert loaded.exit_code == 0, loaded.output
+        assert f"{len(models.all())} models in models" in loaded.output
+
+
+def test_cli_database_errors_are_one_line(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from sqlalchemy.orm import DeclarativeBase\n"
+        "from sa_llm.declarative import acts_as_model\n"
+        "from sa_llm.mixins import ModelMixin\n"
+        "class Base(DeclarativeBase):\n    pass\n"
+        "@acts_as_model()\n"
+        "class Model(ModelMixin, Base):\n    __tablename__ = 'models'\n"
+    )
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'db.sqlite3'}"
+    result = CliRunner().invoke(
+        main, ["models", "load", "--database-url", url, "--module", str(module)]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("Error: ")
+    assert "Traceback" not in result.output
+
+
+def test_cli_errors_are_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["models", "load", "--database-url", "sqlite://", "--module", str(tmp_path / "x.py")]
+    )
+    assert result.exit_code != 0
+    assert "No models module" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["install"],
+        ["upgrade"],
+        ["models"],
+        ["models", "load"],
+        ["models", "list"],
+        ["models", "refresh"],
+    ],
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
