@@ -165,6 +165,8 @@ def main() -> None:
         f"Python {platform.python_version()} ({platform.machine()}), openai {openai.__version__}, "
         f"httpx {httpx.__version__}, httpx2 {httpx2.__version__}.",
     ]
+    for client in (sdk, http_client, http2_client):
+        client.close()
     table = "\n".join(lines)
     print(table)
     if not args.no_write:

@@ -368,7 +368,7 @@ async def test_aiter_sse() -> None:
 RECORDED = [p.read_bytes() for p in sorted(FIXTURES.glob("*.txt"))]
 
 # Pieces that make the decoder's branches meet in every order: field names, line ends (CR and
-# LF apart too), BOMs, multi-byte, truncated and invalid UTF-8, NUL, digits and colons.
+# LF apart too), whole fields, BOMs, multi-byte, truncated and invalid UTF-8, NUL, digits, colons.
 PIECES = [
     b"data",
     b"data: ",
@@ -391,6 +391,14 @@ PIECES = [
     b"\x00",
     b"\x0b\x1c",
     b'{"a":1}',
+    b"data: a\n",
+    b"data: b\r",
+    b"event: e\r\n",
+    b"id: 1\n",
+    b"retry: 12\n",
+    b"retry: 3x\r",
+    b"\n\n",
+    b"\r\n\r\n",
 ]
 
 fuzzed_streams = st.lists(st.sampled_from(PIECES), max_size=60).map(b"".join)
@@ -401,6 +409,9 @@ streams = st.one_of(st.sampled_from(RECORDED), fuzzed_streams, st.binary(max_siz
 def chunked(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
     stream = draw(streams)
     cuts = draw(st.lists(st.integers(0, len(stream)), max_size=40))
+    if draw(st.booleans()):
+        # Random cuts rarely land between a CR and its LF; these always do.
+        cuts += [i + 1 for i, byte in enumerate(stream) if byte == 13]
     return stream, split(stream, cuts)
 
 
@@ -499,5 +510,6 @@ def test_rendered_events_decode_back(
 ) -> None:
     stream, expected = case
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=20))
+    cuts += [i + 1 for i, byte in enumerate(stream) if byte == 13 and data.draw(st.booleans())]
     assert fed(*split(stream, cuts)) == expected
     assert decode(stream) == expected

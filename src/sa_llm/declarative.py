@@ -258,23 +258,28 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
             if m_options.model is not None
             else None
         )
+    # Errors name the option the user actually passed (each link has two spellings).
     message_chat_fk = _fk(
         message_cls,
         options.messages_foreign_key or m_options.chat_foreign_key,
         [f"{m_options.chat}_id", f"{underscore(chat_cls.__name__)}_id", "chat_id"],
-        "chat_foreign_key",
+        "messages_foreign_key" if options.messages_foreign_key else "chat_foreign_key",
     )
     message_parent_fk = _fk(
         message_cls,
         tc_options.result_foreign_key or m_options.parent_tool_call_foreign_key,
         [f"{underscore(tool_call_cls.__name__)}_id", "tool_call_id"],
-        "result_foreign_key",
+        "result_foreign_key"
+        if tc_options.result_foreign_key or not m_options.parent_tool_call_foreign_key
+        else "parent_tool_call_foreign_key",
     )
     tool_call_message_fk = _fk(
         tool_call_cls,
         tc_options.message_foreign_key or m_options.tool_calls_foreign_key,
         [f"{tc_options.message}_id", f"{underscore(message_cls.__name__)}_id", "message_id"],
-        "message_foreign_key",
+        "message_foreign_key"
+        if tc_options.message_foreign_key or not m_options.tool_calls_foreign_key
+        else "tool_calls_foreign_key",
     )
     for attr in ("role", "content", "created_at", "input_tokens", "output_tokens"):
         column_attribute(message_cls, attr, option=f"{message_cls.__name__}.{attr}")
@@ -367,8 +372,9 @@ def acts_as_chat(
                 target,
                 foreign_keys=foreign,
                 order_by=order,
+                # Not passive: the ORM deletes the rows itself (as dependent: :destroy does), so
+                # a delete works on SQLite without PRAGMA foreign_keys and on FKs without CASCADE.
                 cascade="all, delete-orphan",
-                passive_deletes=True,
                 **_back(cls, messages, schema.message_cls, chat_name),
             )
 
@@ -403,14 +409,19 @@ def _wrap_init(cls: type[Any], options: ChatOptions) -> None:
     original = cls.__init__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        model = kwargs.get(options.model or "\0")
+        # ``model="gpt-..."`` works whatever the association is called (unless ``model`` is
+        # one of the class's own attributes); the association name takes a string too.
         if options.legacy:
-            model = kwargs.get("model", kwargs.get(options.model_id_column))
+            names = ["model", options.model_id_column]
+        else:
+            names = [options.model or "model"]
+            if "model" not in names and not sa_inspect(type(self)).has_property("model"):
+                names.append("model")
         pending_model = None
-        if isinstance(model, str):
-            pending_model = model
-            kwargs.pop(options.model or "model", None)
-            kwargs.pop(options.model_id_column if options.legacy else "\0", None)
+        for name in names:
+            if isinstance(kwargs.get(name), str):
+                value = kwargs.pop(name)
+                pending_model = value if pending_model is None else pending_model
         if "model_id" in kwargs and isinstance(kwargs["model_id"], str) and not options.legacy:
             pending_model = kwargs.pop("model_id")
         provider = kwargs.pop("provider", None)
@@ -542,7 +553,6 @@ def acts_as_message(
                     getattr(schema().tool_call_cls, schema().tool_call_message_fk)
                 ],
                 cascade="all, delete-orphan",
-                passive_deletes=True,
                 order_by=lambda: [schema().tool_call_cls.id],
                 **_back(
                     cls,
@@ -597,15 +607,21 @@ def _touch_chat(mapper: Mapper[Any], connection: Any, target: Any) -> None:
     from sa_llm._records.mixins import utcnow
 
     options: MessageOptions = type(target).__sa_llm_message__
-    chat = getattr(target, options.chat, None)
-    if chat is not None and hasattr(chat, "updated_at"):
-        table = type(chat).__table__
-        pk = sa_inspect(type(chat)).primary_key[0]
-        chat_id = sa_inspect(chat).identity
-        if chat_id:
-            connection.execute(
-                table.update().where(pk == chat_id[0]).values(updated_at=utcnow())
-            )
+    chat_cls = mapper.get_property(options.chat).mapper.class_
+    if not has_column(chat_cls, "updated_at"):
+        return
+    # The FK, not the relationship: a new row made by the flow has only its FK set, and a
+    # pending row's relationship does not load.
+    chat_id = getattr(target, chat_schema(chat_cls).message_chat_fk)
+    if chat_id is None:
+        chat = getattr(target, options.chat, None)
+        identity = sa_inspect(chat).identity if chat is not None else None
+        chat_id = identity[0] if identity else None
+    if chat_id is not None:
+        pk = sa_inspect(chat_cls).primary_key[0]
+        connection.execute(
+            chat_cls.__table__.update().where(pk == chat_id).values(updated_at=utcnow())
+        )
 
 
 # -- acts_as_tool_call ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ starts without it, as in the reference.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from sa_llm._context import Context
     from sa_llm._records.options import ChatSchema
     from sa_llm.models import ModelInfo
-    from sa_llm.persistence import PersistedChat
+    from sa_llm.persistence import PersistedChat, PersistenceStrategy
 
 __all__ = ["ChatMethods", "MessageMethods", "ModelMethods", "ToolCallMethods", "model_row_key"]
 
@@ -398,8 +399,7 @@ class ChatMethods:
             llm.bind(turn, strategy, session, async_session)
             return llm
 
-        with keep_loaded(self):
-            return strategy.run_step(session, prepare)
+        return _run_step(strategy, session, self, prepare)
 
     def _resolve_model(self, session: Session, schema: ChatSchema) -> tuple[ModelInfo, Any]:
         runtime = _runtime(self)
@@ -407,8 +407,8 @@ class ChatMethods:
         options = type(self).__sa_llm_chat__  # type: ignore[attr-defined]
         if schema.model_cls is None:
             model = getattr(self, options.model_id_column, None) or config.default_model
-            setattr(self, options.model_id_column, model)
             info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists)
+            setattr(self, options.model_id_column, info.id)  # the resolved id, not an alias
             return info, info.id
         assert schema.chat_model_attr is not None
         if runtime.pending_model is None and runtime.resolved is not None:
@@ -539,8 +539,7 @@ class ChatMethods:
                 session.delete(row)
             session.flush()
 
-        with keep_loaded(self):
-            strategy.run_step(session, step)
+        _run_step(strategy, session, self, step)
 
     def with_instructions(self: Self, text: str | None, *, append: bool = False) -> Self:
         """Persist the system prompt: replaces the current one unless ``append``; ``None`` clears."""
@@ -569,8 +568,7 @@ class ChatMethods:
             self._resolve_model(session, schema)
             session.flush()
 
-        with keep_loaded(self):
-            strategy.run_step(session, step)
+        _run_step(strategy, session, self, step)
 
     def with_model(
         self: Self, model: str, *, provider: str | None = None, assume_model_exists: bool = False
@@ -607,8 +605,7 @@ class ChatMethods:
             turn = Turn(schema=schema, record=self, chat_id=sa_inspect(self).identity[0])
             return strategy.persist_user_message(session, turn, message)
 
-        with keep_loaded(self):
-            return strategy.run_step(session, step)
+        return _run_step(strategy, session, self, step)
 
     def create_user_message(
         self,
@@ -642,6 +639,25 @@ class ChatMethods:
         session = _async_session(self)
         value = message or Message(**fields)
         return await session.run_sync(lambda s: self._add_step(s, value))
+
+
+def _run_step(
+    strategy: PersistenceStrategy, session: Session, record: Any, step: Callable[[], R]
+) -> R:
+    """``strategy.run_step(session, step)``, after which ``record`` reads as the step left it.
+
+    The strategy's commit expires the row and :func:`keep_loaded` puts its values back without
+    a SELECT. They are taken when the step ends, so what the step wrote (a new model key, the
+    model id) is not replaced by the older values; when the step fails, those are kept.
+    """
+    with keep_loaded(record), contextlib.ExitStack() as kept:
+
+        def wrapped() -> R:
+            result = step()
+            kept.enter_context(keep_loaded(record))
+            return result
+
+        return strategy.run_step(session, wrapped)
 
 
 def _chat_schema(cls: type[Any], *, required: bool = True) -> ChatSchema:

@@ -128,8 +128,12 @@ def find_class(anchor: type[Any], name: str, *, owner: type[Any], option: str) -
     candidates = []
     for mapper in anchor.registry.mappers:  # type: ignore[attr-defined]
         cls = mapper.class_
-        full = f"{cls.__module__}.{cls.__qualname__}"
-        if name in (cls.__name__, cls.__qualname__, full) or full.endswith("." + name):
+        # "module.Class" as SQLAlchemy's own string resolver reads it (by __name__), so
+        # classes made inside a function resolve too, and with their full qualified name.
+        paths = {f"{cls.__module__}.{cls.__qualname__}", f"{cls.__module__}.{cls.__name__}"}
+        if name in (cls.__name__, cls.__qualname__) or any(
+            path == name or path.endswith("." + name) for path in paths
+        ):
             candidates.append(cls)
     if len(candidates) == 1:
         return candidates[0]

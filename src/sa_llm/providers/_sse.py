@@ -14,6 +14,9 @@ The rules are those of https://html.spec.whatwg.org/multipage/server-sent-events
   ``retry`` is honoured only when it is all ASCII digits; other fields are ignored;
 * a blank line dispatches the event, unless no ``data`` line was seen since the last one.
 
+One deliberate departure: at end of stream the spec drops an event whose blank line never
+came; :meth:`SSEDecoder.flush` dispatches it instead (see there why).
+
 Feed bytes split anywhere, even inside a UTF-8 character or between CR and LF; every complete
 event comes out as soon as its blank line has arrived. The decoder works on bytes and decodes
 each event's data once, so its cost per event is a handful of C-level calls.

@@ -1,0 +1,45 @@
+"""Namespaced chat models for ``tests/test_declarative.py``: the module ``decl_assistants``.
+
+``build(Base)`` declares ``BotChat``, ``BotMessage`` and ``BotToolCall`` on the caller's
+declarative base (a fresh one per test), so they resolve as ``"decl_assistants.BotMessage"``,
+like ``Assistants::BotMessage`` in the reference. The standard mixins supply the columns, and
+``__sa_llm_tables__`` points their foreign keys at the ``bot_*`` tables. Associations are named
+after the classes (``bot_messages``, ``bot_chat``, ...), so every class is named explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sqlalchemy.orm import DeclarativeBase
+
+from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_tool_call
+from sa_llm.mixins import ChatMixin, MessageMixin, ToolCallMixin
+
+TABLES = {"chats": "bot_chats", "messages": "bot_messages", "tool_calls": "bot_tool_calls"}
+
+
+def build(base: type[DeclarativeBase]) -> dict[str, type[Any]]:
+    """Fresh ``BotChat``/``BotMessage``/``BotToolCall`` classes on ``base``."""
+
+    # mypy cannot check a base class passed in as a value; the classes are ordinary models.
+    @acts_as_chat(messages="bot_messages", message_class="decl_assistants.BotMessage")
+    class BotChat(ChatMixin, base):  # type: ignore[misc,valid-type]
+        __tablename__ = TABLES["chats"]
+
+    @acts_as_message(
+        chat="bot_chat",
+        chat_class="decl_assistants.BotChat",
+        tool_calls="bot_tool_calls",
+        tool_call_class="decl_assistants.BotToolCall",
+    )
+    class BotMessage(MessageMixin, base):  # type: ignore[misc,valid-type]
+        __tablename__ = TABLES["messages"]
+        __sa_llm_tables__: ClassVar[dict[str, str]] = TABLES
+
+    @acts_as_tool_call(message="bot_message", message_class="decl_assistants.BotMessage")
+    class BotToolCall(ToolCallMixin, base):  # type: ignore[misc,valid-type]
+        __tablename__ = TABLES["tool_calls"]
+        __sa_llm_tables__: ClassVar[dict[str, str]] = TABLES
+
+    return {"Chat": BotChat, "Message": BotMessage, "ToolCall": BotToolCall}
