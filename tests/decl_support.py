@@ -19,7 +19,9 @@ from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_tool_call
 from sa_llm.mixins import ChatMixin, JSONType, utcnow
 
 
-def build(base: type[DeclarativeBase], *, explicit_foreign_keys: bool = True) -> dict[str, type[Any]]:
+def build(
+    base: type[DeclarativeBase], *, explicit_foreign_keys: bool = True
+) -> dict[str, type[Any]]:
     """Fresh ``decl_support`` classes on ``base``.
 
     ``explicit_foreign_keys=False`` leaves out the tool-call FK options, which the schema

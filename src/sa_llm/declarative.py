@@ -232,7 +232,9 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
             chat_cls, options.model_id_column, option="model_id_column"
         )
         message_model_attr = (
-            m_options.model_id_column if has_column(message_cls, m_options.model_id_column) else None
+            m_options.model_id_column
+            if has_column(message_cls, m_options.model_id_column)
+            else None
         )
     else:
         assert options.model is not None

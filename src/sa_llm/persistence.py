@@ -40,10 +40,9 @@ record API runs the same functions through ``AsyncSession.run_sync``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -112,17 +111,24 @@ class PersistenceStrategy:
     commit to :meth:`run_step`.
     """
 
-    def run_step(self, session: Session, step: Callable[[], T]) -> T:
-        """Run one step and make it durable (here: commit; subclasses: savepoint/flush)."""
+    def run_step(self, session: Session, step: Callable[[], T], *, keep: Sequence[Any] = ()) -> T:
+        """Run one step and make it durable (here: commit; subclasses: savepoint/flush).
+
+        The commit expires every row in the session. The step's result (a row it wrote) and the
+        rows in ``keep`` (the caller's chat) read afterwards as the step left them, without a
+        SELECT: with an ``AsyncSession`` a reload would need I/O the caller cannot do there.
+        On failure they read as before the step.
+        """
+        before = [(row, _loaded_values(row)) for row in keep]
         try:
             result = step()
-            with keep_loaded(result):
-                # The commit expires the row; it is filled in later, so keep what we know of
-                # it instead of paying a SELECT to reload it.
-                session.commit()
+            after = [(row, _loaded_values(row)) for row in (result, *keep)]
+            session.commit()
         except BaseException:
             session.rollback()
+            _restore(before)
             raise
+        _restore(after)
         return result
 
     def run_cleanup(self, session: Session, step: Callable[[], T]) -> T:
@@ -328,10 +334,10 @@ class InTransactionStrategy(PersistenceStrategy):
     provider call, which is the point: nothing of the turn is visible until the caller commits.
     """
 
-    def run_step(self, session: Session, step: Callable[[], T]) -> T:
+    def run_step(self, session: Session, step: Callable[[], T], *, keep: Sequence[Any] = ()) -> T:
         with session.begin_nested():
             result = step()
-        session.flush()
+        session.flush()  # no commit, so nothing expires: ``keep`` needs no care
         return result
 
     def run_cleanup(self, session: Session, step: Callable[[], T]) -> T:
@@ -465,10 +471,8 @@ class PersistedChat(Chat):
         strategy, record = self.strategy, self.turn.record
 
         def step(session: Session) -> T:
-            # Our commits must not expire the caller's chat row: with an AsyncSession a later
-            # attribute read would need I/O (MissingGreenlet), and with a Session a SELECT.
-            with keep_loaded(record):
-                return strategy.run_step(session, lambda: hook(session))
+            # Our commits must not expire the caller's chat row (see run_step).
+            return strategy.run_step(session, lambda: hook(session), keep=(record,))
 
         return DbStep(step, self._session, self._async_session)
 
@@ -529,23 +533,17 @@ def _loaded_values(row: Any) -> dict[str, Any] | None:
     return {prop.key: state.dict[prop.key] for prop in columns if prop.key in state.dict}
 
 
-@contextlib.contextmanager
-def keep_loaded(row: Any) -> Iterator[None]:
-    """Put back the column values of ``row`` that a commit inside the block expired.
-
-    Values written during the block are kept as they are after it (only expired keys are
-    restored), so the row reads as it would with ``expire_on_commit=False``.
-    """
-    before = _loaded_values(row)
-    yield
-    if before is None:
-        return
-    state = instance_state(row)
-    if state.key is None or state.deleted or state.detached:
-        return
-    for key, value in before.items():
-        if key not in state.dict:
-            set_committed_value(row, key, value)
+def _restore(rows: Sequence[tuple[Any, dict[str, Any] | None]]) -> None:
+    """Mark the saved column values as loaded again where a commit or rollback expired them."""
+    for row, values in rows:
+        if values is None:
+            continue
+        state = instance_state(row)
+        if state.key is None or state.deleted or state.detached:
+            continue
+        for key, value in values.items():
+            if key not in state.dict:
+                set_committed_value(row, key, value)
 
 
 def _is_blank(row: Any) -> bool:

@@ -15,7 +15,6 @@ starts without it, as in the reference.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -33,7 +32,6 @@ from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
 from sa_llm.chat import ChunkCallback, resolve_model
 from sa_llm.config import get_config
 from sa_llm.content import AttachmentSource
-from sa_llm.persistence import keep_loaded
 from sa_llm.errors import DetachedRecordError
 from sa_llm.schema import OutputSchema
 from sa_llm.tools import Tool
@@ -191,7 +189,9 @@ def model_row_key(connection: Connection, model_cls: type[Any], info: ModelInfo)
         return connection.execute(query).scalar_one()
 
 
-def _find_model_row(session: Session, model_cls: type[Any], model: str, provider: str | None) -> Any:
+def _find_model_row(
+    session: Session, model_cls: type[Any], model: str, provider: str | None
+) -> Any:
     query = select(model_cls).where(model_cls.model_id == model)
     if provider is not None:
         query = query.where(model_cls.provider == provider)
@@ -503,9 +503,7 @@ class ChatMethods:
 
     # -- persisted configuration --
 
-    def _instructions_step(
-        self, session: Session, text: str | None, append: bool
-    ) -> None:
+    def _instructions_step(self, session: Session, text: str | None, append: bool) -> None:
         from sa_llm.persistence import Turn, strategy_for
 
         schema = _chat_schema(type(self))
@@ -551,9 +549,7 @@ class ChatMethods:
         await session.run_sync(lambda s: self._instructions_step(s, text, append))
         return self
 
-    def _model_step(
-        self, session: Session, model: str, provider: str | None, assume: bool
-    ) -> None:
+    def _model_step(self, session: Session, model: str, provider: str | None, assume: bool) -> None:
         from sa_llm.persistence import strategy_for
 
         schema = _chat_schema(type(self))
@@ -585,9 +581,7 @@ class ChatMethods:
         self: Self, model: str, *, provider: str | None = None, assume_model_exists: bool = False
     ) -> Self:
         session = _async_session(self)
-        await session.run_sync(
-            lambda s: self._model_step(s, model, provider, assume_model_exists)
-        )
+        await session.run_sync(lambda s: self._model_step(s, model, provider, assume_model_exists))
         return self
 
     def _add_step(self, session: Session, message: Message) -> Any:
@@ -644,20 +638,8 @@ class ChatMethods:
 def _run_step(
     strategy: PersistenceStrategy, session: Session, record: Any, step: Callable[[], R]
 ) -> R:
-    """``strategy.run_step(session, step)``, after which ``record`` reads as the step left it.
-
-    The strategy's commit expires the row and :func:`keep_loaded` puts its values back without
-    a SELECT. They are taken when the step ends, so what the step wrote (a new model key, the
-    model id) is not replaced by the older values; when the step fails, those are kept.
-    """
-    with keep_loaded(record), contextlib.ExitStack() as kept:
-
-        def wrapped() -> R:
-            result = step()
-            kept.enter_context(keep_loaded(record))
-            return result
-
-        return strategy.run_step(session, wrapped)
+    """``strategy.run_step`` keeping ``record`` readable after the commit (see there)."""
+    return strategy.run_step(session, step, keep=(record,))
 
 
 def _chat_schema(cls: type[Any], *, required: bool = True) -> ChatSchema:
@@ -835,7 +817,9 @@ class ModelMethods:
     @supports_vision.inplace.expression
     @classmethod
     def _supports_vision(cls) -> ColumnElement[bool]:
-        return or_(_json_has(cls, "capabilities", "vision"), _json_has(cls, "modalities", "image", "input"))
+        return or_(
+            _json_has(cls, "capabilities", "vision"), _json_has(cls, "modalities", "image", "input")
+        )
 
     @hybrid_property
     def supports_functions(self) -> bool:
