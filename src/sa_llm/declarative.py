@@ -185,7 +185,7 @@ def _back(cls: type[Any], name: str, other: type[Any], other_name: str) -> dict[
     return {"overlaps": other_name}
 
 
-# -- schema resolution ------------------------------------------------------------------------------
+# -- schema resolution ----------------------------------------------------------------------------
 
 
 def chat_schema(chat_cls: type[Any]) -> ChatSchema:
@@ -307,7 +307,7 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
     return schema
 
 
-# -- acts_as_chat -----------------------------------------------------------------------------------
+# -- acts_as_chat ---------------------------------------------------------------------------------
 
 
 def acts_as_chat(
@@ -451,7 +451,8 @@ def _resolve_pending_model(mapper: Mapper[Any], connection: Any, target: Any) ->
     schema = chat_schema(type(target))
     if schema.legacy:
         return
-    assert schema.model_cls is not None and schema.chat_model_attr is not None
+    assert schema.model_cls is not None
+    assert schema.chat_model_attr is not None
     model = runtime.pending_model
     if model is None:
         if getattr(target, schema.chat_model_attr) is not None:
@@ -468,7 +469,7 @@ def _resolve_pending_model(mapper: Mapper[Any], connection: Any, target: Any) ->
     runtime.resolved = (key, info)
 
 
-# -- acts_as_message --------------------------------------------------------------------------------
+# -- acts_as_message ------------------------------------------------------------------------------
 
 
 def acts_as_message(
@@ -626,7 +627,7 @@ def _touch_chat(mapper: Mapper[Any], connection: Any, target: Any) -> None:
         )
 
 
-# -- acts_as_tool_call ------------------------------------------------------------------------------
+# -- acts_as_tool_call ----------------------------------------------------------------------------
 
 
 def acts_as_tool_call(
@@ -713,7 +714,7 @@ def acts_as_tool_call(
     return decorate
 
 
-# -- acts_as_model ----------------------------------------------------------------------------------
+# -- acts_as_model --------------------------------------------------------------------------------
 
 
 def acts_as_model(

@@ -125,7 +125,7 @@ def _async_session(record: Any) -> AsyncSession:
     return session
 
 
-# -- the registry table -----------------------------------------------------------------------------
+# -- the registry table ---------------------------------------------------------------------------
 
 
 def _row_values(model_cls: type[Any], info: ModelInfo) -> dict[str, Any]:
@@ -223,7 +223,7 @@ def resolve_model_row(
     return session.get(model_cls, key)
 
 
-# -- chats ------------------------------------------------------------------------------------------
+# -- chats ----------------------------------------------------------------------------------------
 
 
 class ChatMethods:
@@ -540,7 +540,7 @@ class ChatMethods:
         _run_step(strategy, session, self, step)
 
     def with_instructions(self: Self, text: str | None, *, append: bool = False) -> Self:
-        """Persist the system prompt: replaces the current one unless ``append``; ``None`` clears."""
+        """Persist the system prompt: replaces it unless ``append``; ``None`` clears it."""
         self._instructions_step(_sync_session(self), text, append)
         return self
 
@@ -648,11 +648,15 @@ def _chat_schema(cls: type[Any], *, required: bool = True) -> ChatSchema:
     return chat_schema(cls)
 
 
-# -- messages ---------------------------------------------------------------------------------------
+# -- messages -------------------------------------------------------------------------------------
 
 
 class MessageMethods:
     """The record API of a message row (added by ``@acts_as_message``)."""
+
+    if TYPE_CHECKING:
+        # Columns the decorated class maps (the mixins declare them with their real types).
+        role: Any
 
     def _options(self) -> Any:
         return type(self).__sa_llm_message__  # type: ignore[attr-defined]
@@ -726,11 +730,15 @@ class MessageMethods:
         return row_to_message(row, calls)
 
 
-# -- tool calls -------------------------------------------------------------------------------------
+# -- tool calls -----------------------------------------------------------------------------------
 
 
 class ToolCallMethods:
     """The record API of a tool-call row (added by ``@acts_as_tool_call``)."""
+
+    if TYPE_CHECKING:
+        tool_call_id: Any
+        name: Any
 
     def to_llm(self) -> ToolCall:
         arguments = getattr(self, "arguments", None)
@@ -761,11 +769,15 @@ class ToolCallMethods:
         return str(value["error"]) if isinstance(value, Mapping) and "error" in value else None
 
 
-# -- registry rows ----------------------------------------------------------------------------------
+# -- registry rows --------------------------------------------------------------------------------
 
 
 class ModelMethods:
     """The record API of a registry row (added by ``@acts_as_model``)."""
+
+    if TYPE_CHECKING:
+        model_id: Any
+        provider: Any
 
     def to_llm(self) -> ModelInfo:
         """This row as a :class:`~sa_llm.models.ModelInfo`."""

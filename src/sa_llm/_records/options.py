@@ -125,8 +125,8 @@ def find_class(anchor: type[Any], name: str, *, owner: type[Any], option: str) -
     Raises:
         ConfigurationError: no such class; names the class and option that refer to it.
     """
-    candidates = []
-    for mapper in anchor.registry.mappers:  # type: ignore[attr-defined]
+    candidates: list[type[Any]] = []
+    for mapper in anchor.registry.mappers:
         cls = mapper.class_
         # "module.Class" as SQLAlchemy's own string resolver reads it (by __name__), so
         # classes made inside a function resolve too, and with their full qualified name.

@@ -18,7 +18,7 @@ from typing import Any
 
 from sa_llm.content import Attachment
 from sa_llm.providers._responses import inline_text_file
-from sa_llm.providers._sse import SSEDecoder, ServerSentEvent
+from sa_llm.providers._sse import ServerSentEvent, SSEDecoder
 from sa_llm.providers.base import (
     ChatRequest,
     HttpRequest,
