@@ -26,10 +26,11 @@ def test_load_models_is_idempotent_and_filters_in_sql(db_url: str) -> None:
         with Session(engine) as session:
             assert load_models(session, Model) == len(models.all())
             session.commit()
-            first_ids: dict[str, int] = dict(session.execute(select(Model.model_id, Model.id)).all())
+            ids = select(Model.model_id, Model.id)
+            first_ids: dict[str, int] = dict(session.execute(ids).all())
             assert load_models(session, Model) == len(models.all())  # again: no duplicates
             session.commit()
-            assert dict(session.execute(select(Model.model_id, Model.id)).all()) == first_ids
+            assert dict(session.execute(ids).all()) == first_ids
             for flag in ("supports_vision", "supports_functions", "supports_reasoning"):
                 in_sql = set(
                     session.execute(
