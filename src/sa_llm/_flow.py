@@ -181,57 +181,94 @@ async def _aabandon(flow: Flow[Any], scope: Scope) -> None:
             value, error = None, exc
 
 
+def _pump(flow: Flow[Any], scope: Scope, *, iterate: bool) -> Generator[Any, None, Any]:
+    """The blocking driver loop. With ``iterate`` it yields :class:`Emit` values to the caller;
+    otherwise it never yields and returns the flow's result."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(value) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        error = None
+        if iterate and type(effect) is Emit:
+            value = None
+            try:
+                yield effect.value
+            except GeneratorExit:
+                _abandon(flow, scope)
+                raise
+            continue
+        try:
+            value = effect.run(scope)
+        except BaseException as exc:  # the flow decides; it re-raises what it cannot handle
+            value, error = None, exc
+
+
+async def _apump(
+    flow: Flow[Any], scope: Scope, result: list[Any], *, iterate: bool
+) -> AsyncIterator[Any]:
+    """The async driver loop (see :func:`_pump`); the flow's result is appended to ``result``.
+
+    When the task is cancelled, the flow sees the cancellation at its ``yield``; the effects it
+    yields while handling it (clean-up DB steps) run shielded, so the clean-up completes.
+    """
+    value: Any = None
+    error: BaseException | None = None
+    cancelled = anyio.get_cancelled_exc_class()
+    shielded = False
+    while True:
+        try:
+            effect = flow.send(value) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            result.append(stop.value)
+            return
+        error = None
+        if iterate and type(effect) is Emit:
+            value = None
+            try:
+                yield effect.value
+            except GeneratorExit:
+                with anyio.CancelScope(shield=True):
+                    await _aabandon(flow, scope)
+                raise
+            continue
+        try:
+            if shielded:
+                with anyio.CancelScope(shield=True):
+                    value = await effect.arun(scope)
+            else:
+                value = await effect.arun(scope)
+        except BaseException as exc:
+            value, error = None, exc
+            shielded = shielded or isinstance(exc, cancelled)
+
+
 def drive(flow: Flow[R]) -> R:
     """Run ``flow`` to completion in blocking mode and return its result."""
     scope = Scope()
-    value: Any = None
-    error: BaseException | None = None
     try:
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            error = None
-            try:
-                value = effect.run(scope)
-            except BaseException as exc:  # the flow decides; it re-raises what it can't handle
-                value, error = None, exc
+        pump = _pump(flow, scope, iterate=False)
+        try:
+            next(pump)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        raise AssertionError("a non-iterating pump yielded")  # pragma: no cover
     finally:
-        error = None  # break the reference cycle through the traceback
         flow.close()
         scope.close()
 
 
 async def adrive(flow: Flow[R]) -> R:
-    """Run ``flow`` to completion on the event loop and return its result.
-
-    When the task is cancelled, the flow sees the cancellation at its ``yield``; the effects it
-    yields while handling it (clean-up DB steps) run shielded, so the clean-up completes.
-    """
+    """Run ``flow`` to completion on the event loop and return its result."""
     scope = Scope()
-    value: Any = None
-    error: BaseException | None = None
-    cancelled = anyio.get_cancelled_exc_class()
-    shielded = False
+    result: list[Any] = []
     try:
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            error = None
-            try:
-                if shielded:
-                    with anyio.CancelScope(shield=True):
-                        value = await effect.arun(scope)
-                else:
-                    value = await effect.arun(scope)
-            except BaseException as exc:
-                value, error = None, exc
-                shielded = shielded or isinstance(exc, cancelled)
+        async for _ in _apump(flow, scope, result, iterate=False):  # pragma: no branch
+            pass
+        return result[0]  # type: ignore[no-any-return]
     finally:
-        error = None
         flow.close()
         await scope.aclose()
 
@@ -239,32 +276,13 @@ async def adrive(flow: Flow[R]) -> R:
 def drive_iter(flow: Flow[Any]) -> Iterator[Any]:
     """Run ``flow`` in blocking mode, yielding the value of every :class:`Emit` it yields.
 
-    Stopping the iteration early closes the flow (``GeneratorExit`` at its ``yield``).
+    Stopping the iteration early throws :class:`StreamAbandoned` into the flow, which cleans
+    up and ends.
     """
     scope = Scope()
-    value: Any = None
-    error: BaseException | None = None
     try:
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration:
-                return
-            error = None
-            if type(effect) is Emit:
-                value = None
-                try:
-                    yield effect.value
-                except GeneratorExit:
-                    _abandon(flow, scope)
-                    raise
-                continue
-            try:
-                value = effect.run(scope)
-            except BaseException as exc:
-                value, error = None, exc
+        yield from _pump(flow, scope, iterate=True)
     finally:
-        error = None
         flow.close()
         scope.close()
 
@@ -272,36 +290,9 @@ def drive_iter(flow: Flow[Any]) -> Iterator[Any]:
 async def adrive_iter(flow: Flow[Any]) -> AsyncIterator[Any]:
     """Async twin of :func:`drive_iter`."""
     scope = Scope()
-    value: Any = None
-    error: BaseException | None = None
-    cancelled = anyio.get_cancelled_exc_class()
-    shielded = False
     try:
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration:
-                return
-            error = None
-            if type(effect) is Emit:
-                value = None
-                try:
-                    yield effect.value
-                except GeneratorExit:
-                    with anyio.CancelScope(shield=True):
-                        await _aabandon(flow, scope)
-                    raise
-                continue
-            try:
-                if shielded:
-                    with anyio.CancelScope(shield=True):
-                        value = await effect.arun(scope)
-                else:
-                    value = await effect.arun(scope)
-            except BaseException as exc:
-                value, error = None, exc
-                shielded = shielded or isinstance(exc, cancelled)
+        async for value in _apump(flow, scope, [], iterate=True):
+            yield value
     finally:
-        error = None
         flow.close()
         await scope.aclose()
