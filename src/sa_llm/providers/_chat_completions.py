@@ -5,17 +5,39 @@ their real differences only.
 Sans-IO: :meth:`ChatCompletionsCodec.build_request` turns a
 :class:`~sa_llm.providers.base.ChatRequest` into ``POST {base_url}/chat/completions``;
 :meth:`~ChatCompletionsCodec.parse_response` and :class:`ChatCompletionsStreamParser` turn a
-reply into :class:`~sa_llm.types.Chunk` objects. Overridable pieces: ``endpoint_path``,
-``system_role``, :meth:`auth_headers`, :meth:`format_message`, :meth:`format_attachment`,
-:meth:`format_tool`, :meth:`usage_tokens`, :meth:`reasoning_text`, :meth:`response_format`.
+reply into :class:`~sa_llm.types.Chunk` objects, which :class:`~sa_llm.streaming.Accumulator`
+folds into the assistant message.
+
+Every wire detail sits in one small method so a provider overrides only what differs:
+
+* request: ``endpoint_path``, ``system_role``, :meth:`~ChatCompletionsCodec.auth_headers`,
+  :meth:`~ChatCompletionsCodec.format_message` (dispatching to ``format_system_message``,
+  ``format_user_message``, ``format_assistant_message``, ``format_tool_result``),
+  :meth:`~ChatCompletionsCodec.format_user_content`,
+  :meth:`~ChatCompletionsCodec.format_attachment`, :meth:`~ChatCompletionsCodec.format_tool`,
+  :meth:`~ChatCompletionsCodec.format_tool_call`, :meth:`~ChatCompletionsCodec.format_tool_choice`,
+  :meth:`~ChatCompletionsCodec.response_format`, :meth:`~ChatCompletionsCodec.format_thinking`;
+* reply: :meth:`~ChatCompletionsCodec.content_text`,
+  :meth:`~ChatCompletionsCodec.reasoning_delta`, :meth:`~ChatCompletionsCodec.usage_tokens`,
+  :meth:`~ChatCompletionsCodec.message_chunk`, :meth:`~ChatCompletionsCodec.stream_parser`
+  (and :meth:`ChatCompletionsStreamParser.delta_chunk`).
+
+Example::
+
+    class DeepSeek(ChatCompletionsCodec):
+        name = "deepseek"
+        default_base_url = "https://api.deepseek.com"
+
+    http = DeepSeek(config).build_request(ChatRequest(model="deepseek-chat", messages=[...]))
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
+from sa_llm import errors
 from sa_llm.content import Attachment
 from sa_llm.providers._responses import inline_text_file
 from sa_llm.providers._sse import ServerSentEvent, SSEDecoder
@@ -28,33 +50,54 @@ from sa_llm.providers.base import (
     StreamParser,
     ToolSpec,
     deep_merge,
+    error_class_for,
 )
 from sa_llm.schema import strict_schema
-from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCallDelta
+from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCall, ToolCallDelta
 
 __all__ = ["ChatCompletionsCodec", "ChatCompletionsStreamParser"]
 
-_AUDIO_FORMATS = {"audio/mpeg": "mp3", "audio/mp3": "mp3", "audio/wav": "wav", "audio/x-wav": "wav"}
+# ``input_audio`` takes a format name, not a MIME type; these are the ones the API accepts.
+_AUDIO_FORMATS = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+}
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (replies are not trusted)."""
+    return value if isinstance(value, Mapping) else {}
 
 
 class ChatCompletionsCodec(Provider):
-    """Codec for ``POST {base_url}/chat/completions``. Subclasses set ``name`` and base URL."""
+    """Codec for ``POST {base_url}/chat/completions``. Subclasses set ``name`` and the base URL.
 
-    endpoint_path = "/chat/completions"
-    system_role = "system"
+    Attributes:
+        endpoint_path: appended to the base URL.
+        system_role: the role system messages are sent with.
+    """
+
+    endpoint_path: ClassVar[str] = "/chat/completions"
+    system_role: ClassVar[str] = "system"
 
     # -- request ------------------------------------------------------------------------------
 
     def build_request(self, request: ChatRequest) -> HttpRequest:
+        """``POST {base_url}/chat/completions`` with the JSON body for ``request``."""
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [item for m in request.messages for item in self.format_message(m)],
             "stream": request.stream,
         }
         if request.stream:
+            # Without it the stream carries no token usage at all.
             body["stream_options"] = {"include_usage": True}
         if request.tools:
             body["tools"] = [self.format_tool(tool) for tool in request.tools]
+            # Both are rejected by OpenAI when no tools are sent, so only with tools.
             if request.tool_choice is not None:
                 body["tool_choice"] = self.format_tool_choice(request.tool_choice)
             if request.parallel_tool_calls is not None:
@@ -64,14 +107,19 @@ class ChatCompletionsCodec(Provider):
         if request.schema is not None:
             body["response_format"] = self.response_format(request.schema)
         params = dict(request.params)
+        # "_thinking" is sa_llm's own key (set by with_thinking): translate it, never send it.
         thinking = params.pop("_thinking", None)
-        if thinking:
+        if isinstance(thinking, Mapping) and thinking:
             body.update(self.format_thinking(thinking))
         body = deep_merge(body, params)
         headers = {**self.auth_headers(), "content-type": "application/json", **request.headers}
         return HttpRequest("POST", f"{self.base_url}{self.endpoint_path}", headers, json=body)
 
     def format_thinking(self, thinking: Mapping[str, Any]) -> dict[str, Any]:
+        """Body fields for ``with_thinking(effort=..., budget=...)``: ``reasoning_effort``.
+
+        The API has no token budget, so a budget alone picks the nearest effort.
+        """
         effort = thinking.get("effort")
         if effort is None and thinking.get("budget") is not None:
             budget = int(thinking["budget"])
@@ -79,6 +127,7 @@ class ChatCompletionsCodec(Provider):
         return {"reasoning_effort": effort or "medium"}
 
     def format_tool(self, tool: ToolSpec) -> dict[str, Any]:
+        """One entry of ``tools``: ``{"type": "function", "function": {...}}``."""
         return {
             "type": "function",
             "function": {
@@ -89,11 +138,13 @@ class ChatCompletionsCodec(Provider):
         }
 
     def format_tool_choice(self, choice: str) -> Any:
+        """``auto``/``none``/``required`` as they are; a tool name forces that function."""
         if choice in ("auto", "none", "required"):
             return choice
         return {"type": "function", "function": {"name": choice}}
 
     def response_format(self, schema: SchemaSpec) -> dict[str, Any]:
+        """``response_format`` asking for JSON matching ``schema`` (strict mode when asked)."""
         return {
             "type": "json_schema",
             "json_schema": {
@@ -104,39 +155,57 @@ class ChatCompletionsCodec(Provider):
         }
 
     def format_message(self, message: Message) -> list[dict[str, Any]]:
-        """The wire messages for one message (a tool result with files is two)."""
+        """The wire messages for one message (a tool result with files becomes two)."""
         if message.role == "system":
-            return [{"role": self.system_role, "content": self.format_content(message.content)}]
+            return [self.format_system_message(message)]
         if message.role == "user":
-            return [{"role": "user", "content": self.format_content(message.content)}]
+            return [self.format_user_message(message)]
         if message.role == "tool":
             return self.format_tool_result(message)
+        return [self.format_assistant_message(message)]
+
+    def format_system_message(self, message: Message) -> dict[str, Any]:
+        """A system prompt, sent with :attr:`system_role`."""
+        return {"role": self.system_role, "content": self.format_user_content(message.content)}
+
+    def format_user_message(self, message: Message) -> dict[str, Any]:
+        """A user turn: text, or text and files as content parts."""
+        return {"role": "user", "content": self.format_user_content(message.content)}
+
+    def format_assistant_message(self, message: Message) -> dict[str, Any]:
+        """An earlier reply, with the tool calls it made (``content`` is null when empty)."""
         data: dict[str, Any] = {"role": "assistant"}
         if isinstance(message.content, RawContent):
             data["content"] = message.content.value
         else:
             data["content"] = message.text or None
         if message.tool_calls:
-            data["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {
-                        "name": call.name,
-                        "arguments": json.dumps(call.arguments, ensure_ascii=False),
-                    },
-                }
-                for call in message.tool_calls
-            ]
-        return [data]
+            data["tool_calls"] = [self.format_tool_call(call) for call in message.tool_calls]
+        return data
+
+    def format_tool_call(self, call: ToolCall) -> dict[str, Any]:
+        """One entry of an assistant message's ``tool_calls`` (arguments as a JSON string)."""
+        return {
+            "id": call.id,
+            "type": "function",
+            "function": {
+                "name": call.name,
+                "arguments": json.dumps(call.arguments, ensure_ascii=False),
+            },
+        }
 
     def format_tool_result(self, message: Message) -> list[dict[str, Any]]:
+        """A tool's answer; files it returned follow as a user message.
+
+        Tool messages carry text only, so attachments go in the next user turn, introduced
+        with the call id so the model knows where they came from. :class:`RawContent` is
+        sent as it is.
+        """
         content = message.content
-        text = content.value if isinstance(content, RawContent) else (message.text or "")
-        if not isinstance(text, str):
-            text = json.dumps(text, ensure_ascii=False)
+        # RawContent goes verbatim: providers take text (and some, image) parts here too.
+        value = content.value if isinstance(content, RawContent) else (message.text or "")
         items: list[dict[str, Any]] = [
-            {"role": "tool", "tool_call_id": message.tool_call_id, "content": text}
+            {"role": "tool", "tool_call_id": message.tool_call_id, "content": value}
         ]
         if message.attachments:
             parts: list[dict[str, Any]] = [
@@ -146,7 +215,8 @@ class ChatCompletionsCodec(Provider):
             items.append({"role": "user", "content": parts})
         return items
 
-    def format_content(self, content: str | Content | RawContent | None) -> Any:
+    def format_user_content(self, content: str | Content | RawContent | None) -> Any:
+        """A plain string, a list of parts when there are files, or RawContent verbatim."""
         if isinstance(content, RawContent):
             return content.value
         if not isinstance(content, Content):
@@ -160,14 +230,17 @@ class ChatCompletionsCodec(Provider):
         return parts
 
     def format_attachment(self, attachment: Attachment) -> dict[str, Any]:
+        """The content part for one file: image, audio, text (inlined) or file (PDF, others)."""
         kind = attachment.kind
         if kind == "image":
-            url = attachment.url if attachment.url and self.accepts_url(attachment.type) else None
-            return {"type": "image_url", "image_url": {"url": url or attachment.data_url()}}
+            by_url = attachment.url is not None and self.accepts_url(attachment.type)
+            url = attachment.url if by_url else attachment.data_url()
+            return {"type": "image_url", "image_url": {"url": url}}
         if kind == "text":
             return {"type": "text", "text": inline_text_file(attachment)}
         if kind == "audio":
-            audio_format = _AUDIO_FORMATS.get(attachment.type, attachment.type.split("/")[-1])
+            mime = attachment.type
+            audio_format = _AUDIO_FORMATS.get(mime, mime.split("/")[-1])
             return {
                 "type": "input_audio",
                 "input_audio": {"data": attachment.base64(), "format": audio_format},
@@ -178,74 +251,75 @@ class ChatCompletionsCodec(Provider):
         }
 
     def accepts_url(self, mime_type: str) -> bool:
+        """Images may be sent by URL; every other file is sent inline."""
         return mime_type.startswith("image/")
 
     # -- reply --------------------------------------------------------------------------------
 
     def usage_tokens(self, usage: Any) -> Tokens | None:
+        """Token counts from a ``usage`` object (``None`` when there is none)."""
         if not isinstance(usage, Mapping):
             return None
-        prompt_details = usage.get("prompt_tokens_details") or {}
-        completion_details = usage.get("completion_tokens_details") or {}
-        cached = (
-            prompt_details.get("cached_tokens") if isinstance(prompt_details, Mapping) else None
-        )
-        if not cached and usage.get("prompt_cache_hit_tokens") is not None:
-            cached = usage.get("prompt_cache_hit_tokens")  # DeepSeek
-        reasoning = (
-            completion_details.get("reasoning_tokens")
-            if isinstance(completion_details, Mapping)
-            else None
-        )
+        prompt_details = _mapping(usage.get("prompt_tokens_details"))
+        completion_details = _mapping(usage.get("completion_tokens_details"))
+        cached = prompt_details.get("cached_tokens")
+        if cached is None:
+            # DeepSeek's own field, from before it also filled prompt_tokens_details.
+            cached = usage.get("prompt_cache_hit_tokens")
         return Tokens(
             input=usage.get("prompt_tokens"),
             output=usage.get("completion_tokens"),
             cached=cached,
-            reasoning=reasoning,
+            reasoning=completion_details.get("reasoning_tokens"),
         )
 
-    def reasoning_text(self, message: Mapping[str, Any]) -> str | None:
-        """Visible reasoning in a message or delta (``reasoning_content`` / ``reasoning``)."""
+    def reasoning_delta(self, delta: Mapping[str, Any]) -> str | None:
+        """Visible reasoning in a reply message or a stream delta.
+
+        DeepSeek calls it ``reasoning_content``; OpenRouter and Ollama ``reasoning``.
+        """
         for key in ("reasoning_content", "reasoning"):
-            value = message.get(key)
+            value = delta.get(key)
             if isinstance(value, str) and value:
                 return value
         return None
 
-    @staticmethod
-    def content_text(content: Any) -> str | None:
+    def content_text(self, content: Any) -> str | None:
+        """The text of ``content``: a string, or the text parts some providers return."""
         if isinstance(content, str):
             return content or None
         if isinstance(content, list):
             texts = [
-                str(part.get("text"))
+                str(part["text"])
                 for part in content
                 if isinstance(part, Mapping)
-                and part.get("type") in ("text", None)
-                and part.get("text")
+                and part.get("type", "text") == "text"
+                and isinstance(part.get("text"), str)
             ]
             return "".join(texts) or None
         return None
 
-    def parse_response(self, response: HttpResponse) -> list[Chunk]:
-        body = self.parse_json(response)
-        if not isinstance(body, Mapping):
-            raise self.malformed("the reply is not a JSON object", body)
-        if body.get("error"):
-            raise self.stream_error(body)
-        choices = body.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise self.malformed("the reply has no choices", body)
-        choice = choices[0]
-        message = choice.get("message") if isinstance(choice, Mapping) else None
-        if not isinstance(message, Mapping):
-            raise self.malformed("the first choice has no message", body)
+    def message_text(self, message: Mapping[str, Any]) -> str | None:
+        """The reply text of a message or delta; a refusal stands in for it.
+
+        A refusal is the model's answer when it declines (structured output); keeping it as
+        the text means a failed parse still shows why.
+        """
+        text = self.content_text(message.get("content"))
+        if text is None and isinstance(message.get("refusal"), str):
+            return message["refusal"] or None
+        return text
+
+    def message_chunk(self, message: Mapping[str, Any]) -> Chunk:
+        """The content, reasoning and tool calls of a whole reply's ``choices[0].message``."""
         calls = []
         for index, call in enumerate(message.get("tool_calls") or ()):
-            function = call.get("function") or {}
+            call = _mapping(call)
+            function = _mapping(call.get("function"))
             arguments = function.get("arguments")
             if not isinstance(arguments, str):
-                arguments = json.dumps(arguments or {})
+                # A few servers send the arguments as an object rather than a JSON string.
+                arguments = json.dumps(arguments if arguments is not None else {})
             calls.append(
                 ToolCallDelta(
                     key=index,
@@ -254,25 +328,75 @@ class ChatCompletionsCodec(Provider):
                     arguments=arguments,
                 )
             )
+        return Chunk(
+            content=self.message_text(message),
+            thinking=self.reasoning_delta(message),
+            tool_calls=tuple(calls),
+        )
+
+    def parse_response(self, response: HttpResponse) -> list[Chunk]:
+        """A whole reply: one chunk for the message, one for usage, model and finish reason.
+
+        Raises:
+            ResponseParseError: the body is not JSON or has no ``choices[0].message``.
+            ProviderError: the body is an error object (some servers send those with 200).
+        """
+        body = self.parse_json(response)
+        if not isinstance(body, Mapping):
+            raise self.malformed("the reply is not a JSON object", body)
+        if body.get("error"):
+            raise self.stream_error(body)
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise self.malformed("the reply has no choices", body)
+        choice = _mapping(choices[0])
+        message = choice.get("message")
+        if not isinstance(message, Mapping):
+            raise self.malformed("the first choice has no message", body)
+        finish = choice.get("finish_reason")
         return [
-            Chunk(
-                content=self.content_text(message.get("content")),
-                thinking=self.reasoning_text(message),
-                tool_calls=tuple(calls),
-            ),
+            self.message_chunk(message),
             Chunk(
                 tokens=self.usage_tokens(body.get("usage")),
                 model_id=str(body["model"]) if body.get("model") else None,
-                finish_reason=choice.get("finish_reason"),
+                finish_reason=str(finish) if finish else None,
             ),
         ]
 
     def stream_parser(self) -> StreamParser:
+        """A fresh :class:`ChatCompletionsStreamParser` for one streamed reply."""
         return ChatCompletionsStreamParser(self)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def error_message(self, body: Any) -> tuple[str, str | None]:
+        """As the base class, plus ``{"detail": ...}`` (FastAPI-style servers, e.g. Mistral)."""
+        if isinstance(body, Mapping) and "error" not in body and "message" not in body:
+            detail = body.get("detail")
+            if isinstance(detail, str) and detail:
+                return detail, None
+        return super().error_message(body)
+
+    def stream_error(self, payload: Any) -> errors.ProviderError:
+        """The typed error for an error object in a stream or in a 200 reply.
+
+        OpenRouter puts the upstream HTTP status in ``error.code``; when the code is a status
+        it decides the class, otherwise the message does (as in the base class).
+        """
+        code = _mapping(_mapping(payload).get("error")).get("code")
+        if isinstance(code, int) and 400 <= code <= 599:
+            message, _ = self.error_message(payload)
+            cls = error_class_for(code, message, str(code))
+            return cls(message, provider=self.name, status=None, body=payload)
+        return super().stream_error(payload)
 
 
 class ChatCompletionsStreamParser(StreamParser):
-    """Parses ``data: {chunk}`` events up to ``data: [DONE]``."""
+    """Parses ``data: {chunk}`` events up to ``data: [DONE]``.
+
+    A reply is complete at ``[DONE]``, or, for servers that omit it, when a finish reason
+    arrived before the stream ended.
+    """
 
     provider: ChatCompletionsCodec
 
@@ -280,18 +404,28 @@ class ChatCompletionsStreamParser(StreamParser):
         super().__init__(provider)
         self.decoder = SSEDecoder()
         self.finish_seen = False
+        # Which Accumulator key each wire index currently feeds, and the call id behind a key.
+        self._keys: dict[int, int | str] = {}
+        self._ids: dict[int | str, str] = {}
 
     def feed(self, data: bytes) -> list[Chunk]:
+        """Chunks for the events completed by ``data``."""
         return [c for event in self.decoder.feed(data) if (c := self.parse_event(event))]
 
     def close(self) -> list[Chunk]:
+        """The last event, if its blank line never came; raises if the reply is incomplete."""
         chunks = [c for event in self.decoder.flush() if (c := self.parse_event(event))]
-        # Some servers end without [DONE]; a finish reason already said the reply is complete.
         if self.finish_seen:
             self.finished = True
         return chunks + super().close()
 
     def parse_event(self, event: ServerSentEvent) -> Chunk | None:
+        """The chunk for one event, ``None`` for events that carry nothing.
+
+        Raises:
+            ResponseParseError: the event's data is not a JSON object.
+            ProviderError: the event is an error object.
+        """
         data = event.data
         if not data:
             return None
@@ -306,30 +440,67 @@ class ChatCompletionsStreamParser(StreamParser):
             raise self.provider.malformed("a stream event is not an object", payload)
         if payload.get("error"):
             raise self.provider.stream_error(payload)
-        choices = payload.get("choices") or []
-        choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
-        delta = choice.get("delta") or {}
-        calls = tuple(
-            ToolCallDelta(
-                key=int(call.get("index", i)),
-                id=call.get("id"),
-                name=(call.get("function") or {}).get("name"),
-                arguments=(call.get("function") or {}).get("arguments") or "",
-            )
-            for i, call in enumerate(delta.get("tool_calls") or ())
-        )
+        choices = payload.get("choices")
+        choice = _mapping(choices[0]) if isinstance(choices, list) and choices else {}
+        chunk = self.delta_chunk(_mapping(choice.get("delta")))
         finish = choice.get("finish_reason")
         if finish:
             self.finish_seen = True
         tokens = self.provider.usage_tokens(payload.get("usage"))
-        chunk = Chunk(
-            content=self.provider.content_text(delta.get("content")),
-            thinking=self.provider.reasoning_text(delta),
-            tool_calls=calls,
+        if not (chunk.content or chunk.thinking or chunk.tool_calls or tokens or finish):
+            return None
+        return Chunk(
+            content=chunk.content,
+            thinking=chunk.thinking,
+            thinking_signature=chunk.thinking_signature,
+            thinking_extra=chunk.thinking_extra,
+            tool_calls=chunk.tool_calls,
             tokens=tokens,
             model_id=str(payload["model"]) if payload.get("model") else None,
-            finish_reason=finish,
+            finish_reason=str(finish) if finish else None,
+            raw_content=chunk.raw_content,
         )
-        if not (chunk.content or chunk.thinking or calls or tokens or finish):
-            return None
-        return chunk
+
+    def delta_chunk(self, delta: Mapping[str, Any]) -> Chunk:
+        """The content, reasoning and tool-call pieces of one ``choices[0].delta``."""
+        calls = []
+        for position, call in enumerate(delta.get("tool_calls") or ()):
+            call = _mapping(call)
+            function = _mapping(call.get("function"))
+            arguments = function.get("arguments")
+            if arguments is not None and not isinstance(arguments, str):
+                arguments = json.dumps(arguments)
+            call_id = call.get("id")
+            name = function.get("name")
+            calls.append(
+                ToolCallDelta(
+                    key=self.call_key(call, position),
+                    id=str(call_id) if call_id else None,
+                    name=str(name) if name else None,
+                    arguments=arguments or "",
+                )
+            )
+        return Chunk(
+            content=self.provider.message_text(delta),
+            thinking=self.provider.reasoning_delta(delta),
+            tool_calls=tuple(calls),
+        )
+
+    def call_key(self, call: Mapping[str, Any], position: int) -> int | str:
+        """The key that ties the pieces of one streamed call together.
+
+        Normally the call's ``index``. Some servers number every call 0 and send each whole;
+        a new id at a known index therefore starts a new call instead of extending the last.
+        """
+        index = call.get("index")
+        if not isinstance(index, int):
+            index = position
+        key = self._keys.get(index, index)
+        call_id = call.get("id")
+        if call_id:
+            known = self._ids.get(key)
+            if known is not None and known != call_id:
+                key = f"{index}:{call_id}"
+            self._keys[index] = key
+            self._ids[key] = str(call_id)
+        return key
