@@ -1,0 +1,625 @@
+"""``sa-llm install`` and ``sa-llm upgrade``, end to end in a throwaway project.
+
+Each test works in its own project directory (``tmp_path``, the working directory) the way a
+user would: the CLI writes the models module and the Alembic environment and revision, Alembic
+migrates the database (in-process, URL from ``SA_LLM_DATABASE_URL``), the generated module is
+imported and a chat turn runs through the scripted fake model. The schema must survive
+upgrade -> downgrade -> upgrade and match the generated models exactly (an empty autogenerate
+diff) on SQLite and PostgreSQL. Reference: sections 5 and 10 of ruby_llm_behaviour.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.orm import Session
+
+from sa_llm.cli import main
+from sa_llm.testing import fake_llm
+from sa_llm.types import Tokens
+
+# -- harness --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Project:
+    """A user's project directory, with the database its migrations run against."""
+
+    root: Path
+    module_name: str
+    db_url: str
+
+    @property
+    def module_file(self) -> str:
+        return f"{self.module_name}.py"
+
+    def cli(self, *args: str) -> Result:
+        """``sa-llm ARGS``; ``install`` gets this project's unique module name."""
+        if args[:1] == ("install",) and "--module" not in args:
+            args = (*args, "--module", self.module_file)
+        return CliRunner().invoke(main, list(args))
+
+    def config(self, ini: str = "alembic.ini") -> Config:
+        config = Config(str(self.root / ini))
+        # The generated env.py leaves the test run's logging alone with this.
+        config.attributes["configure_logger"] = False
+        return config
+
+    def alembic(self, action: str, revision: str, ini: str = "alembic.ini") -> None:
+        importlib.invalidate_caches()  # files written within the same second
+        getattr(command, action)(self.config(ini), revision)
+
+    def models(self) -> ModuleType:
+        """The generated module (env.py imported it already when Alembic ran)."""
+        importlib.invalidate_caches()
+        return importlib.import_module(self.module_name)
+
+    def files(self) -> dict[str, bytes]:
+        return {
+            p.relative_to(self.root).as_posix(): p.read_bytes()
+            for p in sorted(self.root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".sqlite3"
+        }
+
+
+@pytest.fixture
+def project(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """An empty project as the working directory; sys.path and sys.modules restored after."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SA_LLM_DATABASE_URL", db_url)
+    # Alembic prepends alembic.ini's prepend_sys_path to sys.path for good.
+    monkeypatch.setattr(sys, "path", [*sys.path])
+    monkeypatch.setenv("DATABASE_URL", db_url)  # for `sa-llm models load`
+    project = Project(tmp_path, f"chat_models_{uuid.uuid4().hex[:12]}", db_url)
+    yield project
+    # The generated module, imported by env.py and the test, and by `sa-llm models load`.
+    for name in [project.module_name, *(m for m in sys.modules if m.startswith("_sa_llm_user"))]:
+        module = sys.modules.pop(name, None)
+        if module is not None and hasattr(module, "Base"):
+            module.Base.registry.dispose()
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def schema_diff(engine: Engine, models: ModuleType) -> list[Any]:
+    with engine.connect() as connection:
+        diff: list[Any] = compare_metadata(
+            MigrationContext.configure(connection), models.Base.metadata
+        )
+        return diff
+
+
+def tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def run_turn(engine: Engine, chat_cls: type[Any], *, tool_call: bool = False) -> Any:
+    """One persisted turn through the fake model; returns the chat's primary key."""
+    with fake_llm(echo=False) as fake, Session(engine) as session:
+        if tool_call:
+            fake.tool_call("lookup", {"city": "Paris"}, id="call_1")
+        fake.reply("hi", tokens=Tokens(input=3, output=1, cached=2))
+        chat = chat_cls(model="fake-model", provider="fake")
+        session.add(chat)
+        session.commit()
+        if tool_call:
+
+            def lookup(city: str) -> str:
+                """Looks a city up."""
+                return f"{city}: sunny"
+
+            chat.with_tool(lookup)
+        assert chat.ask("hello").text == "hi"
+        return chat.id
+
+
+# -- install ------------------------------------------------------------------------------------
+
+
+def test_install_writes_a_working_schema(project: Project, engine: Engine) -> None:
+    result = project.cli("install")
+    assert result.exit_code == 0, result.output
+    for path in ("alembic.ini", "alembic/env.py", "alembic/script.py.mako", project.module_file):
+        assert f"created {path}" in result.output
+    assert "alembic upgrade head" in result.output
+
+    project.alembic("upgrade", "head")
+    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments"}
+    models = project.models()
+    assert schema_diff(engine, models) == []
+
+    loaded = project.cli("models", "load", "--module", project.module_file)
+    assert loaded.exit_code == 0, loaded.output
+    with Session(engine) as session:
+        registry = session.scalars(select(models.Model).where(models.Model.provider == "openai"))
+        assert any(row.model_id == "gpt-4.1-nano" for row in registry)
+
+    chat_id = run_turn(engine, models.Chat)
+    with Session(engine) as session:
+        rows = session.scalars(select(models.Message).order_by(models.Message.id)).all()
+        assert [(m.role, m.content) for m in rows] == [("user", "hello"), ("assistant", "hi")]
+        assert rows[1].cached_tokens == 2 and rows[1].input_tokens == 3
+        chat = session.get(models.Chat, chat_id)
+        assert chat is not None and chat.model is not None
+        assert (chat.model.model_id, chat.model.provider) == ("fake-model", "fake")
+        assert rows[1].model_id == chat.model_id
+
+    project.alembic("downgrade", "base")
+    assert tables(engine) == set()
+    project.alembic("upgrade", "head")
+    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments"}
+    assert schema_diff(engine, models) == []
+
+
+def test_install_custom_names(project: Project, engine: Engine) -> None:
+    result = project.cli(
+        "install",
+        "chat:Conversation",
+        "message:ChatMessage",
+        "tool_call:FunctionCall",
+        "model:AIModel",
+        "--skip-attachments",
+    )
+    assert result.exit_code == 0, result.output
+    assert "--class AIModel" in result.output  # the registry command names the custom class
+    source = (project.root / project.module_file).read_text()
+    assert "class Attachment" not in source
+    assert '@acts_as_chat(messages="chat_messages", model="ai_model", model_class="AIModel")' in (
+        source
+    )
+
+    project.alembic("upgrade", "head")
+    assert tables(engine) == {"conversations", "chat_messages", "function_calls", "ai_models"}
+    models = project.models()
+    assert schema_diff(engine, models) == []
+
+    # The registry command the install printed works as printed.
+    (load,) = [line for line in result.output.splitlines() if "sa-llm models load" in line]
+    loaded = project.cli(*load.split("sa-llm ")[1].split())
+    assert loaded.exit_code == 0, loaded.output
+    assert "models in ai_models" in loaded.output
+
+    chat_id = run_turn(engine, models.Conversation, tool_call=True)
+    with Session(engine) as session:
+        chat = session.get(models.Conversation, chat_id)
+        assert chat is not None
+        roles = [m.role for m in chat.chat_messages]
+        assert roles == ["user", "assistant", "tool", "assistant"]
+        call = session.scalars(select(models.FunctionCall)).one()
+        assert (call.name, call.arguments, call.tool_call_id) == (
+            "lookup",
+            {"city": "Paris"},
+            "call_1",
+        )
+        assert call.chat_message is chat.chat_messages[1]
+        assert chat.chat_messages[2].parent_tool_call is call
+        assert chat.chat_messages[2].content == "Paris: sunny"
+        assert chat.ai_model.model_id == "fake-model"
+
+    project.alembic("downgrade", "base")
+    assert tables(engine) == set()
+    project.alembic("upgrade", "head")
+    assert schema_diff(engine, models) == []
+
+
+def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> None:
+    result = project.cli(
+        "install",
+        "chat:llm.Chat",
+        "message:llm.Message",
+        "tool_call:llm.ToolCall",
+        "model:llm.Model",
+        "--uuid",
+    )
+    assert result.exit_code == 0, result.output
+    project.alembic("upgrade", "head")
+    assert tables(engine) == {
+        "llm_chats",
+        "llm_messages",
+        "llm_tool_calls",
+        "llm_models",
+        "llm_attachments",
+    }
+    models = project.models()
+    assert schema_diff(engine, models) == []
+
+    chat_id = run_turn(engine, models.Chat, tool_call=True)
+    assert isinstance(chat_id, uuid.UUID)
+    with Session(engine) as session:
+        chat = session.get(models.Chat, chat_id)
+        assert chat is not None
+        assert [m.role for m in chat.llm_messages] == ["user", "assistant", "tool", "assistant"]
+        assert all(isinstance(m.id, uuid.UUID) for m in chat.llm_messages)
+        assert chat.llm_messages[2].llm_tool_call_id == chat.llm_messages[1].llm_tool_calls[0].id
+        attachment = models.Attachment(
+            llm_message_id=chat.llm_messages[0].id,
+            filename="a.txt",
+            content_type="text/plain",
+            byte_size=3,
+            sha256="0" * 64,
+            storage_key="ab/cd",
+        )
+        session.add(attachment)
+        session.commit()
+
+    project.alembic("downgrade", "base")
+    assert tables(engine) == set()
+    project.alembic("upgrade", "head")
+    assert schema_diff(engine, models) == []
+
+
+def test_generated_code_is_lint_and_type_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files land in users' repositories: they pass ruff and mypy --strict as written."""
+    pytest.importorskip("mypy")
+    pytest.importorskip("ruff")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        main, ["install", "chat:llm.Chat", "message:ChatMessage", "model:AIModel", "--uuid"]
+    )
+    assert result.exit_code == 0, result.output
+    (tmp_path / "use.py").write_text(
+        "from __future__ import annotations\n\n"
+        "from typing import assert_type\n\n"
+        "import sa_llm.types\n"
+        "from models import AIModel, Chat, ChatMessage, ToolCall\n\n\n"
+        "def check(chat: Chat) -> None:\n"
+        '    assert_type(chat.ask("hi"), sa_llm.types.Message)\n'
+        "    assert_type(chat.chat_messages, list[ChatMessage])\n"
+        "    assert_type(chat.ai_model, AIModel | None)\n"
+        "    assert_type(chat.chat_messages[0].parent_tool_call, ToolCall | None)\n"
+    )
+    # And the upgrade revision, written into a plain `alembic init` environment.
+    old = tmp_path / "old"
+    old.mkdir()
+    command.init(Config(str(old / "alembic.ini")), str(old / "migrations"))
+    monkeypatch.chdir(old)
+    assert CliRunner().invoke(main, ["upgrade", "--alembic-dir", "migrations"]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    files = [
+        "models.py",
+        "use.py",
+        "alembic/env.py",
+        *(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("alembic/versions/*.py")),
+        *(p.relative_to(tmp_path).as_posix() for p in old.glob("migrations/versions/*.py")),
+    ]
+    assert len(files) == 5
+    ruff = [sys.executable, "-m", "ruff"]
+    isolated = ["--isolated", "--line-length", "100"]
+    lint = subprocess.run(
+        [*ruff, "check", *isolated, "--select", "E,F,W,UP,B,SIM,RUF", *files],
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0, lint.stdout
+    fmt = subprocess.run(
+        [*ruff, "format", "--check", *isolated, *files], capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout
+    from mypy import api
+
+    out, err, status = api.run(["--strict", "--no-incremental", "--python-version", "3.11", *files])
+    assert status == 0, out + err
+
+
+# -- chaining, reinstalling ----------------------------------------------------------------------
+
+
+USER_REVISION = '''"""The user's own table."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{rev}"
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("{table}", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("{table}")
+'''
+
+
+def write_user_revision(versions: Path, rev: str, down: str | None, table: str) -> None:
+    versions.mkdir(parents=True, exist_ok=True)
+    (versions / f"{rev}_user.py").write_text(USER_REVISION.format(rev=rev, down=down, table=table))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_install_chains_after_the_current_heads(project: Project, engine: Engine) -> None:
+    versions = project.root / "alembic" / "versions"
+    write_user_revision(versions, "aaa111", None, "accounts")
+    write_user_revision(versions, "bbb222", "aaa111", "teams")
+    write_user_revision(versions, "ccc333", "aaa111", "projects")  # a second head
+
+    result = project.cli("install")
+    assert result.exit_code == 0, result.output
+    scripts = ScriptDirectory.from_config(project.config())
+    head = scripts.get_revision("head")
+    assert head is not None
+    assert set(head.down_revision or ()) == {"bbb222", "ccc333"}  # merges both heads
+    assert f"after {head.down_revision[0]}, {head.down_revision[1]}" in result.output  # type: ignore[index]
+
+    project.alembic("upgrade", "head")
+    assert {"accounts", "teams", "projects", "chats"} <= tables(engine)
+    assert schema_diff(engine, project.models()) != []  # the user's tables are not in the models
+    project.alembic("downgrade", "bbb222")
+    assert tables(engine) == {"accounts", "teams", "projects"}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_install_into_an_existing_environment_leaves_it_alone(project: Project) -> None:
+    command.init(Config(str(project.root / "alembic.ini")), str(project.root / "alembic"))
+    before = project.files()
+    result = project.cli("install")
+    assert result.exit_code == 0, result.output
+    after = project.files()
+    assert {name: after[name] for name in before} == before
+    (revision,) = [name for name in after if name.startswith("alembic/versions/")]
+    assert f"created {revision}" in result.output
+    assert f"set target_metadata = {project.module_name}.Base.metadata" in result.output
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_install_twice_is_refused_and_force_keeps_the_revision(project: Project) -> None:
+    assert project.cli("install").exit_code == 0
+    before = project.files()
+
+    again = project.cli("install", "--uuid")
+    assert_one_line_error(again, project.module_file, "install revision", "--force")
+    assert project.files() == before
+
+    (project.root / "alembic" / "env.py").write_text("# the user's own env.py\n")
+    forced = project.cli("install", "--uuid", "--force")
+    assert forced.exit_code == 0, forced.output
+    after = project.files()
+    assert after["alembic/env.py"] == b"# the user's own env.py\n"  # never overwritten
+    assert b"uuid.UUID" in after[project.module_file]
+    assert after[f"{project.module_file}.bak"] == before[project.module_file]
+    revisions = [name for name in after if name.startswith("alembic/versions/")]
+    assert len(revisions) == 2 and any(name.endswith(".py.bak") for name in revisions)
+    (revision,) = [name for name in revisions if name.endswith(".py")]
+    assert revision in before  # same file, same revision id
+    assert b"sa.Uuid()" in after[revision]
+    assert "set target_metadata" in forced.output  # env.py existed: the user wires it
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("mappings", "fragment"),
+    [
+        (["conversation:Chat"], "unknown key 'conversation'"),
+        (["chat"], "expected key:ClassName"),
+        (["chat:"], "expected key:ClassName"),
+        (["chat:Chat-Room"], "not a class name"),
+        (["chat:A", "chat:B"], "mapped twice"),
+        (["chat:Message"], "Two classes would be called 'Message'"),
+        (["message:Attachment"], "--skip-attachments"),
+        (["chat:Role"], "two attributes called 'role'"),
+    ],
+)
+def test_install_rejects_bad_mappings(project: Project, mappings: list[str], fragment: str) -> None:
+    result = project.cli("install", *mappings)
+    assert_one_line_error(result, fragment)
+    assert project.files() == {}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_install_rejects_bad_module_paths_and_foreign_alembic_ini(project: Project) -> None:
+    assert_one_line_error(project.cli("install", "--module", "my-models.py"), "importable")
+    assert_one_line_error(project.cli("install", "--module", "models.txt"), ".py file")
+    assert_one_line_error(project.cli("install", "--module", "json.py"), "would hide")
+    (project.root / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/migrations\n")
+    assert_one_line_error(project.cli("install"), "--alembic-dir migrations")
+    assert set(project.files()) == {"alembic.ini"}
+
+
+# -- upgrade -------------------------------------------------------------------------------------
+
+OLD_SCHEMA = '''"""An sa_llm schema from before raw content, cache tokens and thinking."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "old0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("chats", sa.Column("id", sa.Integer(), primary_key=True),
+                    sa.Column("model_id", sa.String(255)))
+    op.create_table(
+        "messages",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("chat_id", sa.Integer(), sa.ForeignKey("chats.id"), nullable=False),
+        sa.Column("role", sa.String(20), nullable=False),
+        sa.Column("content", sa.Text()),
+        sa.Column("input_tokens", sa.Integer()),
+        sa.Column("output_tokens", sa.Integer()),
+        sa.Column("tool_call_id", sa.Integer()),
+    )
+    op.create_table(
+        "tool_calls",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("message_id", sa.Integer(), sa.ForeignKey("messages.id"), nullable=False),
+        sa.Column("tool_call_id", sa.String(255), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("arguments", sa.JSON()),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("tool_calls")
+    op.drop_table("messages")
+    op.drop_table("chats")
+'''
+
+NEW_MESSAGE_COLUMNS = {
+    "content_raw",
+    "cached_tokens",
+    "cache_creation_tokens",
+    "thinking_text",
+    "thinking_signature",
+    "thinking_tokens",
+}
+
+
+def columns(engine: Engine, table: str) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns(table)}
+
+
+def test_upgrade_migrates_an_old_schema_and_back(project: Project, engine: Engine) -> None:
+    # The user's own Alembic environment, made by `alembic init` in a non-default directory.
+    init = Config(str(project.root / "alembic.ini"))
+    command.init(init, str(project.root / "migrations"))
+    (project.root / "migrations" / "versions" / "old0001_old.py").write_text(OLD_SCHEMA)
+    config = Config()  # the generic env.py reads sqlalchemy.url (and no logging setup)
+    config.set_main_option("script_location", str(project.root / "migrations"))
+    config.set_main_option("sqlalchemy.url", project.db_url.replace("%", "%%"))
+    command.upgrade(config, "head")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO chats (id, model_id) VALUES (1, 'gpt-4.1-nano')"))
+        connection.execute(
+            text(
+                "INSERT INTO messages (id, chat_id, role, content) VALUES "
+                "(1, 1, 'user', 'hello'), (2, 1, 'assistant', 'hi')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO tool_calls (id, message_id, tool_call_id, name) "
+                "VALUES (1, 2, 'c1', 'f')"
+            )
+        )
+
+    assert_one_line_error(project.cli("upgrade"), "--alembic-dir migrations")
+    result = project.cli("upgrade", "--alembic-dir", "migrations")
+    assert result.exit_code == 0, result.output
+    assert "after old0001" in result.output
+
+    command.upgrade(config, "head")
+    assert columns(engine, "messages") >= NEW_MESSAGE_COLUMNS
+    assert "thought_signature" in columns(engine, "tool_calls")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, role, content FROM messages ORDER BY id")).all()
+        assert [tuple(row) for row in rows] == [(1, "user", "hello"), (2, "assistant", "hi")]
+        assert connection.execute(text("SELECT name FROM tool_calls")).scalar_one() == "f"
+
+    command.downgrade(config, "-1")
+    assert columns(engine, "messages") == {
+        "id",
+        "chat_id",
+        "role",
+        "content",
+        "input_tokens",
+        "output_tokens",
+        "tool_call_id",
+    }
+    assert columns(engine, "tool_calls") == {
+        "id",
+        "message_id",
+        "tool_call_id",
+        "name",
+        "arguments",
+    }
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM messages")).scalar_one() == 2
+        assert connection.execute(text("SELECT count(*) FROM tool_calls")).scalar_one() == 1
+
+    # Twice: refused; --force rewrites the same revision.
+    assert_one_line_error(project.cli("upgrade", "--alembic-dir", "migrations"), "--force")
+    forced = project.cli("upgrade", "--alembic-dir", "migrations", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "rewrote" in forced.output
+    command.upgrade(config, "head")
+    assert columns(engine, "messages") >= NEW_MESSAGE_COLUMNS
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_upgrade_with_custom_names_keeps_present_columns(project: Project, engine: Engine) -> None:
+    init = Config(str(project.root / "alembic.ini"))
+    command.init(init, str(project.root / "alembic"))
+    old = OLD_SCHEMA.replace('"messages"', '"chat_messages"').replace(
+        "messages.id", "chat_messages.id"
+    )
+    # A schema that had raw content already (a 1.9-level one).
+    old = old.replace(
+        'sa.Column("content", sa.Text()),',
+        'sa.Column("content", sa.Text()),\n        sa.Column("content_raw", sa.JSON()),',
+    )
+    (project.root / "alembic" / "versions" / "old0001_old.py").write_text(old)
+    result = project.cli("upgrade", "message:ChatMessage")
+    assert result.exit_code == 0, result.output
+    config = Config()
+    config.set_main_option("script_location", str(project.root / "alembic"))
+    config.set_main_option("sqlalchemy.url", project.db_url)
+    command.upgrade(config, "head")
+    assert columns(engine, "chat_messages") >= NEW_MESSAGE_COLUMNS
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_upgrade_needs_an_alembic_environment(project: Project) -> None:
+    result = project.cli("upgrade")
+    assert_one_line_error(result, "No Alembic environment in alembic/", "`sa-llm install`")
+    assert project.files() == {}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_upgrade_after_install_has_nothing_to_do(project: Project) -> None:
+    assert project.cli("install").exit_code == 0
+    before = project.files()
+    result = project.cli("upgrade")
+    assert result.exit_code == 0, result.output
+    assert "Nothing to do" in result.output
+    assert project.files() == before
+
+
+# -- help ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["install"],
+        ["upgrade"],
+        ["models"],
+        ["models", "load"],
+        ["models", "refresh"],
+        ["models", "list"],
+    ],
+)
+def test_help(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: ")
