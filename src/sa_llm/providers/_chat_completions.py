@@ -207,27 +207,11 @@ class ChatCompletionsCodec(Provider):
         items: list[dict[str, Any]] = [
             {"role": "tool", "tool_call_id": message.tool_call_id, "content": value}
         ]
-        if message.attachments:
-            parts: list[dict[str, Any]] = [
-                {"type": "text", "text": f"Attachments from tool call {message.tool_call_id}:"}
-            ]
-            parts.extend(self.format_attachment(a) for a in message.attachments)
-            items.append({"role": "user", "content": parts})
-        return items
+        return items + self.tool_attachments_turn(message)
 
     def format_user_content(self, content: str | Content | RawContent | None) -> Any:
         """A plain string, a list of parts when there are files, or RawContent verbatim."""
-        if isinstance(content, RawContent):
-            return content.value
-        if not isinstance(content, Content):
-            return content or ""
-        if not content.attachments:
-            return content.text or ""
-        parts: list[dict[str, Any]] = []
-        if content.text:
-            parts.append({"type": "text", "text": content.text})
-        parts.extend(self.format_attachment(a) for a in content.attachments)
-        return parts
+        return self.content_parts(content)
 
     def format_attachment(self, attachment: Attachment) -> dict[str, Any]:
         """The content part for one file: image, audio, text (inlined) or file (PDF, others)."""

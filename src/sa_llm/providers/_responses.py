@@ -31,7 +31,7 @@ from sa_llm.providers.base import (
     deep_merge,
 )
 from sa_llm.schema import strict_schema
-from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCallDelta
+from sa_llm.types import Chunk, Message, RawContent, Tokens, ToolCallDelta
 
 __all__ = ["ResponsesCodec", "ResponsesStreamParser", "inline_text_file"]
 
@@ -51,6 +51,7 @@ class ResponsesCodec(Provider):
     """Codec for ``POST {base_url}/responses``. Subclasses set ``name`` and the base URL."""
 
     endpoint_path = "/responses"
+    text_part_type = "input_text"
 
     # -- request ------------------------------------------------------------------------------
 
@@ -124,7 +125,7 @@ class ResponsesCodec(Provider):
     def format_message(self, message: Message) -> list[dict[str, Any]]:
         """The input items for one message (an assistant turn can be several items)."""
         if message.role == "user":
-            return [{"role": "user", "content": self.format_content(message.content)}]
+            return [{"role": "user", "content": self.content_parts(message.content)}]
         if message.role == "tool":
             return self.format_tool_result(message)
         items: list[dict[str, Any]] = []
@@ -164,30 +165,7 @@ class ResponsesCodec(Provider):
         items: list[dict[str, Any]] = [
             {"type": "function_call_output", "call_id": message.tool_call_id, "output": output}
         ]
-        # Function outputs carry text only; files a tool returned follow as a user turn.
-        if message.attachments:
-            parts: list[dict[str, Any]] = [
-                {
-                    "type": "input_text",
-                    "text": f"Attachments from tool call {message.tool_call_id}:",
-                }
-            ]
-            parts.extend(self.format_attachment(a) for a in message.attachments)
-            items.append({"role": "user", "content": parts})
-        return items
-
-    def format_content(self, content: str | Content | RawContent | None) -> Any:
-        if isinstance(content, RawContent):
-            return content.value
-        if not isinstance(content, Content):
-            return content or ""
-        if not content.attachments:
-            return content.text or ""
-        parts: list[dict[str, Any]] = []
-        if content.text:
-            parts.append({"type": "input_text", "text": content.text})
-        parts.extend(self.format_attachment(a) for a in content.attachments)
-        return parts
+        return items + self.tool_attachments_turn(message)
 
     def format_attachment(self, attachment: Attachment) -> dict[str, Any]:
         kind = attachment.kind

@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sa_llm import errors
 from sa_llm.config import Config
-from sa_llm.types import Chunk, Message
+from sa_llm.types import Chunk, Content, Message, RawContent
 
 if TYPE_CHECKING:
     import httpx
+
+    from sa_llm.content import Attachment
 
 __all__ = [
     "ChatRequest",
@@ -383,6 +385,39 @@ class Provider:
     def http_clients(self) -> tuple[httpx.Client, httpx.AsyncClient] | None:
         """Clients this provider must use instead of the configured ones (the test fake)."""
         return None
+
+    # -- content shared by the JSON APIs (subclasses set the part type, format the files) --
+
+    text_part_type: ClassVar[str] = "text"
+
+    def format_attachment(self, attachment: Attachment) -> dict[str, Any]:
+        """The content part for one file."""
+        raise NotImplementedError
+
+    def content_parts(self, content: str | Content | RawContent | None) -> Any:
+        """A plain string, a list of text and file parts, or ``RawContent`` verbatim."""
+        if isinstance(content, RawContent):
+            return content.value
+        if not isinstance(content, Content):
+            return content or ""
+        if not content.attachments:
+            return content.text or ""
+        parts: list[dict[str, Any]] = []
+        if content.text:
+            parts.append({"type": self.text_part_type, "text": content.text})
+        parts.extend(self.format_attachment(a) for a in content.attachments)
+        return parts
+
+    def tool_attachments_turn(self, message: Message) -> list[dict[str, Any]]:
+        """Files a tool returned, as a user turn after its result (results carry text only)."""
+        if not message.attachments:
+            return []
+        intro = {
+            "type": self.text_part_type,
+            "text": f"Attachments from tool call {message.tool_call_id}:",
+        }
+        parts = [intro, *(self.format_attachment(a) for a in message.attachments)]
+        return [{"role": "user", "content": parts}]
 
     def accepts_url(self, mime_type: str) -> bool:
         """Whether a remote file of this type can be sent by URL instead of downloaded."""
