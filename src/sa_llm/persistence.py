@@ -46,9 +46,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from sa_llm._flow import Effect, Flow, Scope
@@ -560,63 +561,118 @@ def _tool_call_ids(session: Session, turn: Turn, message_ids: Sequence[Any]) -> 
 # -- rebuilding a conversation --------------------------------------------------------------------
 
 
+_TOKEN_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_creation_tokens",
+    "thinking_tokens",
+)
+
+
+@dataclass(frozen=True)
+class _HistoryQueries:
+    """The two history SELECTs of one chat schema, built once (the chat id is a parameter)."""
+
+    messages: Any
+    message_keys: tuple[str, ...]
+    calls: Any
+    has_signature: bool
+
+
+def _queries(schema: ChatSchema) -> _HistoryQueries:
+    cached = schema.history_queries
+    if isinstance(cached, _HistoryQueries):
+        return cached
+    # Core columns of the mapped tables, labelled with the attribute names: the statements
+    # skip the ORM's per-row machinery, and renamed columns still read by attribute.
+    m = sa_inspect(schema.message_cls).c
+    tc_mapper = sa_inspect(schema.tool_call_cls)
+    tc = tc_mapper.c
+    chat_id = bindparam("sa_llm_chat_id")
+    parent = tc_mapper.local_table.alias("parent_call")
+    parent_id = parent.c[tc["id"].key]
+    names = ["id", "role", "content", "input_tokens", "output_tokens", *sorted(schema.optional)]
+    columns: list[Any] = [m[name].label(name) for name in names]
+    columns.append(parent.c[tc["tool_call_id"].key].label("parent_call_id"))
+    query = select(*columns).select_from(
+        m["id"].table.outerjoin(parent, m[schema.message_parent_fk] == parent_id)
+    )
+    if schema.model_cls is not None and schema.message_model_attr is not None:
+        model = sa_inspect(schema.model_cls).c
+        query = query.add_columns(model["model_id"].label("model_name")).outerjoin(
+            model["id"].table, m[schema.message_model_attr] == model["id"]
+        )
+    elif schema.message_model_attr is not None:
+        query = query.add_columns(m[schema.message_model_attr].label("model_name"))
+    query = query.where(m[schema.message_chat_fk] == chat_id).order_by(m["created_at"], m["id"])
+    keys = tuple(c.name for c in query.selected_columns)
+    message_fk = tc[schema.tool_call_message_fk]
+    has_signature = "thought_signature" in schema.optional_tool_call
+    call_columns = [message_fk, tc["tool_call_id"], tc["name"], tc["arguments"]]
+    if has_signature:
+        call_columns.append(tc["thought_signature"])
+    calls = (
+        select(*call_columns)
+        .select_from(tc["id"].table.join(m["id"].table, message_fk == m["id"]))
+        .where(m[schema.message_chat_fk] == chat_id)
+        .order_by(tc["id"])
+    )
+    built = _HistoryQueries(query, keys, calls, has_signature)
+    schema.history_queries = built
+    return built
+
+
 def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Message]:
     """The chat's messages as value objects: system messages first, then by (created_at, id).
 
     Two SELECTs whatever the length: the messages (joined with their model and parent call) and
-    the tool calls of the chat.
+    the tool calls of the chat. Rows are read as tuples, not ORM objects: rebuilding a long
+    history stays close to the cost of the raw SELECT.
     """
-    M, TC = schema.message_cls, schema.tool_call_cls
-    parent = aliased(TC)
-    columns = [
-        M.id,
-        M.role,
-        M.content,
-        parent.tool_call_id.label("parent_call_id"),
-        M.input_tokens,
-        M.output_tokens,
-    ]
-    optional = sorted(schema.optional)
-    columns.extend(getattr(M, name) for name in optional)
-    query = select(*columns).outerjoin(parent, getattr(M, schema.message_parent_fk) == parent.id)
-    if schema.model_cls is not None and schema.message_model_attr is not None:
-        Model = schema.model_cls
-        columns_query = query.add_columns(Model.model_id.label("model_name")).outerjoin(
-            Model, getattr(M, schema.message_model_attr) == Model.id
-        )
-        query = columns_query
-    elif schema.message_model_attr is not None:
-        query = query.add_columns(getattr(M, schema.message_model_attr).label("model_name"))
-    query = query.where(getattr(M, schema.message_chat_fk) == chat_id).order_by(M.created_at, M.id)
-    rows = session.execute(query).mappings().all()
+    queries = _queries(schema)
+    params = {"sa_llm_chat_id": chat_id}
     calls_by_message: dict[Any, list[ToolCall]] = {}
-    message_fk = getattr(TC, schema.tool_call_message_fk)
-    call_columns = [message_fk.label("message_pk"), TC.tool_call_id, TC.name, TC.arguments]
-    has_signature = "thought_signature" in schema.optional_tool_call
-    if has_signature:
-        call_columns.append(TC.thought_signature)
-    call_query = (
-        select(*call_columns)
-        .join(M, message_fk == M.id)
-        .where(getattr(M, schema.message_chat_fk) == chat_id)
-        .order_by(TC.id)
-    )
-    for call in session.execute(call_query).mappings():
-        extra = (
-            {"thought_signature": call["thought_signature"]}
-            if has_signature and call.get("thought_signature")
-            else {}
-        )
-        calls_by_message.setdefault(call["message_pk"], []).append(
+    for call in session.execute(queries.calls, params):
+        signature = call[4] if queries.has_signature else None
+        calls_by_message.setdefault(call[0], []).append(
             ToolCall(
-                id=call["tool_call_id"],
-                name=call["name"],
-                arguments=_arguments(call["arguments"]),
-                extra=extra,
+                id=call[1],
+                name=call[2],
+                arguments=_arguments(call[3]),
+                extra={"thought_signature": signature} if signature else {},
             )
         )
-    messages = [row_to_message(row, calls_by_message.get(row["id"], ())) for row in rows]
-    return [m for m in messages if m.role == "system"] + [m for m in messages if m.role != "system"]
+    at = {key: index for index, key in enumerate(queries.message_keys)}
+    no_column = len(queries.message_keys)  # an index that reads as None below
+    i_raw, i_content, i_role = at.get("content_raw", no_column), at["content"], at["role"]
+    i_parent, i_model = at["parent_call_id"], at.get("model_name", no_column)
+    i_text, i_signature = (
+        at.get("thinking_text", no_column),
+        at.get("thinking_signature", no_column),
+    )
+    token_at = [at.get(key, no_column) for key in _TOKEN_KEYS]
+    system: list[Message] = []
+    others: list[Message] = []
+    for row in session.execute(queries.messages, params):
+        # Positional reads over one padded tuple: this loop is the cost of a long history.
+        values = (*row, None)
+        raw = values[i_raw]
+        counts = [values[i] for i in token_at]
+        text, signature = values[i_text], values[i_signature]
+        message = Message(
+            role=values[i_role],
+            content=RawContent(raw) if raw is not None else values[i_content],
+            tool_calls=tuple(calls_by_message.get(values[0], ())),
+            tool_call_id=values[i_parent],
+            tokens=Tokens(*counts[:4], reasoning=counts[4])
+            if any(c is not None for c in counts)
+            else None,
+            model_id=values[i_model],
+            thinking=Thinking(text=text, signature=signature) if (text or signature) else None,
+        )
+        (system if message.role == "system" else others).append(message)
+    return system + others
 
 
 def _arguments(value: Any) -> dict[str, Any]:
@@ -633,13 +689,16 @@ def row_to_message(row: Mapping[Any, Any], tool_calls: Sequence[ToolCall] = ()) 
     raw = row.get("content_raw")
     content: str | RawContent | None
     content = RawContent(raw) if raw is not None else row.get("content")
-    tokens = Tokens(
-        input=row.get("input_tokens"),
-        output=row.get("output_tokens"),
-        cached=row.get("cached_tokens"),
-        cache_creation=row.get("cache_creation_tokens"),
-        reasoning=row.get("thinking_tokens"),
-    )
+    tokens = None
+    # Most rows (user, system, tool) carry no counts: skip building a Tokens for them.
+    if any(row.get(key) is not None for key in _TOKEN_KEYS):
+        tokens = Tokens(
+            input=row.get("input_tokens"),
+            output=row.get("output_tokens"),
+            cached=row.get("cached_tokens"),
+            cache_creation=row.get("cache_creation_tokens"),
+            reasoning=row.get("thinking_tokens"),
+        )
     thinking = None
     if row.get("thinking_text") or row.get("thinking_signature"):
         thinking = Thinking(text=row.get("thinking_text"), signature=row.get("thinking_signature"))
@@ -648,7 +707,7 @@ def row_to_message(row: Mapping[Any, Any], tool_calls: Sequence[ToolCall] = ()) 
         content=content,
         tool_calls=tuple(tool_calls),
         tool_call_id=row.get("parent_call_id"),
-        tokens=None if tokens == Tokens() else tokens,
+        tokens=tokens,
         model_id=row.get("model_name"),
         thinking=thinking,
     )

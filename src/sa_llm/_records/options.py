@@ -197,6 +197,8 @@ class ChatSchema:
     messages_attr: str
     optional: frozenset[str] = field(default_factory=frozenset)
     optional_tool_call: frozenset[str] = field(default_factory=frozenset)
+    #: The history SELECTs, built on first use (see ``sa_llm.persistence.load_history``).
+    history_queries: Any = field(default=None, repr=False, compare=False)
 
     @property
     def legacy(self) -> bool:

@@ -1,0 +1,159 @@
+"""Run every benchmark (``bench/bench_*.py``) and collect their tables in one report.
+
+``python bench/run.py`` (or ``nox -s bench``) runs each ``bench_*.py`` in its own subprocess,
+one after the other so that they do not compete for cores, prints a markdown report headed by
+the machine it ran on (CPU, cores, load, Python and library versions, git commit), and writes it
+to ``bench/results/latest.md``. Every ``bench_*.py`` must print its tables as markdown on
+stdout and accept ``--no-write``, which this runner passes so that a run changes only
+``latest.md`` (run one benchmark on its own to refresh its ``bench/results/<name>.md``).
+
+Options: ``-k TEXT`` runs only the benchmarks whose file name contains TEXT; ``--no-write``
+leaves ``latest.md`` alone; ``--timeout`` is the budget for the whole run (default 170 s).
+Exits non-zero when a benchmark fails or runs out of time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+LATEST = BENCH / "results" / "latest.md"
+VERSIONS = ("sqlalchemy", "httpx", "aiosqlite", "openai", "httpx2")
+
+
+@dataclass
+class Outcome:
+    name: str
+    seconds: float
+    returncode: int | None  # None: timed out
+    stdout: str
+    stderr: str
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_revision() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> list[str]:
+    cores = os.cpu_count() or 0
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = cores
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    versions = ", ".join(f"{name} {version(name)}" for name in VERSIONS)
+    return [
+        "| | |",
+        "| --- | --- |",
+        f"| date | {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC |",
+        f"| CPU | {cpu_model()} |",
+        f"| cores | {cores} ({usable} usable) |",
+        f"| load average (1, 5, 15 min) at start | {load} |",
+        f"| Python | {platform.python_version()} ({platform.python_implementation()}, "
+        f"{platform.system()} {platform.machine()}) |",
+        f"| libraries | sa_llm {version('sa-llm')}, {versions} |",
+        f"| git | {git_revision()} |",
+    ]
+
+
+def run(script: Path, timeout: float) -> Outcome:
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script), "--no-write"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=max(timeout, 1.0),
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        return Outcome(script.name, time.perf_counter() - start, None, out, err)
+    return Outcome(
+        script.name, time.perf_counter() - start, done.returncode, done.stdout, done.stderr
+    )
+
+
+def section(outcome: Outcome) -> list[str]:
+    lines = [f"## {outcome.name} ({outcome.seconds:.1f} s)", ""]
+    if outcome.returncode == 0:
+        return [*lines, outcome.stdout.strip(), ""]
+    status = "timed out" if outcome.returncode is None else f"exit status {outcome.returncode}"
+    lines += [f"**Failed: {status}.**", ""]
+    tail = "\n".join(outcome.stderr.strip().splitlines()[-20:])
+    return [*lines, "```", tail, "```", ""] if tail else lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("-k", dest="only", default="", help="run benchmarks whose name has this")
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {LATEST}")
+    parser.add_argument("--timeout", type=float, default=170.0, help="seconds for the whole run")
+    args = parser.parse_args(argv)
+
+    scripts = sorted(p for p in BENCH.glob("bench_*.py") if args.only in p.name)
+    if not scripts:
+        print(f"no bench/bench_*.py matches {args.only!r}", file=sys.stderr)
+        return 2
+    header = ["# sa_llm benchmarks", "", "Written by `python bench/run.py`.", "", *machine(), ""]
+    print("\n".join(header), flush=True)
+    deadline = time.monotonic() + args.timeout
+    outcomes = []
+    for script in scripts:
+        print(f"running {script.name} ...", file=sys.stderr, flush=True)
+        outcome = run(script, deadline - time.monotonic())
+        outcomes.append(outcome)
+        print("\n".join(section(outcome)), flush=True)
+    total = sum(o.seconds for o in outcomes)
+    footer = f"Total: {total:.1f} s for {len(outcomes)} benchmark(s)."
+    print(footer)
+    if not args.no_write:
+        body = [*header, *(line for o in outcomes for line in section(o)), footer]
+        LATEST.parent.mkdir(parents=True, exist_ok=True)
+        LATEST.write_text("\n".join(body) + "\n")
+        print(f"\nwritten to {LATEST.relative_to(ROOT)}", file=sys.stderr)
+    return 0 if all(o.returncode == 0 for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
