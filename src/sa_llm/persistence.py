@@ -589,7 +589,7 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
     m = sa_inspect(schema.message_cls).c
     tc_mapper = sa_inspect(schema.tool_call_cls)
     tc = tc_mapper.c
-    chat_id = bindparam("sa_llm_chat_id")
+    chat_id: Any = bindparam("sa_llm_chat_id")
     parent = tc_mapper.local_table.alias("parent_call")
     parent_id = parent.c[tc["id"].key]
     names = ["id", "role", "content", "input_tokens", "output_tokens", *sorted(schema.optional)]
@@ -665,7 +665,13 @@ def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Mes
             content=RawContent(raw) if raw is not None else values[i_content],
             tool_calls=tuple(calls_by_message.get(values[0], ())),
             tool_call_id=values[i_parent],
-            tokens=Tokens(*counts[:4], reasoning=counts[4])
+            tokens=Tokens(
+                input=counts[0],
+                output=counts[1],
+                cached=counts[2],
+                cache_creation=counts[3],
+                reasoning=counts[4],
+            )
             if any(c is not None for c in counts)
             else None,
             model_id=values[i_model],
