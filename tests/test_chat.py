@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import sa_llm
 from sa_llm.config import Config
@@ -424,3 +424,40 @@ def test_keys_stay_out_of_logs(fake: FakeLLM, caplog: pytest.LogCaptureFixture) 
     assert secret not in caplog.text
     assert secret not in str(caught.value) + repr(caught.value)
     assert secret.encode() not in pickle.dumps(caught.value)
+
+
+def test_async_tool_in_a_sync_chat_is_a_developer_error(fake: FakeLLM) -> None:
+    class Slow(sa_llm.Tool):
+        """Waits."""
+
+        async def execute(self) -> str:
+            return "never"
+
+    fake.tool_call("slow", {})
+    with pytest.raises(sa_llm.ToolError, match="async"):
+        new_chat().with_tool(Slow).ask("wait")
+
+
+async def test_pydantic_fields_describe_tool_parameters(fake: FakeLLM) -> None:
+    class Count(sa_llm.Tool):
+        """Counts."""
+
+        def execute(
+            self,
+            start: Annotated[int, Field(ge=0, description="where to start")],
+            step: int = Field(1, ge=1, description="how far to move"),
+        ) -> str:
+            return str(start + step)
+
+    fake.tool_call("count", {"start": 2, "step": 0}).tool_call("count", {"start": 2}).reply("3")
+    await new_chat().with_tool(Count).aask("count")
+    schema = fake.requests[0]["tools"][0]["parameters"]
+    assert schema["properties"]["start"]["description"] == "where to start"
+    assert schema["properties"]["step"] == {
+        "default": 1,
+        "description": "how far to move",
+        "minimum": 1,
+        "type": "integer",
+    }
+    assert "Invalid arguments" in fake.requests[1]["messages"][-1]["content"]  # step=0 < 1
+    assert fake.requests[2]["messages"][-1]["content"] == "3"

@@ -550,3 +550,32 @@ async def test_chat_row_stays_readable_after_an_async_turn(async_db_url: str, db
     finally:
         await engine.dispose()
         await close_world(sync_world)
+
+
+async def test_abandoned_async_stream_is_cleaned_up(db_url: str, async_db_url: str) -> None:
+    from contextlib import aclosing
+
+    world = make_world("async", db_url, async_db_url, default_models())
+    try:
+        with fake_llm(echo=False) as fake:
+            chat = await new_chat(world)
+            fake.reply("one two three four five", chunks=5)
+            async with aclosing(chat.astream("count")) as stream:
+                async for _chunk in stream:
+                    break  # the caller stopped reading
+            assert [(m.role, m.content) for m in world.messages()] == [("user", "count")]
+    finally:
+        await close_world(world)
+
+
+async def test_models_only_in_the_table_can_be_chosen(world: World, fake: FakeLLM) -> None:
+    """A row loaded into the table (or created earlier) wins over the bundled registry."""
+    custom = world.Model(model_id="in-house-model", name="In-house", provider="fake")
+    await world.add(custom)
+    chat = world.Chat(model="in-house-model")
+    await world.add(chat)
+    assert world.rows(world.Chat)[0].model_id == custom.id
+    await world.call(chat.with_model, "in-house-model", provider="fake")
+    fake.reply("from the table")
+    assert (await world.call(chat.ask, "hi")).text == "from the table"
+    assert fake.requests[0]["model"] == "in-house-model"

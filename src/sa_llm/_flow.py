@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 import anyio
 
 __all__ = [
+    "AsyncCallInSyncDrive",
     "Call",
     "Effect",
     "Emit",
@@ -88,6 +89,10 @@ class Effect(Generic[T]):
         raise NotImplementedError(f"{type(self).__name__} has no async form")
 
 
+class AsyncCallInSyncDrive(TypeError):
+    """An ``async def`` callable was given to a blocking drive (use the async API)."""
+
+
 class Call(Effect[Any]):
     """Call a function; in async drives its result is awaited when it is awaitable.
 
@@ -108,9 +113,9 @@ class Call(Effect[Any]):
             # about a never-awaited coroutine, and say what to do instead.
             if inspect.iscoroutine(result):
                 result.close()
-            raise TypeError(
+            raise AsyncCallInSyncDrive(
                 f"{getattr(self.fn, '__qualname__', self.fn)!r} is async; "
-                "use the async API (aask/acomplete) to call it"
+                "use the async API (aask/acomplete/astream) to call it"
             )
         return result
 
@@ -290,9 +295,13 @@ def drive_iter(flow: Flow[Any]) -> Iterator[Any]:
 async def adrive_iter(flow: Flow[Any]) -> AsyncIterator[Any]:
     """Async twin of :func:`drive_iter`."""
     scope = Scope()
+    pump = _apump(flow, scope, [], iterate=True)
     try:
-        async for value in _apump(flow, scope, [], iterate=True):
+        async for value in pump:
             yield value
     finally:
+        # Closed mid-stream: this lands GeneratorExit at the pump's yield, which lets the flow
+        # clean up (StreamAbandoned); after a normal end it does nothing.
+        await pump.aclose()  # type: ignore[attr-defined]
         flow.close()
         await scope.aclose()

@@ -24,7 +24,16 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sa_llm import models as registry
-from sa_llm._flow import Call, Emit, Flow, adrive, adrive_iter, drive, drive_iter
+from sa_llm._flow import (
+    AsyncCallInSyncDrive,
+    Call,
+    Emit,
+    Flow,
+    adrive,
+    adrive_iter,
+    drive,
+    drive_iter,
+)
 from sa_llm.config import Config, get_config
 from sa_llm.content import AttachmentSource, to_attachments
 from sa_llm.errors import ConfigurationError, StructuredOutputError, ToolError
@@ -426,6 +435,9 @@ class Chat:
             return error_result(call.name, exc)
         try:
             value = yield Call(tool.execute, **arguments)
+        except AsyncCallInSyncDrive as exc:
+            # A mistake in the program, not in the model's call: tell the developer.
+            raise ToolError(f"Tool {call.name!r} is async: {exc}") from exc
         except Exception as exc:
             return error_result(call.name, exc)
         if isinstance(value, Halt):

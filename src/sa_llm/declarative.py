@@ -56,6 +56,7 @@ from sa_llm._records.methods import (
     ModelMethods,
     ToolCallMethods,
     _runtime,
+    find_model_key,
     model_row_key,
 )
 from sa_llm._records.options import (
@@ -462,11 +463,17 @@ def _resolve_pending_model(mapper: Mapper[Any], connection: Any, target: Any) ->
             return
         config = runtime.context.config if runtime.context is not None else get_config()
         model = config.default_model
-    info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists)
-    key = model_row_key(connection, schema.model_cls, info)
+    # Your table first: it may hold models the bundled registry does not (loaded, refreshed or
+    # assumed earlier); then the bundled registry, creating the row from its facts.
+    key = find_model_key(connection, schema.model_cls, model, runtime.pending_provider)
+    resolved = None
+    if key is None:
+        info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists)
+        key = model_row_key(connection, schema.model_cls, info)
+        resolved = (key, info)
     setattr(target, schema.chat_model_attr, key)
     runtime.pending_model = runtime.pending_provider = None
-    runtime.resolved = (key, info)
+    runtime.resolved = resolved
 
 
 # -- acts_as_message ------------------------------------------------------------------------------

@@ -507,6 +507,10 @@ class PersistedChat(Chat):
     def _complete_flow(self, on_chunk: Any, stream: bool) -> Flow[Message]:
         try:
             return (yield from super()._complete_flow(on_chunk, stream))
+        except GeneratorExit:
+            # The flow is being closed, not failed: it may not yield again. Drivers throw
+            # StreamAbandoned first when they want the clean-up to run.
+            raise
         except BaseException:
             turn, strategy = self.turn, self.strategy
             try:

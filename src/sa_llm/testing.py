@@ -321,6 +321,20 @@ class _FakeTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return active_fake().handle(request)
 
 
+_clients: tuple[httpx.Client, httpx.AsyncClient] | None = None
+
+
+def _fake_clients() -> tuple[httpx.Client, httpx.AsyncClient]:
+    """One pair of clients for every fake chat (they hold no connections to close)."""
+    global _clients
+    if _clients is None:
+        _clients = (
+            httpx.Client(transport=_FakeTransport()),
+            httpx.AsyncClient(transport=_FakeTransport()),
+        )
+    return _clients
+
+
 @register_provider
 class FakeProvider(Provider):
     """Provider ``"fake"``: answers from the active :class:`FakeLLM`; serves any model id."""
@@ -331,9 +345,7 @@ class FakeProvider(Provider):
     uses_registry: ClassVar[bool] = False
 
     def http_clients(self) -> tuple[httpx.Client, httpx.AsyncClient] | None:
-        return httpx.Client(transport=_FakeTransport()), httpx.AsyncClient(
-            transport=_FakeTransport()
-        )
+        return _fake_clients()
 
     def build_request(self, request: ChatRequest) -> HttpRequest:
         body: dict[str, Any] = {

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, get_args, get_origin
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
 from sa_llm.errors import ToolError
 from sa_llm.providers.base import ToolSpec
@@ -168,7 +169,16 @@ class Tool:
                     raise ToolError(f"{cls.__name__}.execute cannot take *args.")
                 annotation, description = _described(hints.get(pname, Any))
                 default = ... if parameter.default is inspect.Parameter.empty else parameter.default
-                fields[pname] = (annotation, Field(default, description=description))
+                if isinstance(default, FieldInfo):
+                    # ``x: int = Field(3, ge=0)``: the field is the declaration, keep it whole.
+                    if description and not default.description:
+                        default.description = description
+                    fields[pname] = (annotation, default)
+                elif description is None:
+                    # An ``Annotated[..., Field(...)]`` keeps its own metadata and description.
+                    fields[pname] = (annotation, default)
+                else:
+                    fields[pname] = (annotation, Field(default, description=description))
         return create_model(f"{cls.__name__}Arguments", __config__=config, **fields)
 
     @classmethod

@@ -177,7 +177,8 @@ class Message:
         thinking: reasoning text and signature, when the model produced any.
         parsed: the structured reply (a dict or pydantic instance) when a schema was set.
         finish_reason: why the model stopped, in the provider's words.
-        raw: the provider's parsed JSON reply (or the list of stream events), for debugging.
+        raw: the provider's whole HTTP reply (``HttpResponse``: status, headers, body,
+            ``.json()``) for a non-streamed turn; ``None`` when streamed.
     """
 
     role: Role

@@ -189,6 +189,22 @@ def model_row_key(connection: Connection, model_cls: type[Any], info: ModelInfo)
         return connection.execute(query).scalar_one()
 
 
+def find_model_key(
+    connection: Connection, model_cls: type[Any], model: str, provider: str | None
+) -> Any:
+    """The key of the registry row with exactly this model id (and provider), if one exists.
+
+    Without a provider, an id that several providers' rows share is ambiguous: ``None``.
+    """
+    mapper = sa_inspect(model_cls)
+    pk = mapper.primary_key[0]
+    query = select(pk).where(mapper.column_attrs["model_id"].columns[0] == model)
+    if provider is not None:
+        query = query.where(mapper.column_attrs["provider"].columns[0] == provider)
+    keys = connection.execute(query.limit(2)).scalars().all()
+    return keys[0] if len(keys) == 1 else None
+
+
 def _find_model_row(
     session: Session, model_cls: type[Any], model: str, provider: str | None
 ) -> Any:
@@ -497,9 +513,16 @@ class ChatMethods:
         *,
         attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
     ) -> AsyncIterator[Chunk]:
+        """Async twin of :meth:`stream`; stopping early cleans up like a failed turn."""
         llm = await self.ato_llm()
-        async for chunk in adrive_iter(llm._ask_flow(content, attachments, None, True)):
-            yield chunk
+        chunks = adrive_iter(llm._ask_flow(content, attachments, None, True))
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            # Closing this generator must close the inner one now (not at garbage collection),
+            # so the flow's clean-up runs while the session is still usable.
+            await chunks.aclose()  # type: ignore[attr-defined]
 
     # -- persisted configuration --
 
