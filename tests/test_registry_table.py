@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -64,6 +65,15 @@ def test_chats_use_rows_loaded_by_load_models(db_url: str) -> None:
         engine.dispose()
 
 
+@pytest.fixture
+def restore_registry() -> Iterator[None]:
+    """refresh() changes the process-wide registry: put it back for the other tests."""
+    before = models.all()
+    yield
+    models.registry.replace_all(before)
+
+
+@pytest.mark.usefixtures("restore_registry")
 def test_refresh_merges_listed_models_and_keeps_facts() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.url.path.endswith("/models")
@@ -84,6 +94,7 @@ def test_refresh_merges_listed_models_and_keeps_facts() -> None:
     assert models.find("gpt-4.1-nano") == known
 
 
+@pytest.mark.usefixtures("restore_registry")
 def test_refresh_keeps_entries_when_a_provider_fails() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(500, json={"error": {"message": "down"}})
