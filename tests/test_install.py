@@ -11,6 +11,7 @@ diff) on SQLite and PostgreSQL. Reference: sections 5 and 10 of ruby_llm_behavio
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 import uuid
@@ -31,8 +32,10 @@ from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from sa_llm.cli import main
-from sa_llm.testing import fake_llm
+from sa_llm.testing import Replay, fake_llm
 from sa_llm.types import Tokens
+
+WIRE = Path(__file__).parent / "fixtures" / "wire" / "openai"
 
 # -- harness --------------------------------------------------------------------------------------
 
@@ -165,6 +168,25 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
         assert chat is not None and chat.model is not None
         assert (chat.model.model_id, chat.model.provider) == ("fake-model", "fake")
         assert rows[1].model_id == chat.model_id
+
+    # A recorded OpenAI exchange through the generated models, on the loaded registry row.
+    recording = WIRE / "activerecord_actsas_basic_chat_functionality_persists_chat_history.json"
+    replay = Replay.from_file(recording)
+    recorded = json.loads(replay.recording["interactions"][0]["response"]["body"])
+    with Session(engine) as session:
+        chat = models.Chat(model="gpt-4.1-nano", context=replay.context())
+        session.add(chat)
+        session.commit()
+        reply = chat.ask("What's your favorite Ruby feature?")
+        assert reply.tokens is not None
+        assert reply.tokens.input == recorded["usage"]["input_tokens"]
+        stored = session.scalars(
+            select(models.Message).where(models.Message.chat_id == chat.id)
+        ).all()
+        assert [m.role for m in stored] == ["user", "assistant"]
+        assert stored[1].content == reply.text
+        assert chat.model.model_id == "gpt-4.1-nano"
+    replay.assert_all_used()
 
     project.alembic("downgrade", "base")
     assert tables(engine) == set()
