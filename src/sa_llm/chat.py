@@ -49,43 +49,23 @@ if TYPE_CHECKING:
     from sa_llm._context import Context
     from sa_llm.models import ModelInfo
 
-__all__ = ["Chat", "ChunkCallback"]
+__all__ = ["Chat", "ChatSettings", "ChunkCallback"]
 
 ChunkCallback = Callable[[Chunk], Any]
-Self = TypeVar("Self", bound="Chat")
+Self = TypeVar("Self", bound="ChatSettings")
+ChatT = TypeVar("ChatT", bound="Chat")
 EventName = Literal["new_message", "end_message", "tool_call", "tool_result"]
 
 _MAX_TOOL_ROUNDS = 100
 
 
-class Chat:
-    """A conversation with a model, kept in memory.
-
-    Args:
-        model: a model id or alias from the registry (default: ``default_model``).
-        provider: route the model through this provider (e.g. ``"bedrock"``); default: the
-            registry's provider for the model.
-        assume_model_exists: skip the registry lookup (needs ``provider``), for models the
-            registry does not list yet.
-        context: an isolated :class:`~sa_llm.Context` (per-tenant keys); default: the globals.
-        messages: an existing history to continue.
-
-    Raises:
-        ModelNotFoundError: unknown model, with close matches.
-        ProviderNotFoundError: unknown provider.
+class ChatSettings:
+    """The runtime settings of a conversation: tools, schema, sampling, params, headers,
+    callbacks. :class:`Chat` has them, and so has a persisted chat row (where they live on the
+    instance and are never stored); ``with_*`` and ``on_*`` return the object for chaining.
     """
 
-    def __init__(
-        self,
-        model: str | ModelInfo | None = None,
-        *,
-        provider: str | None = None,
-        assume_model_exists: bool = False,
-        context: Context | None = None,
-        messages: Iterable[Message] = (),
-    ) -> None:
-        self.context = context
-        self.messages: list[Message] = list(messages)
+    def __init__(self) -> None:
         self.tools: dict[str, Tool] = {}
         self.tool_choice: str | None = None
         self.parallel_tool_calls: bool | None = None
@@ -94,59 +74,17 @@ class Chat:
         self.params: dict[str, Any] = {}
         self.headers: dict[str, str] = {}
         self._callbacks: dict[str, list[Callable[..., Any]]] = {}
-        self.with_model(
-            model or self.config.default_model,
-            provider=provider,
-            assume_model_exists=assume_model_exists,
-        )
 
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} model={self.model_id!r} provider={self.provider.name!r} "
-            f"messages={len(self.messages)}>"
-        )
-
-    # -- configuration ----------------------------------------------------------------------
-
-    @property
-    def config(self) -> Config:
-        """The configuration in force: the context's, else the global one."""
-        return self.context.config if self.context is not None else get_config()
-
-    def with_model(
-        self: Self,
-        model: str | ModelInfo,
-        *,
-        provider: str | None = None,
-        assume_model_exists: bool = False,
-    ) -> Self:
-        """Switch model (and optionally provider) for the following turns.
-
-        Raises:
-            ModelNotFoundError: the registry does not know the model.
-            ConfigurationError: ``assume_model_exists`` without a provider.
-        """
-        self.model_info = resolve_model(model, provider, assume_model_exists)
-        self.model_id = self.model_info.id
-        self.provider = create_provider(self.model_info.provider, self.config, self.model_id)
-        self.transport = Transport(self.config, self.provider)
-        return self
-
-    def with_context(self: Self, context: Context | None) -> Self:
-        """Use another context's configuration (keys, clients) from now on."""
-        self.context = context
-        self.provider = create_provider(self.model_info.provider, self.config, self.model_id)
-        self.transport = Transport(self.config, self.provider)
-        return self
-
-    def with_instructions(self: Self, instructions: str | None, *, append: bool = False) -> Self:
-        """Set the system prompt. Replaces earlier ones unless ``append``; ``None`` clears."""
-        if not append:
-            self.messages = [m for m in self.messages if m.role != "system"]
-        if instructions is not None:
-            position = sum(1 for m in self.messages if m.role == "system")
-            self.messages.insert(position, Message(role="system", content=instructions))
-        return self
+    def use_settings(self, other: ChatSettings) -> None:
+        """Take over ``other``'s settings (copies: later changes to either stay apart)."""
+        self.tools = dict(other.tools)
+        self.tool_choice = other.tool_choice
+        self.parallel_tool_calls = other.parallel_tool_calls
+        self.schema = other.schema
+        self.temperature = other.temperature
+        self.params = dict(other.params)
+        self.headers = dict(other.headers)
+        self._callbacks = {event: list(cbs) for event, cbs in other._callbacks.items()}
 
     def with_temperature(self: Self, temperature: float | None) -> Self:
         """Sampling temperature for the following requests (``None``: provider default)."""
@@ -217,8 +155,6 @@ class Chat:
         self.schema = None if schema is None else OutputSchema.coerce(schema)
         return self
 
-    # -- callbacks --------------------------------------------------------------------------
-
     def _on(self: Self, event: EventName, callback: Callable[..., Any]) -> Self:
         self._callbacks.setdefault(event, []).append(callback)
         return self
@@ -238,6 +174,90 @@ class Chat:
     def on_tool_result(self: Self, callback: Callable[[Any], Any]) -> Self:
         """Call ``callback(result)`` after a tool ran."""
         return self._on("tool_result", callback)
+
+
+class Chat(ChatSettings):
+    """A conversation with a model, kept in memory.
+
+    Args:
+        model: a model id or alias from the registry (default: ``default_model``).
+        provider: route the model through this provider (e.g. ``"bedrock"``); default: the
+            registry's provider for the model.
+        assume_model_exists: skip the registry lookup (needs ``provider``), for models the
+            registry does not list yet.
+        context: an isolated :class:`~sa_llm.Context` (per-tenant keys); default: the globals.
+        messages: an existing history to continue.
+
+    Raises:
+        ModelNotFoundError: unknown model, with close matches.
+        ProviderNotFoundError: unknown provider.
+    """
+
+    def __init__(
+        self,
+        model: str | ModelInfo | None = None,
+        *,
+        provider: str | None = None,
+        assume_model_exists: bool = False,
+        context: Context | None = None,
+        messages: Iterable[Message] = (),
+    ) -> None:
+        super().__init__()
+        self.context = context
+        self.messages: list[Message] = list(messages)
+        self.with_model(
+            model or self.config.default_model,
+            provider=provider,
+            assume_model_exists=assume_model_exists,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} model={self.model_id!r} provider={self.provider.name!r} "
+            f"messages={len(self.messages)}>"
+        )
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force: the context's, else the global one."""
+        return self.context.config if self.context is not None else get_config()
+
+    def with_model(
+        self: ChatT,
+        model: str | ModelInfo,
+        *,
+        provider: str | None = None,
+        assume_model_exists: bool = False,
+    ) -> ChatT:
+        """Switch model (and optionally provider) for the following turns.
+
+        Raises:
+            ModelNotFoundError: the registry does not know the model.
+            ConfigurationError: ``assume_model_exists`` without a provider.
+        """
+        self.model_info = resolve_model(model, provider, assume_model_exists)
+        self.model_id = self.model_info.id
+        self.provider = create_provider(self.model_info.provider, self.config, self.model_id)
+        self.transport = Transport(self.config, self.provider)
+        return self
+
+    def with_context(self: ChatT, context: Context | None) -> ChatT:
+        """Use another context's configuration (keys, clients) from now on."""
+        self.context = context
+        self.provider = create_provider(self.model_info.provider, self.config, self.model_id)
+        self.transport = Transport(self.config, self.provider)
+        return self
+
+    def with_instructions(self: ChatT, instructions: str | None, *, append: bool = False) -> ChatT:
+        """Set the system prompt. Replaces earlier ones unless ``append``; ``None`` clears."""
+        if not append:
+            self.messages = [m for m in self.messages if m.role != "system"]
+        if instructions is not None:
+            position = sum(1 for m in self.messages if m.role == "system")
+            self.messages.insert(position, Message(role="system", content=instructions))
+        return self
 
     def _fire(self, event: EventName, *args: Any) -> Flow[None]:
         for callback in self._callbacks.get(event, ()):

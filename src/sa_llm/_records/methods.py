@@ -29,11 +29,10 @@ from sqlalchemy.orm import Session, object_session
 
 from sa_llm import models as registry
 from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
-from sa_llm.chat import ChunkCallback, resolve_model
+from sa_llm.chat import ChatSettings, ChunkCallback, resolve_model
 from sa_llm.config import get_config
 from sa_llm.content import AttachmentSource
 from sa_llm.errors import DetachedRecordError
-from sa_llm.schema import OutputSchema
 from sa_llm.tools import Tool
 from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, Tokens, ToolCall
 
@@ -51,38 +50,16 @@ R = TypeVar("R")
 _RUNTIME = "_sa_llm_runtime"
 
 
-class _Runtime:
-    """Runtime-only configuration of one chat row instance (never persisted)."""
-
-    __slots__ = (
-        "assume_model_exists",
-        "callbacks",
-        "context",
-        "headers",
-        "parallel_tool_calls",
-        "params",
-        "pending_model",
-        "pending_provider",
-        "resolved",
-        "schema",
-        "temperature",
-        "tool_choice",
-        "tools",
-    )
+class _Runtime(ChatSettings):
+    """Runtime-only state of one chat row instance (never persisted): the chat settings plus
+    the context and the model the constructor or ``with_model`` was given."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.assume_model_exists = False
         self.context: Context | None = None
         self.pending_model: str | None = None
         self.pending_provider: str | None = None
-        self.tools: dict[str, Tool] = {}
-        self.tool_choice: str | None = None
-        self.parallel_tool_calls: bool | None = None
-        self.schema: OutputSchema | None = None
-        self.temperature: float | None = None
-        self.params: dict[str, Any] = {}
-        self.headers: dict[str, str] = {}
-        self.callbacks: list[tuple[str, Callable[..., Any]]] = []
         # (registry row key, its ModelInfo): saves reloading the row on every turn.
         self.resolved: tuple[Any, ModelInfo] | None = None
 
@@ -299,7 +276,7 @@ class ChatMethods:
         row = getattr(self, options.model, None)
         return row.provider if row is not None else None
 
-    # -- runtime configuration (no database) --
+    # -- runtime configuration (no database): the chat settings, kept on this instance --
 
     def with_tool(
         self: Self,
@@ -308,8 +285,9 @@ class ChatMethods:
         choice: str | None = None,
         calls: Literal["one", "many"] | None = None,
     ) -> Self:
-        """Let the model call ``tool`` on this row's turns (runtime only)."""
-        return self.with_tools(tool, choice=choice, calls=calls)
+        """Let the model call ``tool`` on this row's turns (see :meth:`sa_llm.Chat.with_tool`)."""
+        _runtime(self).with_tool(tool, choice=choice, calls=calls)
+        return self
 
     def with_tools(
         self: Self,
@@ -319,47 +297,32 @@ class ChatMethods:
         calls: Literal["one", "many"] | None = None,
     ) -> Self:
         """Add tools (``replace=True`` drops the current ones first); runtime only."""
-        from sa_llm.tools import coerce_tool
-
-        runtime = _runtime(self)
-        if replace:
-            runtime.tools = {}
-        for tool in tools:
-            instance = coerce_tool(tool)
-            runtime.tools[instance.name] = instance
-        if choice is not None:
-            runtime.tool_choice = choice
-        if calls is not None:
-            runtime.parallel_tool_calls = calls == "many"
+        _runtime(self).with_tools(*tools, replace=replace, choice=choice, calls=calls)
         return self
 
     def with_schema(self: Self, schema: Any) -> Self:
         """Structured replies (stored as JSON text, replayed as JSON); ``None`` removes it."""
-        _runtime(self).schema = None if schema is None else OutputSchema.coerce(schema)
+        _runtime(self).with_schema(schema)
         return self
 
     def with_temperature(self: Self, temperature: float | None) -> Self:
-        _runtime(self).temperature = temperature
+        """Sampling temperature of this row's turns; runtime only."""
+        _runtime(self).with_temperature(temperature)
         return self
 
     def with_params(self: Self, **params: Any) -> Self:
         """Provider-specific body fields (deep-merged into each request); runtime only."""
-        from sa_llm.providers.base import deep_merge
-
-        runtime = _runtime(self)
-        runtime.params = deep_merge(runtime.params, params)
+        _runtime(self).with_params(**params)
         return self
 
     def with_headers(self: Self, **headers: str) -> Self:
-        _runtime(self).headers.update({k.replace("_", "-"): v for k, v in headers.items()})
+        """Extra HTTP headers of this row's turns; runtime only."""
+        _runtime(self).with_headers(**headers)
         return self
 
     def with_thinking(self: Self, *, effort: str | None = None, budget: int | None = None) -> Self:
-        thinking = {k: v for k, v in (("effort", effort), ("budget", budget)) if v is not None}
-        runtime = _runtime(self)
-        runtime.params = {k: v for k, v in runtime.params.items() if k != "_thinking"}
-        if thinking:
-            runtime.params["_thinking"] = thinking
+        """Reasoning effort or budget of this row's turns; runtime only."""
+        _runtime(self).with_thinking(effort=effort, budget=budget)
         return self
 
     def with_context(self: Self, context: Context | None) -> Self:
@@ -368,19 +331,19 @@ class ChatMethods:
         return self
 
     def on_new_message(self: Self, callback: Callable[[], Any]) -> Self:
-        _runtime(self).callbacks.append(("new_message", callback))
+        _runtime(self).on_new_message(callback)
         return self
 
     def on_end_message(self: Self, callback: Callable[[Message], Any]) -> Self:
-        _runtime(self).callbacks.append(("end_message", callback))
+        _runtime(self).on_end_message(callback)
         return self
 
     def on_tool_call(self: Self, callback: Callable[[ToolCall], Any]) -> Self:
-        _runtime(self).callbacks.append(("tool_call", callback))
+        _runtime(self).on_tool_call(callback)
         return self
 
     def on_tool_result(self: Self, callback: Callable[[Any], Any]) -> Self:
-        _runtime(self).callbacks.append(("tool_result", callback))
+        _runtime(self).on_tool_result(callback)
         return self
 
     # -- building the in-memory chat --
@@ -402,15 +365,7 @@ class ChatMethods:
             chat_id = sa_inspect(self).identity[0]
             llm = PersistedChat(info, context=runtime.context)
             llm.messages = load_history(session, schema, chat_id)
-            llm.tools = dict(runtime.tools)
-            llm.tool_choice = runtime.tool_choice
-            llm.parallel_tool_calls = runtime.parallel_tool_calls
-            llm.schema = runtime.schema
-            llm.temperature = runtime.temperature
-            llm.params = dict(runtime.params)
-            llm.headers = dict(runtime.headers)
-            for event, callback in runtime.callbacks:
-                llm._on(event, callback)  # type: ignore[arg-type]
+            llm.use_settings(runtime)
             turn = Turn(schema=schema, record=self, chat_id=chat_id, model_ref=model_ref)
             llm.bind(turn, strategy, session, async_session)
             return llm
