@@ -28,6 +28,10 @@ _registry: dict[str, type[Provider]] = {}
 # Built-in providers are imported on first use, so importing sa_llm stays cheap.
 _BUILTIN_MODULES: dict[str, str] = {
     "openai": "sa_llm.providers.openai",
+    "openrouter": "sa_llm.providers.openai_compatible",
+    "deepseek": "sa_llm.providers.openai_compatible",
+    "mistral": "sa_llm.providers.openai_compatible",
+    "ollama": "sa_llm.providers.openai_compatible",
     "fake": "sa_llm.testing",
 }
 
