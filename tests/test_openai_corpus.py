@@ -36,7 +36,7 @@ from wire_responses import (
     turns,
 )
 
-FILES = sorted((WIRE / "openai").glob("*.json"))
+FILES = sorted((WIRE / "openai").glob("*.json")) + sorted((WIRE / "xai").glob("*.json"))
 RESPONSES_FILES = [
     path
     for path in FILES
@@ -45,7 +45,11 @@ RESPONSES_FILES = [
 
 
 def expected_error(status: int, body: Mapping[str, Any]) -> type[Exception]:
-    code = (body.get("error") or {}).get("code")
+    error = body.get("error")
+    code = error.get("code") if isinstance(error, Mapping) else body.get("code")
+    message = error.get("message", "") if isinstance(error, Mapping) else str(error or "")
+    if "API key" in message:
+        return sa_llm.AuthenticationError  # xAI answers a bad key with 400
     if code == "context_length_exceeded":
         return sa_llm.ContextLengthExceededError
     return {
@@ -65,7 +69,8 @@ def history_message(item: Mapping[str, Any]) -> Message:
 
 
 def new_chat(ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[str, Any]) -> Any:
-    chat = ctx.chat(body["model"], provider="openai")
+    provider = str(recording.get("_provider", "openai"))
+    chat = ctx.chat(body["model"], provider=provider, assume_model_exists=provider != "openai")
     tools = body.get("tools") or []
     if tools:
         outputs = tool_outputs(recording)
@@ -134,6 +139,7 @@ ChatFactory = Callable[[sa_llm.Context, Mapping[str, Any], Mapping[str, Any]], A
 async def replay_recording(path: Path, mode: str, make_chat: ChatFactory) -> None:
     """Drive the conversation of one recording through ``make_chat``'s chats and check it."""
     recording = load(path)
+    recording["_provider"] = path.parent.name
     replay = Replay(recording)
     ctx = replay.context()
     history, asks = turns(recording)
@@ -152,7 +158,7 @@ async def replay_recording(path: Path, mode: str, make_chat: ChatFactory) -> Non
             with pytest.raises(error) as caught:
                 await run_ask(chat, mode, turn.prompt, turn.files, stream)
             assert caught.value.status == last["status"]  # type: ignore[attr-defined]
-            assert caught.value.provider == "openai"  # type: ignore[attr-defined]
+            assert caught.value.provider == recording.get("_provider", "openai")  # type: ignore[attr-defined]
             continue
         before = len(chat.messages)
         reply, chunks = await run_ask(chat, mode, turn.prompt, turn.files, stream)
@@ -240,7 +246,13 @@ async def test_replay_responses_recording_through_a_persisted_chat(path: Path, d
     def make_chat(
         ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[str, Any]
     ) -> PersistedChatAdapter:
-        record = models["Chat"](model=body["model"], provider="openai", context=ctx)
+        provider = str(recording.get("_provider", "openai"))
+        record = models["Chat"](
+            model=body["model"],
+            provider=provider,
+            context=ctx,
+            assume_model_exists=provider != "openai",
+        )
         session.add(record)
         session.commit()
         plain = new_chat(ctx, recording, body)

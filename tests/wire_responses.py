@@ -148,10 +148,10 @@ def _asked_for_tools(call: Mapping[str, Any]) -> bool:
     return bool(reply and expected_calls(reply))
 
 
-def tool_outputs(recording: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
-    """(tool name, canonical JSON arguments) -> what the tool returned, from the requests."""
+def tool_outputs(recording: Mapping[str, Any]) -> dict[tuple[str, str], list[Any]]:
+    """(tool name, canonical JSON arguments) -> what the tool returned, in call order."""
     calls: dict[str, tuple[str, str]] = {}
-    outputs: dict[tuple[str, str], Any] = {}
+    by_call: dict[str, Any] = {}
     attachments: dict[str, list[Attachment]] = {}
     for call in model_calls(recording):
         items = call["request"]["body"].get("input", [])
@@ -165,15 +165,18 @@ def tool_outputs(recording: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
                 attachments[call_id] = files
         for item in items:
             if item.get("type") == "function_call_output" and item["call_id"] in calls:
-                outputs[calls[item["call_id"]]] = item["output"]
+                by_call[item["call_id"]] = item["output"]
     for call_id, files in attachments.items():
-        key = calls[call_id]
-        outputs[key] = Content(str(outputs[key]), tuple(files))
+        by_call[call_id] = Content(str(by_call[call_id]), tuple(files))
+    outputs: dict[tuple[str, str], list[Any]] = {}
+    for call_id, output in by_call.items():  # dicts keep the order calls were first seen
+        outputs.setdefault(calls[call_id], []).append(output)
     return outputs
 
 
-def make_tool(spec: Mapping[str, Any], outputs: Mapping[tuple[str, str], Any]) -> sa_llm.Tool:
-    """A tool with the recorded definition that returns the recorded results."""
+def make_tool(spec: Mapping[str, Any], outputs: Mapping[tuple[str, str], list[Any]]) -> sa_llm.Tool:
+    """A tool with the recorded definition that returns the recorded results, in order."""
+    queues = {key: list(values) for key, values in outputs.items()}
 
     class Recorded(sa_llm.Tool):
         name = str(spec["name"])
@@ -182,9 +185,11 @@ def make_tool(spec: Mapping[str, Any], outputs: Mapping[tuple[str, str], Any]) -
 
         def execute(self, **kwargs: Any) -> Any:
             key = (self.name, json.dumps(kwargs, sort_keys=True))
-            if key in outputs:
-                return outputs[key]
-            same_name = [v for (n, _), v in outputs.items() if n == self.name]
+            queue = queues.get(key)
+            if queue:
+                # The same call twice (a dice roll) returned different results: replay in order.
+                return queue.pop(0) if len(queue) > 1 else queue[0]
+            same_name = [v[0] for (n, _), v in outputs.items() if n == self.name]
             if same_name:
                 return same_name[0]
             # The recording ends at this call: the original test stopped the loop here.

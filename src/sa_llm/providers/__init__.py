@@ -32,6 +32,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "deepseek": "sa_llm.providers.openai_compatible",
     "mistral": "sa_llm.providers.openai_compatible",
     "ollama": "sa_llm.providers.openai_compatible",
+    "xai": "sa_llm.providers.xai",
     "fake": "sa_llm.testing",
 }
 

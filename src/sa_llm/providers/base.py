@@ -188,6 +188,9 @@ _CONTEXT_LENGTH = re.compile(
 )
 
 
+_BAD_KEY = re.compile(r"\b(?:incorrect|invalid|missing|wrong)\b[^.]*\bAPI key\b", re.IGNORECASE)
+
+
 def error_class_for(
     status: int, message: str, code: str | None = None
 ) -> type[errors.APIStatusError]:
@@ -196,6 +199,9 @@ def error_class_for(
         (code and "context_length" in code) or _CONTEXT_LENGTH.search(message)
     ):
         return errors.ContextLengthExceededError
+    if status == 400 and _BAD_KEY.search(message):
+        # Some providers (xAI) answer a wrong key with 400; it is still an auth failure.
+        return errors.AuthenticationError
     if "overloaded" in message.lower() and status >= 500:
         return errors.OverloadedError
     if status in _STATUS_ERRORS:
