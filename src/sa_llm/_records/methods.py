@@ -399,7 +399,8 @@ class ChatMethods:
             row = getattr(self, options.model)
         else:
             row = resolve_model_row(session, schema.model_cls, config.default_model, None, False)
-        setattr(self, options.model, row)
+        if getattr(self, options.model, None) is not row:
+            setattr(self, options.model, row)  # only when it changes: no needless flush
         runtime.pending_model = runtime.pending_provider = None
         key = sa_inspect(row).identity[0]
         info = row.to_llm()
