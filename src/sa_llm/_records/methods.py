@@ -399,6 +399,7 @@ class ChatMethods:
             row = getattr(self, options.model)
         else:
             row = resolve_model_row(session, schema.model_cls, config.default_model, None, False)
+        assert row is not None
         if getattr(self, options.model, None) is not row:
             setattr(self, options.model, row)  # only when it changes: no needless flush
         runtime.pending_model = runtime.pending_provider = None

@@ -51,6 +51,7 @@ from sa_llm.providers.base import (
     ToolSpec,
     deep_merge,
     error_class_for,
+    reasoning_effort,
 )
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCall, ToolCallDelta
@@ -120,11 +121,7 @@ class ChatCompletionsCodec(Provider):
 
         The API has no token budget, so a budget alone picks the nearest effort.
         """
-        effort = thinking.get("effort")
-        if effort is None and thinking.get("budget") is not None:
-            budget = int(thinking["budget"])
-            effort = "low" if budget < 2048 else "medium" if budget < 8192 else "high"
-        return {"reasoning_effort": effort or "medium"}
+        return {"reasoning_effort": reasoning_effort(thinking)}
 
     def format_tool(self, tool: ToolSpec) -> dict[str, Any]:
         """One entry of ``tools``: ``{"type": "function", "function": {...}}``."""

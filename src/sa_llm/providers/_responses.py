@@ -29,6 +29,7 @@ from sa_llm.providers.base import (
     StreamParser,
     ToolSpec,
     deep_merge,
+    reasoning_effort,
 )
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Message, RawContent, Tokens, ToolCallDelta
@@ -94,11 +95,7 @@ class ResponsesCodec(Provider):
         return HttpRequest("POST", f"{self.base_url}{self.endpoint_path}", headers, json=body)
 
     def format_thinking(self, thinking: Mapping[str, Any]) -> dict[str, Any]:
-        effort = thinking.get("effort")
-        if effort is None and thinking.get("budget") is not None:
-            budget = int(thinking["budget"])
-            effort = "low" if budget < 2048 else "medium" if budget < 8192 else "high"
-        return {"effort": effort or "medium"}
+        return {"effort": reasoning_effort(thinking)}
 
     def format_tool(self, tool: ToolSpec) -> dict[str, Any]:
         return {

@@ -42,6 +42,7 @@ __all__ = [
     "ToolSpec",
     "deep_merge",
     "error_class_for",
+    "reasoning_effort",
 ]
 
 
@@ -151,6 +152,16 @@ class StreamParser:
                 provider=self.provider.name,
             )
         return []
+
+
+def reasoning_effort(thinking: Mapping[str, Any]) -> str:
+    """The effort of ``with_thinking(effort=..., budget=...)``: a budget alone maps to the
+    nearest effort, for APIs that take no token budget."""
+    effort = thinking.get("effort")
+    if effort is None and thinking.get("budget") is not None:
+        budget = int(thinking["budget"])
+        effort = "low" if budget < 2048 else "medium" if budget < 8192 else "high"
+    return str(effort or "medium")
 
 
 def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
