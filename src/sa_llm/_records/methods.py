@@ -386,7 +386,7 @@ class ChatMethods:
             key, info = runtime.resolved
             if getattr(self, schema.chat_model_attr) == key:
                 return info, key
-        row = None
+        row: Any
         if runtime.pending_model is not None:
             row = resolve_model_row(
                 session,
@@ -399,7 +399,6 @@ class ChatMethods:
             row = getattr(self, options.model)
         else:
             row = resolve_model_row(session, schema.model_cls, config.default_model, None, False)
-        assert row is not None
         if getattr(self, options.model, None) is not row:
             setattr(self, options.model, row)  # only when it changes: no needless flush
         runtime.pending_model = runtime.pending_provider = None
