@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, event, null, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
@@ -565,6 +565,20 @@ def _tool_call_ids(session: Session, turn: Turn, message_ids: Sequence[Any]) -> 
 # -- rebuilding a conversation --------------------------------------------------------------------
 
 
+_HISTORY_COLUMNS = (
+    "id",
+    "role",
+    "content",
+    "content_raw",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_creation_tokens",
+    "thinking_text",
+    "thinking_signature",
+    "thinking_tokens",
+)
+
 _TOKEN_KEYS = (
     "input_tokens",
     "output_tokens",
@@ -596,20 +610,33 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
     chat_id: Any = bindparam("sa_llm_chat_id")
     parent = tc_mapper.local_table.alias("parent_call")
     parent_id = parent.c[tc["id"].key]
-    names = ["id", "role", "content", "input_tokens", "output_tokens", *sorted(schema.optional)]
-    columns: list[Any] = [m[name].label(name) for name in names]
+
+    # A fixed column layout (absent optional columns read as NULL), so rows unpack by position.
+    def column(name: str) -> Any:
+        return m[name].label(name) if name in m else null().label(name)
+
+    columns: list[Any] = [column(name) for name in _HISTORY_COLUMNS]
     columns.append(parent.c[tc["tool_call_id"].key].label("parent_call_id"))
-    query = select(*columns).select_from(
-        m["id"].table.outerjoin(parent, m[schema.message_parent_fk] == parent_id)
-    )
     if schema.model_cls is not None and schema.message_model_attr is not None:
         model = sa_inspect(schema.model_cls).c
-        query = query.add_columns(model["model_id"].label("model_name")).outerjoin(
-            model["id"].table, m[schema.message_model_attr] == model["id"]
+        columns.append(model["model_id"].label("model_name"))
+        joined = (
+            m["id"]
+            .table.outerjoin(parent, m[schema.message_parent_fk] == parent_id)
+            .outerjoin(model["id"].table, m[schema.message_model_attr] == model["id"])
         )
-    elif schema.message_model_attr is not None:
-        query = query.add_columns(m[schema.message_model_attr].label("model_name"))
-    query = query.where(m[schema.message_chat_fk] == chat_id).order_by(m["created_at"], m["id"])
+    else:
+        if schema.message_model_attr is not None:
+            columns.append(m[schema.message_model_attr].label("model_name"))
+        else:
+            columns.append(null().label("model_name"))
+        joined = m["id"].table.outerjoin(parent, m[schema.message_parent_fk] == parent_id)
+    query = (
+        select(*columns)
+        .select_from(joined)
+        .where(m[schema.message_chat_fk] == chat_id)
+        .order_by(m["created_at"], m["id"])
+    )
     keys = tuple(c.name for c in query.selected_columns)
     message_fk = tc[schema.tool_call_message_fk]
     has_signature = "thought_signature" in schema.optional_tool_call
@@ -636,10 +663,10 @@ def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Mes
     """
     queries = _queries(schema)
     params = {"sa_llm_chat_id": chat_id}
-    calls_by_message: dict[Any, list[ToolCall]] = {}
+    collected: dict[Any, list[ToolCall]] = {}
     for call in session.execute(queries.calls, params):
         signature = call[4] if queries.has_signature else None
-        calls_by_message.setdefault(call[0], []).append(
+        collected.setdefault(call[0], []).append(
             ToolCall(
                 id=call[1],
                 name=call[2],
@@ -647,41 +674,36 @@ def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Mes
                 extra={"thought_signature": signature} if signature else {},
             )
         )
-    at = {key: index for index, key in enumerate(queries.message_keys)}
-    no_column = len(queries.message_keys)  # an index that reads as None below
-    i_raw, i_content, i_role = at.get("content_raw", no_column), at["content"], at["role"]
-    i_parent, i_model = at["parent_call_id"], at.get("model_name", no_column)
-    i_text, i_signature = (
-        at.get("thinking_text", no_column),
-        at.get("thinking_signature", no_column),
-    )
-    token_at = [at.get(key, no_column) for key in _TOKEN_KEYS]
+    calls_by_message = {pk: tuple(calls) for pk, calls in collected.items()}
     system: list[Message] = []
     others: list[Message] = []
-    for row in session.execute(queries.messages, params):
-        # Positional reads over one padded tuple: this loop is the cost of a long history.
-        values = (*row, None)
-        raw = values[i_raw]
-        counts = [values[i] for i in token_at]
-        text, signature = values[i_text], values[i_signature]
+    no_calls: tuple[ToolCall, ...] = ()
+    for (
+        pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation,
+        thinking_text, thinking_signature, thinking_tokens, parent_call_id, model_name,
+    ) in session.execute(queries.messages, params):  # fmt: skip
+        # This loop is the cost of a long history: positional unpacking, no per-row lookups.
+        tokens = None
+        if not (
+            tokens_in is None
+            and tokens_out is None
+            and cached is None
+            and cache_creation is None
+            and thinking_tokens is None
+        ):
+            tokens = Tokens(tokens_in, tokens_out, cached, cache_creation, thinking_tokens)
         message = Message(
-            role=values[i_role],
-            content=RawContent(raw) if raw is not None else values[i_content],
-            tool_calls=tuple(calls_by_message.get(values[0], ())),
-            tool_call_id=values[i_parent],
-            tokens=Tokens(
-                input=counts[0],
-                output=counts[1],
-                cached=counts[2],
-                cache_creation=counts[3],
-                reasoning=counts[4],
-            )
-            if any(c is not None for c in counts)
+            role,
+            RawContent(raw) if raw is not None else content,
+            calls_by_message.get(pk, no_calls),
+            parent_call_id,
+            tokens,
+            model_name,
+            Thinking(thinking_text, thinking_signature)
+            if (thinking_text or thinking_signature)
             else None,
-            model_id=values[i_model],
-            thinking=Thinking(text=text, signature=signature) if (text or signature) else None,
         )
-        (system if message.role == "system" else others).append(message)
+        (system if role == "system" else others).append(message)
     return system + others
 
 
