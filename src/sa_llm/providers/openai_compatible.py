@@ -13,8 +13,9 @@ Example::
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from sa_llm.content import Attachment
 from sa_llm.providers import register_provider
 from sa_llm.providers._chat_completions import ChatCompletionsCodec
 
@@ -49,10 +50,16 @@ class DeepSeek(ChatCompletionsCodec):
 
 @register_provider
 class Mistral(ChatCompletionsCodec):
-    """Mistral La Plateforme."""
+    """Mistral La Plateforme: takes an image part's URL as a bare string."""
 
     name: ClassVar[str] = "mistral"
     default_base_url: ClassVar[str] = "https://api.mistral.ai/v1"
+
+    def format_attachment(self, attachment: Attachment) -> dict[str, Any]:
+        part = super().format_attachment(attachment)
+        if part.get("type") == "image_url" and isinstance(part.get("image_url"), dict):
+            return {"type": "image_url", "image_url": part["image_url"]["url"]}
+        return part
 
 
 @register_provider
