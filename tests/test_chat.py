@@ -461,3 +461,11 @@ async def test_pydantic_fields_describe_tool_parameters(fake: FakeLLM) -> None:
     }
     assert "Invalid arguments" in fake.requests[1]["messages"][-1]["content"]  # step=0 < 1
     assert fake.requests[2]["messages"][-1]["content"] == "3"
+
+
+def test_a_chat_follows_configure_after_it_was_made(fake: FakeLLM) -> None:
+    chat = new_chat()
+    sa_llm.configure(api_keys={"fake": "key-set-later"})
+    fake.reply("ok")
+    chat.ask("hi")
+    assert fake.headers[0]["authorization"] == "Bearer key-set-later"

@@ -239,16 +239,26 @@ class Chat(ChatSettings):
         """
         self.model_info = resolve_model(model, provider, assume_model_exists)
         self.model_id = self.model_info.id
-        self.provider = create_provider(self.model_info.provider, self.config, self.model_id)
-        self.transport = Transport(self.config, self.provider)
+        self._bind_provider()
         return self
 
     def with_context(self: ChatT, context: Context | None) -> ChatT:
         """Use another context's configuration (keys, clients) from now on."""
         self.context = context
-        self.provider = create_provider(self.model_info.provider, self.config, self.model_id)
-        self.transport = Transport(self.config, self.provider)
+        self._bind_provider()
         return self
+
+    def _bind_provider(self) -> None:
+        """Build the codec and transport for the model and the configuration in force."""
+        config = self.config
+        self.provider = create_provider(self.model_info.provider, config, self.model_id)
+        self.transport = Transport(config, self.provider)
+        self._bound_config = config
+
+    def _current_provider(self) -> None:
+        # ``configure()`` swaps the global configuration; a chat made earlier follows it.
+        if self._bound_config is not self.config:
+            self._bind_provider()
 
     def with_instructions(self: ChatT, instructions: str | None, *, append: bool = False) -> ChatT:
         """Set the system prompt. Replaces earlier ones unless ``append``; ``None`` clears."""
@@ -371,6 +381,7 @@ class Chat(ChatSettings):
         return (yield from self._complete_flow(on_chunk, stream))
 
     def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
+        self._current_provider()
         rounds = 0
         while True:
             rounds += 1
