@@ -12,17 +12,16 @@ let a higher-level flow (the chat) do the same without knowing whether it runs s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import random
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 
 import anyio
 import httpx
+from anyio.lowlevel import RunVar
 
 from sa_llm import errors
 from sa_llm._flow import Effect, Flow, Scope, adrive, drive
@@ -93,9 +92,9 @@ def retry_delay(
 
 _client_lock = threading.Lock()
 _default_client: httpx.Client | None = None
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
+# Async clients are bound to the event loop that opened their connections: one per loop run
+# (asyncio or trio alike), held in a RunVar so it goes away with its loop.
+_async_client: RunVar[httpx.AsyncClient] = RunVar("sa_llm_default_async_client")
 
 
 def _limits() -> httpx.Limits:
@@ -113,13 +112,14 @@ def default_client() -> httpx.Client:
 
 def default_async_client() -> httpx.AsyncClient:
     """A shared pooled async client for the running event loop (clients are loop-bound)."""
-    loop = asyncio.get_running_loop()
-    with _client_lock:
-        client = _async_clients.get(loop)
-        if client is None or client.is_closed:
-            client = httpx.AsyncClient(limits=_limits(), follow_redirects=True)
-            _async_clients[loop] = client
-        return client
+    try:
+        client = _async_client.get()
+    except LookupError:
+        client = None
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(limits=_limits(), follow_redirects=True)
+        _async_client.set(client)
+    return client
 
 
 # -- the transport ------------------------------------------------------------------------------
