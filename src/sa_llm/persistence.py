@@ -593,7 +593,6 @@ class _HistoryQueries:
     """The two history SELECTs of one chat schema, built once (the chat id is a parameter)."""
 
     messages: Any
-    message_keys: tuple[str, ...]
     calls: Any
     has_signature: bool
 
@@ -637,7 +636,6 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
         .where(m[schema.message_chat_fk] == chat_id)
         .order_by(m["created_at"], m["id"])
     )
-    keys = tuple(c.name for c in query.selected_columns)
     message_fk = tc[schema.tool_call_message_fk]
     has_signature = "thought_signature" in schema.optional_tool_call
     call_columns = [message_fk, tc["tool_call_id"], tc["name"], tc["arguments"]]
@@ -649,7 +647,7 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
         .where(m[schema.message_chat_fk] == chat_id)
         .order_by(tc["id"])
     )
-    built = _HistoryQueries(query, keys, calls, has_signature)
+    built = _HistoryQueries(query, calls, has_signature)
     schema.history_queries = built
     return built
 
