@@ -326,3 +326,42 @@ async def test_statement_counts_do_not_grow_with_chunks(world: World, fake: Fake
         finally:
             counter.close()
     assert writes[0] == writes[1] <= 3
+
+
+@pytest.mark.postgres
+async def test_persisted_turn_over_asyncpg(db_url: str) -> None:
+    """The async record API on the asyncpg driver (the suite's default async driver is psycopg)."""
+    from sqlalchemy.engine import make_url
+
+    from conftest import engine_arguments
+
+    if make_url(db_url).get_backend_name() != "postgresql":
+        pytest.skip("asyncpg is a PostgreSQL driver")
+    models = default_models()
+    sync_engine = create_engine(db_url)
+    models["Base"].metadata.create_all(sync_engine)
+    url, connect_args = engine_arguments(make_url(db_url).set(drivername="postgresql+asyncpg"))
+    engine = create_async_engine(url, connect_args=connect_args)
+    try:
+        with fake_llm(echo=False) as fake:
+            fake.tool_call("weather", {"city": "Oslo"}).reply("cold", chunks=3)
+            async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+                chat = models["Chat"](model="fake-model", provider="fake")
+                session.add(chat)
+                await session.commit()
+
+                def weather(city: str) -> str:
+                    """The weather."""
+                    return f"{city}: -3°C"
+
+                reply = await chat.with_tool(weather).aask("Oslo?", on_chunk=lambda c: None)
+        assert reply.text == "cold"
+        with Session(sync_engine) as check:
+            roles = [
+                m.role
+                for m in check.scalars(select(models["Message"]).order_by(models["Message"].id))
+            ]
+        assert roles == ["user", "assistant", "tool", "assistant"]
+    finally:
+        await engine.dispose()
+        sync_engine.dispose()
