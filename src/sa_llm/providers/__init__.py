@@ -28,6 +28,9 @@ _registry: dict[str, type[Provider]] = {}
 # Built-in providers are imported on first use, so importing sa_llm stays cheap.
 _BUILTIN_MODULES: dict[str, str] = {
     "openai": "sa_llm.providers.openai",
+    "anthropic": "sa_llm.providers.anthropic",
+    "gemini": "sa_llm.providers.gemini",
+    "bedrock": "sa_llm.providers.bedrock",
     "openrouter": "sa_llm.providers.openai_compatible",
     "deepseek": "sa_llm.providers.openai_compatible",
     "mistral": "sa_llm.providers.openai_compatible",
