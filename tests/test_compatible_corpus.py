@@ -32,6 +32,21 @@ _KNOWN = {
     "model", "messages", "stream", "stream_options", "tools", "tool_choice",
     "parallel_tool_calls", "temperature", "response_format",
 }  # fmt: skip
+_THINKING_FIELDS = ("reasoning", "reasoning_effort", "thinking")
+
+
+def thinking_of(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``with_thinking`` arguments a recorded request's reasoning fields stand for."""
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, Mapping):  # OpenRouter
+        if "max_tokens" in reasoning:
+            return {"budget": reasoning["max_tokens"]}
+        return {"effort": reasoning.get("effort")}
+    if body.get("reasoning_effort"):
+        return {"effort": body["reasoning_effort"]}
+    if (body.get("thinking") or {}).get("type") == "disabled":  # DeepSeek's off switch
+        return {"effort": "none"}
+    return None
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -229,7 +244,10 @@ def configure(chat: sa_llm.Chat, body: Mapping[str, Any]) -> None:
         chat.with_params(response_format=fmt)
     if body.get("temperature") is not None:
         chat.with_temperature(body["temperature"])
-    extra = {k: v for k, v in body.items() if k not in _KNOWN}
+    thinking = thinking_of(body)
+    chat.with_thinking(**(thinking or {}))
+    skip = _KNOWN | (set(_THINKING_FIELDS) if thinking else set())
+    extra = {k: v for k, v in body.items() if k not in skip}
     if extra:
         chat.with_params(**extra)
 
@@ -325,10 +343,14 @@ async def test_replay_chat_completions_recording(path: Path, mode: str) -> None:
         recorded = call["request"]["body"]
         assert sent.body["model"] == recorded["model"]
         assert sent.body["stream"] == recorded["stream"]
+        for field in _THINKING_FIELDS:  # with_thinking became the provider's own fields
+            assert sent.body.get(field) == recorded.get(field), field
         assert [m["role"] for m in sent.body["messages"]] == [
             m["role"] for m in recorded["messages"]
         ]
         for mine, theirs in zip(sent.body["messages"], recorded["messages"], strict=True):
+            # OpenRouter: a reply's reasoning goes back exactly as it came (signatures too).
+            assert mine.get("reasoning_details") == theirs.get("reasoning_details")
             if theirs["role"] == "user" and isinstance(theirs["content"], list):
                 # Files: each part's type, and images exactly as the provider wants them.
                 kinds = [p["type"] for p in theirs["content"]]

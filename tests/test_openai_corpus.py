@@ -36,7 +36,13 @@ from wire_responses import (
     turns,
 )
 
-FILES = sorted((WIRE / "openai").glob("*.json")) + sorted((WIRE / "xai").glob("*.json"))
+# Providers that speak the Responses API, and the settings that make them use it.
+RESPONSES_PROVIDERS: dict[str, dict[str, Any]] = {
+    "openai": {},
+    "xai": {},
+    "deepseek": {"deepseek_api": "responses"},
+}
+FILES = [path for name in RESPONSES_PROVIDERS for path in sorted((WIRE / name).glob("*.json"))]
 RESPONSES_FILES = [
     path
     for path in FILES
@@ -141,7 +147,7 @@ async def replay_recording(path: Path, mode: str, make_chat: ChatFactory) -> Non
     recording = load(path)
     recording["_provider"] = path.parent.name
     replay = Replay(recording)
-    ctx = replay.context()
+    ctx = replay.context(**RESPONSES_PROVIDERS[path.parent.name])
     history, asks = turns(recording)
     chat = make_chat(ctx, recording, asks[0].body)
     for item in history:

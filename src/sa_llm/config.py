@@ -99,6 +99,9 @@ class Config(BaseModel):
     # OpenAI-compatible
     deepseek_api_key: SecretStr | None = Field(None, description="DeepSeek key.")
     deepseek_base_url: str | None = Field(None, description="Default https://api.deepseek.com.")
+    deepseek_api: Literal["chat_completions", "responses"] = Field(
+        "chat_completions", description="DeepSeek API: chat_completions (default) or responses."
+    )
     mistral_api_key: SecretStr | None = Field(None, description="Mistral key.")
     mistral_base_url: str | None = Field(None, description="Default https://api.mistral.ai/v1.")
     xai_api_key: SecretStr | None = Field(None, description="xAI key.")

@@ -111,12 +111,12 @@ class ChatCompletionsCodec(Provider):
         # "_thinking" is sa_llm's own key (set by with_thinking): translate it, never send it.
         thinking = params.pop("_thinking", None)
         if isinstance(thinking, Mapping) and thinking:
-            body.update(self.format_thinking(thinking))
+            body.update(self.format_thinking(thinking, request.model))
         body = deep_merge(body, params)
         headers = {**self.auth_headers(), "content-type": "application/json", **request.headers}
         return HttpRequest("POST", f"{self.base_url}{self.endpoint_path}", headers, json=body)
 
-    def format_thinking(self, thinking: Mapping[str, Any]) -> dict[str, Any]:
+    def format_thinking(self, thinking: Mapping[str, Any], model: str) -> dict[str, Any]:
         """Body fields for ``with_thinking(effort=..., budget=...)``: ``reasoning_effort``.
 
         The API has no token budget, so a budget alone picks the nearest effort.
@@ -428,7 +428,15 @@ class ChatCompletionsStreamParser(StreamParser):
         if finish:
             self.finish_seen = True
         tokens = self.provider.usage_tokens(payload.get("usage"))
-        if not (chunk.content or chunk.thinking or chunk.tool_calls or tokens or finish):
+        if not (
+            chunk.content
+            or chunk.thinking
+            or chunk.thinking_signature
+            or chunk.thinking_extra
+            or chunk.tool_calls
+            or tokens
+            or finish
+        ):
             return None
         return Chunk(
             content=chunk.content,

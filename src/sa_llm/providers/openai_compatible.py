@@ -2,7 +2,10 @@
 
 Each speaks the Chat Completions wire format of :mod:`sa_llm.providers._chat_completions` and
 subclasses it only where it really differs: the base URL, which key it needs, OpenRouter's
-``developer`` role for system prompts and its attribution headers, Ollama's keyless local server.
+``developer`` role for system prompts, its attribution headers and its ``reasoning_details``
+(kept on the reply and sent back with it, so a reasoning model's chain survives tool rounds),
+DeepSeek's thinking switch and its ``/responses`` dialect, Mistral's bare image URLs, Ollama's
+keyless local server.
 
 Example::
 
@@ -13,13 +16,27 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from sa_llm.config import Config
 from sa_llm.content import Attachment
 from sa_llm.providers import register_provider
-from sa_llm.providers._chat_completions import ChatCompletionsCodec
+from sa_llm.providers._chat_completions import ChatCompletionsCodec, ChatCompletionsStreamParser
+from sa_llm.providers._responses import ResponsesCodec
+from sa_llm.providers.base import Provider, StreamParser, reasoning_effort
+from sa_llm.types import Chunk, Message
 
-__all__ = ["DeepSeek", "Mistral", "Ollama", "OpenRouter"]
+__all__ = ["DeepSeek", "DeepSeekResponses", "Mistral", "Ollama", "OpenRouter"]
+
+# The ``format`` OpenRouter gives reasoning details, by model vendor: needed to rebuild the
+# details of a reply stored before they were kept (only text and signature were).
+_REASONING_FORMATS = {
+    "anthropic/": "anthropic-claude-v1",
+    "openai/": "openai-responses-v1",
+    "x-ai/": "xai-responses-v1",
+    "google/": "google-gemini-v1",
+}
 
 
 @register_provider
@@ -39,13 +56,154 @@ class OpenRouter(ChatCompletionsCodec):
             headers["x-title"] = self.config.openrouter_app_title
         return headers
 
+    def format_thinking(self, thinking: Mapping[str, Any], model: str) -> dict[str, Any]:
+        """``reasoning: {"effort": ...}``, or ``{"max_tokens": budget}`` for a budget alone."""
+        if thinking.get("effort") is None and thinking.get("budget") is not None:
+            return {"reasoning": {"max_tokens": int(thinking["budget"])}}
+        return {"reasoning": {"effort": reasoning_effort(thinking)}}
+
+    def format_assistant_message(self, message: Message) -> dict[str, Any]:
+        """An earlier reply with its ``reasoning_details`` sent back unchanged.
+
+        Models that reason before a tool call (Claude, Gemini, OpenAI's o-series) need their
+        reasoning, signatures included, on the next request or they lose the thread.
+        """
+        data = super().format_assistant_message(message)
+        details = self.reasoning_details(message)
+        if details:
+            data["reasoning_details"] = details
+        return data
+
+    def reasoning_details(self, message: Message) -> list[Any] | None:
+        """The details a reply came with, or details rebuilt from stored text and signature."""
+        thinking = message.thinking
+        if thinking is None:
+            return None
+        kept = thinking.extra.get("reasoning_details")
+        if isinstance(kept, list) and kept:
+            return list(kept)
+        if not thinking.signature:
+            return None  # text alone cannot be verified by the model: nothing to send
+        model = message.model_id or ""
+        detail_format = next(
+            (f for prefix, f in _REASONING_FORMATS.items() if model.startswith(prefix)), "unknown"
+        )
+        detail: dict[str, Any] = {"type": "reasoning.text", "format": detail_format, "index": 0}
+        if thinking.text:
+            detail["text"] = thinking.text
+        detail["signature"] = thinking.signature
+        return [detail]
+
+    def message_chunk(self, message: Mapping[str, Any]) -> Chunk:
+        chunk = super().message_chunk(message)
+        details = message.get("reasoning_details")
+        if not isinstance(details, list) or not details:
+            return chunk
+        return Chunk(
+            content=chunk.content,
+            thinking=chunk.thinking,
+            thinking_signature=_signature(details),
+            thinking_extra={"reasoning_details": details},
+            tool_calls=chunk.tool_calls,
+        )
+
+    def stream_parser(self) -> StreamParser:
+        return OpenRouterStreamParser(self)
+
+
+def _signature(details: list[Any]) -> str | None:
+    """The last signature among reasoning details (what a stored reply keeps of them)."""
+    for detail in reversed(details):
+        if isinstance(detail, Mapping) and isinstance(detail.get("signature"), str):
+            return str(detail["signature"])
+    return None
+
+
+class OpenRouterStreamParser(ChatCompletionsStreamParser):
+    """Also folds the streamed ``reasoning_details`` pieces into whole details.
+
+    Each delta carries a piece of one detail (by ``index``): its text grows, its signature
+    arrives last. The merged list is what the reply is sent back with.
+    """
+
+    provider: OpenRouter
+
+    def __init__(self, provider: OpenRouter) -> None:
+        super().__init__(provider)
+        self.details: list[dict[str, Any]] = []
+
+    def delta_chunk(self, delta: Mapping[str, Any]) -> Chunk:
+        chunk = super().delta_chunk(delta)
+        pieces = delta.get("reasoning_details")
+        if not isinstance(pieces, list) or not pieces:
+            return chunk
+        signature = None
+        for piece in pieces:
+            if isinstance(piece, Mapping):
+                signature = self.merge(piece) or signature
+        return Chunk(
+            content=chunk.content,
+            thinking=chunk.thinking,
+            thinking_signature=signature,
+            thinking_extra={"reasoning_details": self.details},
+            tool_calls=chunk.tool_calls,
+        )
+
+    def merge(self, piece: Mapping[str, Any]) -> str | None:
+        """Add one streamed piece to its detail; returns the signature it carried."""
+        index = piece.get("index", len(self.details))
+        target = next((d for d in self.details if d.get("index") == index), None)
+        if target is None or target.get("type") != piece.get("type", target.get("type")):
+            self.details.append(dict(piece))
+        else:
+            for key, value in piece.items():
+                if key in ("text", "summary", "data") and isinstance(value, str):
+                    target[key] = str(target.get(key) or "") + value
+                elif value is not None:
+                    target[key] = value
+        signature = piece.get("signature")
+        return signature if isinstance(signature, str) and signature else None
+
 
 @register_provider
 class DeepSeek(ChatCompletionsCodec):
-    """DeepSeek (``reasoning_content`` and prompt-cache-hit tokens are read by the base)."""
+    """DeepSeek (``reasoning_content`` and prompt-cache-hit tokens are read by the base).
+
+    With ``deepseek_api="responses"`` its OpenAI-Responses dialect is used instead
+    (:class:`DeepSeekResponses`).
+    """
 
     name: ClassVar[str] = "deepseek"
     default_base_url: ClassVar[str] = "https://api.deepseek.com"
+
+    @classmethod
+    def for_model(cls, config: Config, model_id: str | None) -> Provider:
+        if config.deepseek_api == "responses":
+            return DeepSeekResponses(config)
+        return cls(config)
+
+    def format_thinking(self, thinking: Mapping[str, Any], model: str) -> dict[str, Any]:
+        """``deepseek-reasoner`` always thinks and takes an effort; the hybrid models (V4)
+        switch thinking on and off with ``thinking.type`` (effort ``"none"`` = off)."""
+        effort = reasoning_effort(thinking)
+        if effort == "none":
+            return {"thinking": {"type": "disabled"}}
+        if model.startswith("deepseek-reasoner"):
+            return {"reasoning_effort": effort}
+        return {"reasoning_effort": effort, "thinking": {"type": "enabled"}}
+
+
+class DeepSeekResponses(ResponsesCodec):
+    """DeepSeek's ``/responses`` endpoint: the Responses codec, DeepSeek's URL and key.
+
+    It keeps no server-side state and returns no encrypted reasoning, so neither is asked for.
+    """
+
+    name: ClassVar[str] = "deepseek"
+    default_base_url: ClassVar[str] = "https://api.deepseek.com"
+
+    def is_reasoning_model(self, model: str) -> bool:
+        return False
 
 
 @register_provider
