@@ -237,7 +237,7 @@ class Chat(ChatSettings):
             ModelNotFoundError: the registry does not know the model.
             ConfigurationError: ``assume_model_exists`` without a provider.
         """
-        self.model_info = resolve_model(model, provider, assume_model_exists)
+        self.model_info = resolve_model(model, provider, assume_model_exists, self.config)
         self.model_id = self.model_info.id
         self._bind_provider()
         return self
@@ -522,13 +522,18 @@ class Chat(ChatSettings):
 
 
 def resolve_model(
-    model: str | ModelInfo, provider: str | None, assume_model_exists: bool
+    model: str | ModelInfo,
+    provider: str | None,
+    assume_model_exists: bool,
+    config: Config | None = None,
 ) -> ModelInfo:
     """The registry entry for ``model`` (routed through ``provider`` when given).
 
     With ``assume_model_exists`` the registry is skipped and a minimal entry is made; a
     provider is then required. Providers that serve any model (the test fake) skip it too.
-    A :class:`~sa_llm.models.ModelInfo` (e.g. from a registry row) is used as it is.
+    A :class:`~sa_llm.models.ModelInfo` (e.g. from a registry row) is used as it is. A
+    provider may prefer another entry for the same model (Bedrock: the inference profile of
+    ``config``'s region), see :meth:`~sa_llm.providers.base.Provider.preferred_model`.
     """
     if isinstance(model, registry.ModelInfo):
         return model
@@ -545,4 +550,9 @@ def resolve_model(
         raise ConfigurationError(
             "assume_model_exists=True needs an explicit provider, e.g. provider='openai'."
         )
-    return registry.find(model, provider)
+    info = registry.find(model, provider)
+    if provider is None:
+        return info
+    return provider_class(info.provider).preferred_model(
+        info, registry.registry, config or get_config()
+    )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import httpx
 
     from sa_llm.content import Attachment
+    from sa_llm.models import ModelInfo, Registry
 
 __all__ = [
     "ChatRequest",
@@ -276,6 +277,16 @@ class Provider:
     def for_model(cls, config: Config, model_id: str | None) -> Provider:
         """An instance for ``model_id``; providers with several APIs choose one here."""
         return cls(config)
+
+    @classmethod
+    def preferred_model(cls, info: ModelInfo, models: Registry, config: Config) -> ModelInfo:
+        """The registry entry to call for ``info``, a model this provider serves.
+
+        The registry names a model by its base id; a provider whose accounts reach the model
+        through another id (Bedrock's regional inference profiles, ``us.anthropic...``) picks
+        that entry here. The default is ``info`` itself.
+        """
+        return info
 
     @property
     def base_url(self) -> str:

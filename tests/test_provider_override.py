@@ -1,0 +1,89 @@
+"""A registry model routed through another provider: the provider's own model id is called.
+
+``chat("claude-haiku-4-5", provider="openrouter")`` must send OpenRouter's id for Anthropic's
+model, and a persisted chat must keep that route (the row of the routing provider), so a chat
+loaded later still goes the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+import sa_llm
+from persisted import World, close_world, default_models, make_world
+from sa_llm.testing import Replay
+
+WIRE = Path(__file__).parent / "fixtures" / "wire"
+BASIC = "chat_basic_chat_functionality_{provider}_claude-haiku-4-5_can_have_a_basic_conversation"
+
+
+def recording(provider: str) -> dict[str, Any]:
+    path = WIRE / provider / f"{BASIC.format(provider=provider)}.json"
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def recorded_prompt(body: dict[str, Any]) -> str:
+    return str(next(m for m in body["messages"] if m["role"] == "user")["content"])
+
+
+def recorded_text(response: dict[str, Any]) -> str:
+    return str(json.loads(response["body"])["choices"][0]["message"]["content"])
+
+
+@pytest.fixture(params=["sync", "async"])
+async def world(
+    request: pytest.FixtureRequest, db_url: str, async_db_url: str
+) -> AsyncIterator[World]:
+    world = make_world(request.param, db_url, async_db_url, default_models())
+    try:
+        yield world
+    finally:
+        await close_world(world)
+
+
+def test_plain_chat_sends_the_routing_providers_id() -> None:
+    data = recording("openrouter")
+    call = data["interactions"][0]
+    replay = Replay(data)
+    chat = replay.context().chat("claude-haiku-4-5", provider="openrouter")
+    assert chat.model_info.provider == "openrouter"
+    reply = chat.ask(recorded_prompt(call["request"]["body"]))
+    assert replay.seen[0].body["model"] == call["request"]["body"]["model"]
+    assert reply.text == recorded_text(call["response"])
+
+
+async def test_persisted_chat_keeps_the_route(world: World) -> None:
+    data = recording("openrouter")
+    call = data["interactions"][0]
+    replay = Replay(data)
+    chat = world.Chat(model="claude-haiku-4-5", provider="openrouter", context=replay.context())
+    await world.add(chat)
+    (model_row,) = world.rows(world.Model)
+    assert (model_row.provider, model_row.model_id) == ("openrouter", "anthropic/claude-haiku-4.5")
+
+    # A chat loaded afresh (no pending provider any more) still calls through OpenRouter.
+    with Session(world.sync_engine) as session:
+        loaded = session.get(world.Chat, chat.id)
+        assert loaded is not None
+        llm = loaded.with_context(replay.context()).to_llm()
+        assert (llm.provider.name, llm.model_id) == ("openrouter", "anthropic/claude-haiku-4.5")
+
+    reply = await world.call(chat.ask, recorded_prompt(call["request"]["body"]))
+    assert replay.seen[0].body["model"] == "anthropic/claude-haiku-4.5"
+    assert reply.content == recorded_text(call["response"])
+    roles = [(m.role, m.content) for m in world.messages()]
+    assert roles == [
+        ("user", recorded_prompt(call["request"]["body"])),
+        ("assistant", recorded_text(call["response"])),
+    ]
+
+
+def test_a_model_the_routing_provider_does_not_serve_is_refused() -> None:
+    with pytest.raises(sa_llm.ModelNotFoundError):
+        sa_llm.chat("gpt-4.1-nano", provider="anthropic")
