@@ -20,10 +20,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+import itertools
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sa_llm import models as registry
+from sa_llm._busy import Occupy
 from sa_llm._flow import (
     AsyncCallInSyncDrive,
     Call,
@@ -57,6 +59,7 @@ ChatT = TypeVar("ChatT", bound="Chat")
 EventName = Literal["new_message", "end_message", "tool_call", "tool_result"]
 
 _MAX_TOOL_ROUNDS = 100
+_turn_tokens = itertools.count(1)
 
 
 class ChatSettings:
@@ -205,6 +208,9 @@ class Chat(ChatSettings):
         super().__init__()
         self.context = context
         self.messages: list[Message] = list(messages)
+        # Who ran a chat's last turn (see _take_turn): a token, since ids of dead objects recur.
+        self._turn_token = next(_turn_tokens)
+        self._had_turn = False
         self.with_model(
             model or self.config.default_model,
             provider=provider,
@@ -374,13 +380,46 @@ class Chat(ChatSettings):
         on_chunk: ChunkCallback | None,
         stream: bool,
     ) -> Flow[Message]:
+        # A missing or oversized file fails here, before the turn takes the chat or saves a row.
         message = self.user_message(
             content, attachments, max_bytes=self.config.max_attachment_bytes
         )
+        yield from self._take_turn()
         yield from self._add_user_message(message)
-        return (yield from self._complete_flow(on_chunk, stream))
+        return (yield from self._reply_flow(on_chunk, stream))
 
     def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
+        yield from self._take_turn()
+        return (yield from self._reply_flow(on_chunk, stream))
+
+    def _take_turn(self) -> Flow[None]:
+        """Occupy the chat for this turn: wait for (or refuse) a turn already running on it.
+
+        The gate is released when the drive ends, however it ends (see :mod:`sa_llm._busy`).
+        """
+        config = self.config
+        token = self._turn_token
+        gate = yield Occupy(
+            self._turn_key(), token, config.concurrent_turns == "wait", config.turn_wait_timeout
+        )
+        # Stale when another object ran the last turn, or when the gate was dropped since
+        # this object's own last turn (then nobody knows: reload to be safe).
+        previous = gate.last_holder
+        if previous != token and (previous is not None or self._had_turn):
+            yield from self._history_changed()
+        self._had_turn = True
+
+    def _turn_key(self) -> Hashable:
+        """What identifies this chat among concurrent turns: the chat object itself."""
+        return self
+
+    def _history_changed(self) -> Flow[None]:
+        """Another turn ran on this chat since this object's last one (persisted chats reload
+        their history here; a plain chat's history is its own list, always current)."""
+        return
+        yield
+
+    def _reply_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
         self._current_provider()
         rounds = 0
         while True:

@@ -122,6 +122,13 @@ class Config(BaseModel):
     retry_backoff_factor: float = Field(2.0, ge=1, description="Delay multiplier per retry.")
     retry_max_interval: float = Field(30.0, ge=0, description="Upper bound of one retry delay.")
     retry_jitter: float = Field(0.25, ge=0, le=1, description="Random share of each delay.")
+    concurrent_turns: Literal["wait", "raise"] = Field(
+        "wait",
+        description="A second turn on a busy chat waits for the first, or raises ChatBusyError.",
+    )
+    turn_wait_timeout: float | None = Field(
+        None, gt=0, description="Longest wait for a busy chat in seconds (None: no limit)."
+    )
     max_attachment_bytes: int = Field(
         50 * 1024 * 1024, gt=0, description="Largest file that may be attached."
     )

@@ -504,9 +504,9 @@ class PersistedChat(Chat):
     def _add_tool_result(self, message: Message, call: ToolCall) -> Flow[None]:
         yield from self._reply_completed(message)
 
-    def _complete_flow(self, on_chunk: Any, stream: bool) -> Flow[Message]:
+    def _reply_flow(self, on_chunk: Any, stream: bool) -> Flow[Message]:
         try:
-            return (yield from super()._complete_flow(on_chunk, stream))
+            return (yield from super()._reply_flow(on_chunk, stream))
         except GeneratorExit:
             # The flow is being closed, not failed: it may not yield again. Drivers throw
             # StreamAbandoned first when they want the clean-up to run.
