@@ -1,0 +1,157 @@
+"""Database faults during a turn: the chat in the database stays valid and can continue.
+
+Each fault hits a persisted turn at the worst moment: the completion's flush fails, the
+connection is killed while the provider answers (PostgreSQL ``pg_terminate_backend``), or the
+completion hits a serialization failure. Every case checks what a user would see: the error is
+raised, no blank or orphaned rows are left, the user's message is kept, and the next ``ask`` on
+the same chat succeeds with a valid history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, event, exc, text
+
+from persisted import World, close_world, default_models, make_world
+from sa_llm.testing import FakeLLM, fake_llm
+
+
+@pytest.fixture(params=["sync", "async"])
+async def world(
+    request: pytest.FixtureRequest, db_url: str, async_db_url: str
+) -> AsyncIterator[World]:
+    world = make_world(request.param, db_url, async_db_url, default_models())
+    try:
+        yield world
+    finally:
+        await close_world(world)
+
+
+@pytest.fixture
+def fake() -> Any:
+    with fake_llm(echo=False) as fake:
+        yield fake
+
+
+async def new_chat(world: World) -> Any:
+    chat = world.Chat(model="fake-model", provider="fake")
+    await world.add(chat)
+    return chat
+
+
+def assert_valid(world: World) -> None:
+    """No blank assistant row; every tool call has its result."""
+    rows = world.messages()
+    assert [r for r in rows if r.role == "assistant" and not r.content and not r.tool_calls] == []
+    results = {r.tool_call_id for r in rows if r.role == "tool"}
+    assert {c.id for c in world.rows(world.ToolCall)} <= results
+
+
+async def continues(world: World, chat: Any, fake: FakeLLM, expected_history: list[str]) -> None:
+    """The next ask succeeds and sends the history the rows hold."""
+    fake.reply("recovered")
+    await world.call(chat.ask, "still there?")
+    sent = fake.requests[-1]["messages"]
+    assert [m["content"] for m in sent] == [*expected_history, "still there?"]
+    assert_valid(world)
+
+
+async def test_the_completion_flush_fails(world: World, fake: FakeLLM) -> None:
+    fake.reply("Paris")
+    chat = await new_chat(world)
+    armed = [True]
+
+    def fail_once(mapper: Any, connection: Any, target: Any) -> None:
+        if armed[0] and target.role == "assistant" and target.content:
+            armed[0] = False
+            raise RuntimeError("injected: the completion could not be written")
+
+    event.listen(world.Message, "before_update", fail_once)
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            await world.call(chat.ask, "capital of France?")
+    finally:
+        event.remove(world.Message, "before_update", fail_once)
+    assert [(r.role, r.content) for r in world.messages()] == [("user", "capital of France?")]
+    await continues(world, chat, fake, ["capital of France?"])
+
+
+def _postgres_only(world: World) -> None:
+    if world.sync_engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL fault")
+
+
+def _terminate_others(world: World) -> None:
+    """Kill every other connection to the test database (as a DBA or a failover would)."""
+    admin = create_engine(world.sync_engine.url)
+    with admin.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        conn.commit()
+    admin.dispose()
+
+
+async def test_the_connection_is_killed_during_the_provider_call(
+    world: World, fake: FakeLLM
+) -> None:
+    _postgres_only(world)
+    chat = await new_chat(world)
+    fake.reply("Paris")
+    original = fake.handle
+
+    def kill_then_answer(request: httpx.Request) -> httpx.Response:
+        _terminate_others(world)
+        return original(request)
+
+    fake.handle = kill_then_answer  # type: ignore[method-assign]
+    try:
+        await world.call(chat.ask, "capital of France?")
+        answered = True
+    except exc.DBAPIError:
+        answered = False
+    finally:
+        fake.handle = original  # type: ignore[method-assign]
+    world.sync_engine.dispose()  # the test's own reader lost its pooled connection too
+    rows = [(r.role, r.content) for r in world.messages()]
+    if answered:  # the pool replaced the dead connection before the completion was written
+        assert rows == [("user", "capital of France?"), ("assistant", "Paris")]
+        history = ["capital of France?", "Paris"]
+    else:
+        assert rows == [("user", "capital of France?")]
+        history = ["capital of France?"]
+    await continues(world, chat, fake, history)
+
+
+async def test_a_serialization_failure_on_the_completion(world: World, fake: FakeLLM) -> None:
+    _postgres_only(world)
+    import psycopg.errors
+
+    chat = await new_chat(world)
+    fake.reply("Paris")
+    armed = [True]
+
+    def conflict(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if armed[0] and statement.startswith("UPDATE messages"):
+            armed[0] = False
+            raise psycopg.errors.SerializationFailure("could not serialize access (injected)")
+
+    event.listen(world.sync_engine, "before_cursor_execute", conflict)
+    if world.async_engine is not None:
+        event.listen(world.async_engine.sync_engine, "before_cursor_execute", conflict)
+    try:
+        with pytest.raises(exc.OperationalError, match="serialize"):
+            await world.call(chat.ask, "capital of France?")
+    finally:
+        event.remove(world.sync_engine, "before_cursor_execute", conflict)
+        if world.async_engine is not None:
+            event.remove(world.async_engine.sync_engine, "before_cursor_execute", conflict)
+    assert [(r.role, r.content) for r in world.messages()] == [("user", "capital of France?")]
+    await continues(world, chat, fake, ["capital of France?"])
