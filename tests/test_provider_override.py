@@ -87,3 +87,13 @@ async def test_persisted_chat_keeps_the_route(world: World) -> None:
 def test_a_model_the_routing_provider_does_not_serve_is_refused() -> None:
     with pytest.raises(sa_llm.ModelNotFoundError):
         sa_llm.chat("gpt-4.1-nano", provider="anthropic")
+
+
+def test_a_schema_on_a_provider_without_structured_output_fails_before_sending() -> None:
+    replay = Replay({"interactions": []})
+    chat = replay.context(deepseek_api_key="k").chat("deepseek-chat", provider="deepseek")
+    chat.with_schema({"name": "answer", "schema": {"type": "object", "properties": {}}})
+    with pytest.raises(sa_llm.UnsupportedFeatureError, match="deepseek"):
+        chat.ask("Give me JSON")
+    assert replay.seen == []
+    assert chat.messages == []  # nothing was added either

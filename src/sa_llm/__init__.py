@@ -47,6 +47,7 @@ from sa_llm.errors import (
     StructuredOutputError,
     ToolError,
     UnsupportedAttachmentError,
+    UnsupportedFeatureError,
 )
 from sa_llm.tools import Halt, Param, Tool, as_tool
 from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, Tokens, ToolCall
@@ -93,6 +94,7 @@ __all__ = [
     "ToolCall",
     "ToolError",
     "UnsupportedAttachmentError",
+    "UnsupportedFeatureError",
     "__version__",
     "as_tool",
     "chat",

@@ -38,7 +38,12 @@ from sa_llm._flow import (
 )
 from sa_llm.config import Config, get_config
 from sa_llm.content import AttachmentSource, to_attachments
-from sa_llm.errors import ConfigurationError, StructuredOutputError, ToolError
+from sa_llm.errors import (
+    ConfigurationError,
+    StructuredOutputError,
+    ToolError,
+    UnsupportedFeatureError,
+)
 from sa_llm.providers import create_provider, provider_class
 from sa_llm.providers._transport import Download, OpenStream, ReadStream, SendRequest, Transport
 from sa_llm.providers.base import ChatRequest, HttpResponse, deep_merge
@@ -380,15 +385,18 @@ class Chat(ChatSettings):
         on_chunk: ChunkCallback | None,
         stream: bool,
     ) -> Flow[Message]:
-        # A missing or oversized file fails here, before the turn takes the chat or saves a row.
+        # A missing or oversized file, or a feature the provider lacks, fails here: before the
+        # turn takes the chat, saves a row or sends anything.
         message = self.user_message(
             content, attachments, max_bytes=self.config.max_attachment_bytes
         )
+        self._check_supported()
         yield from self._take_turn()
         yield from self._add_user_message(message)
         return (yield from self._reply_flow(on_chunk, stream))
 
     def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
+        self._check_supported()
         yield from self._take_turn()
         return (yield from self._reply_flow(on_chunk, stream))
 
@@ -408,6 +416,20 @@ class Chat(ChatSettings):
         if previous != token and (previous is not None or self._had_turn):
             yield from self._history_changed()
         self._had_turn = True
+
+    def _check_supported(self) -> None:
+        """Refuse what the provider cannot do, before anything is saved or sent.
+
+        Raises:
+            UnsupportedFeatureError: a schema for a provider without structured output.
+        """
+        self._current_provider()
+        provider = self.provider
+        if self.schema is not None and not provider.supports_schema:
+            raise UnsupportedFeatureError(
+                f"{provider.name} cannot constrain replies to a JSON Schema; remove the schema "
+                "(with_schema(None)) or route the model through another provider."
+            )
 
     def _turn_key(self) -> Hashable:
         """What identifies this chat among concurrent turns: the chat object itself."""

@@ -10,7 +10,8 @@ without swallowing the other::
     │   ├── ModelNotFoundError        unknown model id (carries close matches)
     │   ├── ProviderNotFoundError     unknown provider name (carries close matches)
     │   ├── DetachedRecordError       a record that is not attached to a session
-    │   └── UnsupportedAttachmentError a file type the model or provider cannot take
+    │   ├── UnsupportedAttachmentError a file type the model or provider cannot take
+    │   └── UnsupportedFeatureError   e.g. a schema for a provider without structured output
     ├── AttachmentError               a file that cannot be read or is too large
     ├── ToolError                     a tool definition that cannot be used
     ├── StructuredOutputError         a reply that does not match the requested schema
@@ -73,6 +74,7 @@ __all__ = [
     "StructuredOutputError",
     "ToolError",
     "UnsupportedAttachmentError",
+    "UnsupportedFeatureError",
 ]
 
 
@@ -163,6 +165,10 @@ class DetachedRecordError(ConfigurationError):
 
 class UnsupportedAttachmentError(ConfigurationError):
     """The chosen model or provider cannot take this kind of file."""
+
+
+class UnsupportedFeatureError(ConfigurationError):
+    """The provider cannot do what the chat asks (raised before any request is sent)."""
 
 
 class AttachmentError(SaLLMError):

@@ -260,12 +260,15 @@ class Provider:
         default_base_url: used when neither config nor env var sets one.
         requires_api_key: whether requests need a key (Ollama's local server does not).
         uses_registry: whether models are looked up in the registry (the test fake serves any).
+        supports_schema: whether the API can constrain a reply to a JSON Schema; a chat with a
+            schema on a provider that cannot fails before any request.
     """
 
     name: ClassVar[str] = ""
     default_base_url: ClassVar[str] = ""
     requires_api_key: ClassVar[bool] = True
     uses_registry: ClassVar[bool] = True
+    supports_schema: ClassVar[bool] = True
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -175,6 +175,8 @@ class DeepSeek(ChatCompletionsCodec):
 
     name: ClassVar[str] = "deepseek"
     default_base_url: ClassVar[str] = "https://api.deepseek.com"
+    # DeepSeek takes response_format json_object only; a JSON Schema would be silently ignored.
+    supports_schema: ClassVar[bool] = False
 
     @classmethod
     def for_model(cls, config: Config, model_id: str | None) -> Provider:
@@ -201,6 +203,7 @@ class DeepSeekResponses(ResponsesCodec):
 
     name: ClassVar[str] = "deepseek"
     default_base_url: ClassVar[str] = "https://api.deepseek.com"
+    supports_schema: ClassVar[bool] = False
 
     def is_reasoning_model(self, model: str) -> bool:
         return False
