@@ -30,6 +30,7 @@ from sa_llm.errors import (
     BadRequestError,
     ChatBusyError,
     ConfigurationError,
+    ContentBlockedError,
     ContextLengthExceededError,
     DetachedRecordError,
     MissingAPIKeyError,
@@ -49,6 +50,7 @@ from sa_llm.errors import (
     UnsupportedAttachmentError,
     UnsupportedFeatureError,
 )
+from sa_llm.storage import FsspecStorage, LocalStorage, Storage
 from sa_llm.tools import Halt, Param, Tool, as_tool
 from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, Tokens, ToolCall
 
@@ -68,10 +70,13 @@ __all__ = [
     "Config",
     "ConfigurationError",
     "Content",
+    "ContentBlockedError",
     "Context",
     "ContextLengthExceededError",
     "DetachedRecordError",
+    "FsspecStorage",
     "Halt",
+    "LocalStorage",
     "Message",
     "MissingAPIKeyError",
     "ModelNotFoundError",
@@ -86,6 +91,7 @@ __all__ = [
     "ResponseParseError",
     "SaLLMError",
     "ServerError",
+    "Storage",
     "StreamInterruptedError",
     "StructuredOutputError",
     "Thinking",

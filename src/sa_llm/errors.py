@@ -23,7 +23,9 @@ without swallowing the other::
         │   └── StreamInterruptedError a stream that ended before its final event
         └── APIStatusError            the provider answered with an error status
             ├── BadRequestError                 400 (and 422)
-            │   └── ContextLengthExceededError  the prompt is too long for the model
+            │   ├── ContextLengthExceededError  the prompt is too long for the model
+            │   └── ContentBlockedError         the provider refused the prompt or withheld
+            │                                   the reply (safety, recitation)
             ├── AuthenticationError             401
             ├── PermissionDeniedError           403
             ├── NotFoundError                   404
@@ -57,6 +59,7 @@ __all__ = [
     "BadRequestError",
     "ChatBusyError",
     "ConfigurationError",
+    "ContentBlockedError",
     "ContextLengthExceededError",
     "DetachedRecordError",
     "MissingAPIKeyError",
@@ -257,6 +260,10 @@ class BadRequestError(APIStatusError):
 
 class ContextLengthExceededError(BadRequestError):
     """The conversation is longer than the model's context window."""
+
+
+class ContentBlockedError(BadRequestError):
+    """The provider refused the prompt or withheld the reply (safety filters, recitation)."""
 
 
 class AuthenticationError(APIStatusError):
