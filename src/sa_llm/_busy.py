@@ -8,9 +8,9 @@ waits for it (``concurrent_turns="wait"``, the default, up to ``turn_wait_timeou
 fails at once with :class:`ChatBusyError` (``concurrent_turns="raise"``). The gate is held in
 memory only: no database transaction or row lock stays open during the provider call.
 
-Each gate remembers which chat object ran the last turn (``last_holder``), so a chat whose
-in-memory history was not the one extended last knows it is stale and reloads it (persisted
-chats, where two sessions hold two copies of one row).
+Each gate counts the turns that ended on it (``version``). A persisted chat notes the count
+when it loads its history; if the count moved while it waited, another turn added messages
+meanwhile and it reloads the history before sending it.
 
 Example::
 
@@ -35,25 +35,24 @@ from sa_llm.errors import ChatBusyError
 
 __all__ = ["Occupy", "TurnGate"]
 
-# Gates outlive their turns so a chat can tell whether another turn ran since its own; the
-# least recently used idle ones are dropped beyond this many (a dropped gate only costs a
-# reload of the history on its chat's next turn).
+# Gates outlive their turns so a chat can tell whether another turn ended since it loaded its
+# history; the least recently used idle ones are dropped beyond this many.
 _MAX_IDLE_GATES = 10_000
 _FIRST_POLL = 0.001
 _MAX_POLL = 0.05
 
 
 class TurnGate:
-    """The lock of one chat and the token of the chat object that ran the last turn."""
+    """The lock of one chat and the number of turns that ended on it."""
 
-    __slots__ = ("last_holder", "lock")
+    __slots__ = ("lock", "version")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.last_holder: int | None = None  # None: no turn seen since the gate was made
+        self.version = 0
 
-    def release(self, holder: int) -> None:
-        self.last_holder = holder
+    def release(self) -> None:
+        self.version += 1  # under the lock: no other turn can be counting at the same time
         self.lock.release()
 
 
@@ -94,26 +93,18 @@ def _busy(waited: float | None) -> ChatBusyError:
 class Occupy(Effect[TurnGate]):
     """Take the gate of ``key`` for the rest of the drive (released when the drive ends).
 
-    Returns the gate; its ``last_holder`` still names the previous turn's chat object until
-    this turn ends.
-
     Args:
         key: what identifies the chat.
-        holder: the token of the chat object taking the turn.
         wait: wait for a running turn to end, or raise at once.
         timeout: the longest wait in seconds (``None``: no limit).
     """
 
-    __slots__ = ("holder", "key", "timeout", "wait")
+    __slots__ = ("key", "timeout", "wait")
 
-    def __init__(self, key: Hashable, holder: int, wait: bool, timeout: float | None) -> None:
+    def __init__(self, key: Hashable, wait: bool, timeout: float | None) -> None:
         self.key = key
-        self.holder = holder
         self.wait = wait
         self.timeout = timeout
-
-    def _release(self, gate: TurnGate) -> None:
-        gate.release(self.holder)
 
     def run(self, scope: Scope) -> TurnGate:
         gate = gate_for(self.key)
@@ -123,7 +114,7 @@ class Occupy(Effect[TurnGate]):
             taken = gate.lock.acquire(timeout=-1 if self.timeout is None else self.timeout)
         if not taken:
             raise _busy(self.timeout if self.wait else None)
-        scope.on_close(lambda: self._release(gate))
+        scope.on_close(gate.release)
         return gate
 
     async def arun(self, scope: Scope) -> TurnGate:
@@ -140,5 +131,5 @@ class Occupy(Effect[TurnGate]):
                     raise _busy(self.timeout)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, _MAX_POLL)
-        scope.on_close(lambda: self._release(gate))
+        scope.on_close(gate.release)
         return gate

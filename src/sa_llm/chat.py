@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -64,7 +63,6 @@ ChatT = TypeVar("ChatT", bound="Chat")
 EventName = Literal["new_message", "end_message", "tool_call", "tool_result"]
 
 _MAX_TOOL_ROUNDS = 100
-_turn_tokens = itertools.count(1)
 
 
 class ChatSettings:
@@ -213,9 +211,9 @@ class Chat(ChatSettings):
         super().__init__()
         self.context = context
         self.messages: list[Message] = list(messages)
-        # Who ran a chat's last turn (see _take_turn): a token, since ids of dead objects recur.
-        self._turn_token = next(_turn_tokens)
-        self._had_turn = False
+        # The gate's turn count when the history was loaded from elsewhere (a database), so
+        # a turn that had to wait knows to reload it; None: the history is this list alone.
+        self._history_version: int | None = None
         self.with_model(
             model or self.config.default_model,
             provider=provider,
@@ -406,16 +404,14 @@ class Chat(ChatSettings):
         The gate is released when the drive ends, however it ends (see :mod:`sa_llm._busy`).
         """
         config = self.config
-        token = self._turn_token
         gate = yield Occupy(
-            self._turn_key(), token, config.concurrent_turns == "wait", config.turn_wait_timeout
+            self._turn_key(), config.concurrent_turns == "wait", config.turn_wait_timeout
         )
-        # Stale when another object ran the last turn, or when the gate was dropped since
-        # this object's own last turn (then nobody knows: reload to be safe).
-        previous = gate.last_holder
-        if previous != token and (previous is not None or self._had_turn):
-            yield from self._history_changed()
-        self._had_turn = True
+        if self._history_version is not None:
+            if gate.version != self._history_version:
+                # Another turn ended since this history was loaded (while this one waited).
+                yield from self._history_changed()
+            self._history_version = gate.version + 1  # what the count will be after this turn
 
     def _check_supported(self) -> None:
         """Refuse what the provider cannot do, before anything is saved or sent.
@@ -436,8 +432,8 @@ class Chat(ChatSettings):
         return self
 
     def _history_changed(self) -> Flow[None]:
-        """Another turn ran on this chat since this object's last one (persisted chats reload
-        their history here; a plain chat's history is its own list, always current)."""
+        """Another turn ended on this chat since its history was loaded: reload it (persisted
+        chats; a plain chat's history is its own list, always current)."""
         return
         yield
 
