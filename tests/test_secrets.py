@@ -40,16 +40,40 @@ def leaks(text: str) -> list[str]:
     return [name for name, key in CANARIES.items() if key in text]
 
 
-def first_call(path: Path) -> tuple[dict[str, Any], dict[str, Any], str, str | None]:
+def first_call(path: Path) -> tuple[dict[str, Any], dict[str, Any], str, str, bool]:
+    """The recording and, of its first model call: body, model, a prompt, whether streamed."""
     recording = json.loads(path.read_text(encoding="utf-8"))
-    post = next(i for i in recording["interactions"] if i["request"]["method"] == "POST")
+    post = next((i for i in recording["interactions"] if _is_chat_call(i["request"])), None)
+    if post is None:
+        pytest.skip("a model listing or resource call: no chat turn to replay")
     body = post["request"]["body"] if isinstance(post["request"]["body"], dict) else {}
-    model = str(body.get("model") or post["request"]["url"].split("/model/")[-1].split("/")[0])
+    url = post["request"]["url"]
+    model = body.get("model") or _model_in_path(url)
     prompt = next(
         (m["content"] for m in body.get("messages", []) if isinstance(m.get("content"), str)),
         "Hello",
     )
-    return recording, body, model, prompt
+    content_type = post["response"]["headers"].get("content-type", "")
+    streamed = "event-stream" in content_type or "eventstream" in content_type
+    return recording, body, str(model), prompt, streamed
+
+
+_CHAT_ENDPOINTS = (
+    "/chat/completions", "/responses", "/messages", ":generateContent",
+    ":streamGenerateContent", "/converse", "/converse-stream",
+)  # fmt: skip
+
+
+def _is_chat_call(request: dict[str, Any]) -> bool:
+    path = str(request["url"]).split("?")[0]
+    return bool(request["method"] == "POST") and path.endswith(_CHAT_ENDPOINTS)
+
+
+def _model_in_path(url: str) -> str:
+    """Bedrock's ``/model/<id>/converse`` and Gemini's ``/models/<id>:generateContent``."""
+    if "/model/" in url:
+        return url.split("/model/")[-1].split("/")[0]
+    return url.split("/models/")[-1].split(":")[0]
 
 
 def seen_by_user(chat: Any, error: BaseException | None) -> str:
@@ -64,7 +88,7 @@ def seen_by_user(chat: Any, error: BaseException | None) -> str:
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}-{p.stem}")
 def test_no_key_in_anything_a_user_sees(path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    recording, body, model, prompt = first_call(path)
+    recording, body, model, prompt, streamed = first_call(path)
     replay = Replay(recording)
     settings: dict[str, Any] = {**CANARIES, "bedrock_region": "us-east-1"}
     if path.parent.name == "deepseek" and '"input"' in json.dumps(body):
@@ -74,7 +98,7 @@ def test_no_key_in_anything_a_user_sees(path: Path, caplog: pytest.LogCaptureFix
     error: BaseException | None = None
     chat = ctx.chat(model, provider=path.parent.name, assume_model_exists=True)
     try:
-        chat.ask(prompt, on_chunk=(lambda c: None) if body.get("stream") else None)
+        chat.ask(prompt, on_chunk=(lambda c: None) if streamed else None)
     except Exception as exc:  # successes and failures alike are scanned
         error = exc
     assert leaks(seen_by_user(chat, error)) == []
@@ -115,7 +139,7 @@ async def test_no_key_in_the_database(
     world: World, scenario: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = WIRE / f"{scenario}.json"
-    recording, _, model, prompt = first_call(path)
+    recording, _, model, prompt, _ = first_call(path)
     replay = Replay(recording)
     caplog.set_level(logging.DEBUG)
     keys: dict[str, Any] = dict(CANARIES)
