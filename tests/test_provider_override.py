@@ -97,3 +97,39 @@ def test_a_schema_on_a_provider_without_structured_output_fails_before_sending()
         chat.ask("Give me JSON")
     assert replay.seen == []
     assert chat.messages == []  # nothing was added either
+
+
+BEDROCK_HAIKU = (
+    WIRE
+    / "bedrock"
+    / "chat_with_extended_thinking_bedrock_claude-haiku-4-5_returns_thinking_when_available.json"
+)
+AWS = {
+    "bedrock_access_key_id": "AKIDEXAMPLE",
+    "bedrock_secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+}
+
+
+@pytest.mark.parametrize(
+    ("region", "expected"),
+    [
+        ("us-east-1", "us.anthropic.claude-haiku-4-5-20251001-v1:0"),
+        ("eu-west-1", "eu.anthropic.claude-haiku-4-5-20251001-v1:0"),
+        ("ap-northeast-1", "jp.anthropic.claude-haiku-4-5-20251001-v1:0"),
+    ],
+)
+def test_bedrock_route_picks_the_regions_inference_profile(region: str, expected: str) -> None:
+    ctx = sa_llm.context(bedrock_region=region, **AWS)
+    chat = ctx.chat("claude-haiku-4-5", provider="bedrock")
+    assert (chat.model_info.provider, chat.model_id) == ("bedrock", expected)
+
+
+def test_bedrock_route_calls_the_profile_id() -> None:
+    """The recorded call (us-east-1) is answered when the alias is routed through Bedrock."""
+    replay = Replay(json.loads(BEDROCK_HAIKU.read_text(encoding="utf-8")))
+    ctx = replay.context(bedrock_region="us-east-1", **AWS)
+    reply = ctx.chat("claude-haiku-4-5", provider="bedrock").ask("Hello")
+    url = replay.seen[0].url
+    assert "bedrock-runtime.us-east-1.amazonaws.com" in url
+    assert url.endswith("/model/us.anthropic.claude-haiku-4-5-20251001-v1%3A0/converse")
+    assert reply.text
