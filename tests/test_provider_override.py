@@ -104,7 +104,7 @@ BEDROCK_HAIKU = (
     / "bedrock"
     / "chat_with_extended_thinking_bedrock_claude-haiku-4-5_returns_thinking_when_available.json"
 )
-AWS = {
+AWS: dict[str, Any] = {
     "bedrock_access_key_id": "AKIDEXAMPLE",
     "bedrock_secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
 }
