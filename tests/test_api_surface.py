@@ -25,6 +25,7 @@ PUBLIC_MODULES = [
     "sa_llm.persistence",
     "sa_llm.records",
     "sa_llm.schema",
+    "sa_llm.storage",
     "sa_llm.streaming",
     "sa_llm.testing",
     "sa_llm.tools",

@@ -39,7 +39,13 @@ from alembic import util as alembic_util
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
-from sa_llm._records.methods import ChatMethods, MessageMethods, ModelMethods, ToolCallMethods
+from sa_llm._records.methods import (
+    AttachmentMethods,
+    ChatMethods,
+    MessageMethods,
+    ModelMethods,
+    ToolCallMethods,
+)
 from sa_llm._records.options import classify, underscore
 from sa_llm.errors import ConfigurationError
 
@@ -80,6 +86,9 @@ _MESSAGE_COLUMNS = (
 )  # fmt: skip
 _TOOL_CALL_COLUMNS = (
     "id", "tool_call_id", "name", "arguments", "thought_signature", "created_at"
+)  # fmt: skip
+_ATTACHMENT_COLUMNS = (
+    "id", "filename", "content_type", "byte_size", "sha256", "storage_key", "created_at"
 )  # fmt: skip
 _MODEL_COLUMNS = (
     "id", "model_id", "name", "provider", "family", "model_created_at", "context_window",
@@ -365,6 +374,10 @@ class Schema:
             association("chat", self.chat.one, "chat", self.chat)
             association("tool_calls", self.tool_call.many, "tool_calls", self.tool_call)
             association("model", self.model.one, "model", self.model)
+            if self.attachments:
+                association("attachments", self.attachments.many, "attachments", self.attachments)
+        elif key == "attachment":
+            association("message", self.message.one, "message", self.message)
         elif key == "tool_call":
             association("message", self.message.one, "message", self.message)
             if self.fks.message_parent != f"{underscore(self.tool_call.class_name)}_id":
@@ -398,7 +411,13 @@ class Schema:
             ),
             self.message.class_name: (
                 [*message_columns, fks.message_parent],
-                [self.chat.one, self.tool_call.many, "parent_tool_call", self.model.one],
+                [
+                    self.chat.one,
+                    self.tool_call.many,
+                    "parent_tool_call",
+                    self.model.one,
+                    *([self.attachments.many] if self.attachments else []),
+                ],
                 MessageMethods,
             ),
             self.tool_call.class_name: (
@@ -408,6 +427,12 @@ class Schema:
             ),
             self.model.class_name: (_MODEL_COLUMNS, [self.chat.many], ModelMethods),
         }
+        if self.attachments:
+            attributes[self.attachments.class_name] = (
+                [*_ATTACHMENT_COLUMNS, fks.attachment_message],
+                [self.message.one],
+                AttachmentMethods,
+            )
         for class_name, (columns, associations, methods) in attributes.items():
             names = [*columns, *associations]
             for name in names:
@@ -842,6 +867,11 @@ def _next_steps(schema: Schema, module: _ModuleTarget, env: _Env, env_existed: b
     )
     if schema.attachments is None:
         steps.append("  - attachments were skipped: there is no attachments table or class")
+    else:
+        steps.append(
+            "  - attached files go to ./storage/attachments; set attachment_storage (a directory "
+            "or s3://...) with sa_llm.configure, and run `sa-llm attachments gc` now and then"
+        )
     return steps
 
 

@@ -9,20 +9,25 @@ Commands (each has ``--help``)::
     sa-llm models load [--database-url URL] [--module PATH]
     sa-llm models refresh [--database-url URL] [--module PATH]
     sa-llm models list [--provider P] [--capability C]
+    sa-llm attachments gc [--database-url URL] [--module PATH] [--class NAME ...]
+                          [--table NAME ...] [--storage DIR_OR_URL] [--older-than 1d]
+                          [--dry-run]
 
 Every failure prints one line on stderr and exits non-zero.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from sa_llm.errors import SaLLMError
+from sa_llm.errors import ConfigurationError, SaLLMError
 
 __all__ = ["main"]
 
@@ -197,6 +202,112 @@ def list_models(provider: str | None, capabilities: tuple[str, ...]) -> None:
 
 def _modality(info: Any, capability: str) -> bool:
     return capability == "vision" and bool(info.supports_vision)
+
+
+@main.group()
+def attachments() -> None:
+    """The stored files of persisted chats."""
+
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value or "")
+    if match is None:
+        raise click.BadParameter("expected a duration like 0, 90s, 30m, 12h or 2d")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+@attachments.command("gc")
+@click.option("--database-url", envvar="DATABASE_URL", required=True, help="SQLAlchemy URL.")
+@click.option(
+    "--module",
+    "module_path",
+    type=click.Path(path_type=Path),
+    default=Path("models.py"),
+    show_default=True,
+    help="The module that defines the attachment class.",
+)
+@click.option(
+    "--class",
+    "class_names",
+    multiple=True,
+    help="The attachment class (default Attachment); repeat for several.",
+)
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    help="Read the keys from this table's storage_key column instead (no module); repeatable.",
+)
+@click.option(
+    "--storage",
+    "storage_setting",
+    envvar="SA_LLM_ATTACHMENT_STORAGE",
+    default=None,
+    help="Directory or fsspec URL of the storage (default ./storage/attachments).",
+)
+@click.option(
+    "--older-than",
+    "grace",
+    default="1d",
+    show_default=True,
+    callback=_duration,
+    help="Keep unreferenced files written more recently than this (0 keeps none).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+def gc(
+    database_url: str,
+    module_path: Path,
+    class_names: tuple[str, ...],
+    tables: tuple[str, ...],
+    storage_setting: str | None,
+    grace: timedelta,
+    dry_run: bool,
+) -> None:
+    """Delete stored files that no attachment row references.
+
+    Files written within the grace period are kept: a turn stores its files before the rows
+    that reference them are committed.
+    """
+    from sqlalchemy import column, create_engine, table
+    from sqlalchemy import inspect as sa_inspect
+
+    from sa_llm._attachments import referenced_keys
+    from sa_llm.registry_table import import_model_class
+    from sa_llm.storage import collect_garbage, open_storage
+
+    columns: list[Any] = []
+    for name in tables:
+        schema, _, table_name = name.rpartition(".")
+        columns.append(table(table_name, column("storage_key"), schema=schema or None).c[0])
+    if not tables or class_names:
+        for class_name in class_names or ("Attachment",):
+            cls = import_model_class(module_path, class_name)
+            attrs = sa_inspect(cls).column_attrs
+            if "storage_key" not in attrs:
+                raise ConfigurationError(
+                    f"{class_name} has no storage_key column: pass the attachment class with "
+                    "--class NAME, or its table with --table NAME."
+                )
+            columns.append(attrs["storage_key"].columns[0])
+    storage = open_storage(storage_setting)
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            referenced = referenced_keys(connection, columns)
+    finally:
+        engine.dispose()
+    report = collect_garbage(storage, referenced, older_than=grace, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    if dry_run:
+        for key in report.deleted:
+            click.echo(f"would delete {key}")
+    click.echo(
+        f"{storage!r}: {report.referenced} referenced, {verb} {len(report.deleted)} "
+        f"unreferenced, kept {len(report.recent)} written within {grace}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,7 @@ import threading
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from sa_llm.errors import ConfigurationError, MissingAPIKeyError
 
@@ -132,12 +132,32 @@ class Config(BaseModel):
     max_attachment_bytes: int = Field(
         50 * 1024 * 1024, gt=0, description="Largest file that may be attached."
     )
+    attachment_storage: Any = Field(
+        None,
+        description=(
+            "Where persisted chats store attached files: a sa_llm.storage.Storage, a directory, "
+            "or an fsspec URL (s3://bucket/prefix). Default: SA_LLM_ATTACHMENT_STORAGE, else "
+            "./storage/attachments."
+        ),
+    )
     http_client: httpx.Client | None = Field(
         None, description="Your httpx.Client, used for every sync provider call."
     )
     async_http_client: httpx.AsyncClient | None = Field(
         None, description="Your httpx.AsyncClient, used for every async provider call."
     )
+
+    @field_validator("attachment_storage")
+    @classmethod
+    def _storage_setting(cls, value: Any) -> Any:
+        from sa_llm.storage import Storage
+
+        if value is None or isinstance(value, str | os.PathLike | Storage):
+            return value
+        raise ValueError(
+            "expected a Storage (put/open/read/exists/delete/keys/modified), a directory or an "
+            f"fsspec URL, not {type(value).__name__}"
+        )
 
     def replace(self, **changes: Any) -> Config:
         """A validated copy with some settings changed.

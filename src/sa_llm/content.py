@@ -20,12 +20,23 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from sa_llm.errors import AttachmentError
+from sa_llm.errors import AttachmentError, UnsupportedAttachmentError
 
-__all__ = ["Attachment", "AttachmentKind", "AttachmentSource", "detect_mime_type", "to_attachments"]
+if TYPE_CHECKING:
+    from sa_llm.models import ModelInfo
+    from sa_llm.storage import Storage
+
+__all__ = [
+    "Attachment",
+    "AttachmentKind",
+    "AttachmentSource",
+    "detect_mime_type",
+    "ensure_model_accepts",
+    "to_attachments",
+]
 
 AttachmentKind = Literal["image", "pdf", "audio", "video", "text", "file"]
 
@@ -60,7 +71,12 @@ _EXTRA_TYPES = {
     ".flac": "audio/flac",
     ".opus": "audio/ogg",
     ".jsonl": "application/json",
+    # Platforms disagree here (text/xml, audio/x-wav); these are the types providers document.
+    ".xml": "application/xml",
+    ".wav": "audio/wav",
 }
+
+_HEAD = 512
 
 
 def _sniff(head: bytes) -> str | None:
@@ -158,7 +174,9 @@ class Attachment:
         url: where a remote file lives, when it came from a URL.
         path: where a local file lives, when it came from a path.
         mime_type: detected or given type; ``None`` until known for URLs without a suffix.
-        storage_key: set when the file is already in a :mod:`sa_llm` storage backend.
+        storage_key: set when the file is in a :mod:`sa_llm.storage` backend (a persisted
+            chat's files); the bytes are then read from there on first use.
+        sha256: the SHA-256 hex digest of the bytes, once known (stored files).
     """
 
     filename: str | None = None
@@ -166,7 +184,10 @@ class Attachment:
     path: Path | None = None
     mime_type: str | None = None
     storage_key: str | None = None
+    sha256: str | None = None
     _data: bytes | None = field(default=None, repr=False)
+    _size: int | None = field(default=None, repr=False)
+    _storage: Storage | None = field(default=None, repr=False)
 
     # -- constructors --
 
@@ -213,10 +234,10 @@ class Attachment:
             data = data.encode("utf-8")
         if not isinstance(data, bytes | bytearray):
             raise AttachmentError(f"Attachment {name!r} did not read as bytes.")
-        # Starlette declares "application/octet-stream" for anything it doesn't know.
-        if declared == "application/octet-stream":
-            declared = None
-        return cls(filename=name, mime_type=declared, _data=bytes(data))
+        # Starlette declares "application/octet-stream" for anything it doesn't know; the
+        # content's own signature beats a declaration (browsers derive it from the name).
+        declared = clean_content_type(declared)
+        return cls(filename=name, mime_type=_sniff(bytes(data[:64])) or declared, _data=bytes(data))
 
     @classmethod
     def from_url(cls, url: str, mime_type: str | None = None) -> Attachment:
@@ -224,6 +245,27 @@ class Attachment:
         path = urlsplit(url).path
         name = PurePosixPath(path).name or None
         return cls(filename=name, url=url, mime_type=mime_type or _guess_from_name(name))
+
+    @classmethod
+    def from_storage(
+        cls,
+        storage: Storage,
+        key: str,
+        *,
+        filename: str | None = None,
+        mime_type: str | None = None,
+        byte_size: int | None = None,
+        sha256: str | None = None,
+    ) -> Attachment:
+        """A file kept in ``storage`` under ``key``, read from there on first use."""
+        return cls(
+            filename=filename,
+            mime_type=mime_type,
+            storage_key=key,
+            sha256=sha256,
+            _size=byte_size,
+            _storage=storage,
+        )
 
     @classmethod
     def coerce(cls, source: AttachmentSource) -> Attachment:
@@ -261,9 +303,25 @@ class Attachment:
                     self._data = self.path.read_bytes()
                 except OSError as exc:
                     raise AttachmentError(f"Could not read {str(self.path)!r}: {exc}") from exc
+            elif self._storage is not None and self.storage_key is not None:
+                self._data = self._storage.read(self.storage_key)
             else:
                 raise AttachmentError(f"Attachment {self.url or self.filename!r} is not loaded.")
         return self._data
+
+    def head(self, size: int = _HEAD) -> bytes | None:
+        """The first bytes, for type detection, without reading a whole local file."""
+        if self._data is not None:
+            return self._data[:size]
+        if self.path is not None:
+            try:
+                with self.path.open("rb") as handle:
+                    return handle.read(size)
+            except OSError as exc:
+                raise AttachmentError(f"Could not read {str(self.path)!r}: {exc}") from exc
+        if self._storage is not None and self.storage_key is not None:
+            return self.data()[:size]
+        return None
 
     def set_downloaded(self, data: bytes, content_type: str | None) -> None:
         """Record the bytes of a downloaded URL (called by the chat flow)."""
@@ -280,9 +338,10 @@ class Attachment:
     def type(self) -> str:
         """The MIME type, detected from content and name when not given."""
         if self.mime_type is None:
-            if self._data is None and self.path is None:
+            head = self.head()
+            if head is None:
                 return "application/octet-stream"
-            self.mime_type = detect_mime_type(self.data()[:512], self.filename)
+            self.mime_type = detect_mime_type(head, self.filename)
         return self.mime_type
 
     @property
@@ -291,7 +350,22 @@ class Attachment:
 
     @property
     def byte_size(self) -> int:
-        return len(self.data())
+        """The size in bytes (from the file system or the stored size when known)."""
+        size = self.known_size()
+        return len(self.data()) if size is None else size
+
+    def known_size(self) -> int | None:
+        """The size in bytes if it is known without reading the file, else ``None``."""
+        if self._data is not None:
+            return len(self._data)
+        if self._size is not None:
+            return self._size
+        if self.path is not None:
+            try:
+                return self.path.stat().st_size
+            except OSError:
+                return None
+        return None
 
     def base64(self) -> str:
         return base64.b64encode(self.data()).decode("ascii")
@@ -315,13 +389,59 @@ class Attachment:
 
     def check_size(self, limit: int) -> None:
         """Raise :class:`AttachmentError` when the file is larger than ``limit`` bytes."""
-        size = self.path.stat().st_size if (self._data is None and self.path) else None
-        if size is None and self._data is not None:
-            size = len(self._data)
+        size = self.known_size()
         if size is not None and size > limit:
             raise AttachmentError(
                 f"Attachment {self.display_name!r} is {size:,} bytes; the limit is {limit:,} "
                 "(configure max_attachment_bytes to change it)."
+            )
+
+
+def clean_content_type(value: str | None) -> str | None:
+    """A declared MIME type without parameters; ``None`` for unknown (octet-stream) or empty."""
+    if not value:
+        return None
+    value = str(value).split(";")[0].strip().lower()
+    if value in ("", "application/octet-stream", "binary/octet-stream"):
+        return None
+    return value
+
+
+#: The registry's input modalities that let a model read each kind of file. PDFs also go to
+#: vision models: OpenAI, Anthropic and Gemini document PDF input for every model that reads
+#: images. Text files are inlined as text, which every model reads.
+_ACCEPTED_BY: dict[str, tuple[str, ...]] = {
+    "image": ("image",),
+    "pdf": ("pdf", "file", "image"),
+    "audio": ("audio",),
+    "video": ("video",),
+    "file": ("file",),
+}
+
+
+def ensure_model_accepts(model: ModelInfo, attachments: Sequence[Attachment]) -> None:
+    """Raise when the registry says ``model`` cannot read one of ``attachments``.
+
+    Models the registry knows nothing about (``assume_model_exists``, an empty modality list)
+    are not checked. Attachments whose type is not known yet are skipped.
+
+    Raises:
+        UnsupportedAttachmentError: names the file, its type and what the model reads.
+    """
+    inputs = tuple(model.input_modalities)
+    if not inputs or model.metadata.get("assumed"):
+        return
+    for attachment in attachments:
+        if attachment.mime_type is None and attachment.head() is None:
+            continue
+        kind = attachment.kind
+        needed = _ACCEPTED_BY.get(kind, ())
+        if needed and not any(modality in inputs for modality in needed):
+            raise UnsupportedAttachmentError(
+                f"{model.id} ({model.provider}) cannot read {kind} files: "
+                f"{attachment.display_name!r} is {attachment.type}, and the registry lists "
+                f"its inputs as {', '.join(inputs)}. Choose a model that reads {kind} input "
+                "(or, if the registry is wrong, pass assume_model_exists=True with a provider)."
             )
 
 

@@ -1,4 +1,5 @@
-"""``@acts_as_chat``, ``@acts_as_message``, ``@acts_as_tool_call``, ``@acts_as_model``.
+"""``@acts_as_chat``, ``@acts_as_message``, ``@acts_as_tool_call``, ``@acts_as_model``,
+``@acts_as_attachment``.
 
 Class decorators that make your own SQLAlchemy declarative models the chat. Each records its
 options on the class, adds the relationships you did not declare, attaches the record API
@@ -26,6 +27,10 @@ Example::
     class Model(ModelMixin, Base):
         __tablename__ = "models"
 
+    @acts_as_attachment()  # optional: store attached files (see docs/attachments.md)
+    class Attachment(AttachmentMixin, Base):
+        __tablename__ = "attachments"
+
     chat = Chat(model="gpt-4.1-nano")
     session.add(chat)
     session.commit()
@@ -51,6 +56,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, relationship
 
 from sa_llm._records.methods import (
+    AttachmentMethods,
     ChatMethods,
     MessageMethods,
     ModelMethods,
@@ -60,10 +66,12 @@ from sa_llm._records.methods import (
     model_row_key,
 )
 from sa_llm._records.options import (
+    ATTACHMENT_OPTIONS,
     CHAT_OPTIONS,
     MESSAGE_OPTIONS,
     MODEL_OPTIONS,
     TOOL_CALL_OPTIONS,
+    AttachmentOptions,
     ChatOptions,
     ChatSchema,
     MessageOptions,
@@ -77,7 +85,14 @@ from sa_llm._records.options import (
 )
 from sa_llm.errors import ConfigurationError
 
-__all__ = ["acts_as_chat", "acts_as_message", "acts_as_model", "acts_as_tool_call", "chat_schema"]
+__all__ = [
+    "acts_as_attachment",
+    "acts_as_chat",
+    "acts_as_message",
+    "acts_as_model",
+    "acts_as_tool_call",
+    "chat_schema",
+]
 
 C = TypeVar("C", bound=type[Any])
 
@@ -288,6 +303,7 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
         column_attribute(message_cls, attr, option=f"{message_cls.__name__}.{attr}")
     for attr in ("tool_call_id", "name", "arguments"):
         column_attribute(tool_call_cls, attr, option=f"{tool_call_cls.__name__}.{attr}")
+    attachment_cls = attachment_class(message_cls)
     schema = ChatSchema(
         chat_cls=chat_cls,
         message_cls=message_cls,
@@ -303,6 +319,11 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
         optional_tool_call=frozenset(
             c for c in ("thought_signature",) if has_column(tool_call_cls, c)
         ),
+        attachment_cls=attachment_cls,
+        attachment_message_fk=(
+            _attachment_fk(message_cls, attachment_cls) if attachment_cls is not None else None
+        ),
+        message_attachments_attr=m_options.attachments if attachment_cls is not None else None,
     )
     chat_cls.__sa_llm_schema__ = schema
     return schema
@@ -494,11 +515,15 @@ def acts_as_message(
     model_id_column: str = "model_id",
     touch_chat: bool = False,
     legacy: bool = False,
+    attachments: str | None = "attachments",
+    attachment_class: str | None = None,
+    attachments_foreign_key: str | None = None,
 ) -> Callable[[C], C]:
     """Make a mapped class a chat message.
 
     Adds ``chat``, ``tool_calls``, ``model`` (unless legacy), ``parent_tool_call`` relationships
-    and the ``to_llm``/``tokens``/``thinking``/``tool_results`` API.
+    and the ``to_llm``/``tokens``/``thinking``/``tool_results`` API, plus ``attachments`` when
+    an ``@acts_as_attachment`` class for it exists.
 
     Args:
         chat: relationship to the chat; ``chat_class``/``chat_foreign_key`` override its class
@@ -508,6 +533,10 @@ def acts_as_message(
         model: relationship to the registry row (must match the chat's); ``None``/``legacy``
             keeps a string ``model_id_column``.
         touch_chat: bump the chat's ``updated_at`` whenever a message is saved.
+        attachments: relationship to the message's stored files; ``attachment_class`` /
+            ``attachments_foreign_key`` override its class (default: CamelCase of
+            ``attachments``) and the FK attribute on it. When no ``@acts_as_attachment`` class
+            of that name exists, files are sent but not stored; ``None`` says so explicitly.
     """
     options = MessageOptions(
         chat=chat,
@@ -522,6 +551,9 @@ def acts_as_message(
         model_foreign_key=model_foreign_key,
         model_id_column=model_id_column,
         touch_chat=touch_chat,
+        attachments=attachments,
+        attachment_class=attachment_class,
+        attachments_foreign_key=attachments_foreign_key,
     )
 
     def decorate(cls: C) -> C:
@@ -605,6 +637,8 @@ def acts_as_message(
                     foreign_keys=lambda: [getattr(cls, schema().message_model_attr)],  # type: ignore[arg-type]
                 ),
             )
+        if attachments is not None:
+            _add_relationship(cls, attachments, lambda: _attachments_relationship(cls))
         if touch_chat:
             event.listen(cls, "before_insert", _touch_chat)
             event.listen(cls, "before_update", _touch_chat)
@@ -632,6 +666,28 @@ def _touch_chat(mapper: Mapper[Any], connection: Any, target: Any) -> None:
         connection.execute(
             chat_cls.__table__.update().where(pk == chat_id).values(updated_at=utcnow())
         )
+
+
+def _attachments_relationship(message_cls: type[Any]) -> Any:
+    """``message.attachments``, or ``None`` when the message has no attachment class."""
+    attachment = attachment_class(message_cls)
+    if attachment is None:
+        return None
+    options: MessageOptions = getattr(message_cls, MESSAGE_OPTIONS)
+    assert options.attachments is not None
+    pk = sa_inspect(attachment).primary_key[0]
+    return relationship(
+        attachment,
+        foreign_keys=lambda: [getattr(attachment, _attachment_fk(message_cls, attachment))],
+        order_by=lambda: [pk],
+        cascade="all, delete-orphan",
+        **_back(
+            message_cls,
+            options.attachments,
+            attachment,
+            getattr(attachment, ATTACHMENT_OPTIONS).message,
+        ),
+    )
 
 
 # -- acts_as_tool_call ----------------------------------------------------------------------------
@@ -716,6 +772,140 @@ def acts_as_tool_call(
                 **_back(cls, result, result_cls(), "parent_tool_call"),
             ),
         )
+        return cls
+
+    return decorate
+
+
+# -- acts_as_attachment ---------------------------------------------------------------------------
+
+
+def attachment_class(message_cls: type[Any]) -> type[Any] | None:
+    """The ``@acts_as_attachment`` class of a message class, or ``None`` if files are not stored.
+
+    The default name (``Attachment``) may be absent, or name an undecorated class (a models
+    module written before files were stored): files are then sent but not stored. A name given
+    explicitly must resolve.
+
+    Raises:
+        ConfigurationError: an explicit class that is missing or not decorated, or a decorated
+            attachment class of this message that the default name does not find.
+    """
+    options: MessageOptions = getattr(message_cls, MESSAGE_OPTIONS)
+    if options.attachments is None:
+        return None
+    name = options.attachment_class or classify(options.attachments)
+    explicit = options.attachment_class is not None
+    found: type[Any] | None
+    try:
+        found = find_class(message_cls, name, owner=message_cls, option="attachment_class")
+    except ConfigurationError:
+        if explicit:
+            raise
+        found = None
+    if found is not None and getattr(found, ATTACHMENT_OPTIONS, None) is not None:
+        return found
+    if explicit:
+        raise ConfigurationError(
+            f"{message_cls.__name__}: attachment class {name!r} is not decorated with "
+            "@acts_as_attachment."
+        )
+    for mapper in list(message_cls.registry.mappers):
+        other = mapper.class_
+        if other is found or getattr(other, ATTACHMENT_OPTIONS, None) is None:
+            continue
+        if _attachment_message_class(other) is message_cls:
+            raise ConfigurationError(
+                f"{message_cls.__name__}: {other.__name__} is an @acts_as_attachment class of "
+                f"this message, but the message looks for {name!r}; pass "
+                f"@acts_as_message(attachments=..., attachment_class={other.__name__!r})."
+            )
+    return None
+
+
+def _attachment_message_class(attachment_cls: type[Any]) -> type[Any] | None:
+    options: AttachmentOptions = getattr(attachment_cls, ATTACHMENT_OPTIONS)
+    try:
+        return find_class(
+            attachment_cls,
+            options.message_class or classify(options.message),
+            owner=attachment_cls,
+            option="message_class",
+        )
+    except ConfigurationError:
+        return None
+
+
+def _attachment_fk(message_cls: type[Any], attachment_cls: type[Any]) -> str:
+    options: AttachmentOptions = getattr(attachment_cls, ATTACHMENT_OPTIONS)
+    m_options: MessageOptions = getattr(message_cls, MESSAGE_OPTIONS)
+    return _fk(
+        attachment_cls,
+        options.message_foreign_key or m_options.attachments_foreign_key,
+        [f"{options.message}_id", f"{underscore(message_cls.__name__)}_id", "message_id"],
+        "message_foreign_key"
+        if options.message_foreign_key or not m_options.attachments_foreign_key
+        else "attachments_foreign_key",
+    )
+
+
+def acts_as_attachment(
+    message: str = "message",
+    *,
+    message_class: str | None = None,
+    message_foreign_key: str | None = None,
+) -> Callable[[C], C]:
+    """Make a mapped class the stored files of messages (one row per file of a message).
+
+    A row references the bytes in a :mod:`sa_llm.storage` backend: filename, content type,
+    size, SHA-256 and storage key. The message class gains ``attachments``; this class gains
+    ``message`` and ``to_llm``/``open``/``read``. Pass a row to ``ask(..., attachments=...)``
+    to attach the same file to another message without storing it again.
+
+    Args:
+        message: relationship to the message; ``message_class``/``message_foreign_key``
+            override its class (default: CamelCase of ``message``) and FK attribute (default
+            ``<message>_id``).
+
+    Raises:
+        ConfigurationError: the class is not mapped or lacks ``filename``, ``content_type``
+            or ``storage_key``.
+    """
+    options = AttachmentOptions(
+        message=message, message_class=message_class, message_foreign_key=message_foreign_key
+    )
+
+    def decorate(cls: C) -> C:
+        _check_mapped(cls, "acts_as_attachment")
+        for attr in ("filename", "content_type", "storage_key"):
+            column_attribute(cls, attr, option=f"{cls.__name__}.{attr}")
+        setattr(cls, ATTACHMENT_OPTIONS, options)
+        _attach_methods(cls, AttachmentMethods)
+
+        def message_cls() -> type[Any]:
+            found = find_class(
+                cls,
+                options.message_class or classify(options.message),
+                owner=cls,
+                option="message_class",
+            )
+            if getattr(found, MESSAGE_OPTIONS, None) is None:
+                raise ConfigurationError(
+                    f"{cls.__name__}: message class {found.__name__} is not decorated with "
+                    "@acts_as_message."
+                )
+            return found
+
+        def message_relationship() -> Any:
+            target = message_cls()
+            back = getattr(target, MESSAGE_OPTIONS).attachments or "attachments"
+            return relationship(
+                target,
+                foreign_keys=lambda: [getattr(cls, _attachment_fk(target, cls))],
+                **_back(cls, message, target, back),
+            )
+
+        _add_relationship(cls, message, message_relationship)
         return cls
 
     return decorate

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 from sa_llm._records.mixins import (
+    AttachmentMixin,
     ChatMixin,
     JSONType,
     LegacyChatMixin,
@@ -23,6 +24,7 @@ from sa_llm._records.mixins import (
 )
 
 __all__ = [
+    "AttachmentMixin",
     "ChatMixin",
     "JSONType",
     "LegacyChatMixin",

@@ -14,6 +14,11 @@ hooks that write rows at fixed points:
    and any incomplete tool-call round are deleted, the user message and complete rounds are kept,
    and the error is re-raised, so the chat can always continue.
 
+Attached files (when the message class has an ``@acts_as_attachment`` class) are checked,
+streamed into the configured :mod:`sa_llm.storage` and linked to their message by rows written
+in the same step as the message (see :mod:`sa_llm._attachments`); rebuilding the history
+re-sends them, read from storage only when a request is built.
+
 How and when those writes are committed is a :class:`PersistenceStrategy`:
 
 * :class:`PersistenceStrategy` (the default) commits at each step and holds no transaction or
@@ -52,9 +57,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
+from sa_llm import _attachments
 from sa_llm._flow import Effect, Flow, Scope
 from sa_llm._records.options import ChatSchema
 from sa_llm.chat import Chat
+from sa_llm.content import AttachmentSource, ensure_model_accepts
+from sa_llm.errors import ConfigurationError
+from sa_llm.providers._transport import Download
+from sa_llm.storage import Storage
 from sa_llm.types import Content, Message, RawContent, Thinking, Tokens, ToolCall
 
 __all__ = [
@@ -150,6 +160,8 @@ class PersistenceStrategy:
         session.flush()
         if message.tool_calls:
             self.persist_tool_calls(session, turn, row, message.tool_calls)
+        if message.attachments and turn.schema.attachment_cls is not None:
+            self.persist_attachments(session, turn, row, message.attachments)
         return row
 
     def persist_new_message(self, session: Session, turn: Turn) -> Any:
@@ -177,7 +189,19 @@ class PersistenceStrategy:
         session.flush()
         if message.tool_calls:
             self.persist_tool_calls(session, turn, row, message.tool_calls)
+        if message.attachments and turn.schema.attachment_cls is not None:
+            self.persist_attachments(session, turn, row, message.attachments)
         return row
+
+    def persist_attachments(
+        self, session: Session, turn: Turn, row: Any, attachments: Sequence[Any]
+    ) -> list[Any]:
+        """Create the attachment rows of a message whose files are already in storage.
+
+        Runs in the same step as the message, so both are committed (or rolled back)
+        together; files without a storage key (not stored) get no row.
+        """
+        return _attachments.add_rows(session, turn.schema, row.id, attachments)
 
     def persist_tool_calls(
         self, session: Session, turn: Turn, row: Any, tool_calls: Sequence[ToolCall]
@@ -452,6 +476,7 @@ class PersistedChat(Chat):
 
     turn: Turn
     strategy: PersistenceStrategy
+    storage: Storage | None = None
     _session: Session
     _async_session: AsyncSession | None = None
 
@@ -461,12 +486,14 @@ class PersistedChat(Chat):
         strategy: PersistenceStrategy,
         session: Session,
         async_session: AsyncSession | None,
+        storage: Storage | None = None,
     ) -> None:
-        """Attach the turn state and the session the next flow runs on."""
+        """Attach the turn state, the session the next flow runs on and the file storage."""
         self.turn = turn
         self.strategy = strategy
         self._session = session
         self._async_session = async_session
+        self.storage = storage
 
     def _step(self, hook: Callable[[Session], T]) -> DbStep[T]:
         strategy, record = self.strategy, self.turn.record
@@ -476,6 +503,113 @@ class PersistedChat(Chat):
             return strategy.run_step(session, lambda: hook(session), keep=(record,))
 
         return DbStep(step, self._session, self._async_session)
+
+    # -- files --
+
+    @property
+    def stores_files(self) -> bool:
+        """Whether this chat's messages keep their files (an ``@acts_as_attachment`` class)."""
+        return self.turn.schema.attachment_cls is not None and self.storage is not None
+
+    def user_message_flow(
+        self,
+        content: str | Content | RawContent | None,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None,
+    ) -> Flow[Message]:
+        """The user message for ``content`` and files, its files checked and stored.
+
+        Everything that can fail about a file fails here, before any row or request: a missing
+        or unreadable file, one larger than ``max_attachment_bytes``, a type the model cannot
+        read. Blobs are written before the message row; a row never points at a missing blob.
+
+        Raises:
+            AttachmentError: a file cannot be read, downloaded or is too large.
+            UnsupportedAttachmentError: the registry says the model cannot read a file's type.
+        """
+        sources: list[Any] = []
+        if isinstance(content, Content) and content.attachments:
+            sources.extend(content.attachments)
+        if attachments is not None:
+            sources.append(attachments)
+        if not sources:
+            return Chat.user_message(content, None)
+        if isinstance(content, RawContent):
+            raise ConfigurationError("Attachments cannot be combined with RawContent.")
+        limit = self.config.max_attachment_bytes
+        if not self.stores_files:
+            logger.warning(
+                "%s has no @acts_as_attachment class: the files are sent with this turn but "
+                "not stored, so later turns will not include them",
+                self.turn.schema.message_cls.__name__,
+            )
+            message = Chat.user_message(content, attachments, max_bytes=limit)
+            ensure_model_accepts(self.model_info, message.attachments)
+            return message
+        files = _attachments.collect(sources)
+        if not files:  # an empty list, or a form's blank file fields
+            return Chat.user_message(content.text if isinstance(content, Content) else content)
+        for pending in files:
+            pending.attachment.check_size(limit)
+        yield from self._download_pending(files)
+        ensure_model_accepts(self.model_info, [f.attachment for f in files])
+        assert self.storage is not None
+        yield _attachments.StoreFiles(files, self.storage, limit)
+        # Uploads that cannot seek have a type only now; nothing was sent or saved yet.
+        ensure_model_accepts(self.model_info, [f.attachment for f in files if f.stream])
+        text = content.text if isinstance(content, Content) else content
+        return Message(role="user", content=Content(text, tuple(f.attachment for f in files)))
+
+    def _download_pending(self, files: Sequence[_attachments.PendingFile]) -> Flow[None]:
+        """Download remote files: they are stored, and stored copies are what later turns send."""
+        self._current_provider()
+        for pending in files:
+            attachment = pending.attachment
+            if attachment.url is not None and not attachment.loaded:
+                data, content_type = yield Download(self.transport, attachment.url)
+                attachment.set_downloaded(data, content_type)
+
+    def _store_files_of(self, message: Message) -> Flow[None]:
+        """Store the files a tool returned (or a reply carries) before its row is written."""
+        if not (message.attachments and self.stores_files):
+            return
+        assert self.storage is not None
+        files = _attachments.collect(message.attachments)
+        yield from self._download_pending(files)
+        yield _attachments.StoreFiles(files, self.storage, None)
+
+    def persist_message_flow(self, message: Message) -> Flow[Any]:
+        """Save a message the caller built (files stored first); returns its row."""
+        turn, strategy = self.turn, self.strategy
+        yield from self._store_files_of(message)
+        row = yield self._step(lambda s: strategy.persist_user_message(s, turn, message))
+        self.messages.append(message)
+        return row
+
+    def create_user_message_flow(
+        self,
+        content: str | Content | RawContent | None,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None,
+    ) -> Flow[Any]:
+        """Save a user message (files checked and stored) without calling the model."""
+        message = yield from self.user_message_flow(content, attachments)
+        turn, strategy = self.turn, self.strategy
+        row = yield self._step(lambda s: strategy.persist_user_message(s, turn, message))
+        self.messages.append(message)
+        return row
+
+    # -- flow hooks --
+
+    def _ask_flow(
+        self,
+        content: str | Content | RawContent | None,
+        attachments: AttachmentSource | Sequence[AttachmentSource] | None,
+        on_chunk: Any,
+        stream: bool,
+    ) -> Flow[Message]:
+        # Files are checked and stored first; the engine's own turn (feature checks, the turn
+        # gate, the user message row, the reply) then runs on the prepared content.
+        message = yield from self.user_message_flow(content, attachments)
+        return (yield from super()._ask_flow(message.content, None, on_chunk, stream))
 
     def _add_user_message(self, message: Message) -> Flow[None]:
         turn, strategy = self.turn, self.strategy
@@ -493,6 +627,7 @@ class PersistedChat(Chat):
         row = turn.placeholder
         if row is None:  # a strategy that skipped the placeholder, or a hook that cleared it
             row = strategy.new_row(turn, message.role)
+        yield from self._store_files_of(message)
         yield self._step(lambda s: strategy.persist_message_completion(s, turn, row, message))
         turn.placeholder = None
         self.messages.append(message)
@@ -590,11 +725,12 @@ _TOKEN_KEYS = (
 
 @dataclass(frozen=True)
 class _HistoryQueries:
-    """The two history SELECTs of one chat schema, built once (the chat id is a parameter)."""
+    """The history SELECTs of one chat schema, built once (the chat id is a parameter)."""
 
     messages: Any
     calls: Any
     has_signature: bool
+    attachments: Any = None
 
 
 def _queries(schema: ChatSchema) -> _HistoryQueries:
@@ -647,20 +783,30 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
         .where(m[schema.message_chat_fk] == chat_id)
         .order_by(tc["id"])
     )
-    built = _HistoryQueries(query, calls, has_signature)
+    attachments = (
+        _attachments.history_query(schema, chat_id) if schema.attachment_cls is not None else None
+    )
+    built = _HistoryQueries(query, calls, has_signature, attachments)
     schema.history_queries = built
     return built
 
 
-def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Message]:
+def load_history(
+    session: Session, schema: ChatSchema, chat_id: Any, storage: Storage | None = None
+) -> list[Message]:
     """The chat's messages as value objects: system messages first, then by (created_at, id).
 
     Two SELECTs whatever the length: the messages (joined with their model and parent call) and
-    the tool calls of the chat. Rows are read as tuples, not ORM objects: rebuilding a long
-    history stays close to the cost of the raw SELECT.
+    the tool calls of the chat; a third for the stored files when the message class has an
+    attachment class and a ``storage`` is given. Rows are read as tuples, not ORM objects:
+    rebuilding a long history stays close to the cost of the raw SELECT. Files are read from
+    the storage only when a request is built.
     """
     queries = _queries(schema)
     params = {"sa_llm_chat_id": chat_id}
+    files: dict[Any, tuple[Any, ...]] = {}
+    if queries.attachments is not None and storage is not None:
+        files = _attachments.read_history(session.execute(queries.attachments, params), storage)
     collected: dict[Any, list[ToolCall]] = {}
     for call in session.execute(queries.calls, params):
         signature = call[4] if queries.has_signature else None
@@ -690,9 +836,15 @@ def load_history(session: Session, schema: ChatSchema, chat_id: Any) -> list[Mes
             and thinking_tokens is None
         ):
             tokens = Tokens(tokens_in, tokens_out, cached, cache_creation, thinking_tokens)
+        value: Any = RawContent(raw) if raw is not None else content
+        if files and pk in files:
+            if raw is None:
+                value = Content(content, files[pk])
+            else:
+                logger.warning("Message %s has raw content; its stored files are not sent", pk)
         message = Message(
             role,
-            RawContent(raw) if raw is not None else content,
+            value,
             calls_by_message.get(pk, no_calls),
             parent_call_id,
             tokens,

@@ -15,9 +15,10 @@ then knows ``chat.ask(...)`` returns a :class:`~sa_llm.types.Message`::
 
 from __future__ import annotations
 
+from sa_llm._records.methods import AttachmentMethods as AttachmentRecord
 from sa_llm._records.methods import ChatMethods as ChatRecord
 from sa_llm._records.methods import MessageMethods as MessageRecord
 from sa_llm._records.methods import ModelMethods as ModelRecord
 from sa_llm._records.methods import ToolCallMethods as ToolCallRecord
 
-__all__ = ["ChatRecord", "MessageRecord", "ModelRecord", "ToolCallRecord"]
+__all__ = ["AttachmentRecord", "ChatRecord", "MessageRecord", "ModelRecord", "ToolCallRecord"]

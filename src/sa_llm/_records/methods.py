@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, String, cast, or_, select
 from sqlalchemy import inspect as sa_inspect
@@ -31,7 +31,7 @@ from sa_llm import models as registry
 from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
 from sa_llm.chat import ChatSettings, ChunkCallback, resolve_model
 from sa_llm.config import get_config
-from sa_llm.content import AttachmentSource
+from sa_llm.content import Attachment, AttachmentSource
 from sa_llm.errors import DetachedRecordError
 from sa_llm.tools import Tool
 from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, Tokens, ToolCall
@@ -41,8 +41,16 @@ if TYPE_CHECKING:
     from sa_llm._records.options import ChatSchema
     from sa_llm.models import ModelInfo
     from sa_llm.persistence import PersistedChat, PersistenceStrategy
+    from sa_llm.storage import Storage
 
-__all__ = ["ChatMethods", "MessageMethods", "ModelMethods", "ToolCallMethods", "model_row_key"]
+__all__ = [
+    "AttachmentMethods",
+    "ChatMethods",
+    "MessageMethods",
+    "ModelMethods",
+    "ToolCallMethods",
+    "model_row_key",
+]
 
 Self = TypeVar("Self", bound="ChatMethods")
 R = TypeVar("R")
@@ -351,6 +359,7 @@ class ChatMethods:
     def _prepare(self, session: Session, async_session: AsyncSession | None) -> PersistedChat:
         """Sync DB step: resolve the model, rebuild history, bind a turn (one flush, 2 SELECTs)."""
         from sa_llm.persistence import PersistedChat, Turn, load_history, strategy_for
+        from sa_llm.storage import open_storage
 
         schema = _chat_schema(type(self))
         strategy = strategy_for(session, type(self))
@@ -364,10 +373,13 @@ class ChatMethods:
                 session.flush()
             chat_id = sa_inspect(self).identity[0]
             llm = PersistedChat(info, context=runtime.context)
-            llm.messages = load_history(session, schema, chat_id)
+            storage = None
+            if schema.attachment_cls is not None:
+                storage = open_storage(llm.config.attachment_storage)
+            llm.messages = load_history(session, schema, chat_id, storage)
             llm.use_settings(runtime)
             turn = Turn(schema=schema, record=self, chat_id=chat_id, model_ref=model_ref)
-            llm.bind(turn, strategy, session, async_session)
+            llm.bind(turn, strategy, session, async_session, storage)
             return llm
 
         return _run_step(strategy, session, self, prepare)
@@ -586,11 +598,18 @@ class ChatMethods:
         *,
         attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
     ) -> Any:
-        """Save a user message without calling the model; returns the row."""
-        from sa_llm.chat import Chat
+        """Save a user message without calling the model; returns the row.
 
-        message = Chat.user_message(content, attachments)
-        return self._add_step(_sync_session(self), message)
+        Files are checked and stored as in :meth:`ask` (a later :meth:`complete` sends them).
+
+        Raises:
+            AttachmentError: a file is missing, unreadable or too large (nothing is saved).
+            UnsupportedAttachmentError: the model cannot read a file's type (nothing is saved).
+        """
+        if attachments is None and not _has_files(content):
+            return self._add_step(_sync_session(self), Message(role="user", content=content))
+        llm = self.to_llm()
+        return drive(llm.create_user_message_flow(content, attachments))
 
     async def acreate_user_message(
         self,
@@ -598,20 +617,34 @@ class ChatMethods:
         *,
         attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
     ) -> Any:
-        from sa_llm.chat import Chat
-
-        message = Chat.user_message(content, attachments)
-        session = _async_session(self)
-        return await session.run_sync(lambda s: self._add_step(s, message))
+        if attachments is None and not _has_files(content):
+            session = _async_session(self)
+            message = Message(role="user", content=content)
+            return await session.run_sync(lambda s: self._add_step(s, message))
+        llm = await self.ato_llm()
+        return await adrive(llm.create_user_message_flow(content, attachments))
 
     def add_message(self, message: Message | None = None, **fields: Any) -> Any:
-        """Save any message (role, content, tool calls, ...) without calling the model."""
-        return self._add_step(_sync_session(self), message or Message(**fields))
+        """Save any message (role, content, tool calls, ...) without calling the model.
+
+        Files in a :class:`~sa_llm.types.Content` are stored with it.
+        """
+        value = message or Message(**fields)
+        if not value.attachments:
+            return self._add_step(_sync_session(self), value)
+        return drive(self.to_llm().persist_message_flow(value))
 
     async def aadd_message(self, message: Message | None = None, **fields: Any) -> Any:
-        session = _async_session(self)
         value = message or Message(**fields)
-        return await session.run_sync(lambda s: self._add_step(s, value))
+        if not value.attachments:
+            session = _async_session(self)
+            return await session.run_sync(lambda s: self._add_step(s, value))
+        llm = await self.ato_llm()
+        return await adrive(llm.persist_message_flow(value))
+
+
+def _has_files(content: Any) -> bool:
+    return isinstance(content, Content) and bool(content.attachments)
 
 
 def _run_step(
@@ -706,7 +739,67 @@ class MessageMethods:
             "model_name": model_name,
         }
         calls = [call.to_llm() for call in getattr(self, options.tool_calls)]
-        return row_to_message(row, calls)
+        message = row_to_message(row, calls)
+        files = self.stored_files()
+        if files and not isinstance(message.content, RawContent):
+            message = message.copy(content=Content(message.text, files))
+        return message
+
+    def stored_files(self, storage: Storage | None = None) -> tuple[Attachment, ...]:
+        """This message's stored files as :class:`~sa_llm.Attachment` (read when used).
+
+        ``storage`` defaults to the configured one.
+        """
+        name = self._options().attachments
+        rows = getattr(self, name, None) if name else None
+        if not isinstance(rows, Sequence):
+            return ()
+        # Only rows of an @acts_as_attachment class: "attachments" may be a column of the
+        # user's own on a message class that stores no files.
+        return tuple(
+            row.to_llm(storage)
+            for row in rows
+            if getattr(type(row), "__sa_llm_attachment__", None) is not None
+        )
+
+
+# -- attachments ----------------------------------------------------------------------------------
+
+
+class AttachmentMethods:
+    """The record API of an attachment row (added by ``@acts_as_attachment``).
+
+    The row is a reference: the bytes are in a storage (``storage=`` or the configured one).
+    """
+
+    if TYPE_CHECKING:
+        filename: Any
+        content_type: Any
+        storage_key: Any
+
+    def _storage(self, storage: Storage | None) -> Storage:
+        from sa_llm.storage import open_storage
+
+        return storage if storage is not None else open_storage(get_config().attachment_storage)
+
+    def to_llm(self, storage: Storage | None = None) -> Attachment:
+        """This file as an :class:`~sa_llm.Attachment`; its bytes are read on first use."""
+        return Attachment.from_storage(
+            self._storage(storage),
+            self.storage_key,
+            filename=self.filename,
+            mime_type=self.content_type,
+            byte_size=getattr(self, "byte_size", None),
+            sha256=getattr(self, "sha256", None),
+        )
+
+    def open(self, storage: Storage | None = None) -> IO[bytes]:
+        """The stored bytes as a binary file object (close it; ``with row.open() as f:``)."""
+        return self._storage(storage).open(self.storage_key)
+
+    def read(self, storage: Storage | None = None) -> bytes:
+        """The stored bytes."""
+        return self._storage(storage).read(self.storage_key)
 
 
 # -- tool calls -----------------------------------------------------------------------------------

@@ -20,13 +20,30 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from sa_llm._records.methods import ChatMethods, MessageMethods, ModelMethods, ToolCallMethods
+from sa_llm._records.methods import (
+    AttachmentMethods,
+    ChatMethods,
+    MessageMethods,
+    ModelMethods,
+    ToolCallMethods,
+)
 
 __all__ = [
+    "AttachmentMixin",
     "ChatMixin",
     "JSONType",
     "LegacyChatMixin",
@@ -45,6 +62,7 @@ _DEFAULT_TABLES = {
     "messages": "messages",
     "tool_calls": "tool_calls",
     "models": "models",
+    "attachments": "attachments",
 }
 
 
@@ -207,4 +225,31 @@ class ModelMixin(ModelMethods, _Timestamps):
     def __table_args__(cls) -> tuple[Any, ...]:
         return (
             UniqueConstraint("provider", "model_id", name=f"uq_{cls.__tablename__}_provider_model"),  # type: ignore[attr-defined]
+        )
+
+
+class AttachmentMixin(AttachmentMethods):
+    """Columns of a stored file: message FK, filename, content type, size, SHA-256, storage key.
+
+    The bytes live in a :mod:`sa_llm.storage` backend, never in the database.
+    """
+
+    __sa_llm_tables__: ClassVar[dict[str, str]] = {}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    byte_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    storage_key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, nullable=False
+    )
+
+    @declared_attr
+    def message_id(cls) -> Mapped[Any]:
+        return mapped_column(
+            ForeignKey(f"{_table(cls, 'messages')}.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
         )

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sa_llm.persistence import PersistenceStrategy
 
 __all__ = [
+    "AttachmentOptions",
     "ChatOptions",
     "ChatSchema",
     "MessageOptions",
@@ -34,6 +35,7 @@ CHAT_OPTIONS = "__sa_llm_chat__"
 MESSAGE_OPTIONS = "__sa_llm_message__"
 TOOL_CALL_OPTIONS = "__sa_llm_tool_call__"
 MODEL_OPTIONS = "__sa_llm_model__"
+ATTACHMENT_OPTIONS = "__sa_llm_attachment__"
 
 
 def underscore(name: str) -> str:
@@ -93,6 +95,9 @@ class MessageOptions:
     model_foreign_key: str | None = None
     model_id_column: str = "model_id"
     touch_chat: bool = False
+    attachments: str | None = "attachments"
+    attachment_class: str | None = None
+    attachments_foreign_key: str | None = None
 
 
 @dataclass
@@ -105,6 +110,15 @@ class ToolCallOptions:
     result: str = "result"
     result_class: str | None = None
     result_foreign_key: str | None = None
+
+
+@dataclass
+class AttachmentOptions:
+    """Options of ``@acts_as_attachment``."""
+
+    message: str = "message"
+    message_class: str | None = None
+    message_foreign_key: str | None = None
 
 
 @dataclass
@@ -183,6 +197,9 @@ class ChatSchema:
         tool_call_message_fk: the tool call's FK attribute to its message.
         chat_model_attr: the chat's model FK (registry) or model-id string (legacy).
         optional: the optional message columns that exist (cached tokens, thinking, ...).
+        attachment_cls: the ``@acts_as_attachment`` class, ``None`` when files are not stored.
+        attachment_message_fk: the attachment's FK attribute to its message.
+        message_attachments_attr: the message's relationship to its attachments.
     """
 
     chat_cls: type[Any]
@@ -197,6 +214,9 @@ class ChatSchema:
     messages_attr: str
     optional: frozenset[str] = field(default_factory=frozenset)
     optional_tool_call: frozenset[str] = field(default_factory=frozenset)
+    attachment_cls: type[Any] | None = None
+    attachment_message_fk: str | None = None
+    message_attachments_attr: str | None = None
     #: The history SELECTs, built on first use (see ``sa_llm.persistence.load_history``).
     history_queries: Any = field(default=None, repr=False, compare=False)
 

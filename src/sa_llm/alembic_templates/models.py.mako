@@ -39,9 +39,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+% if s.attachments:
+from sa_llm.declarative import (
+    acts_as_attachment,
+    acts_as_chat,
+    acts_as_message,
+    acts_as_model,
+    acts_as_tool_call,
+)
+from sa_llm.mixins import utcnow
+from sa_llm.records import AttachmentRecord, ChatRecord, MessageRecord, ModelRecord, ToolCallRecord
+% else:
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
 from sa_llm.mixins import utcnow
 from sa_llm.records import ChatRecord, MessageRecord, ModelRecord, ToolCallRecord
+% endif
 
 __all__ = [${", ".join(q(name) for name in s.exported)}]
 
@@ -118,6 +130,9 @@ class ${s.message.class_name}(MessageRecord, Base):
         ${s.tool_call.many}: Mapped[list[${s.tool_call.class_name}]]
         parent_tool_call: Mapped[${s.tool_call.class_name} | None]
         ${s.model.one}: Mapped[${s.model.class_name} | None]
+% if s.attachments:
+        ${s.attachments.many}: Mapped[list[${s.attachments.class_name}]]
+% endif
 
 
 ${s.decorator("tool_call")}
@@ -179,8 +194,9 @@ class ${s.model.class_name}(ModelRecord, Base):
 % if s.attachments:
 
 
-class ${s.attachments.class_name}(Base):
-    """A file attached to a message: a reference; the bytes live in a storage."""
+${s.decorator("attachment")}
+class ${s.attachments.class_name}(AttachmentRecord, Base):
+    """A file attached to a message: a reference; the bytes live in a storage (sa_llm.storage)."""
 
     __tablename__ = ${q(s.attachments.table)}
 
@@ -192,4 +208,8 @@ class ${s.attachments.class_name}(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    if TYPE_CHECKING:
+        # Added by @acts_as_attachment when the mappers configure; declared for type checkers.
+        ${s.message.one}: Mapped[${s.message.class_name}]
 % endif
