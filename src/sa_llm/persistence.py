@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -494,6 +494,19 @@ class PersistedChat(Chat):
         self._session = session
         self._async_session = async_session
         self.storage = storage
+
+    @staticmethod
+    def turn_key_of(chat_class: type[Any], chat_id: Any) -> Hashable:
+        """The turn-gate key of a chat row: its class and primary key, whatever the session."""
+        return ("sa_llm.chat", chat_class, chat_id)
+
+    def _turn_key(self) -> Hashable:
+        return self.turn_key_of(type(self.turn.record), self.turn.chat_id)
+
+    def _history_changed(self) -> Flow[None]:
+        """Another session's turn ended on this chat while this one waited: reload the rows."""
+        schema, chat_id, storage = self.turn.schema, self.turn.chat_id, self.storage
+        self.messages = yield self._step(lambda s: load_history(s, schema, chat_id, storage))
 
     def _step(self, hook: Callable[[Session], T]) -> DbStep[T]:
         strategy, record = self.strategy, self.turn.record

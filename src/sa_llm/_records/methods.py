@@ -358,6 +358,7 @@ class ChatMethods:
 
     def _prepare(self, session: Session, async_session: AsyncSession | None) -> PersistedChat:
         """Sync DB step: resolve the model, rebuild history, bind a turn (one flush, 2 SELECTs)."""
+        from sa_llm._busy import gate_for
         from sa_llm.persistence import PersistedChat, Turn, load_history, strategy_for
         from sa_llm.storage import open_storage
 
@@ -376,6 +377,9 @@ class ChatMethods:
             storage = None
             if schema.attachment_cls is not None:
                 storage = open_storage(llm.config.attachment_storage)
+            # The turn count first, the rows second: a turn ending in between only costs a
+            # reload (see PersistedChat._history_changed), never a stale history.
+            llm._history_version = gate_for(PersistedChat.turn_key_of(type(self), chat_id)).version
             llm.messages = load_history(session, schema, chat_id, storage)
             llm.use_settings(runtime)
             turn = Turn(schema=schema, record=self, chat_id=chat_id, model_ref=model_ref)
