@@ -133,3 +133,14 @@ def test_bedrock_route_calls_the_profile_id() -> None:
     assert "bedrock-runtime.us-east-1.amazonaws.com" in url
     assert url.endswith("/model/us.anthropic.claude-haiku-4-5-20251001-v1%3A0/converse")
     assert reply.text
+
+
+def test_a_file_the_model_cannot_read_fails_before_sending(tmp_path: Path) -> None:
+    image = tmp_path / "chart.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    replay = Replay({"interactions": []})
+    chat = replay.context(deepseek_api_key="k").chat("deepseek-chat")  # text only
+    with pytest.raises(sa_llm.UnsupportedAttachmentError, match="deepseek-chat"):
+        chat.ask("What is this?", attachments=[image])
+    assert replay.seen == []
+    assert chat.messages == []

@@ -36,7 +36,7 @@ from sa_llm._flow import (
     drive_iter,
 )
 from sa_llm.config import Config, get_config
-from sa_llm.content import AttachmentSource, to_attachments
+from sa_llm.content import AttachmentSource, ensure_model_accepts, to_attachments
 from sa_llm.errors import (
     ConfigurationError,
     StructuredOutputError,
@@ -388,6 +388,7 @@ class Chat(ChatSettings):
         message = self.user_message(
             content, attachments, max_bytes=self.config.max_attachment_bytes
         )
+        ensure_model_accepts(self.model_info, message.attachments)
         self._check_supported()
         yield from self._take_turn()
         yield from self._add_user_message(message)
