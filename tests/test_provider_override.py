@@ -144,3 +144,15 @@ def test_a_file_the_model_cannot_read_fails_before_sending(tmp_path: Path) -> No
         chat.ask("What is this?", attachments=[image])
     assert replay.seen == []
     assert chat.messages == []
+
+
+async def test_persisted_bedrock_route_follows_the_chats_context(world: World) -> None:
+    """A chat created in an EU tenant's context stores the EU inference profile's row."""
+    europe = sa_llm.context(bedrock_region="eu-west-1", **AWS)
+    chat = world.Chat(model="claude-haiku-4-5", provider="bedrock", context=europe)
+    await world.add(chat)
+    (row,) = world.rows(world.Model)
+    assert (row.provider, row.model_id) == (
+        "bedrock",
+        "eu.anthropic.claude-haiku-4-5-20251001-v1:0",
+    )

@@ -489,7 +489,8 @@ def _resolve_pending_model(mapper: Mapper[Any], connection: Any, target: Any) ->
     key = find_model_key(connection, schema.model_cls, model, runtime.pending_provider)
     resolved = None
     if key is None:
-        info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists)
+        config = runtime.context.config if runtime.context is not None else get_config()
+        info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists, config)
         key = model_row_key(connection, schema.model_cls, info)
         resolved = (key, info)
     setattr(target, schema.chat_model_attr, key)

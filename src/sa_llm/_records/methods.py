@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, object_session
 from sa_llm import models as registry
 from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
 from sa_llm.chat import ChatSettings, ChunkCallback, resolve_model
-from sa_llm.config import get_config
+from sa_llm.config import Config, get_config
 from sa_llm.content import Attachment, AttachmentSource
 from sa_llm.errors import DetachedRecordError
 from sa_llm.tools import Tool
@@ -206,9 +206,11 @@ def resolve_model_row(
     model: str,
     provider: str | None,
     assume_model_exists: bool,
+    config: Config | None = None,
 ) -> Any:
     """The registry row for a model id or alias: found in the table, else created from the
     bundled registry (or, with ``assume_model_exists``, from the id and provider alone).
+    ``config`` (a context's) decides provider routing such as Bedrock's region.
 
     Raises:
         ModelNotFoundError: unknown everywhere and not assumed.
@@ -216,7 +218,7 @@ def resolve_model_row(
     row = _find_model_row(session, model_cls, model, provider)
     if row is not None:
         return row
-    info = resolve_model(model, provider, assume_model_exists)
+    info = resolve_model(model, provider, assume_model_exists, config)
     row = _find_model_row(session, model_cls, info.id, info.provider)
     if row is not None:
         return row
@@ -394,7 +396,9 @@ class ChatMethods:
         options = type(self).__sa_llm_chat__  # type: ignore[attr-defined]
         if schema.model_cls is None:
             model = getattr(self, options.model_id_column, None) or config.default_model
-            info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists)
+            info = resolve_model(
+                model, runtime.pending_provider, runtime.assume_model_exists, config
+            )
             setattr(self, options.model_id_column, info.id)  # the resolved id, not an alias
             return info, info.id
         assert schema.chat_model_attr is not None
@@ -410,6 +414,7 @@ class ChatMethods:
                 runtime.pending_model,
                 runtime.pending_provider,
                 runtime.assume_model_exists,
+                config,
             )
         elif getattr(self, options.model, None) is not None:
             row = getattr(self, options.model)
