@@ -78,8 +78,17 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (bench/run.py)."""
+    """Benchmarks (bench/run.py): writes bench/results/latest.md and the peers section of
+    docs/benchmarks.md. The peers come from the ``bench`` dependency group; the PostgreSQL
+    workload runs when SA_LLM_TEST_POSTGRES_URL is set."""
     if not (ROOT / "bench" / "run.py").exists():
         session.skip("bench/run.py does not exist yet")
     session.install("-e", ".[test]")
+    pyproject = nox.project.load_toml(ROOT / "pyproject.toml")
+    session.install(*nox.project.dependency_groups(pyproject, "bench"))
+    if not os.environ.get(POSTGRES_URL_ENV):
+        session.warn(
+            f"{POSTGRES_URL_ENV} is not set: the concurrency workload (W6) will be skipped "
+            '(eval "$(python3 scripts/_postgres.py start)" starts a throwaway server)'
+        )
     session.run("python", "bench/run.py", *session.posargs, env=NO_BOOTSTRAP)

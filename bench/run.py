@@ -6,10 +6,13 @@ the machine it ran on (CPU, cores, load, Python and library versions, git commit
 to ``bench/results/latest.md``. Every ``bench_*.py`` must print its tables as markdown on
 stdout and accept ``--no-write``, which this runner passes so that a run changes only
 ``latest.md`` (run one benchmark on its own to refresh its ``bench/results/<name>.md``).
+Benchmarks that own a section of ``docs/benchmarks.md`` accept ``--docs`` (``bench_peers.py``:
+the peers section and its plot); the runner passes it instead of ``--no-write`` unless it was
+given ``--no-write`` itself.
 
 Options: ``-k TEXT`` runs only the benchmarks whose file name contains TEXT; ``--no-write``
-leaves ``latest.md`` alone; ``--timeout`` is the budget for the whole run (default 170 s).
-Exits non-zero when a benchmark fails or runs out of time.
+leaves ``latest.md`` and the docs alone; ``--timeout`` is the budget for the whole run (default
+900 s). Exits non-zero when a benchmark fails or runs out of time.
 """
 
 from __future__ import annotations
@@ -28,7 +31,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LATEST = BENCH / "results" / "latest.md"
-VERSIONS = ("sqlalchemy", "httpx", "aiosqlite", "openai", "httpx2")
+VERSIONS = (
+    "sqlalchemy",
+    "httpx",
+    "aiosqlite",
+    "openai",
+    "httpx2",
+    "openai-agents",
+    "langchain-openai",
+    "llm",
+)
+DOCS_FLAG = "--docs"
 
 
 @dataclass
@@ -94,11 +107,17 @@ def machine() -> list[str]:
     ]
 
 
-def run(script: Path, timeout: float) -> Outcome:
+def writes_docs(script: Path) -> bool:
+    """Whether the benchmark owns a docs section (it takes ``--docs``)."""
+    return f'"{DOCS_FLAG}"' in script.read_text(encoding="utf-8")
+
+
+def run(script: Path, timeout: float, docs: bool = False) -> Outcome:
     start = time.perf_counter()
+    flag = DOCS_FLAG if docs and writes_docs(script) else "--no-write"
     try:
         done = subprocess.run(
-            [sys.executable, str(script), "--no-write"],
+            [sys.executable, str(script), flag],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -128,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("-k", dest="only", default="", help="run benchmarks whose name has this")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {LATEST}")
-    parser.add_argument("--timeout", type=float, default=170.0, help="seconds for the whole run")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole run")
     args = parser.parse_args(argv)
 
     scripts = sorted(p for p in BENCH.glob("bench_*.py") if args.only in p.name)
@@ -141,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for script in scripts:
         print(f"running {script.name} ...", file=sys.stderr, flush=True)
-        outcome = run(script, deadline - time.monotonic())
+        outcome = run(script, deadline - time.monotonic(), docs=not args.no_write)
         outcomes.append(outcome)
         print("\n".join(section(outcome)), flush=True)
     total = sum(o.seconds for o in outcomes)

@@ -29,6 +29,7 @@ import pytest
 from sa_llm import errors
 from sa_llm.config import Config
 from sa_llm.content import Attachment
+from sa_llm.providers import create_provider
 from sa_llm.providers._chat_completions import ChatCompletionsCodec
 from sa_llm.providers.base import ChatRequest, HttpResponse, SchemaSpec, ToolSpec
 from sa_llm.streaming import Accumulator
@@ -667,3 +668,19 @@ def test_refusal_stands_in_for_the_text() -> None:
     message = fold(codec().parse_response(HttpResponse(200, {}, json.dumps(body).encode())))
     assert message.text == body["choices"][0]["message"]["refusal"]
     assert message.tokens is None
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("Rate limit reached for requests", errors.RateLimitError),
+        ("rate_limit_exceeded", errors.RateLimitError),
+        ("Too many requests, slow down", errors.RateLimitError),
+        ("The model failed to generate a response", errors.ServerError),
+        ("Could not produce an accurate answer", errors.ServerError),
+    ],
+)
+def test_stream_error_classes_by_whole_words(message: str, expected: type[Exception]) -> None:
+    provider = create_provider("openrouter", Config(openrouter_api_key="k"))
+    error = provider.stream_error({"error": {"message": message}})
+    assert type(error) is expected

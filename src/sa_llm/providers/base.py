@@ -200,6 +200,8 @@ _CONTEXT_LENGTH = re.compile(
 )
 
 
+_RATE_LIMITED = re.compile(r"\brate[ _-]?limit|\btoo many requests\b|\bthrottl|\bquota\b")
+
 _BAD_KEY = re.compile(r"\b(?:incorrect|invalid|missing|wrong)\b[^.]*\bAPI key\b", re.IGNORECASE)
 
 
@@ -353,7 +355,8 @@ class Provider:
         """The typed error for an error event inside a stream."""
         message, code = self.error_message(payload)
         lowered = f"{message} {code or ''}".lower()
-        status = 529 if "overloaded" in lowered else 429 if "rate" in lowered else 500
+        # Whole words only: "generate" or "accurate" in a message must not read as a rate limit.
+        status = 529 if "overloaded" in lowered else 429 if _RATE_LIMITED.search(lowered) else 500
         if "context" in lowered and "length" in lowered:
             status = 400
         cls = error_class_for(status, message, code)

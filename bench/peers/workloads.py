@@ -1,0 +1,432 @@
+"""The workloads W1-W6, run the same way against any :class:`~peers.common.System`.
+
+Every run gets its own database file and its own base URL path prefix on the shared fake server
+(``/<workload>-<system>-<repeat>/v1``); :class:`BenchPlanner`, the server's plan hook, reads the
+workload from that prefix, so one server process answers every run:
+
+* ``w1`` plain replies; ``w3`` 50 text deltas per streamed reply; ``w4`` HTTP 500 on the first
+  request of turn 25 (once per run); ``w2`` and ``w5`` a tool call on every fifth turn; ``w6``
+  100 ms latency before each reply.
+
+Each ``run_*`` function returns JSON-ready results; ``bench_peers.py`` aggregates and prints
+them. Example::
+
+    result = run_w1(SaLLMSync, tmp_dir, server_root, repeats=3)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter, perf_counter_ns
+from typing import Any
+
+from peers.common import (
+    TOOL_EVERY,
+    Conversation,
+    System,
+    question,
+    reply_text,
+    tool_city,
+    tool_turn,
+    writes,
+)
+from sa_llm.testing_server import EXCHANGES_PATH, Plan, PlannedToolCall, Received, Usage
+
+TURNS = 50
+FAILING_TURN = 25
+FAILURE_TURNS = 30
+TOOL_TURNS = 30
+CHUNKS = 50
+W6_CHATS = 200
+W6_TURNS = 5
+W6_LATENCY = 0.1
+HISTORY_SIZES = (100, 1000)
+USAGE = Usage(cached_tokens=32)
+
+
+def turns_for(messages: int) -> int:
+    """User turns (a tool round every fifth) whose chat holds at least ``messages`` messages."""
+    turns = 0
+    count = 0
+    while count < messages:
+        turns += 1
+        count += 4 if turns % TOOL_EVERY == 0 else 2
+    return turns
+
+
+# -- the server's side --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Script:
+    chunks: int = 1
+    latency: float = 0.0
+    tool_every: int = 0
+    fail_turn: int = 0
+
+
+SCRIPTS = {
+    "warm": Script(chunks=5, tool_every=2),
+    "w1": Script(),
+    "w2": Script(tool_every=TOOL_EVERY),
+    "w3": Script(chunks=CHUNKS),
+    "w4": Script(fail_turn=FAILING_TURN),
+    "w5": Script(tool_every=TOOL_EVERY),
+    "w6": Script(latency=W6_LATENCY),
+}
+
+
+class BenchPlanner:
+    """The fake server's plan hook: the workload comes from the path prefix of the request."""
+
+    def __init__(self) -> None:
+        self.failed: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, received: Received, default: Plan) -> Plan:
+        run = received.path.strip("/").split("/", 1)[0]
+        script = SCRIPTS.get(run.split("-", 1)[0], Script())
+        turn = received.turn
+        new_turn = not received.after_tool_result
+        if new_turn and turn == script.fail_turn:
+            with self.lock:
+                first = run not in self.failed
+                self.failed.add(run)
+            if first:
+                return Plan(status=500, latency=script.latency)
+        if new_turn and script.tool_every and tool_turn(turn):
+            call = PlannedToolCall("weather", {"city": tool_city(turn)})
+            return Plan(text=None, tool_calls=(call,), latency=script.latency, usage=USAGE)
+        return Plan(
+            text=reply_text(turn), chunks=script.chunks, latency=script.latency, usage=USAGE
+        )
+
+
+def exchanges(base_url: str) -> list[dict[str, Any]]:
+    """The server's log of the requests made under ``base_url``'s prefix."""
+    root, _, prefix = base_url.partition("//")[2].partition("/")
+    with urllib.request.urlopen(f"http://{root}{EXCHANGES_PATH}", timeout=30) as response:
+        log: list[dict[str, Any]] = json.loads(response.read())["exchanges"]
+    wanted = "/" + prefix + "/"
+    return [entry for entry in log if entry["path"].startswith(wanted)]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+SystemClass = Callable[[Path, str], System]
+
+
+def _open(cls: SystemClass, tmp: Path, root: str, run: str) -> System:
+    system = cls(tmp / f"{run}.db", f"{root}/{run}/v1")
+    system.open()
+    return system
+
+
+def _turns(
+    system: System,
+    chat: Conversation,
+    count: int,
+    *,
+    stream: bool = False,
+    first: int = 1,
+) -> dict[str, Any]:
+    """Runs ``count`` turns; per turn: ms, statements by verb, first-delta callback times."""
+    times: list[float] = []
+    counts: list[dict[str, int]] = []
+    callback_ns: list[int | None] = []
+    transport_ns: list[int | None] = []
+    for turn in range(first, first + count):
+        seen: list[int] = []
+
+        def on_chunk(text: str, seen: list[int] = seen) -> None:
+            if not seen and text:
+                seen.append(perf_counter_ns())
+
+        system.counter.reset()
+        start = perf_counter()
+        chat.ask(question(turn), on_chunk if stream else None)
+        times.append((perf_counter() - start) * 1000)
+        counts.append(system.counter.snapshot())
+        callback_ns.append(seen[0] if seen else None)
+        transport_ns.append(chat.transport_first_ns)
+    return {
+        "turn_ms": times,
+        "stmts": counts,
+        "callback_ns": callback_ns,
+        "transport_ns": transport_ns,
+    }
+
+
+def warm_up(cls: SystemClass, tmp: Path, root: str, name: str) -> None:
+    """A few turns of every kind first, so imports and first-use costs stay out of the runs."""
+    system = _open(cls, tmp, root, f"warm-{name}")
+    try:
+        chat = system.new_chat("warm", tools=True)
+        _turns(system, chat, 4)
+        _turns(system, chat, 2, stream=True, first=5)
+    finally:
+        system.close()
+
+
+# -- W1, W3: a 50-turn chat -----------------------------------------------------------------------
+
+
+def run_chat(
+    cls: SystemClass,
+    tmp: Path,
+    root: str,
+    name: str,
+    workload: str,
+    repeats: int,
+    first: int = 0,
+) -> list[dict[str, Any]]:
+    """W1 (``stream=False``) or W3 (streamed): ``repeats`` fresh 50-turn chats, numbered from
+    ``first`` (each run needs its own path prefix on the server)."""
+    stream = workload == "w3"
+    runs = []
+    for repeat in range(first, first + repeats):
+        run = f"{workload}-{name}-{repeat}"
+        system = _open(cls, tmp, root, run)
+        if stream and hasattr(system, "observe_transport"):
+            system.observe_transport = True
+        try:
+            chat = system.new_chat(run)
+            gc.collect()
+            start = perf_counter()
+            result = _turns(system, chat, TURNS, stream=stream)
+            result["wall_s"] = perf_counter() - start
+            result["rows"] = system.rows()
+        finally:
+            system.close()
+        result["db_bytes"] = system.db_bytes()
+        if stream:
+            log = [entry for entry in exchanges(system.base_url) if entry["stream"]]
+            served = [entry["first_content_ns"] for entry in log]
+            result["server_first_ns"] = served
+            result["first_chunk_us"] = [
+                (cb - sv) / 1000 if cb is not None and sv is not None else None
+                for cb, sv in zip(result["callback_ns"], served, strict=False)
+            ]
+            result["transport_us"] = [
+                (cb - tr) / 1000 if cb is not None and tr is not None else None
+                for cb, tr in zip(result["callback_ns"], result["transport_ns"], strict=False)
+            ]
+            result["writes_per_reply"] = [writes(c) for c in result["stmts"]]
+        del result["callback_ns"], result["transport_ns"]
+        runs.append(result)
+    return runs
+
+
+# -- W4: HTTP 500 at turn 25 -----------------------------------------------------------------------
+
+
+def run_failure(cls: SystemClass, tmp: Path, root: str, name: str) -> dict[str, Any]:
+    run = f"w4-{name}-0"
+    system = _open(cls, tmp, root, run)
+    errors: dict[int, str] = {}
+    try:
+        chat = system.new_chat(run)
+        for turn in range(1, FAILURE_TURNS + 1):
+            try:
+                chat.ask(question(turn))
+            except Exception as exc:
+                errors[turn] = type(exc).__name__
+        report = system.inspect_failure(run, question(FAILING_TURN))
+        rows = system.rows()
+    finally:
+        system.close()
+    return {"errors": errors, "report": report.as_dict(), "rows": rows}
+
+
+# -- W5: a tool call every fifth turn -------------------------------------------------------------
+
+
+def run_tools(cls: SystemClass, tmp: Path, root: str, name: str) -> dict[str, Any]:
+    run = f"w5-{name}-0"
+    system = _open(cls, tmp, root, run)
+    try:
+        chat = system.new_chat(run, tools=True)
+        replies = [chat.ask(question(turn)) for turn in range(1, TOOL_TURNS + 1)]
+        report = system.check_tools(run)
+        rows = system.rows()
+    finally:
+        system.close()
+    answered = sum(1 for turn, text in enumerate(replies, 1) if text == reply_text(turn))
+    return {
+        "expected": TOOL_TURNS // TOOL_EVERY,
+        "report": report.as_dict(),
+        "replies_ok": answered,
+        "turns": TOOL_TURNS,
+        "rows": rows,
+    }
+
+
+# -- W2: long histories, rebuilt in fresh processes ------------------------------------------------
+
+CONTINUE_TURNS = 2
+
+
+def build_histories(cls: SystemClass, tmp: Path, root: str, name: str) -> dict[str, Any]:
+    """Chats of 100 and 1,000 messages written through each system's storage API, then two
+    more turns on top of each through the system (their time per turn goes in the plot)."""
+    run = f"w2-{name}-0"
+    system = _open(cls, tmp, root, run)
+    handles: dict[str, str] = {}
+    built: dict[str, Any] = {}
+    try:
+        for size in HISTORY_SIZES:
+            turns = turns_for(size)
+            handle = system.seed(f"{run}-{size}", turns)
+            handles[str(size)] = handle
+            chat = system.resume(handle)
+            result = _turns(system, chat, CONTINUE_TURNS, first=turns + 1)
+            built[str(size)] = {"turn_ms": result["turn_ms"], "stmts": result["stmts"]}
+    finally:
+        system.close()
+    return {"db": str(system.db_path), "base_url": system.base_url, "handles": handles, **built}
+
+
+def time_rebuild(
+    cls: SystemClass, db: Path, base_url: str, handles: dict[str, str], warm: int
+) -> dict[str, Any]:
+    """In this (fresh) process: the first rebuild of each history, then ``warm`` more each."""
+    system = cls(db, base_url)
+    system.open()
+    results: dict[str, Any] = {}
+    try:
+        for size, handle in sorted(handles.items(), key=lambda item: -int(item[0])):
+            samples: list[float] = []
+            raw: list[float] = []
+            counts: list[dict[str, int]] = []
+            length = 0
+            for _ in range(warm + 1):
+                gc.collect()
+                system.counter.reset()
+                start = perf_counter()
+                length = system.rebuild(handle)
+                samples.append((perf_counter() - start) * 1000)
+                counts.append(system.counter.snapshot())
+                try:
+                    start = perf_counter()
+                    system.raw_rows(handle)
+                    raw.append((perf_counter() - start) * 1000)
+                except NotImplementedError:
+                    pass
+            results[size] = {
+                "cold_ms": samples[0],
+                "warm_ms": samples[1:],
+                "raw_ms": raw[1:],
+                "stmts": counts,
+                "length": length,
+            }
+    finally:
+        system.close()
+    return results
+
+
+# -- W6: 200 concurrent async chats on PostgreSQL ------------------------------------------------
+
+
+def run_concurrent(
+    cls: SystemClass,
+    root: str,
+    name: str,
+    postgres_url: str,
+    repeats: int,
+    *,
+    aiohttp_transport: bool = False,
+) -> list[dict[str, Any]]:
+    from sqlalchemy import create_engine, text
+
+    admin_url = bench_database(postgres_url)
+    async_url = admin_url.set(drivername="postgresql+asyncpg")
+    admin = create_engine(admin_url, pool_pre_ping=True)
+    runs = []
+    try:
+        for repeat in range(-1, repeats):  # -1: a small warm-up run
+            run = f"w6-{name}-{repeat + 1}"
+            schema = f"bench_{name}_{repeat + 1}_{int(time.time())}"
+            with admin.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            try:
+                chats, turns = (20, 2) if repeat < 0 else (W6_CHATS, W6_TURNS)
+                system = cls(Path("unused.db"), f"{root}/{run}/v1")
+                if aiohttp_transport:
+                    system.aiohttp_transport = True  # type: ignore[attr-defined]
+                result = asyncio.run(
+                    _concurrent(system, async_url.render_as_string(False), schema, chats, turns)
+                )
+            finally:
+                with admin.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            if repeat >= 0:
+                runs.append(result)
+    finally:
+        admin.dispose()
+    return runs
+
+
+BENCH_DATABASE = "sa_llm_bench"
+
+
+def bench_database(postgres_url: str) -> Any:
+    """The URL of a database of the benchmark's own on that server (created when missing):
+    other users of a shared test server may terminate the connections of theirs."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(postgres_url).set(drivername="postgresql+psycopg")
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": BENCH_DATABASE}
+            ).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{BENCH_DATABASE}"'))
+    finally:
+        engine.dispose()
+    return server.set(database=BENCH_DATABASE)
+
+
+async def _concurrent(
+    system: System, url: str, schema: str, chats: int, turns: int
+) -> dict[str, Any]:
+    await system.aopen(url, schema)
+    errors: dict[str, int] = {}
+    completed = 0
+
+    async def one(index: int) -> None:
+        nonlocal completed
+        chat = await system.anew_chat(f"w6-{index}")
+        for turn in range(1, turns + 1):
+            await chat.aask(question(turn))
+            completed += 1
+
+    gc.collect()
+    try:
+        start = perf_counter()
+        outcomes = await asyncio.gather(*(one(i) for i in range(chats)), return_exceptions=True)
+        wall = perf_counter() - start
+    finally:
+        await system.aclose()
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            kind = type(outcome).__name__
+            errors[kind] = errors.get(kind, 0) + 1
+    return {
+        "wall_s": wall,
+        "chats": chats,
+        "turns": turns,
+        "completed": completed,
+        "errors": errors,
+        "pool_peak": system.pool_peak(),
+    }
