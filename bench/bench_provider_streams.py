@@ -118,17 +118,22 @@ def config() -> sa_llm.Config:
 
 
 def describe(unit: bytes) -> str:
+    """A short name for the repeated event: its type, or what it carries."""
     text = unit.decode("utf-8", "replace")
     for marker in ('"type":"', "event: ", ":event-type"):
         if marker in text:
-            start = text.index(marker) + len(marker)
+            rest = text[text.index(marker) + len(marker) :]
+            rest = rest[next((i for i, ch in enumerate(rest) if ch.isalpha()), 0) :]
             word = ""
-            for ch in text[start : start + 48].lstrip(":\x07\x00 "):
+            for ch in rest[:48]:
                 if not (ch.isalnum() or ch in "._"):
                     break
                 word += ch
-            return word or "delta"
-    return "delta"
+            if word:
+                return word
+    if '"candidates"' in text:
+        return "candidates text part"
+    return "choices delta"
 
 
 def main() -> int:
