@@ -46,7 +46,7 @@ from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 #: The path (after any prefix) of the exchange log, for clients in another process.
 EXCHANGES_PATH = "/_fake/exchanges"
@@ -61,6 +61,8 @@ __all__ = [
     "FakeOpenAIServer",
     "Fault",
     "Hang",
+    "LoopbackHandler",
+    "LoopbackServer",
     "Malformed",
     "Plan",
     "PlannedToolCall",
@@ -569,9 +571,14 @@ class _Dropped(Exception):
     """The response was cut off on purpose (a fault) or the client went away."""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """Request handler base of the loopback servers: HTTP/1.1 keep-alive, no stderr log, no
+    Nagle delay, and every open connection known to the server (which drops them on stop).
+
+    The server it serves must have an ``owner`` with a ``_track(connection, add=...)`` method.
+    """
+
     protocol_version = "HTTP/1.1"
-    server: _HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # tests and benchmarks read the exchanges, not a log on stderr
@@ -581,13 +588,17 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out in separate writes: without this, Nagle's algorithm and the
         # client's delayed ACK hold the second write back ~40 ms.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.owner._track(self.connection, add=True)
+        self.server.owner._track(self.connection, add=True)  # type: ignore[attr-defined]
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.owner._track(self.connection, add=False)
+            self.server.owner._track(self.connection, add=False)  # type: ignore[attr-defined]
+
+
+class _Handler(LoopbackHandler):
+    server: _HTTPServer
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
@@ -751,6 +762,136 @@ class _HTTPServer(ThreadingHTTPServer):
         pass  # a client that hangs up mid-response is normal here, not worth a traceback
 
 
+# -- the loopback server machinery (shared with sa_llm.testing_faults) -----------------------------
+
+
+_ServerT = TypeVar("_ServerT", bound="LoopbackServer")
+
+
+class LoopbackServer:
+    """Lifecycle of a threaded HTTP server on 127.0.0.1 that stops by itself.
+
+    Subclasses set :attr:`name`, build their ``http.server`` instance in :meth:`_make_httpd`
+    and keep ``_lock``, ``_last_activity`` and ``_connections`` up to date from their handler.
+    Serving runs in background threads; a watchdog stops the server after ``idle_timeout``
+    seconds without a request or ``max_seconds`` in all. Usable as a sync or async context
+    manager.
+    """
+
+    name: ClassVar[str] = "loopback server"
+    poll_interval: ClassVar[float] = 0.05
+
+    def __init__(self, *, idle_timeout: float, max_seconds: float) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_seconds = max_seconds
+        self.stop_reason: str | None = None
+        self._lock = threading.Lock()
+        self._last_activity = time.monotonic()
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+
+    def _make_httpd(self) -> ThreadingHTTPServer:
+        raise NotImplementedError
+
+    def start(self: _ServerT) -> _ServerT:
+        """Bind an ephemeral port on 127.0.0.1 and serve in background threads."""
+        if self._httpd is not None:
+            raise RuntimeError(f"the {self.name} is already started")
+        self._httpd = self._make_httpd()
+        self._last_activity = time.monotonic()
+        serving = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": self.poll_interval},
+            name=self.name,
+            daemon=True,
+        )
+        watchdog = threading.Thread(target=self._watch, name=f"{self.name}-watchdog", daemon=True)
+        self._threads = [serving, watchdog]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop serving, drop open connections and wait for the server threads (idempotent)."""
+        with self._lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+            httpd, self._httpd = self._httpd, None
+            connections = list(self._connections)
+        self._stopping.set()
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server still accepts requests."""
+        return self._httpd is not None and not self._stopping.is_set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until the server has stopped (by itself or not); false on timeout."""
+        return self._stopping.wait(timeout)
+
+    @property
+    def port(self) -> int:
+        httpd = self._httpd
+        if httpd is None:
+            raise RuntimeError(f"the {self.name} is not running")
+        return int(httpd.server_address[1])
+
+    def __enter__(self: _ServerT) -> _ServerT:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self: _ServerT) -> _ServerT:
+        return self.start()  # binding and starting threads does not block
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        import anyio.to_thread
+
+        # Joining the threads blocks for up to a poll interval: keep it off the event loop.
+        await anyio.to_thread.run_sync(self.stop)
+
+    def _watch(self) -> None:
+        started = time.monotonic()
+        while not self._stopping.wait(0.05):
+            now = time.monotonic()
+            with self._lock:
+                idle = now - self._last_activity
+                busy = bool(self._connections) and idle < self.idle_timeout * 2
+            if now - started >= self.max_seconds:
+                self._stop_later("max_seconds")
+                return
+            if idle >= self.idle_timeout and not busy:
+                self._stop_later("idle_timeout")
+                return
+
+    def _stop_later(self, reason: str) -> None:
+        # stop() joins the server threads; never run it on one of them.
+        threading.Thread(target=self.stop, args=(reason,), daemon=True).start()
+
+
 # -- the server -----------------------------------------------------------------------------------
 
 TurnSelector = Container[int] | Callable[[int], bool]
@@ -763,7 +904,7 @@ def _selected(selector: TurnSelector, turn: int) -> bool:
     return turn in selector
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackServer):
     """A threaded fake OpenAI server on ``127.0.0.1``; see the module docstring.
 
     Args:
@@ -814,112 +955,18 @@ class FakeOpenAIServer:
             turn: failure if isinstance(failure, Failure) else Failure(failure)
             for turn, failure in (failures or {}).items()
         }
+        super().__init__(idle_timeout=idle_timeout, max_seconds=max_seconds)
         self.plan_hook = plan
         self.max_requests = max_requests
-        self.idle_timeout = idle_timeout
-        self.max_seconds = max_seconds
         self.keep_bodies = keep_bodies
         self.exchanges: list[Exchange] = []
-        self.stop_reason: str | None = None
         self._failed: dict[int, int] = {}
-        self._lock = threading.Lock()
         self._count = 0
-        self._last_activity = time.monotonic()
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._httpd: _HTTPServer | None = None
-        self._threads: list[threading.Thread] = []
 
-    # -- lifecycle --
+    name: ClassVar[str] = "fake OpenAI server"
 
-    def start(self) -> FakeOpenAIServer:
-        """Bind an ephemeral port on 127.0.0.1 and serve in background threads."""
-        if self._httpd is not None:
-            raise RuntimeError("the fake server is already started")
-        self._httpd = _HTTPServer(self)
-        self._last_activity = time.monotonic()
-        serving = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-openai-server",
-            daemon=True,
-        )
-        watchdog = threading.Thread(target=self._watch, name="fake-openai-watchdog", daemon=True)
-        self._threads = [serving, watchdog]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self, reason: str = "stopped") -> None:
-        """Stop serving, drop open connections and wait for the server threads (idempotent)."""
-        with self._lock:
-            if self.stop_reason is None:
-                self.stop_reason = reason
-            httpd, self._httpd = self._httpd, None
-            connections = list(self._connections)
-        self._stopping.set()
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=5)
-
-    @property
-    def running(self) -> bool:
-        """Whether the server still accepts requests."""
-        return self._httpd is not None and not self._stopping.is_set()
-
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        """Block until the server has stopped (by itself or not); false on timeout."""
-        return self._stopping.wait(timeout)
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeOpenAIServer:
-        return self.start()  # binding and starting threads does not block
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        import anyio.to_thread
-
-        # Joining the threads blocks for up to a poll interval: keep it off the event loop.
-        await anyio.to_thread.run_sync(self.stop)
-
-    def _watch(self) -> None:
-        started = time.monotonic()
-        while not self._stopping.wait(0.05):
-            now = time.monotonic()
-            with self._lock:
-                idle = now - self._last_activity
-                busy = bool(self._connections) and idle < self.idle_timeout * 2
-            if now - started >= self.max_seconds:
-                self._stop_later("max_seconds")
-                return
-            if idle >= self.idle_timeout and not busy:
-                self._stop_later("idle_timeout")
-                return
-
-    def _stop_later(self, reason: str) -> None:
-        # stop() joins the server threads; never run it on one of them.
-        threading.Thread(target=self.stop, args=(reason,), daemon=True).start()
+    def _make_httpd(self) -> ThreadingHTTPServer:
+        return _HTTPServer(self)
 
     # -- state --
 
@@ -927,13 +974,6 @@ class FakeOpenAIServer:
     def url(self) -> str:
         """The base URL to configure clients with, ``http://127.0.0.1:<port>/v1``."""
         return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def port(self) -> int:
-        httpd = self._httpd
-        if httpd is None:
-            raise RuntimeError("the fake server is not running")
-        return int(httpd.server_address[1])
 
     @property
     def request_count(self) -> int:
