@@ -17,7 +17,7 @@ without swallowing the other::
     ├── StructuredOutputError         a reply that does not match the requested schema
     ├── ChatBusyError                 a turn is already running on this chat
     └── ProviderError                 anything that went wrong talking to a provider
-        ├── APIConnectionError        no HTTP response at all (refused, reset, DNS)
+        ├── APIConnectionError        no response, or the connection was lost while reading it
         │   └── APITimeoutError       the request timed out
         ├── ResponseParseError        a reply that is not what the protocol promises
         │   └── StreamInterruptedError a stream that ended before its final event
