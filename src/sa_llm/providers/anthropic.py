@@ -385,22 +385,11 @@ class Anthropic(Provider):
         """``GET {base_url}/v1/models`` (one page of up to 1000 models, Anthropic's maximum)."""
         return HttpRequest("GET", f"{self.base_url}/v1/models?limit=1000", self.auth_headers())
 
-    def parse_model_list(self, response: HttpResponse) -> list[dict[str, Any]]:
-        """``[{"id", "name", "created_at"}]`` from ``data[]`` (``display_name``, ISO dates)."""
-        body = self.parse_json(response)
-        data = body.get("data") if isinstance(body, Mapping) else None
-        if not isinstance(data, list):
-            raise self.malformed("the model list has no 'data' array", body)
-        listed = []
-        for item in data:
-            if not isinstance(item, Mapping) or not item.get("id"):
-                continue
-            created = item.get("created_at")
-            listed.append(
-                {
-                    "id": str(item["id"]),
-                    "name": str(item.get("display_name") or item["id"]),
-                    "created_at": created if isinstance(created, str) else None,
-                }
-            )
-        return listed
+    def model_entry(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """``display_name`` and an ISO ``created_at`` (Anthropic's fields)."""
+        created = item.get("created_at")
+        return {
+            "id": str(item["id"]),
+            "name": str(item.get("display_name") or item["id"]),
+            "created_at": created if isinstance(created, str) else None,
+        }

@@ -393,28 +393,30 @@ class Provider:
         return {"authorization": f"Bearer {key}"} if key else {}
 
     def parse_model_list(self, response: HttpResponse) -> list[dict[str, Any]]:
-        """``[{"id": ..., "created_at": ..., "name": ...}]`` from a model-listing reply."""
+        """``[{"id": ..., "created_at": ..., "name": ...}]`` from a model-listing reply.
+
+        Reads the ``data`` array of OpenAI's shape; :meth:`model_entry` reads each item.
+        """
         body = self.parse_json(response)
         data = body.get("data") if isinstance(body, Mapping) else None
         if not isinstance(data, list):
             raise self.malformed("the model list has no 'data' array", body)
-        listed = []
-        for item in data:
-            if not isinstance(item, Mapping) or not item.get("id"):
-                continue
-            created = item.get("created")
-            listed.append(
-                {
-                    "id": str(item["id"]),
-                    "name": str(item.get("name") or item["id"]),
-                    "created_at": (
-                        datetime.fromtimestamp(created, timezone.utc).isoformat()
-                        if isinstance(created, int | float)
-                        else None
-                    ),
-                }
-            )
-        return listed
+        return [
+            self.model_entry(item) for item in data if isinstance(item, Mapping) and item.get("id")
+        ]
+
+    def model_entry(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """One listed model: ``id``, ``name`` and ``created_at`` (ISO) from OpenAI's fields."""
+        created = item.get("created")
+        return {
+            "id": str(item["id"]),
+            "name": str(item.get("name") or item["id"]),
+            "created_at": (
+                datetime.fromtimestamp(created, timezone.utc).isoformat()
+                if isinstance(created, int | float)
+                else None
+            ),
+        }
 
     def http_clients(self) -> tuple[httpx.Client, httpx.AsyncClient] | None:
         """Clients this provider must use instead of the configured ones (the test fake)."""
