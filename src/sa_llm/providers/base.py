@@ -338,7 +338,7 @@ class Provider:
         except ValueError:
             body = response.body.decode("utf-8", "replace")
         message, code = self.error_message(body)
-        cls = error_class_for(response.status, message, code)
+        cls = self.error_class(response, message, code)
         kwargs: dict[str, Any] = {
             "provider": self.name,
             "status": response.status,
@@ -350,6 +350,13 @@ class Provider:
                 message, retry_after=parse_retry_after(response.headers), **kwargs
             )
         return cls(message, **kwargs)
+
+    def error_class(
+        self, response: HttpResponse, message: str, code: str | None
+    ) -> type[errors.APIStatusError]:
+        """The error class of an HTTP error: by status, message and code (see
+        :func:`error_class_for`); providers with their own error types override it."""
+        return error_class_for(response.status, message, code)
 
     def stream_error(self, payload: Any) -> errors.ProviderError:
         """The typed error for an error event inside a stream."""

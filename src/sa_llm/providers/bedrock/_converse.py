@@ -45,7 +45,6 @@ from sa_llm.providers.base import (
     ToolSpec,
     deep_merge,
     error_class_for,
-    parse_retry_after,
     reasoning_effort,
 )
 from sa_llm.providers.bedrock._eventstream import EventStreamDecoder, EventStreamMessage
@@ -505,27 +504,13 @@ class ConverseCodec(Provider):
                 return str(message), (str(kind).rsplit("#", 1)[-1] if kind else None)
         return super().error_message(body)
 
-    def error_for(self, response: HttpResponse) -> errors.APIStatusError:
-        """The typed error for an HTTP error, from ``x-amzn-errortype`` and the message."""
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.body.decode("utf-8", "replace")
-        message, code = self.error_message(body)
+    def error_class(
+        self, response: HttpResponse, message: str, code: str | None
+    ) -> type[errors.APIStatusError]:
+        """The class named by ``x-amzn-errortype`` (else the body's ``__type``) and the message."""
         # "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"
         error_type = response.headers.get("x-amzn-errortype", "").split(":", 1)[0] or code
-        cls = converse_error_class(error_type, response.status, message)
-        kwargs: dict[str, Any] = {
-            "provider": self.name,
-            "status": response.status,
-            "body": body,
-            "request_id": response.request_id,
-        }
-        if cls is errors.RateLimitError:
-            return errors.RateLimitError(
-                message, retry_after=parse_retry_after(response.headers), **kwargs
-            )
-        return cls(message, **kwargs)
+        return converse_error_class(error_type, response.status, message)
 
     def exception_error(self, error_type: str | None, payload: Any) -> errors.ProviderError:
         """The typed error for an exception message inside the event stream."""
