@@ -733,6 +733,7 @@ async def test_history_files_cost_one_select(
             fake.reply(f"{i}")
             batch = [(f"{i}-{n}".encode(), f"f{n}.txt") for n in range(files)]
             await world.call(chat.ask, f"turn {i}", attachments=batch or None)
+        chat.expire_history()  # a rebuild, not the history reused from the last turn
         counter = StatementCounter(engine)
         try:
             llm = await world.call(chat.to_llm)

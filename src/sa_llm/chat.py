@@ -475,20 +475,18 @@ class Chat(ChatSettings):
         handle = yield OpenStream(self.transport, http)
         parser = self.provider.stream_parser()
         accumulator = Accumulator(self.provider.name)
-        started = False
+        # The provider accepted the request and its reply has begun (status and headers are
+        # in): the reply's message starts now, before its first chunk is read, so the work that
+        # goes with it (a persisted chat's row) is done while the model produces that chunk.
+        yield from self._reply_started()
         while True:
             data: bytes = yield ReadStream(handle)
             chunks = parser.feed(data) if data else parser.close()
             for chunk in chunks:
-                if not started:
-                    started = True
-                    yield from self._reply_started()
                 accumulator.add(chunk)
                 yield Emit(chunk, on_chunk)
             if not data:
                 break
-        if not started:
-            yield from self._reply_started()
         return accumulator.message()
 
     def _parse_structured(self, message: Message) -> StructuredOutputError | None:

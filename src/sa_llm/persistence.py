@@ -49,9 +49,10 @@ import json
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, event, null, select
+from sqlalchemy import bindparam, event, func, null, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
@@ -102,6 +103,10 @@ class Turn:
             id string in legacy mode.
         placeholder: the assistant (or tool) row being filled, if any.
         tool_call_rows: provider tool-call id -> ``tool_calls`` primary key, for this chat.
+        model_name: the model id string that assistant rows reference (as a rebuild reads it).
+        history: the chat row instance's history cache (see :class:`HistoryCache`).
+        written_calls: message key -> the ``tool_calls`` rows :meth:`PersistenceStrategy.
+            persist_tool_calls` wrote for it in this turn.
     """
 
     schema: ChatSchema
@@ -110,6 +115,39 @@ class Turn:
     model_ref: Any = None
     placeholder: Any = None
     tool_call_rows: dict[str, Any] = field(default_factory=dict)
+    model_name: str | None = None
+    history: HistoryCache | None = None
+    written_calls: dict[Any, list[ToolCall | None]] = field(default_factory=dict)
+
+
+@dataclass
+class HistoryCache:
+    """What one chat row instance remembers of its history between turns (never persisted).
+
+    A turn rebuilds the conversation from the database (D9); when the rows have not changed
+    since the last turn on this instance, the messages it already holds are reused, checked by
+    one aggregate ``SELECT count(*), max(updated_at)`` of the chat's messages instead of reading
+    them all again. ``messages`` are exactly what a rebuild would read (built from the written
+    rows' values, not from the provider's reply), so a reused history sends the same request as
+    a rebuilt one.
+
+    Attributes:
+        messages: the history as a rebuild reads it, or ``None`` (nothing to reuse).
+        rows: how many message rows it mirrors.
+        last_updated: the newest ``updated_at`` among them (naive UTC).
+        version: the turn gate's count it is valid for (another turn in this process clears it).
+        chat_id: the chat it belongs to.
+    """
+
+    messages: tuple[Message, ...] | None = None
+    rows: int = 0
+    last_updated: Any = None
+    version: int = -1
+    chat_id: Any = None
+
+    def clear(self) -> None:
+        """Forget the history: the next turn reads it from the database."""
+        self.messages = None
 
 
 # -- strategies -----------------------------------------------------------------------------------
@@ -224,6 +262,11 @@ class PersistenceStrategy:
         session.flush()
         for call, call_row in zip(tool_calls, rows, strict=True):
             turn.tool_call_rows[call.id] = call_row.id
+        # What a rebuild will read for them, taken now: the step's commit expires these rows.
+        has_signature = "thought_signature" in schema.optional_tool_call
+        turn.written_calls[message_pk] = [
+            _call_from_values(call_row.__dict__, has_signature) for call_row in rows
+        ]
         return rows
 
     def cleanup_failed_turn(self, session: Session, turn: Turn) -> None:
@@ -468,6 +511,35 @@ class DbStep(Effect[T]):
 # -- the persisted chat ---------------------------------------------------------------------------
 
 
+class _Mirror:
+    """The history as the database holds it, kept up to date by the turn's own writes."""
+
+    __slots__ = ("last_updated", "messages", "noted", "rows")
+
+    def __init__(self, history: list[Message], rows: int, last_updated: Any) -> None:
+        self.messages: list[Message] | None = list(history)
+        self.rows = rows
+        self.last_updated = last_updated
+        self.noted: set[Any] = set()
+
+    def add(self, mirrored: tuple[Message, Any] | None, key: Any) -> None:
+        """A row this turn wrote, as a rebuild reads it (``None``: unknown, stop mirroring)."""
+        if self.messages is None:
+            return
+        if mirrored is None or key in self.noted:
+            self.messages = None
+            return
+        message, updated_at = mirrored
+        self.noted.add(key)
+        self.rows += 1
+        if message.role == "system":  # a rebuild puts system messages first
+            self.messages.insert(sum(1 for m in self.messages if m.role == "system"), message)
+        else:
+            self.messages.append(message)
+        if self.last_updated is None or updated_at > self.last_updated:
+            self.last_updated = updated_at
+
+
 class PersistedChat(Chat):
     """The in-memory chat of a chat row, whose flow hooks write rows through a strategy.
 
@@ -479,6 +551,11 @@ class PersistedChat(Chat):
     storage: Storage | None = None
     _session: Session
     _async_session: AsyncSession | None = None
+    _mirror: _Mirror | None = None
+    # The history came from the cache unchecked: the user message's step checks it (asks only).
+    _unchecked: bool = False
+    _streamed: bool = True  # whether the reply of this ask streams (set by _ask_flow)
+    _placeholder_ready: bool = False  # the user message's step wrote the reply's placeholder
 
     def bind(
         self,
@@ -506,7 +583,59 @@ class PersistedChat(Chat):
     def _history_changed(self) -> Flow[None]:
         """Another session's turn ended on this chat while this one waited: reload the rows."""
         schema, chat_id, storage = self.turn.schema, self.turn.chat_id, self.storage
-        self.messages = yield self._step(lambda s: load_history(s, schema, chat_id, storage))
+        history = yield self._step(lambda s: _read_history(s, schema, chat_id, storage))
+        self.use_history(history)
+
+    # -- the history cache (see HistoryCache) --
+
+    def use_history(self, history: _History | list[Message]) -> None:
+        """Start from ``history``: rows just read (``_History``) or reused from the cache."""
+        cache = self.turn.history
+        self._unchecked = False
+        if isinstance(history, list):  # reused: the cache describes these rows
+            self.messages = history
+            if cache is not None:
+                self._mirror = _Mirror(history, cache.rows, cache.last_updated)
+            return
+        self.messages = history.messages
+        self._mirror = None
+        if cache is None:
+            return
+        cache.clear()
+        if not history.has_files and _queries(self.turn.schema).fingerprint is not None:
+            self._mirror = _Mirror(history.messages, history.rows, history.last_updated)
+            self._remember(self._history_version)
+
+    def _note(self, row: Any, message: Message) -> None:
+        """A message row this turn wrote: keep the mirrored history in step with the table."""
+        mirror = self._mirror
+        if mirror is None:
+            return
+        try:
+            state = instance_state(row)
+        except Exception:  # a hook that returned something else than the row
+            mirror.add(None, None)
+            return
+        mirror.add(_mirror(self.turn, row, message), state.key)
+
+    def _remember(self, version: int | None) -> None:
+        """Hand the mirrored history to the row instance's cache, valid at gate ``version``."""
+        cache, mirror = self.turn.history, self._mirror
+        if cache is None:
+            return
+        if mirror is None or mirror.messages is None or version is None:
+            cache.clear()
+            return
+        cache.messages = tuple(mirror.messages)
+        cache.rows = mirror.rows
+        cache.last_updated = mirror.last_updated
+        cache.version = version
+        cache.chat_id = self.turn.chat_id
+
+    def _forget(self) -> None:
+        self._mirror = None
+        if self.turn.history is not None:
+            self.turn.history.clear()
 
     def _step(self, hook: Callable[[Session], T]) -> DbStep[T]:
         strategy, record = self.strategy, self.turn.record
@@ -594,6 +723,7 @@ class PersistedChat(Chat):
         """Save a message the caller built (files stored first); returns its row."""
         turn, strategy = self.turn, self.strategy
         yield from self._store_files_of(message)
+        self._forget()  # a message outside a turn: the next turn reads the rows
         row = yield self._step(lambda s: strategy.persist_user_message(s, turn, message))
         self.messages.append(message)
         return row
@@ -606,6 +736,7 @@ class PersistedChat(Chat):
         """Save a user message (files checked and stored) without calling the model."""
         message = yield from self.user_message_flow(content, attachments)
         turn, strategy = self.turn, self.strategy
+        self._forget()  # a message outside a turn: the next turn reads the rows
         row = yield self._step(lambda s: strategy.persist_user_message(s, turn, message))
         self.messages.append(message)
         return row
@@ -622,17 +753,72 @@ class PersistedChat(Chat):
         # Files are checked and stored first; the engine's own turn (feature checks, the turn
         # gate, the user message row, the reply) then runs on the prepared content.
         message = yield from self.user_message_flow(content, attachments)
+        self._streamed = stream
         return (yield from super()._ask_flow(message.content, None, on_chunk, stream))
 
     def _add_user_message(self, message: Message) -> Flow[None]:
-        turn, strategy = self.turn, self.strategy
-        yield self._step(lambda s: strategy.persist_user_message(s, turn, message))
+        """Save the user message; for a non-streamed reply, its placeholder in the same step.
+
+        Both rows are written before the provider call either way; one transaction instead of
+        two saves a commit per turn. The history check of a turn that took its history from
+        the cache runs first, in the same transaction (``_unchecked``). Should the combined step
+        fail (a table that refuses the empty placeholder), the user message is saved alone, as
+        it would have been, and the placeholder's own step then raises.
+        """
+        turn, strategy, record = self.turn, self.strategy, self.turn.record
+        mirror = self._mirror
+        check = self._unchecked and mirror is not None
+        expected = (mirror.rows, mirror.last_updated) if mirror is not None else None
+        self._unchecked = False
+        with_placeholder = not self._streamed
+        changed: list[bool] = []
+        refused: list[BaseException] = []
+        kept: list[Any] = [record]
+
+        def write(session: Session) -> Any:
+            changed.clear()
+            if check:
+                changed.append(history_fingerprint(session, turn.schema, turn.chat_id) != expected)
+            row = strategy.persist_user_message(session, turn, message)
+            if with_placeholder and not any(changed):
+                try:
+                    placeholder = strategy.persist_new_message(session, turn)
+                except Exception as exc:
+                    refused.append(exc)
+                    raise
+                kept.append(placeholder)  # read after the commit too (see run_step's keep)
+                turn.placeholder = placeholder
+            return row
+
+        def step(session: Session) -> Any:
+            del kept[1:]
+            return strategy.run_step(session, lambda: write(session), keep=kept)
+
+        try:
+            row = yield DbStep(step, self._session, self._async_session)
+        except Exception:
+            if not refused:  # the user message itself failed (nothing was committed)
+                raise
+            turn.placeholder = None
+            with_placeholder = False
+            row = yield DbStep(step, self._session, self._async_session)
+        self._placeholder_ready = turn.placeholder is not None
+        if any(changed):
+            # Someone else changed the rows since the last turn: read them all (with this
+            # user message, now one of them).
+            yield from self._history_changed()
+            yield from self._fire("end_message", message)
+            return
+        self._note(row, message)
         self.messages.append(message)
         yield from self._fire("end_message", message)
 
     def _reply_started(self) -> Flow[None]:
         turn, strategy = self.turn, self.strategy
-        turn.placeholder = yield self._step(lambda s: strategy.persist_new_message(s, turn))
+        if self._placeholder_ready:  # written with the user message
+            self._placeholder_ready = False
+        else:
+            turn.placeholder = yield self._step(lambda s: strategy.persist_new_message(s, turn))
         yield from self._fire("new_message")
 
     def _reply_completed(self, message: Message) -> Flow[None]:
@@ -641,7 +827,8 @@ class PersistedChat(Chat):
         if row is None:  # a strategy that skipped the placeholder, or a hook that cleared it
             row = strategy.new_row(turn, message.role)
         yield from self._store_files_of(message)
-        yield self._step(lambda s: strategy.persist_message_completion(s, turn, row, message))
+        row = yield self._step(lambda s: strategy.persist_message_completion(s, turn, row, message))
+        self._note(row, message)
         turn.placeholder = None
         self.messages.append(message)
 
@@ -654,13 +841,18 @@ class PersistedChat(Chat):
 
     def _reply_flow(self, on_chunk: Any, stream: bool) -> Flow[Message]:
         try:
-            return (yield from super()._reply_flow(on_chunk, stream))
+            reply = yield from super()._reply_flow(on_chunk, stream)
+            self._remember(self._history_version)
+            return reply
         except GeneratorExit:
             # The flow is being closed, not failed: it may not yield again. Drivers throw
             # StreamAbandoned first when they want the clean-up to run.
+            self._forget()
             raise
         except BaseException:
             turn, strategy = self.turn, self.strategy
+            self._forget()
+            self._placeholder_ready = False
             try:
                 yield DbStep(
                     lambda s: strategy.run_cleanup(
@@ -725,6 +917,7 @@ _HISTORY_COLUMNS = (
     "thinking_text",
     "thinking_signature",
     "thinking_tokens",
+    "updated_at",
 )
 
 _TOKEN_KEYS = (
@@ -744,6 +937,9 @@ class _HistoryQueries:
     calls: Any
     has_signature: bool
     attachments: Any = None
+    fingerprint: Any = None  # count(*), max(updated_at); None without an updated_at column
+    present: frozenset[str] = frozenset()  # the history columns the message table has
+    server_set: frozenset[str] = frozenset()  # ... whose value the database may set itself
 
 
 def _queries(schema: ChatSchema) -> _HistoryQueries:
@@ -799,7 +995,20 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
     attachments = (
         _attachments.history_query(schema, chat_id) if schema.attachment_cls is not None else None
     )
-    built = _HistoryQueries(query, calls, has_signature, attachments)
+    fingerprint = None
+    if "updated_at" in m:
+        fingerprint = select(func.count(), func.max(m["updated_at"])).where(
+            m[schema.message_chat_fk] == chat_id
+        )
+    present = frozenset(name for name in _HISTORY_COLUMNS if name in m)
+    server_set = frozenset(
+        name
+        for name in present
+        if m[name].server_default is not None or m[name].server_onupdate is not None
+    )
+    built = _HistoryQueries(
+        query, calls, has_signature, attachments, fingerprint, present, server_set
+    )
     schema.history_queries = built
     return built
 
@@ -815,6 +1024,22 @@ def load_history(
     rebuilding a long history stays close to the cost of the raw SELECT. Files are read from
     the storage only when a request is built.
     """
+    return _read_history(session, schema, chat_id, storage).messages
+
+
+@dataclass
+class _History:
+    """A rebuilt history and the fingerprint of the rows it was read from."""
+
+    messages: list[Message]
+    rows: int
+    last_updated: Any
+    has_files: bool
+
+
+def _read_history(
+    session: Session, schema: ChatSchema, chat_id: Any, storage: Storage | None
+) -> _History:
     queries = _queries(schema)
     params = {"sa_llm_chat_id": chat_id}
     files: dict[Any, tuple[Any, ...]] = {}
@@ -835,39 +1060,181 @@ def load_history(
     system: list[Message] = []
     others: list[Message] = []
     no_calls: tuple[ToolCall, ...] = ()
+    rows = 0
+    last_updated: Any = None
     for (
         pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation,
-        thinking_text, thinking_signature, thinking_tokens, parent_call_id, model_name,
+        thinking_text, thinking_signature, thinking_tokens, updated_at, parent_call_id,
+        model_name,
     ) in session.execute(queries.messages, params):  # fmt: skip
         # This loop is the cost of a long history: positional unpacking, no per-row lookups.
-        tokens = None
-        if not (
-            tokens_in is None
-            and tokens_out is None
-            and cached is None
-            and cache_creation is None
-            and thinking_tokens is None
-        ):
-            tokens = Tokens(tokens_in, tokens_out, cached, cache_creation, thinking_tokens)
-        value: Any = RawContent(raw) if raw is not None else content
-        if files and pk in files:
-            if raw is None:
-                value = Content(content, files[pk])
-            else:
-                logger.warning("Message %s has raw content; its stored files are not sent", pk)
-        message = Message(
-            role,
-            value,
-            calls_by_message.get(pk, no_calls),
-            parent_call_id,
-            tokens,
-            model_name,
-            Thinking(thinking_text, thinking_signature)
-            if (thinking_text or thinking_signature)
-            else None,
-        )
+        rows += 1
+        if updated_at is not None and (last_updated is None or updated_at > last_updated):
+            last_updated = updated_at
+        message = _history_message(
+            pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation,
+            thinking_text, thinking_signature, thinking_tokens, parent_call_id, model_name,
+            calls_by_message.get(pk, no_calls), files,
+        )  # fmt: skip
         (system if role == "system" else others).append(message)
-    return system + others
+    return _History(system + others, rows, _naive_utc(last_updated), bool(files))
+
+
+def _history_message(
+    pk: Any,
+    role: Any,
+    content: Any,
+    raw: Any,
+    tokens_in: Any,
+    tokens_out: Any,
+    cached: Any,
+    cache_creation: Any,
+    thinking_text: Any,
+    thinking_signature: Any,
+    thinking_tokens: Any,
+    parent_call_id: Any,
+    model_name: Any,
+    calls: tuple[ToolCall, ...],
+    files: Mapping[Any, tuple[Any, ...]],
+) -> Message:
+    """One history message from a row's values: the rebuild and the history cache share it."""
+    tokens = None
+    if not (
+        tokens_in is None
+        and tokens_out is None
+        and cached is None
+        and cache_creation is None
+        and thinking_tokens is None
+    ):
+        tokens = Tokens(tokens_in, tokens_out, cached, cache_creation, thinking_tokens)
+    value: Any = RawContent(raw) if raw is not None else content
+    if files and pk in files:
+        if raw is None:
+            value = Content(content, files[pk])
+        else:
+            logger.warning("Message %s has raw content; its stored files are not sent", pk)
+    return Message(
+        role,
+        value,
+        calls,
+        parent_call_id,
+        tokens,
+        model_name,
+        Thinking(thinking_text, thinking_signature)
+        if (thinking_text or thinking_signature)
+        else None,
+    )
+
+
+def _call_from_values(values: Mapping[str, Any], has_signature: bool) -> ToolCall | None:
+    """A ``tool_calls`` row's values as a rebuild reads them (``None``: not all known)."""
+    try:
+        signature = values.get("thought_signature") if has_signature else None
+        return ToolCall(
+            id=values["tool_call_id"],
+            name=values["name"],
+            arguments=_arguments(values["arguments"]),
+            extra={"thought_signature": signature} if signature else {},
+        )
+    except KeyError:
+        return None
+
+
+def _naive_utc(value: Any) -> Any:
+    """``updated_at`` comparable across drivers: SQLite returns naive UTC, PostgreSQL aware."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def history_fingerprint(session: Session, schema: ChatSchema, chat_id: Any) -> tuple[int, Any]:
+    """The chat's message count and newest ``updated_at`` (naive UTC): one aggregate SELECT."""
+    query = _queries(schema).fingerprint
+    assert query is not None, "the message table has no updated_at column"
+    rows, last_updated = session.execute(query, {"sa_llm_chat_id": chat_id}).one()
+    return int(rows), _naive_utc(last_updated)
+
+
+def reusable(cache: HistoryCache, schema: ChatSchema, chat_id: Any, version: int) -> bool:
+    """Whether ``cache`` may hold this chat's history: the rows decide (see reuse_history)."""
+    return (
+        cache.messages is not None
+        and cache.chat_id == chat_id
+        and cache.version == version
+        and _queries(schema).fingerprint is not None
+    )
+
+
+def reuse_history(
+    session: Session, schema: ChatSchema, chat_id: Any, cache: HistoryCache, version: int
+) -> list[Message] | None:
+    """The cached history when the chat's rows are as the cache left them, else ``None``.
+
+    One aggregate SELECT (count and newest ``updated_at`` of the chat's messages). A turn of
+    this chat in this process since (``version``), a row added, deleted or updated through
+    SQLAlchemy by anyone (the mixins' ``updated_at`` has ``onupdate``) all mean ``None``.
+    """
+    if not reusable(cache, schema, chat_id, version) or cache.messages is None:
+        return None
+    if history_fingerprint(session, schema, chat_id) != (cache.rows, cache.last_updated):
+        return None
+    return list(cache.messages)
+
+
+def _mirror(turn: Turn, row: Any, message: Message) -> tuple[Message, Any] | None:
+    """What a rebuild would read back for ``row`` (just written), and its ``updated_at``.
+
+    Built from the values the row was written with, so the cached history equals a rebuilt
+    one. ``None`` when that is not known without reading: files (read from storage), a value
+    the database sets itself (no ``updated_at`` in the row), tool calls written elsewhere.
+    """
+    state = instance_state(row)
+    values = state.dict
+    updated_at = values.get("updated_at")
+    if state.key is None or updated_at is None or message.attachments:
+        return None
+    schema = turn.schema
+    queries = _queries(schema)
+    present = queries.present
+    calls: tuple[ToolCall, ...] = ()
+    if message.tool_calls:
+        call_rows = turn.written_calls.get(state.key[1][0])
+        if call_rows is None:
+            return None
+        if any(call is None for call in call_rows):
+            return None
+        calls = tuple(call_rows)
+    parent_call_id = None
+    if values.get(schema.message_parent_fk) is not None:
+        parent_call_id = message.tool_call_id
+    model_name = None
+    if schema.message_model_attr is not None and values.get(schema.message_model_attr) is not None:
+        model_name = turn.model_name
+
+    if any(name in queries.server_set and name not in values for name in present):
+        return None  # the database chose a value this row does not hold
+
+    def column(name: str) -> Any:
+        return values.get(name) if name in present else None
+
+    mirrored = _history_message(
+        state.key[1][0],
+        values.get("role"),
+        column("content"),
+        column("content_raw"),
+        column("input_tokens"),
+        column("output_tokens"),
+        column("cached_tokens"),
+        column("cache_creation_tokens"),
+        column("thinking_text"),
+        column("thinking_signature"),
+        column("thinking_tokens"),
+        parent_call_id,
+        model_name,
+        calls,
+        {},
+    )
+    return mirrored, _naive_utc(updated_at)
 
 
 def _arguments(value: Any) -> dict[str, Any]:

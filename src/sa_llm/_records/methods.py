@@ -56,6 +56,7 @@ Self = TypeVar("Self", bound="ChatMethods")
 R = TypeVar("R")
 
 _RUNTIME = "_sa_llm_runtime"
+_MISSING = object()
 
 
 class _Runtime(ChatSettings):
@@ -70,6 +71,8 @@ class _Runtime(ChatSettings):
         self.pending_provider: str | None = None
         # (registry row key, its ModelInfo): saves reloading the row on every turn.
         self.resolved: tuple[Any, ModelInfo] | None = None
+        # The history of the last turn, reused while the rows are unchanged (HistoryCache).
+        self.history: Any = None
 
 
 def _runtime(record: Any) -> _Runtime:
@@ -359,36 +362,112 @@ class ChatMethods:
     # -- building the in-memory chat --
 
     def _prepare(self, session: Session, async_session: AsyncSession | None) -> PersistedChat:
-        """Sync DB step: resolve the model, rebuild history, bind a turn (one flush, 2 SELECTs)."""
-        from sa_llm._busy import gate_for
-        from sa_llm.persistence import PersistedChat, Turn, load_history, strategy_for
-        from sa_llm.storage import open_storage
+        """Sync DB step: resolve the model, rebuild history, bind a turn.
 
-        schema = _chat_schema(type(self))
+        The history is reused when its rows are unchanged (one SELECT, see
+        :class:`~sa_llm.persistence.HistoryCache`), else rebuilt (two or three SELECTs). The
+        step ends its transaction like any other, so no read transaction (a SQLite read lock,
+        a PostgreSQL snapshot) is held while the turn waits for its gate or downloads files.
+        """
+        from sa_llm.persistence import _read_history, reuse_history, strategy_for
+
         strategy = strategy_for(session, type(self))
-        runtime = _runtime(self)
 
         def prepare() -> PersistedChat:
+            schema = _chat_schema(type(self))
             if self not in session:
                 session.add(self)
             info, model_ref = self._resolve_model(session, schema)
             if sa_inspect(self).key is None or session.is_modified(self):
                 session.flush()
-            chat_id = sa_inspect(self).identity[0]
-            llm = PersistedChat(info, context=runtime.context)
-            storage = None
-            if schema.attachment_cls is not None:
-                storage = open_storage(llm.config.attachment_storage)
-            # The turn count first, the rows second: a turn ending in between only costs a
-            # reload (see PersistedChat._history_changed), never a stale history.
-            llm._history_version = gate_for(PersistedChat.turn_key_of(type(self), chat_id)).version
-            llm.messages = load_history(session, schema, chat_id, storage)
-            llm.use_settings(runtime)
-            turn = Turn(schema=schema, record=self, chat_id=chat_id, model_ref=model_ref)
-            llm.bind(turn, strategy, session, async_session, storage)
+            llm, version = self._new_llm(session, async_session, strategy, info, model_ref)
+            turn = llm.turn
+            assert turn.history is not None
+            reused = reuse_history(session, schema, turn.chat_id, turn.history, version)
+            llm.use_history(
+                reused
+                if reused is not None
+                else _read_history(session, schema, turn.chat_id, llm.storage)
+            )
             return llm
 
         return _run_step(strategy, session, self, prepare)
+
+    def _prepare_for_ask(
+        self, session: Session, async_session: AsyncSession | None
+    ) -> PersistedChat | None:
+        """The turn's chat without any I/O, or ``None`` when it needs the database.
+
+        When the chat row is saved and unchanged, its model known and the last turn's history
+        cached, an ``ask`` needs no step of its own before the user message: the history check
+        runs in the user message's step (``PersistedChat._add_user_message``).
+        """
+        from sa_llm.persistence import reusable, strategy_for
+
+        runtime = _runtime(self)
+        state = sa_inspect(self)
+        if (
+            runtime.pending_model is not None
+            or runtime.resolved is None
+            or runtime.history is None
+            or state.key is None
+            or self not in session
+            or session.is_modified(self)
+        ):
+            return None
+        schema = _chat_schema(type(self))
+        if schema.model_cls is None or schema.chat_model_attr is None:
+            return None  # legacy mode resolves the model string each turn
+        key, info = runtime.resolved
+        if self.__dict__.get(schema.chat_model_attr, _MISSING) != key:
+            return None
+        llm, version = self._new_llm(
+            session, async_session, strategy_for(session, type(self)), info, key
+        )
+        cache = runtime.history
+        if not reusable(cache, schema, llm.turn.chat_id, version) or cache.messages is None:
+            return None
+        llm.use_history(list(cache.messages))
+        llm._unchecked = True
+        return llm
+
+    def _new_llm(
+        self,
+        session: Session,
+        async_session: AsyncSession | None,
+        strategy: PersistenceStrategy,
+        info: ModelInfo,
+        model_ref: Any,
+    ) -> tuple[PersistedChat, int]:
+        """A persisted chat bound to this row's turn (no history yet), and the gate's count."""
+        from sa_llm._busy import gate_for
+        from sa_llm.persistence import HistoryCache, PersistedChat, Turn
+        from sa_llm.storage import open_storage
+
+        schema = _chat_schema(type(self))
+        runtime = _runtime(self)
+        if runtime.history is None:
+            runtime.history = HistoryCache()
+        chat_id = sa_inspect(self).identity[0]
+        llm = PersistedChat(info, context=runtime.context)
+        storage = None
+        if schema.attachment_cls is not None:
+            storage = open_storage(llm.config.attachment_storage)
+        # The turn count first, the rows second: a turn ending in between only costs a
+        # reload (see PersistedChat._history_changed), never a stale history.
+        version = gate_for(PersistedChat.turn_key_of(type(self), chat_id)).version
+        llm._history_version = version
+        turn = Turn(
+            schema=schema,
+            record=self,
+            chat_id=chat_id,
+            model_ref=model_ref,
+            model_name=info.id,
+            history=runtime.history,
+        )
+        llm.bind(turn, strategy, session, async_session, storage)
+        llm.use_settings(runtime)
+        return llm, version
 
     def _resolve_model(self, session: Session, schema: ChatSchema) -> tuple[ModelInfo, Any]:
         runtime = _runtime(self)
@@ -428,6 +507,17 @@ class ChatMethods:
         runtime.resolved = (key, info)
         return info, key
 
+    def expire_history(self) -> None:
+        """Read the history from the database on the next turn, even if it looks unchanged.
+
+        Between turns this row instance keeps the history it last sent and reuses it when the
+        chat's messages have the same count and newest ``updated_at``. Changes that keep both
+        (an UPDATE in raw SQL that leaves ``updated_at`` alone) are only seen after this.
+        """
+        runtime = _runtime(self)
+        if runtime.history is not None:
+            runtime.history.clear()
+
     def to_llm(self) -> PersistedChat:
         """The plain chat rebuilt from the rows: system messages first, then by (created_at, id).
 
@@ -441,6 +531,13 @@ class ChatMethods:
         session = _async_session(self)
         return await session.run_sync(lambda s: self._prepare(s, session))
 
+    async def _aprepare_for_ask(self) -> PersistedChat:
+        session = _async_session(self)
+        quick = self._prepare_for_ask(session.sync_session, session)
+        if quick is not None:
+            return quick  # no I/O, so no hop into the session's greenlet
+        return await session.run_sync(lambda s: self._prepare(s, session))
+
     # -- turns --
 
     def ask(
@@ -451,7 +548,8 @@ class ChatMethods:
         on_chunk: ChunkCallback | None = None,
     ) -> Message:
         """Save the user message, run the turn (streaming with ``on_chunk``), persist the reply."""
-        llm = self.to_llm()
+        session = _sync_session(self)
+        llm = self._prepare_for_ask(session, None) or self._prepare(session, None)
         return drive(llm._ask_flow(content, attachments, on_chunk, on_chunk is not None))
 
     async def aask(
@@ -462,7 +560,7 @@ class ChatMethods:
         on_chunk: ChunkCallback | None = None,
     ) -> Message:
         """Async twin of :meth:`ask` (the row must belong to an ``AsyncSession``)."""
-        llm = await self.ato_llm()
+        llm = await self._aprepare_for_ask()
         return await adrive(llm._ask_flow(content, attachments, on_chunk, on_chunk is not None))
 
     def complete(self, *, on_chunk: ChunkCallback | None = None) -> Message:
@@ -481,7 +579,8 @@ class ChatMethods:
         attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
     ) -> Iterator[Chunk]:
         """Ask and iterate over the reply's chunks; rows are written as in :meth:`ask`."""
-        llm = self.to_llm()
+        session = _sync_session(self)
+        llm = self._prepare_for_ask(session, None) or self._prepare(session, None)
         return drive_iter(llm._ask_flow(content, attachments, None, True))
 
     async def astream(
@@ -491,7 +590,7 @@ class ChatMethods:
         attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
     ) -> AsyncIterator[Chunk]:
         """Async twin of :meth:`stream`; stopping early cleans up like a failed turn."""
-        llm = await self.ato_llm()
+        llm = await self._aprepare_for_ask()
         chunks = adrive_iter(llm._ask_flow(content, attachments, None, True))
         try:
             async for chunk in chunks:
