@@ -146,6 +146,14 @@ class Config(BaseModel):
     async_http_client: httpx.AsyncClient | None = Field(
         None, description="Your httpx.AsyncClient, used for every async provider call."
     )
+    async_http_backend: Literal["httpx", "aiohttp"] = Field(
+        "httpx",
+        description=(
+            "What sends the shared async client's requests: httpx's own pool, or aiohttp "
+            '(pip install "sa-llm[aiohttp]"; less CPU with many concurrent calls). '
+            "async_http_client, when set, wins."
+        ),
+    )
 
     @field_validator("attachment_storage")
     @classmethod

@@ -18,6 +18,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Literal
 
 import anyio
 import httpx
@@ -93,8 +94,8 @@ def retry_delay(
 _client_lock = threading.Lock()
 _default_client: httpx.Client | None = None
 # Async clients are bound to the event loop that opened their connections: one per loop run
-# (asyncio or trio alike), held in a RunVar so it goes away with its loop.
-_async_client: RunVar[httpx.AsyncClient] = RunVar("sa_llm_default_async_client")
+# (asyncio or trio alike) and backend, held in a RunVar so they go away with their loop.
+_async_clients: RunVar[dict[str, httpx.AsyncClient]] = RunVar("sa_llm_default_async_clients")
 
 
 def _limits() -> httpx.Limits:
@@ -110,15 +111,29 @@ def default_client() -> httpx.Client:
         return _default_client
 
 
-def default_async_client() -> httpx.AsyncClient:
-    """A shared pooled async client for the running event loop (clients are loop-bound)."""
+def default_async_client(backend: Literal["httpx", "aiohttp"] = "httpx") -> httpx.AsyncClient:
+    """A shared pooled async client for the running event loop (clients are loop-bound).
+
+    ``backend`` is the config's ``async_http_backend``: ``"aiohttp"`` puts the client on
+    :class:`~sa_llm.aiohttp_transport.AiohttpTransport` (which raises ``ConfigurationError``
+    when aiohttp is not installed).
+    """
     try:
-        client = _async_client.get()
+        clients = _async_clients.get()
     except LookupError:
-        client = None
+        clients = {}
+        _async_clients.set(clients)
+    client = clients.get(backend)
     if client is None or client.is_closed:
-        client = httpx.AsyncClient(limits=_limits(), follow_redirects=True)
-        _async_client.set(client)
+        if backend == "aiohttp":
+            from sa_llm.aiohttp_transport import AiohttpTransport
+
+            # httpx's "no limit" (None) is aiohttp's 0.
+            transport = AiohttpTransport(limit=_limits().max_connections or 0)
+            client = httpx.AsyncClient(transport=transport, follow_redirects=True)
+        else:
+            client = httpx.AsyncClient(limits=_limits(), follow_redirects=True)
+        clients[backend] = client
     return client
 
 
@@ -177,7 +192,9 @@ class Transport:
     def async_client(self) -> httpx.AsyncClient:
         if self._own_clients is not None:
             return self._own_clients[1]
-        return self.config.async_http_client or default_async_client()
+        return self.config.async_http_client or default_async_client(
+            self.config.async_http_backend
+        )
 
     def build(
         self, client: httpx.Client | httpx.AsyncClient, request: HttpRequest
