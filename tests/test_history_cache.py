@@ -206,7 +206,14 @@ async def test_the_reused_history_equals_a_rebuild(world: World, fake: FakeLLM) 
     assert counter.count("SELECT") == 1
     chat.expire_history()
     rebuilt = (await world.call(chat.to_llm)).messages
-    assert [m.role for m in reused] == ["user", "assistant", "user", "assistant", "tool", "assistant"]
+    assert [m.role for m in reused] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
     assert reused == rebuilt
     assert reused[1].tokens == Tokens(input=10, output=2, cached=4)
     assert reused[3].tool_calls[0].arguments == {"a": 2, "b": 3}
@@ -229,10 +236,12 @@ async def test_a_turn_of_another_instance_in_this_process_is_seen(
 
         async with AsyncSession(world.async_engine) as other_session:
             other = await other_session.get(world.Chat, chat.id)
+            assert other is not None
             await other.aask("from elsewhere")
     else:
         with Session(world.sync_engine) as other_session:
             other = other_session.get(world.Chat, chat.id)
+            assert other is not None
             other.ask("from elsewhere")
     await world.call(chat.ask, "third")
     assert [content for _, content in sent(fake)] == [

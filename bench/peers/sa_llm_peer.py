@@ -212,8 +212,9 @@ class SaLLMSync(System):
         self,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        **extra: Any,
     ) -> sa_llm.Context:
-        settings: dict[str, Any] = {}
+        settings: dict[str, Any] = dict(extra)
         if http_client is not None:
             settings["http_client"] = http_client
         if async_http_client is not None:
@@ -366,15 +367,15 @@ class SaLLMSync(System):
             await conn.run_sync(Base.metadata.create_all)
         self.watcher = PoolWatcher(self.async_engine.sync_engine)
         self.async_client = self.new_async_client()
-        self.async_context = self.context(async_http_client=self.async_client)
+        if self.aiohttp_transport:
+            # The library's own option, not the benchmark's transport.
+            self.async_context = self.context(async_http_backend="aiohttp")
+        else:
+            self.async_context = self.context(async_http_client=self.async_client)
 
     def new_async_client(self) -> httpx.AsyncClient | None:
-        """W6's client: sa_llm's default (None) or httpx on an aiohttp transport."""
-        if not self.aiohttp_transport:
-            return None
-        from peers.aiohttp_transport import AiohttpTransport
-
-        return httpx.AsyncClient(transport=AiohttpTransport(limit=200))
+        """W6's client: sa_llm's default (None); its aiohttp variant is a setting (see aopen)."""
+        return None
 
     async def anew_chat(self, key: str) -> AsyncConversation:
         assert self.async_engine is not None

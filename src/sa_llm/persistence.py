@@ -1201,9 +1201,10 @@ def _mirror(turn: Turn, row: Any, message: Message) -> tuple[Message, Any] | Non
         call_rows = turn.written_calls.get(state.key[1][0])
         if call_rows is None:
             return None
-        if any(call is None for call in call_rows):
+        known = [call for call in call_rows if call is not None]
+        if len(known) != len(call_rows):
             return None
-        calls = tuple(call_rows)
+        calls = tuple(known)
     parent_call_id = None
     if values.get(schema.message_parent_fk) is not None:
         parent_call_id = message.tool_call_id
