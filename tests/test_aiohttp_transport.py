@@ -504,6 +504,24 @@ def test_one_client_per_loop_reused_and_closed_with_its_loop(
     assert server.connections_opened == 2  # one kept-alive connection per loop
 
 
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+def test_the_shared_client_and_its_loop_do_not_outlive_asyncio_run(backend: str) -> None:
+    # Each asyncio.run used to leave its loop, the shared client and its kept-alive sockets
+    # alive (the client refers to its loop, so the loop-keyed cache never let go).
+    async def ask(server: CountingServer) -> None:
+        await context_for(server.url, backend).chat(MODEL).aask("One")
+
+    with warnings.catch_warnings(record=True) as caught, CountingServer(chunks=3) as server:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            asyncio.run(ask(server))
+        gc.collect()
+        loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]
+    assert [loop for loop in loops if not loop.is_running()] == []
+    assert [str(w.message) for w in caught if "nclosed" in str(w.message)] == []
+    assert server.request_count == 3
+
+
 def test_your_own_client_survives_asyncio_run_twice(caplog: pytest.LogCaptureFixture) -> None:
     # The session ends with its loop; the next loop opens a new one behind the same client.
     client = httpx.AsyncClient(transport=AiohttpTransport())

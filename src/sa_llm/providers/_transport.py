@@ -116,7 +116,8 @@ def default_async_client(backend: Literal["httpx", "aiohttp"] = "httpx") -> http
 
     ``backend`` is the config's ``async_http_backend``: ``"aiohttp"`` puts the client on
     :class:`~sa_llm.aiohttp_transport.AiohttpTransport` (which raises ``ConfigurationError``
-    when aiohttp is not installed).
+    when aiohttp is not installed). When the loop ends (``asyncio.run`` returns) the client is
+    closed and forgotten, so neither it, its sockets nor the loop outlive the run.
     """
     try:
         clients = _async_clients.get()
@@ -134,7 +135,43 @@ def default_async_client(backend: Literal["httpx", "aiohttp"] = "httpx") -> http
         else:
             client = httpx.AsyncClient(limits=_limits(), follow_redirects=True)
         clients[backend] = client
+        guard = _close_with_loop(clients, backend, client)
+        _start(guard)
+        # The loop holds its async generators weakly: the guard lives as long as the client.
+        client._sa_llm_guard = guard  # type: ignore[attr-defined]
     return client
+
+
+async def _close_with_loop(
+    clients: dict[str, httpx.AsyncClient], backend: str, client: httpx.AsyncClient
+) -> AsyncIterator[None]:
+    """Closes and forgets ``client`` when its loop finalises async generators.
+
+    The RunVar holding the clients is keyed weakly by the loop, but a client refers to its loop
+    (its pool's locks, its sockets): without this, every ``asyncio.run`` that used sa_llm would
+    leave its loop, the client and its open connections alive.
+    """
+    try:
+        yield
+    finally:
+        if clients.get(backend) is client:
+            del clients[backend]
+        client.__dict__.pop("_sa_llm_guard", None)
+        try:
+            await client.aclose()
+        except Exception:  # the loop is ending: a failed close must not mask anything
+            logger.debug("Closing the shared async client failed", exc_info=True)
+
+
+def _start(guard: AsyncIterator[None]) -> None:
+    """Run ``guard`` to its ``yield`` from sync code running in the loop: the loop's async
+    generator hooks now know it and will close it (its finally) when the loop ends."""
+    step = guard.__anext__()
+    try:
+        step.send(None)  # type: ignore[attr-defined]
+    except StopIteration:
+        return
+    raise RuntimeError("the guard awaited before its yield")  # pragma: no cover
 
 
 # -- the transport ------------------------------------------------------------------------------
@@ -192,9 +229,7 @@ class Transport:
     def async_client(self) -> httpx.AsyncClient:
         if self._own_clients is not None:
             return self._own_clients[1]
-        return self.config.async_http_client or default_async_client(
-            self.config.async_http_backend
-        )
+        return self.config.async_http_client or default_async_client(self.config.async_http_backend)
 
     def build(
         self, client: httpx.Client | httpx.AsyncClient, request: HttpRequest
