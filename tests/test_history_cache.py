@@ -291,3 +291,26 @@ async def test_a_stream_that_fails_after_opening_leaves_no_placeholder(
     fake.reply("again")
     await world.call(chat.ask, "retry")
     assert [m.content for m in world.messages()] == ["hi", "retry", "again"]
+
+
+async def test_instructions_and_added_messages_between_turns_are_sent(
+    world: World, fake: FakeLLM
+) -> None:
+    chat = await new_chat(world)
+    fake.reply("one").reply("two").reply("three")
+    await world.call(chat.ask, "first")
+    await world.call(chat.with_instructions, "Be brief")
+    await world.call(chat.ask, "second")
+    assert sent(fake)[0] == ("system", "Be brief")
+    await world.call(chat.add_message, role="user", content="added by hand")
+    await world.call(chat.with_instructions, "Be very brief")  # replaces the system message
+    await world.call(chat.ask, "third")
+    assert sent(fake) == [
+        ("system", "Be very brief"),
+        ("user", "first"),
+        ("assistant", "one"),
+        ("user", "second"),
+        ("assistant", "two"),
+        ("user", "added by hand"),
+        ("user", "third"),
+    ]
