@@ -391,6 +391,15 @@ class Baseline(SaLLMSync):
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         self.async_client = self.new_async_client() or httpx.AsyncClient(limits=limits)
 
+    def new_async_client(self) -> httpx.AsyncClient | None:
+        """W6's client: httpx's own pool (None), or httpx on the benchmark's aiohttp transport
+        (the limit has no library setting for it)."""
+        if not self.aiohttp_transport:
+            return None
+        from peers.aiohttp_transport import AiohttpTransport
+
+        return httpx.AsyncClient(transport=AiohttpTransport(limit=200))
+
     async def anew_chat(self, key: str) -> AsyncConversation:
         assert self.async_engine is not None
         async with self.async_engine.begin() as conn:

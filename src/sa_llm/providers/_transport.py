@@ -157,10 +157,13 @@ async def _close_with_loop(
         if clients.get(backend) is client:
             del clients[backend]
         client.__dict__.pop("_sa_llm_guard", None)
-        try:
-            await client.aclose()
-        except Exception:  # the loop is ending: a failed close must not mask anything
-            logger.debug("Closing the shared async client failed", exc_info=True)
+        # An aiohttp transport closes its session with the loop itself (its own guard,
+        # finalised alongside this one); closing it from here too would race that guard.
+        if backend != "aiohttp":
+            try:
+                await client.aclose()
+            except Exception:  # the loop is ending: a failed close must not mask anything
+                logger.debug("Closing the shared async client failed", exc_info=True)
 
 
 def _start(guard: AsyncIterator[None]) -> None:
