@@ -718,13 +718,17 @@ ANALYSIS = [
     "* **W3.** The streamed reply's row is written when the stream opens, before its first "
     "chunk is read (D8), so the path from the transport's first chunk to the callback is the "
     "parsing alone; the limit writes its row on the first chunk and pays the commit there.",
-    "* **W6.** Nothing reaches 1.5x of 5 x 100 ms on this machine: every system's client "
-    "needs more CPU per turn than the floor allows (see *client CPU*), and the fake server and "
-    "PostgreSQL share the two cores. With httpx's own pool the run is dominated by httpcore's "
-    "connection scans, and varies by seconds between runs; a faster client puts more "
-    "requests in flight at once there, which costs more. The `aiohttp` backend removes that: "
-    "it is the setting for many concurrent async chats. There were no errors and the default "
-    "database pool (5 + 10) was never exhausted.",
+    "* **W6.** Nothing reaches 1.5x of 5 x 100 ms on this machine: the chats share one event "
+    "loop, so the wall time cannot be lower than the client's CPU time, and every system's "
+    "client needs several times the CPU per turn the floor allows (see *client CPU*), with the "
+    "fake server and PostgreSQL on the same two cores. With httpx's own pool, httpcore's "
+    "connection scans take about half of the client's CPU in a profile (its cost grows with "
+    "requests in flight x connections) and the wall time varies by seconds between runs. The "
+    "`aiohttp` backend removes that and halves sa_llm's time: it is the setting for many "
+    "concurrent async chats. What sa_llm spends above the limit there (~1 ms of CPU per turn) "
+    "is the ORM's unit of work and `AsyncSession.run_sync`'s greenlet switches, and the send "
+    "syscalls to PostgreSQL, which on two cores wake its backend on the client's core. There "
+    "were no errors and the default database pool (5 + 10) was never exhausted.",
 ]
 
 
