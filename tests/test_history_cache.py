@@ -314,3 +314,53 @@ async def test_instructions_and_added_messages_between_turns_are_sent(
         ("user", "added by hand"),
         ("user", "third"),
     ]
+
+
+# -- schemas the cache cannot check ---------------------------------------------------------------
+
+
+def _support_models() -> dict[str, Any]:
+    """Hand-declared message columns without ``updated_at`` (``decl_support``)."""
+    from sqlalchemy.orm import DeclarativeBase
+
+    import decl_support
+    from sa_llm.declarative import acts_as_model
+    from sa_llm.mixins import ModelMixin
+
+    class Base(DeclarativeBase):
+        pass
+
+    models: dict[str, Any] = {"Base": Base, **decl_support.build(Base)}
+
+    @acts_as_model(chats="conversations", chat_class="decl_support.Conversation")
+    class Model(ModelMixin, Base):
+        __tablename__ = "models"
+
+    models["Model"] = Model
+    return models
+
+
+async def test_without_updated_at_every_turn_rebuilds(
+    db_url: str, async_db_url: str, fake: FakeLLM
+) -> None:
+    world = make_world("sync", db_url, async_db_url, _support_models())
+    try:
+        chat = await new_chat(world)
+        fake.reply("one").reply("two")
+        await world.call(chat.ask, "first")
+        with Session(world.sync_engine) as session:  # an edit the cache could not see
+            row = session.scalars(
+                select(world.Message).where(world.Message.role == "assistant")
+            ).one()
+            row.content = "edited elsewhere"
+            session.commit()
+        with counting(world) as (counter, _):
+            await world.call(chat.ask, "second")
+        assert counter.count("SELECT") >= 2  # read again: there is nothing to check it with
+        assert sent(fake) == [
+            ("user", "first"),
+            ("assistant", "edited elsewhere"),
+            ("user", "second"),
+        ]
+    finally:
+        await close_world(world)
