@@ -18,6 +18,7 @@ import pytest
 
 import sa_llm
 from sa_llm.config import Config
+from sa_llm.providers import create_provider
 from sa_llm.providers.base import ChatRequest, HttpRequest
 from sa_llm.providers.bedrock import Bedrock, MissingAWSConfigurationError, _credentials
 from sa_llm.providers.bedrock._sigv4 import (
@@ -392,3 +393,80 @@ def test_api_key_is_the_access_key_id_and_secrets_stay_out_of_reprs(
     assert SUITE_KEYS.secret_access_key not in repr(credentials) and "tok" not in repr(credentials)
     http = signed_converse("us.amazon.nova-2-lite-v1:0")
     assert "AKIDEXAMPLE" not in repr(http)
+
+
+# -- Bedrock API keys: a bearer token instead of a signature --------------------------------------
+
+_CONVERSE_REPLY = {
+    "output": {"message": {"role": "assistant", "content": [{"text": "4"}]}},
+    "stopReason": "end_turn",
+    "usage": {"inputTokens": 5, "outputTokens": 1, "totalTokens": 6},
+}
+
+
+def _converse_replay() -> Replay:
+    return Replay(
+        {
+            "interactions": [
+                {
+                    "request": {
+                        "method": "POST",
+                        "url": "https://bedrock-runtime.<AWS_REGION>.amazonaws.com/model/"
+                        "us.amazon.nova-2-lite-v1:0/converse",
+                    },
+                    "response": {
+                        "status": 200,
+                        "headers": {"content-type": "application/json"},
+                        "body": json.dumps(_CONVERSE_REPLY),
+                    },
+                }
+            ]
+        }
+    )
+
+
+@pytest.mark.parametrize("source", ["setting", "environment"])
+def test_a_bedrock_api_key_is_sent_as_a_bearer_token_without_aws_credentials(
+    aws_env: pytest.MonkeyPatch, source: str
+) -> None:
+    settings: dict[str, Any] = {"bedrock_region": "us-east-1"}
+    if source == "setting":
+        settings["bedrock_api_key"] = "ABSKbedrock-key"
+    else:
+        aws_env.setenv("AWS_BEARER_TOKEN_BEDROCK", "ABSKbedrock-key")
+    replay = _converse_replay()
+    chat = replay.context(**settings).chat(
+        "amazon.nova-2-lite-v1:0", provider="bedrock", assume_model_exists=True
+    )
+    assert chat.ask("2 + 2?").text == "4"  # no access keys anywhere: nothing to sign with
+    sent = replay.seen[0]
+    assert sent.headers["authorization"] == "Bearer ABSKbedrock-key"
+    assert "x-amz-date" not in sent.headers and "x-amz-content-sha256" not in sent.headers
+    assert sent.body["messages"][0]["content"] == [{"text": "2 + 2?"}]
+
+
+def test_the_api_key_takes_precedence_over_aws_credentials(aws_env: pytest.MonkeyPatch) -> None:
+    aws_env.setenv("AWS_BEARER_TOKEN_BEDROCK", "ABSKbedrock-key")
+    config = Config(
+        bedrock_region="eu-west-1",
+        bedrock_access_key_id="AKIDEXAMPLE",
+        bedrock_secret_access_key="secret",
+    )
+    for model in ("amazon.nova-2-lite-v1:0", "mistral.voxtral-mini-3b-2507"):  # Converse, Mantle
+        provider = create_provider("bedrock", config, model)
+        http = provider.build_request(
+            ChatRequest(model=model, messages=[Message(role="user", content="Hi")])
+        )
+        assert http.headers["authorization"] == "Bearer ABSKbedrock-key", model
+        assert "eu-west-1" in http.url
+
+
+def test_without_an_api_key_or_credentials_the_error_names_both(
+    aws_env: pytest.MonkeyPatch,
+) -> None:
+    chat = sa_llm.context(bedrock_region="us-east-1").chat(
+        "amazon.nova-2-lite-v1:0", provider="bedrock", assume_model_exists=True
+    )
+    with pytest.raises(MissingAWSConfigurationError) as raised:
+        chat.ask("Hi")
+    assert "AWS_BEARER_TOKEN_BEDROCK" in str(raised.value)

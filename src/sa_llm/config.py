@@ -41,6 +41,7 @@ API_KEY_ENV_VARS: dict[str, str] = {
     "mistral": "MISTRAL_API_KEY",
     "xai": "XAI_API_KEY",
     "ollama": "OLLAMA_API_KEY",
+    "bedrock": "AWS_BEARER_TOKEN_BEDROCK",
 }
 
 _BASE_URL_ENV_VARS: dict[str, str] = {
@@ -88,6 +89,13 @@ class Config(BaseModel):
     bedrock_secret_access_key: SecretStr | None = Field(None, description="AWS secret key.")
     bedrock_session_token: SecretStr | None = Field(None, description="AWS session token.")
     bedrock_profile: str | None = Field(None, description="AWS profile for the credential chain.")
+    bedrock_api_key: SecretStr | None = Field(
+        None,
+        description=(
+            "A Bedrock API key (AWS_BEARER_TOKEN_BEDROCK): sent as a bearer token instead of "
+            "signing requests with AWS credentials."
+        ),
+    )
     bedrock_base_url: str | None = Field(None, description="Override the runtime endpoint.")
     # OpenRouter
     openrouter_api_key: SecretStr | None = Field(None, description="OpenRouter key.")

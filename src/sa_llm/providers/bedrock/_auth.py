@@ -1,7 +1,8 @@
 """Signing Bedrock requests: the body serialised once, and those exact bytes signed.
 
-:class:`AWSProvider` is what the Converse and Mantle providers share: the region, signing and
-no API key of their own.
+:class:`AWSProvider` is what the Converse and Mantle providers share: the region, and signing
+with AWS credentials, or a Bedrock API key sent as a bearer token instead
+(:func:`bearer_request`).
 
 The transport would serialise ``HttpRequest.json`` itself; a signature must cover the bytes
 that are sent, so :func:`signed_request` serialises the body here, hashes it, and returns the
@@ -26,7 +27,7 @@ from sa_llm.providers.base import HttpRequest, Provider
 from sa_llm.providers.bedrock._credentials import resolve_credentials, resolve_region
 from sa_llm.providers.bedrock._sigv4 import sign_headers
 
-__all__ = ["AWSProvider", "serialise", "signed_request"]
+__all__ = ["AWSProvider", "bearer_request", "serialise", "signed_request"]
 
 _SIGNED = ("content-type",)
 
@@ -74,8 +75,21 @@ def signed_request(
     return HttpRequest(http.method, http.url, headers, content=body or None)
 
 
+def bearer_request(http: HttpRequest, token: str) -> HttpRequest:
+    """``http`` with its body as bytes and ``Authorization: Bearer <Bedrock API key>``."""
+    headers = {name.lower(): value for name, value in http.headers.items()}
+    headers.pop("authorization", None)
+    if http.json is not None:
+        body = serialise(http.json)
+        headers.setdefault("content-type", "application/json")
+    else:
+        body = http.content or b""
+    headers["authorization"] = f"Bearer {token}"
+    return HttpRequest(http.method, http.url, headers, content=body or None)
+
+
 class AWSProvider(Provider):
-    """What Bedrock's APIs share: the region, SigV4 signing, no API key of their own."""
+    """What Bedrock's APIs share: the region, and SigV4 signing or a Bedrock API key."""
 
     requires_api_key: ClassVar[bool] = False
     #: the SigV4 service name the endpoint verifies signatures for.
@@ -91,20 +105,32 @@ class AWSProvider(Provider):
         """The AWS region (raises :class:`MissingAWSConfigurationError` when none is set)."""
         return resolve_region(self.config)
 
+    def bearer_token(self) -> str | None:
+        """The Bedrock API key (``bedrock_api_key``, else ``AWS_BEARER_TOKEN_BEDROCK``), if any.
+
+        When there is one, requests carry it as a bearer token and are not signed, as the AWS
+        SDKs do: it takes precedence over AWS credentials.
+        """
+        return self.config.api_key("bedrock", required=False)
+
     def api_key(self) -> str | None:
-        """Bedrock has no single key: the access key id of the credentials in use.
+        """The Bedrock API key, else the access key id of the AWS credentials in use.
 
         Raises:
-            MissingAWSConfigurationError: no credentials were found.
+            MissingAWSConfigurationError: neither an API key nor credentials were found.
         """
-        return resolve_credentials(self.config).access_key_id
+        return self.bearer_token() or resolve_credentials(self.config).access_key_id
 
     def auth_headers(self) -> dict[str, str]:
-        """Nothing: a SigV4 signature covers the whole request, so :meth:`sign` adds it."""
+        """Nothing: :meth:`sign` adds the bearer token or the SigV4 signature."""
         return {}
 
     def sign(self, http: HttpRequest) -> HttpRequest:
-        """``http`` signed for :attr:`signing_service` in :attr:`region`."""
+        """``http`` with the bearer token, else signed for :attr:`signing_service` in
+        :attr:`region`."""
+        token = self.bearer_token()
+        if token is not None:
+            return bearer_request(http, token)
         return signed_request(
             http, self.config, service=self.signing_service, region=self.region, clock=self.clock
         )

@@ -114,8 +114,9 @@ def resolve_credentials(config: Config) -> AWSCredentials:
     if frozen is None or not frozen.access_key or not frozen.secret_key:
         raise MissingAWSConfigurationError(
             f"No AWS credentials for provider 'bedrock': {where} found none. Pass "
-            "bedrock_access_key_id=... and bedrock_secret_access_key=..., or set "
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or configure an AWS profile.",
+            "bedrock_api_key=... (a Bedrock API key; or set AWS_BEARER_TOKEN_BEDROCK), or "
+            "bedrock_access_key_id=... and bedrock_secret_access_key=... (or set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or configure an AWS profile.",
             "AWS_ACCESS_KEY_ID",
         )
     return AWSCredentials(frozen.access_key, frozen.secret_key, frozen.token or None)
@@ -149,7 +150,8 @@ def _botocore_session(profile: str | None, *, required: bool) -> Any:
         if not required:
             return None
         raise MissingAWSConfigurationError(
-            "No AWS credentials for provider 'bedrock': pass bedrock_access_key_id=... and "
+            "No AWS credentials for provider 'bedrock': pass bedrock_api_key=... (a Bedrock "
+            "API key; or set AWS_BEARER_TOKEN_BEDROCK), or bedrock_access_key_id=... and "
             "bedrock_secret_access_key=... (or set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY); profiles, SSO and instance roles need botocore: "
             f"{_INSTALL_HINT}",
