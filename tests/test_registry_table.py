@@ -110,6 +110,64 @@ def test_refresh_keeps_entries_when_a_provider_fails() -> None:
     assert len(models.by_provider("openai")) == count
 
 
+def _paged(pages: list[dict[str, object]], seen: list[httpx.Request]) -> httpx.Client:
+    """A client whose model listing answers ``pages`` in order."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=pages[min(len(seen), len(pages)) - 1])
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.usefixtures("restore_registry")
+def test_refresh_follows_anthropic_pages() -> None:
+    seen: list[httpx.Request] = []
+    pages: list[dict[str, object]] = [
+        {
+            "data": [{"id": "claude-page-one", "display_name": "One"}],
+            "has_more": True,
+            "last_id": "claude-page-one",
+        },
+        {
+            "data": [{"id": "claude-page-two", "display_name": "Two"}],
+            "has_more": False,
+            "last_id": "claude-page-two",
+        },
+    ]
+    ctx = sa_llm.context(anthropic_api_key="k", http_client=_paged(pages, seen), max_retries=0)
+    report = models.refresh(ctx.config, providers=["anthropic"])
+    assert report["anthropic"] == "2 listed, 2 new"
+    assert dict(seen[1].url.params) == {"limit": "1000", "after_id": "claude-page-one"}
+    assert models.find("claude-page-two", "anthropic").name == "Two"
+
+
+@pytest.mark.usefixtures("restore_registry")
+def test_refresh_follows_gemini_page_tokens() -> None:
+    seen: list[httpx.Request] = []
+    pages: list[dict[str, object]] = [
+        {"models": [{"name": "models/gemini-page-one"}], "nextPageToken": "t1"},
+        {"models": [{"name": "models/gemini-page-two"}]},
+    ]
+    ctx = sa_llm.context(gemini_api_key="k", http_client=_paged(pages, seen), max_retries=0)
+    report = models.refresh(ctx.config, providers=["gemini"])
+    assert report["gemini"] == "2 listed, 2 new"
+    assert seen[1].url.params["pageToken"] == "t1"
+    assert models.find("gemini-page-two", "gemini").provider == "gemini"
+
+
+@pytest.mark.usefixtures("restore_registry")
+def test_a_listing_that_repeats_its_page_stops_and_keeps_the_entries() -> None:
+    seen: list[httpx.Request] = []
+    page: dict[str, object] = {"models": [{"name": "models/gemini-loop"}], "nextPageToken": "same"}
+    ctx = sa_llm.context(gemini_api_key="k", http_client=_paged([page], seen), max_retries=0)
+    count = len(models.by_provider("gemini"))
+    report = models.refresh(ctx.config, providers=["gemini"])
+    assert "ResponseParseError" in report["gemini"] and "same page" in report["gemini"]
+    assert len(seen) == 2
+    assert len(models.by_provider("gemini")) == count
+
+
 def test_cli_models_list_and_load(tmp_path: Path, db_url: str) -> None:
     runner = CliRunner()
     listed = runner.invoke(

@@ -801,6 +801,43 @@ def register(*infos: ModelInfo) -> None:
     registry.register(*infos)
 
 
+#: The most pages one provider's listing may take (a listing that never ends is a bug upstream).
+MAX_LISTING_PAGES = 50
+
+
+def _list_models(provider: Any, transport: Any) -> list[dict[str, Any]]:
+    """Every page of ``provider``'s model listing, in order, each model once.
+
+    Raises:
+        ResponseParseError: a page repeats the previous one's request (the listing would not
+            end) or there are more than :data:`MAX_LISTING_PAGES` pages.
+    """
+    from sa_llm import errors
+
+    request = provider.list_models_request()
+    listed: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for _ in range(MAX_LISTING_PAGES):
+        response = transport.send(request)
+        for item in provider.parse_model_list(response):
+            if item["id"] not in seen:
+                seen.add(item["id"])
+                listed.append(item)
+        following = provider.next_models_request(request, response)
+        if following is None:
+            return listed
+        if following.url == request.url:
+            raise errors.ResponseParseError(
+                f"{provider.name}'s model list points at the same page again",
+                provider=provider.name,
+            )
+        request = following
+    raise errors.ResponseParseError(
+        f"{provider.name}'s model list has more than {MAX_LISTING_PAGES} pages",
+        provider=provider.name,
+    )
+
+
 def refresh(
     config: Any = None,
     *,
@@ -825,8 +862,7 @@ def refresh(
     for name in providers or SUPPORTED_PROVIDERS:
         try:
             provider = create_provider(name, config)
-            request = provider.list_models_request()
-            listed = provider.parse_model_list(Transport(config, provider).send(request))
+            listed = _list_models(provider, Transport(config, provider))
         except errors.MissingAPIKeyError:
             report[name] = "skipped: no API key"
         except errors.SaLLMError as exc:

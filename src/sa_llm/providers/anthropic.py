@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from sa_llm import errors
 from sa_llm.content import Attachment
@@ -382,8 +383,21 @@ class Anthropic(Provider):
     # -- model listing ------------------------------------------------------------------------
 
     def list_models_request(self) -> HttpRequest:
-        """``GET {base_url}/v1/models`` (one page of up to 1000 models, Anthropic's maximum)."""
+        """``GET {base_url}/v1/models``, in pages of 1000 models (Anthropic's maximum)."""
         return HttpRequest("GET", f"{self.base_url}/v1/models?limit=1000", self.auth_headers())
+
+    def next_models_request(
+        self, request: HttpRequest, response: HttpResponse
+    ) -> HttpRequest | None:
+        """The page after ``last_id`` while ``has_more`` is true."""
+        body = self.parse_json(response)
+        if not isinstance(body, Mapping) or body.get("has_more") is not True:
+            return None
+        last = body.get("last_id")
+        if not isinstance(last, str) or not last:
+            return None
+        query = urlencode({"limit": 1000, "after_id": last})
+        return HttpRequest("GET", f"{self.base_url}/v1/models?{query}", self.auth_headers())
 
     def model_entry(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """``display_name`` and an ISO ``created_at`` (Anthropic's fields)."""

@@ -394,6 +394,16 @@ class Provider:
         """The request that lists the provider's models (OpenAI's ``GET /models`` shape)."""
         return HttpRequest("GET", f"{self.base_url}/models", self.auth_headers())
 
+    def next_models_request(
+        self, request: HttpRequest, response: HttpResponse
+    ) -> HttpRequest | None:
+        """The request for the next page of a model listing, or ``None`` after the last page.
+
+        OpenAI's ``GET /models`` answers with every model at once; providers that page their
+        listings (Anthropic, Gemini) override this.
+        """
+        return None
+
     def auth_headers(self) -> dict[str, str]:
         """Authentication headers for this provider's requests."""
         key = self.api_key()

@@ -44,6 +44,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from sa_llm import errors
 from sa_llm.content import Attachment
@@ -549,8 +550,19 @@ class Gemini(Provider):
     # -- model listing ------------------------------------------------------------------------
 
     def list_models_request(self) -> HttpRequest:
-        """``GET {base}/models`` with the largest page Gemini serves (no paging follows)."""
+        """``GET {base}/models``, in the largest pages Gemini serves (1000)."""
         return HttpRequest("GET", f"{self.base_url}/models?pageSize=1000", self.auth_headers())
+
+    def next_models_request(
+        self, request: HttpRequest, response: HttpResponse
+    ) -> HttpRequest | None:
+        """The page of ``nextPageToken``, while the reply carries one."""
+        body = self.parse_json(response)
+        token = body.get("nextPageToken") if isinstance(body, Mapping) else None
+        if not isinstance(token, str) or not token:
+            return None
+        query = urlencode({"pageSize": 1000, "pageToken": token})
+        return HttpRequest("GET", f"{self.base_url}/models?{query}", self.auth_headers())
 
     def parse_model_list(self, response: HttpResponse) -> list[dict[str, Any]]:
         """``models[]`` with ``name`` ``"models/<id>"`` and ``displayName``, as registry entries."""
