@@ -364,3 +364,84 @@ async def test_without_updated_at_every_turn_rebuilds(
         ]
     finally:
         await close_world(world)
+
+
+# -- differential: the cached instance against a fresh instance every turn ------------------------
+
+OPERATIONS = ("ask", "ask", "ask", "tool", "edit", "add", "delete", "instructions", "raw")
+
+
+async def _play(world: World, seed: int, *, fresh_each_turn: bool) -> list[list[dict[str, Any]]]:
+    """A seeded random sequence of turns and changes made elsewhere; the requests it sent."""
+    import random
+
+    rng = random.Random(seed)
+    with fake_llm(echo=False) as fake:
+        chat = await new_chat(world)
+        chat_id = chat.id
+        await world.commit()  # reading the id began a transaction: SQLite's writers need it ended
+        for step in range(14):
+            operation = rng.choice(OPERATIONS)
+            if fresh_each_turn and operation in ("ask", "tool"):
+                chat = await reload(world, chat)
+            chat.with_tool(Calculator)
+            if operation == "ask":
+                fake.reply(f"reply {step}", tokens=Tokens(input=step, output=1))
+                await world.call(chat.ask, f"question {step}")
+            elif operation == "tool":
+                fake.tool_call("calculator", {"a": step, "b": 1}, id=f"call_{step}")
+                fake.reply(f"{step + 1}")
+                await world.call(chat.ask, f"{step} + 1?")
+            elif operation == "edit":
+                with Session(world.sync_engine) as session:
+                    rows = session.scalars(
+                        select(world.Message)
+                        .where(world.Message.role == "assistant", world.Message.chat_id == chat_id)
+                        .order_by(world.Message.id)
+                    ).all()
+                    if rows:
+                        rng.choice(rows).content = f"edited at {step}"
+                        session.commit()
+            elif operation == "add":
+                with Session(world.sync_engine) as session:
+                    session.add(
+                        world.Message(chat_id=chat_id, role="user", content=f"added {step}")
+                    )
+                    session.commit()
+            elif operation == "delete":
+                with Session(world.sync_engine) as session:
+                    plain = session.scalars(
+                        select(world.Message)
+                        .where(world.Message.role == "user", world.Message.chat_id == chat_id)
+                        .order_by(world.Message.id)
+                    ).all()
+                    if plain:
+                        session.delete(rng.choice(plain))
+                        session.commit()
+            elif operation == "instructions":
+                await world.call(chat.with_instructions, f"instructions {step}")
+            else:  # an edit invisible to the check, made visible by expire_history()
+                with world.sync_engine.begin() as conn:
+                    conn.execute(
+                        text("UPDATE messages SET content = :c WHERE role = 'user'"),
+                        {"c": f"raw {step}"},
+                    )
+                chat.expire_history()
+        return [list(request["messages"]) for request in fake.requests]
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_a_reused_history_sends_what_a_fresh_instance_sends(
+    db_url: str, async_db_url: str, seed: int
+) -> None:
+    sent_by: dict[bool, list[list[dict[str, Any]]]] = {}
+    for fresh in (False, True):
+        models = default_models()
+        world = make_world("sync", db_url, async_db_url, models)
+        try:
+            sent_by[fresh] = await _play(world, seed, fresh_each_turn=fresh)
+        finally:
+            models["Base"].metadata.drop_all(world.sync_engine)  # the next run starts empty
+            await close_world(world)
+    assert sent_by[False] == sent_by[True]
+    assert len(sent_by[False]) >= 3
