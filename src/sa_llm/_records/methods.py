@@ -402,7 +402,8 @@ class ChatMethods:
         cached, an ``ask`` needs no step of its own before the user message: the history check
         runs in the user message's step (``PersistedChat._add_user_message``).
         """
-        from sa_llm.persistence import reusable, strategy_for
+        from sa_llm._busy import gate_for
+        from sa_llm.persistence import PersistedChat, reusable, strategy_for
 
         runtime = _runtime(self)
         state = sa_inspect(self)
@@ -421,12 +422,13 @@ class ChatMethods:
         key, info = runtime.resolved
         if self.__dict__.get(schema.chat_model_attr, _MISSING) != key:
             return None
-        llm, version = self._new_llm(
-            session, async_session, strategy_for(session, type(self)), info, key
-        )
         cache = runtime.history
-        if not reusable(cache, schema, llm.turn.chat_id, version) or cache.messages is None:
-            return None
+        version = gate_for(PersistedChat.turn_key_of(type(self), state.identity[0])).version
+        if not reusable(cache, schema, state.identity[0], version) or cache.messages is None:
+            return None  # decided before anything is built: _prepare will build it
+        llm, _ = self._new_llm(
+            session, async_session, strategy_for(session, type(self)), info, key, version
+        )
         llm.use_history(list(cache.messages))
         llm._unchecked = True
         return llm
@@ -438,8 +440,10 @@ class ChatMethods:
         strategy: PersistenceStrategy,
         info: ModelInfo,
         model_ref: Any,
+        version: int | None = None,
     ) -> tuple[PersistedChat, int]:
-        """A persisted chat bound to this row's turn (no history yet), and the gate's count."""
+        """A persisted chat bound to this row's turn (no history yet), and the gate's count
+        (read here unless the caller already read it)."""
         from sa_llm._busy import gate_for
         from sa_llm.persistence import HistoryCache, PersistedChat, Turn
         from sa_llm.storage import open_storage
@@ -455,7 +459,8 @@ class ChatMethods:
             storage = open_storage(llm.config.attachment_storage)
         # The turn count first, the rows second: a turn ending in between only costs a
         # reload (see PersistedChat._history_changed), never a stale history.
-        version = gate_for(PersistedChat.turn_key_of(type(self), chat_id)).version
+        if version is None:
+            version = gate_for(PersistedChat.turn_key_of(type(self), chat_id)).version
         llm._history_version = version
         turn = Turn(
             schema=schema,

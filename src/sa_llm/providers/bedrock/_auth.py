@@ -37,6 +37,15 @@ def serialise(body: object) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _with_body(http: HttpRequest) -> tuple[dict[str, str], bytes]:
+    """Lower-cased headers and the body as the bytes that will be sent (JSON serialised here)."""
+    headers = {name.lower(): value for name, value in http.headers.items()}
+    if http.json is None:
+        return headers, http.content or b""
+    headers.setdefault("content-type", "application/json")
+    return headers, serialise(http.json)
+
+
 def signed_request(
     http: HttpRequest,
     config: Config,
@@ -51,12 +60,7 @@ def signed_request(
         MissingAWSConfigurationError: no credentials could be found.
     """
     credentials = resolve_credentials(config)
-    headers = {name.lower(): value for name, value in http.headers.items()}
-    if http.json is not None:
-        body = serialise(http.json)
-        headers.setdefault("content-type", "application/json")
-    else:
-        body = http.content or b""
+    headers, body = _with_body(http)
     now = clock() if clock is not None else datetime.now(timezone.utc)
     to_sign = {name: headers[name] for name in _SIGNED if name in headers}
     to_sign.update({name: value for name, value in headers.items() if name.startswith("x-amz-")})
@@ -77,13 +81,7 @@ def signed_request(
 
 def bearer_request(http: HttpRequest, token: str) -> HttpRequest:
     """``http`` with its body as bytes and ``Authorization: Bearer <Bedrock API key>``."""
-    headers = {name.lower(): value for name, value in http.headers.items()}
-    headers.pop("authorization", None)
-    if http.json is not None:
-        body = serialise(http.json)
-        headers.setdefault("content-type", "application/json")
-    else:
-        body = http.content or b""
+    headers, body = _with_body(http)
     headers["authorization"] = f"Bearer {token}"
     return HttpRequest(http.method, http.url, headers, content=body or None)
 
