@@ -10,7 +10,7 @@ Systems (``bench/peers/``): sa_llm (a persisted chat row in a sync ``Session`` o
 an ``AsyncSession`` on PostgreSQL for W6), the OpenAI Agents SDK's ``SQLAlchemySession``,
 LangChain's ``SQLChatMessageHistory`` with ``ChatOpenAI``, simonw/llm with ``log_to_db``, and the
 limit: raw httpx plus sa_llm's row writes in SQLAlchemy Core. All of them talk HTTP to one
-:class:`sa_llm.testing_server.FakeOpenAIServer` running in a child process on 127.0.0.1 (so its
+:class:`sa_llm.testing.server.FakeOpenAIServer` running in a child process on 127.0.0.1 (so its
 work does not share the client's interpreter), each system in its own worker processes. W1 and
 W3 run in rounds (one chat of each per system per round, the systems in turn), so that a change
 in the load of the shared machine falls on every system alike.
@@ -91,7 +91,7 @@ PACKAGES = (
 
 
 def _serve(pipe: Connection) -> None:
-    from sa_llm.testing_server import FakeOpenAIServer
+    from sa_llm.testing.server import FakeOpenAIServer
 
     server = FakeOpenAIServer(
         plan=BenchPlanner(),
@@ -668,7 +668,7 @@ class Report:
             "",
             "Written by `python bench/bench_peers.py --docs` (`nox -s bench`); the method is in "
             "its docstring and in `bench/peers/`. Every system talks HTTP to the same fake "
-            "OpenAI server (`sa_llm.testing_server`) in another process on 127.0.0.1, with no "
+            "OpenAI server (`sa_llm.testing.server`) in another process on 127.0.0.1, with no "
             "latency except in W6; each runs in its own process with its defaults (sa_llm, the "
             "Agents SDK and the limit use the Responses API, LangChain and llm Chat "
             "Completions). sa_llm and the limit use SQLite's default journal; the Agents SDK "

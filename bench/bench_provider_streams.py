@@ -29,7 +29,7 @@ from typing import Any
 
 import sa_llm
 from sa_llm.providers import create_provider
-from sa_llm.testing import _body_bytes
+from sa_llm.testing.replay import _body_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 WIRE = ROOT / "tests" / "fixtures" / "wire"

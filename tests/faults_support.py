@@ -1,7 +1,7 @@
 """Support for the fault matrix: the recorded replies each API replays, and readers of the wire.
 
 ``SPECS`` names, for each provider API, the provider that speaks it, its model and the recorded
-replies a test replays through :class:`~sa_llm.testing_faults.FaultInjectingServer`: a text
+replies a test replays through :class:`~sa_llm.testing.faults.FaultInjectingServer`: a text
 reply and a tool-call reply, each whole (JSON) and streamed. The readers below take what a
 test needs out of those bytes and out of the requests the server received, independently of
 sa_llm's own codecs: the text a reply carries, the tools it calls, and the conversation a
@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from sa_llm.testing_faults import Api, FaultInjectingServer, RecordedReply, split_events
+from sa_llm.testing.faults import Api, FaultInjectingServer, RecordedReply, split_events
 
 WIRE = Path(__file__).parent / "fixtures" / "wire"
 

@@ -1,7 +1,7 @@
 """The aiohttp transport (``async_http_backend="aiohttp"``) next to httpx's own, on real sockets.
 
-Every test talks HTTP to a loopback server (:mod:`sa_llm.testing_server`,
-:mod:`sa_llm.testing_faults`, or a small gzip server below) through sa_llm's async chats, and
+Every test talks HTTP to a loopback server (:mod:`sa_llm.testing.server`,
+:mod:`sa_llm.testing.faults`, or a small gzip server below) through sa_llm's async chats, and
 most run once per backend with the same expectations: the same text and usage, the same bytes
 on the wire, the same error class and the same number of attempts when something breaks. A spy
 on :meth:`AiohttpTransport.handle_async_request` (the real method, counted) proves that the
@@ -23,7 +23,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from http.server import ThreadingHTTPServer
 from typing import Annotated, Any, ClassVar
 
 import anyio.to_thread
@@ -34,16 +33,15 @@ import sa_llm
 from faults_support import SPECS
 from sa_llm.aiohttp_transport import AiohttpTransport
 from sa_llm.providers._transport import default_async_client
-from sa_llm.testing_faults import Answer, FaultInjectingServer
-from sa_llm.testing_server import (
+from sa_llm.testing._loopback import LoopbackHandler, LoopbackServer
+from sa_llm.testing.faults import Answer, FaultInjectingServer
+from sa_llm.testing.server import (
     EXCHANGES_PATH,
     CloseAfter,
     Failure,
     FakeOpenAIServer,
     Fault,
     Hang,
-    LoopbackHandler,
-    LoopbackServer,
     Plan,
     Received,
     Refuse,
@@ -239,10 +237,9 @@ def completion_events() -> bytes:
 
 
 class _GzipHandler(LoopbackHandler):
-    server: _GzipHTTPServer
-
     def do_POST(self) -> None:
         owner = self.server.owner
+        assert isinstance(owner, GzipServer)
         length = int(self.headers.get("content-length") or 0)
         request = json.loads(self.rfile.read(length))
         with owner._lock:
@@ -252,41 +249,20 @@ class _GzipHandler(LoopbackHandler):
         else:
             body, content_type = json.dumps(COMPLETION).encode(), "application/json"
         packed = gzip.compress(body)
-        self.send_response(200)
-        self.send_header("content-type", content_type)
-        self.send_header("content-encoding", "gzip")
-        self.send_header("content-length", str(len(packed)))
-        self.end_headers()
-        self.wfile.write(packed)
-
-
-class _GzipHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, owner: GzipServer) -> None:
-        self.owner = owner
-        super().__init__(("127.0.0.1", 0), _GzipHandler)
+        headers = {"content-type": content_type, "content-encoding": "gzip"}
+        self.start_response(200, headers, length=len(packed))
+        self.write(packed)
 
 
 class GzipServer(LoopbackServer):
     """Answers every Chat Completions request gzip-compressed, as JSON or as SSE."""
 
     name: ClassVar[str] = "gzip server"
+    handler: ClassVar[type[LoopbackHandler]] = _GzipHandler
 
     def __init__(self) -> None:
         super().__init__(idle_timeout=10, max_seconds=60)
         self.offered: list[str] = []
-
-    def _make_httpd(self) -> ThreadingHTTPServer:
-        return _GzipHTTPServer(self)
-
-    def _track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-            self._last_activity = time.monotonic()
 
     @property
     def url(self) -> str:

@@ -29,8 +29,8 @@ PUBLIC_MODULES = [
     "sa_llm.storage",
     "sa_llm.streaming",
     "sa_llm.testing",
-    "sa_llm.testing_faults",
-    "sa_llm.testing_server",
+    "sa_llm.testing.faults",
+    "sa_llm.testing.server",
     "sa_llm.tools",
     "sa_llm.types",
 ]

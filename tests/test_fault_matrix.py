@@ -1,6 +1,6 @@
 """The fault matrix: every fault x sync/async x whole/streamed x SQLite/PostgreSQL x five APIs.
 
-A persisted chat talks real HTTP to :class:`~sa_llm.testing_faults.FaultInjectingServer`, which
+A persisted chat talks real HTTP to :class:`~sa_llm.testing.faults.FaultInjectingServer`, which
 replays recorded replies of Chat Completions (OpenRouter), Responses (OpenAI), Anthropic, Gemini
 and Bedrock with one fault injected. Every case checks what a user of the chat would notice:
 
@@ -41,7 +41,7 @@ from faults_support import SPECS, ApiSpec, first_content_event, history, reply_t
 from persisted import World, default_models
 from sa_llm import errors
 from sa_llm.persistence import enable_sqlite_savepoints
-from sa_llm.testing_faults import (
+from sa_llm.testing.faults import (
     Answer,
     Api,
     EndEarly,
@@ -50,7 +50,7 @@ from sa_llm.testing_faults import (
     InjectedFault,
     RecordedReply,
 )
-from sa_llm.testing_server import CloseAfter, Drip, ErrorEvent, Failure, Hang, Malformed, Refuse
+from sa_llm.testing.server import CloseAfter, Drip, ErrorEvent, Failure, Hang, Malformed, Refuse
 
 MAX_RETRIES = 2
 # Only a hang waits for the timeout; every other reply arrives in milliseconds, so the rest get
@@ -616,7 +616,7 @@ def test_words_in_an_error_message_do_not_change_its_kind(api: str, streamed: bo
 
 def test_an_error_frame_is_a_valid_event_stream_frame() -> None:
     from sa_llm.providers.bedrock._eventstream import EventStreamDecoder
-    from sa_llm.testing_faults import encode_frame
+    from sa_llm.testing.faults import encode_frame
 
     headers = {":message-type": "exception", ":exception-type": "throttlingException"}
     frame = encode_frame(headers, b'{"message":"slow down"}')

@@ -26,7 +26,7 @@ from sa_llm.errors import ProviderError
 from sa_llm.providers import create_provider
 from sa_llm.providers._sse import SSEDecoder
 from sa_llm.providers.base import HttpResponse, Provider
-from sa_llm.testing import _body_bytes
+from sa_llm.testing.replay import _body_bytes
 
 WIRE = Path(__file__).parent / "fixtures" / "wire"
 PROVIDERS = sorted(p.name for p in WIRE.iterdir() if p.is_dir())

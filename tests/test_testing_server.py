@@ -1,4 +1,4 @@
-"""The loopback fake OpenAI server (``sa_llm.testing_server``), driven through sa_llm's chats.
+"""The loopback fake OpenAI server (``sa_llm.testing.server``), driven through sa_llm's chats.
 
 Every test talks real HTTP to 127.0.0.1 through a :func:`sa_llm.context` pointed at the server,
 over both OpenAI APIs (Responses, Chat Completions) and, where it matters, sync and async,
@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import sa_llm
-from sa_llm.testing_server import (
+from sa_llm.testing.server import (
     CloseAfter,
     Drip,
     ErrorEvent,

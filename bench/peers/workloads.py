@@ -38,7 +38,7 @@ from peers.common import (
     tool_turn,
     writes,
 )
-from sa_llm.testing_server import EXCHANGES_PATH, Plan, PlannedToolCall, Received, Usage
+from sa_llm.testing.server import EXCHANGES_PATH, Plan, PlannedToolCall, Received, Usage
 
 TURNS = 50
 FAILING_TURN = 25

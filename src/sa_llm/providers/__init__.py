@@ -36,7 +36,7 @@ _BUILTIN_MODULES: dict[str, str] = {
     "mistral": "sa_llm.providers.openai_compatible",
     "ollama": "sa_llm.providers.openai_compatible",
     "xai": "sa_llm.providers.xai",
-    "fake": "sa_llm.testing",
+    "fake": "sa_llm.testing.fake",
 }
 
 

@@ -1,7 +1,7 @@
-"""A testing kit for your own test suite: a scripted fake model and a replay transport.
+"""The scripted fake model: provider ``"fake"``, answering from a script you write.
 
-**The fake model** (provider ``"fake"``) answers from a script you write, through sa_llm's real
-transport, SSE decoding, retries and tool loop, so tests exercise everything but the network::
+It runs through sa_llm's real transport, SSE decoding, retries and tool loop, so tests
+exercise everything but the network::
 
     from sa_llm.testing import fake_llm
 
@@ -13,33 +13,18 @@ transport, SSE decoding, retries and tool loop, so tests exercise everything but
 
 Replies can stream in chunks, carry token usage, fail with any HTTP status, or break off
 mid-stream. Without a script the fake echoes the last user message.
-
-**The replay transport** serves recorded HTTP traffic (the JSON format of
-``tests/fixtures/wire``) to any chat, matching requests by method and URL in order and sending
-streamed bodies in small pieces::
-
-    replay = Replay.from_file("openai/chat_basic....json")
-    ctx = replay.context()              # a Context whose HTTP clients hit the recording
-    ctx.chat("gpt-5-nano").ask("What's 2 + 2?")
-    replay.assert_all_used()
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from sa_llm._context import Context
-from sa_llm.config import Config, get_config
 from sa_llm.providers import register_provider
 from sa_llm.providers._sse import SSEDecoder
 from sa_llm.providers.base import (
@@ -52,11 +37,14 @@ from sa_llm.providers.base import (
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCallDelta
 
 __all__ = [
+    "FAKE_BASE_URL",
     "FakeLLM",
     "FakeProvider",
-    "Replay",
+    "PieceStream",
     "ScriptedReply",
+    "active_fake",
     "fake_llm",
+    "split_pieces",
 ]
 
 FAKE_BASE_URL = "http://fake-llm.sa-llm.invalid/v1"
@@ -65,7 +53,7 @@ FAKE_BASE_URL = "http://fake-llm.sa-llm.invalid/v1"
 # -- byte streams that work with both httpx clients -----------------------------------------------
 
 
-class _PieceStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+class PieceStream(httpx.SyncByteStream, httpx.AsyncByteStream):
     """A response body sent in pieces; optionally breaks off after some pieces."""
 
     def __init__(self, pieces: Sequence[bytes], fail_after: int | None = None) -> None:
@@ -83,7 +71,7 @@ class _PieceStream(httpx.SyncByteStream, httpx.AsyncByteStream):
             yield piece
 
 
-def _split(data: bytes, size: int) -> list[bytes]:
+def split_pieces(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
 
 
@@ -233,11 +221,11 @@ class FakeLLM:
         data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
         pieces = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events]
         if reply.fail_after_chunks is None:
-            pieces = _split(data, self.chunk_size * 8)
+            pieces = split_pieces(data, self.chunk_size * 8)
         return httpx.Response(
             200,
             headers={"content-type": "text/event-stream"},
-            stream=_PieceStream(pieces, reply.fail_after_chunks),
+            stream=PieceStream(pieces, reply.fail_after_chunks),
         )
 
 
@@ -458,150 +446,3 @@ class _FakeStreamParser(StreamParser):
             else:
                 chunks.append(Chunk(content=payload.get("content")))
         return chunks
-
-
-# -- replaying recorded traffic -------------------------------------------------------------------
-
-
-def _body_bytes(part: Mapping[str, Any]) -> bytes:
-    body = part.get("body")
-    if body is None:
-        return b""
-    if part.get("body_base64"):
-        return base64.b64decode(body)
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    return json.dumps(body).encode("utf-8")
-
-
-def url_matches(recorded: str, actual: str) -> bool:
-    """Whether a live request URL matches a recorded one (placeholders and quoting aside)."""
-    act = urlsplit(actual)
-    act_path = unquote(act.path).rstrip("/")
-    if recorded.startswith("<"):  # "<OLLAMA_API_BASE>/chat/completions"
-        path, _, query = recorded.split(">", 1)[1].partition("?")
-        return act_path.endswith(unquote(path).rstrip("/")) and act.query == query
-    rec = urlsplit(recorded)
-    return act_path == unquote(rec.path).rstrip("/") and act.query == rec.query
-
-
-@dataclass
-class ReplayedRequest:
-    """A request the replay served: what the library sent and what was recorded."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: Any
-    recorded: Mapping[str, Any]
-
-
-class Replay(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """An httpx transport that answers with recorded interactions, in order.
-
-    Attributes:
-        pending: interactions not requested yet.
-        seen: the requests served, with the recorded request each matched.
-    """
-
-    def __init__(
-        self,
-        recording: Mapping[str, Any],
-        *,
-        piece_size: int = 7,
-        ignore_unused_downloads: bool = True,
-    ) -> None:
-        self.recording = recording
-        self.pending: list[Mapping[str, Any]] = list(recording.get("interactions", []))
-        self.seen: list[ReplayedRequest] = []
-        self.piece_size = piece_size
-        self.ignore_unused_downloads = ignore_unused_downloads
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str], **options: Any) -> Replay:
-        """A replay of one recording file."""
-        with open(path, encoding="utf-8") as handle:
-            return cls(json.load(handle), **options)
-
-    def _serve(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            for index, item in enumerate(self.pending):
-                recorded = item["request"]
-                if recorded["method"] == request.method and url_matches(
-                    recorded["url"], str(request.url)
-                ):
-                    self.pending.pop(index)
-                    break
-            else:
-                raise AssertionError(f"unexpected request: {request.method} {request.url}")
-            try:
-                body: Any = json.loads(request.content) if request.content else None
-            except ValueError:
-                body = request.content
-            self.seen.append(
-                ReplayedRequest(
-                    request.method, str(request.url), dict(request.headers), body, recorded
-                )
-            )
-        response = item["response"]
-        data = _body_bytes(response)
-        headers = dict(response.get("headers") or {})
-        streamed = "event-stream" in headers.get(
-            "content-type", ""
-        ) or "eventstream" in headers.get("content-type", "")
-        pieces = _split(data, self.piece_size) if streamed else [data]
-        return httpx.Response(int(response["status"]), headers=headers, stream=_PieceStream(pieces))
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.read()
-        return self._serve(request)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
-        return self._serve(request)
-
-    def context(self, config: Config | None = None, **settings: Any) -> Context:
-        """A :class:`Context` whose HTTP clients hit this replay, with test keys set."""
-        base = config or get_config()
-        keys = {
-            f"{name}_api_key": "test-key"
-            for name in (
-                "openai",
-                "anthropic",
-                "gemini",
-                "openrouter",
-                "deepseek",
-                "mistral",
-                "xai",
-            )
-            if getattr(base, f"{name}_api_key") is None
-        }
-        return Context(
-            base.replace(
-                http_client=httpx.Client(transport=self),
-                async_http_client=httpx.AsyncClient(transport=self),
-                max_retries=0,
-                **{**keys, **settings},
-            )
-        )
-
-    @property
-    def unused(self) -> list[Mapping[str, Any]]:
-        """Recorded interactions never requested (downloads the library skipped excluded)."""
-        return [
-            item
-            for item in self.pending
-            if not (self.ignore_unused_downloads and item["request"]["method"] == "GET")
-        ]
-
-    def assert_all_used(self) -> None:
-        """Fail when a recorded model call was never made."""
-        if self.unused:
-            urls = ", ".join(item["request"]["url"] for item in self.unused)
-            raise AssertionError(f"recorded interactions not replayed: {urls}")
-
-
-def load_recording(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A recording file as a dict."""
-    return dict(json.loads(Path(path).read_text(encoding="utf-8")))

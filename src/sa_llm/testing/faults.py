@@ -3,22 +3,22 @@
 :class:`FaultInjectingServer` answers every request with the next queued :class:`Answer`: a
 recorded reply of any provider API (OpenAI Chat Completions or Responses, Anthropic Messages,
 Gemini, Bedrock Converse), replayed byte for byte as a whole body, an SSE stream or an AWS event
-stream, with an optional fault. The faults are those of :mod:`sa_llm.testing_server`, one
+stream, with an optional fault. The faults are those of :mod:`sa_llm.testing.server`, one
 vocabulary for both fakes, rendered in the format of the provider being replayed:
 
-* :class:`~sa_llm.testing_server.Refuse`: close the connection without a response;
-* :class:`~sa_llm.testing_server.Hang`: read the request and send nothing for ``seconds``;
-* :class:`~sa_llm.testing_server.Failure`: an HTTP error status with the provider's own error
+* :class:`~sa_llm.testing.server.Refuse`: close the connection without a response;
+* :class:`~sa_llm.testing.server.Hang`: read the request and send nothing for ``seconds``;
+* :class:`~sa_llm.testing.server.Failure`: an HTTP error status with the provider's own error
   body (OpenAI ``{"error": {...}}``, Anthropic ``{"type": "error", ...}``, Gemini
   ``{"error": {"code", "message", "status"}}``, Bedrock ``{"message"}`` and
   ``x-amzn-errortype``);
-* :class:`~sa_llm.testing_server.CloseAfter`: drop the connection after ``chunks`` events (SSE
+* :class:`~sa_llm.testing.server.CloseAfter`: drop the connection after ``chunks`` events (SSE
   events or event-stream frames; pieces of a whole body);
-* :class:`~sa_llm.testing_server.Malformed`: an event whose payload is not JSON after ``after``
+* :class:`~sa_llm.testing.server.Malformed`: an event whose payload is not JSON after ``after``
   good ones (a whole body: cut short);
-* :class:`~sa_llm.testing_server.ErrorEvent`: the provider's error event after ``after`` events
+* :class:`~sa_llm.testing.server.ErrorEvent`: the provider's error event after ``after`` events
   (a whole body: the provider's error object with status 200);
-* :class:`~sa_llm.testing_server.Drip`: the reply in small pieces, slowly;
+* :class:`~sa_llm.testing.server.Drip`: the reply in small pieces, slowly;
 
 and two that only a replay of real traffic needs:
 
@@ -35,8 +35,8 @@ is a context manager, sync and async, counts every request and keeps it in
 :attr:`FaultInjectingServer.requests`. Example::
 
     import sa_llm
-    from sa_llm.testing_faults import Answer, FaultInjectingServer, RecordedReply
-    from sa_llm.testing_server import Failure
+    from sa_llm.testing.faults import Answer, FaultInjectingServer, RecordedReply
+    from sa_llm.testing.server import Failure
 
     reply = RecordedReply.from_interaction(recording["interactions"][0])
     with FaultInjectingServer("anthropic") as server:
@@ -50,22 +50,20 @@ is a context manager, sync and async, counts every request and keeps it in
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import socket
 import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar, Literal
 from zlib import crc32
 
-from sa_llm.testing_server import (
+from sa_llm.testing._loopback import (
+    LAST_CHUNK,
     CloseAfter,
-    Drip,
+    Dropped,
     ErrorEvent,
     Failure,
     Fault,
@@ -74,6 +72,8 @@ from sa_llm.testing_server import (
     LoopbackServer,
     Malformed,
     Refuse,
+    dumps,
+    http_chunk,
 )
 
 __all__ = [
@@ -265,7 +265,7 @@ def encode_frame(headers: Mapping[str, str], payload: bytes) -> bytes:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return dumps(value).encode()
 
 
 # -- errors in each provider's format -------------------------------------------------------------
@@ -425,20 +425,13 @@ def _line_end(body: bytes) -> bytes:
 # -- the HTTP side --------------------------------------------------------------------------------
 
 
-class _Dropped(Exception):
-    """The response was cut off on purpose (a fault) or the client went away."""
-
-
-def _http_chunk(payload: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(payload), payload)
-
-
-_LAST_CHUNK = b"0\r\n\r\n"
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding"})
 
 
 class _Handler(LoopbackHandler):
-    server: _HTTPServer
+    @property
+    def owner(self) -> FaultInjectingServer:
+        return self.server.owner  # type: ignore[return-value]
 
     def do_GET(self) -> None:
         self._serve()
@@ -447,7 +440,7 @@ class _Handler(LoopbackHandler):
         self._serve()
 
     def _serve(self) -> None:
-        owner = self.server.owner
+        owner = self.owner
         length = self.headers.get("content-length")
         raw = self.rfile.read(int(length)) if length and length.isdigit() else b""
         try:
@@ -461,27 +454,28 @@ class _Handler(LoopbackHandler):
                 message = "The fault-injecting server has served its last request."
                 self._send_whole(503, *error_reply(owner.api, 503, message))
                 self.close_connection = True
+                # Only now: stopping drops open connections, and this one must get its 503.
+                owner._stop_later("max_requests")
             elif isinstance(answer, str):
                 self._send_whole(400, *error_reply(owner.api, 400, answer))
             else:
                 self._answer(answer)
-        except (_Dropped, OSError):
+        except (Dropped, OSError):
             self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
+            self.drop()
 
     # -- answering --
 
     def _answer(self, answer: Answer) -> None:
         fault, reply = answer.fault, answer.reply
-        stopping = self.server.owner._stopping
+        stopping = self.owner._stopping
         if isinstance(fault, Refuse):
-            raise _Dropped
+            raise Dropped
         if isinstance(fault, Hang):
             stopping.wait(fault.seconds)
-            raise _Dropped
+            raise Dropped
         if isinstance(fault, Failure):
-            body, headers = error_reply(self.server.owner.api, fault.status, fault.message)
+            body, headers = error_reply(self.owner.api, fault.status, fault.message)
             self._send_whole(fault.status, body, {**headers, **fault.headers})
             return
         if reply.streamed:
@@ -493,13 +487,13 @@ class _Handler(LoopbackHandler):
         return {k: v for k, v in reply.headers.items() if k not in _HOP_BY_HOP}
 
     def _whole(self, reply: RecordedReply, fault: InjectedFault | None) -> None:
-        api = self.server.owner.api
+        api = self.owner.api
         status, body, headers = reply.status, reply.body, self._recorded_headers(reply)
         if isinstance(fault, CloseAfter):
-            self._start(status, headers, length=len(body))
+            self.start_response(status, headers, length=len(body))
             piece = max(1, len(body) // (fault.chunks + 2))
-            self._write(body[: piece * fault.chunks], None)
-            raise _Dropped
+            self.write(body[: piece * fault.chunks], None)
+            raise Dropped
         if isinstance(fault, EndEarly):
             body = b""
         elif isinstance(fault, Malformed):
@@ -518,7 +512,7 @@ class _Handler(LoopbackHandler):
         self._send_whole(status, body, headers, fault)
 
     def _stream(self, reply: RecordedReply, fault: InjectedFault | None) -> None:
-        api = self.server.owner.api
+        api = self.owner.api
         events = split_events(reply)
         position = fault.chunks if isinstance(fault, CloseAfter) else getattr(fault, "after", 0)
         # A fault always lands before the last event: after it, there is nothing to break.
@@ -537,12 +531,12 @@ class _Handler(LoopbackHandler):
                 position,
             )
             events[target] = events[target][: max(1, len(events[target]) // 2)]
-        self._start(reply.status, self._recorded_headers(reply), length=None)
+        self.start_response(reply.status, self._recorded_headers(reply), length=None)
         for sent, event in enumerate(events):
             if isinstance(fault, CloseAfter) and sent >= position:
-                raise _Dropped
-            self._write(_http_chunk(event), fault)
-        self._write(_LAST_CHUNK, fault)
+                raise Dropped
+            self.write(http_chunk(event), fault)
+        self.write(LAST_CHUNK, fault)
 
     def _send_whole(
         self,
@@ -551,42 +545,8 @@ class _Handler(LoopbackHandler):
         headers: Mapping[str, str],
         fault: InjectedFault | None = None,
     ) -> None:
-        self._start(status, headers, length=len(body))
-        self._write(body, fault)
-
-    def _start(self, status: int, headers: Mapping[str, str], *, length: int | None) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if length is None:
-            self.send_header("transfer-encoding", "chunked")
-        else:
-            self.send_header("content-length", str(length))
-        self.end_headers()
-
-    def _write(self, data: bytes, fault: InjectedFault | None) -> None:
-        if not isinstance(fault, Drip):
-            self.wfile.write(data)
-            return
-        stopping = self.server.owner._stopping
-        size = max(1, fault.size)
-        for start in range(0, len(data), size):
-            if start and stopping.wait(fault.interval):
-                raise _Dropped
-            self.wfile.write(data[start : start + size])
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, owner: FaultInjectingServer) -> None:
-        self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that hangs up mid-response is what these tests are about
+        self.start_response(status, headers, length=len(body))
+        self.write(body, fault)
 
 
 # -- the server -----------------------------------------------------------------------------------
@@ -636,10 +596,8 @@ class FaultInjectingServer(LoopbackServer):
             return len(self._answers)
 
     name: ClassVar[str] = "fault-injecting server"
+    handler: ClassVar[type[LoopbackHandler]] = _Handler
     poll_interval: ClassVar[float] = 0.005
-
-    def _make_httpd(self) -> ThreadingHTTPServer:
-        return _HTTPServer(self)
 
     # -- state --
 
@@ -667,14 +625,6 @@ class FaultInjectingServer(LoopbackServer):
         """The JSON bodies received, in order (``None`` for bodies that were not JSON)."""
         with self._lock:
             return [request.body for request in self.requests]
-
-    def _track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-            self._last_activity = time.monotonic()
 
     def _admit(
         self, method: str, path: str, headers: Mapping[str, str], body: Any
@@ -705,7 +655,4 @@ class FaultInjectingServer(LoopbackServer):
                 )
             )
             self._admitted.notify_all()
-        if over:
-            self._stop_later("max_requests")
-            return None
-        return answer
+        return None if over else answer

@@ -7,7 +7,7 @@ official SDK, frameworks built on it. Use it where :mod:`sa_llm.testing`'s in-pr
 not enough: benchmarks against other libraries, connection pools, timeouts and broken sockets::
 
     import sa_llm
-    from sa_llm.testing_server import FakeOpenAIServer
+    from sa_llm.testing.server import FakeOpenAIServer
 
     with FakeOpenAIServer(chunks=5, tool_turns={2}, failures={3: 500}) as server:
         ctx = sa_llm.context(openai_base_url=server.url, openai_api_key="x", max_retries=0)
@@ -37,16 +37,28 @@ caller's event loop. Every request is counted and kept in :attr:`FakeOpenAIServe
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
+
+from sa_llm.testing._loopback import (
+    LAST_CHUNK,
+    CloseAfter,
+    Drip,
+    Dropped,
+    ErrorEvent,
+    Failure,
+    Fault,
+    Hang,
+    LoopbackHandler,
+    LoopbackServer,
+    Malformed,
+    Refuse,
+    dumps,
+    http_chunk,
+)
 
 #: The path (after any prefix) of the exchange log, for clients in another process.
 EXCHANGES_PATH = "/_fake/exchanges"
@@ -61,8 +73,6 @@ __all__ = [
     "FakeOpenAIServer",
     "Fault",
     "Hang",
-    "LoopbackHandler",
-    "LoopbackServer",
     "Malformed",
     "Plan",
     "PlannedToolCall",
@@ -157,63 +167,6 @@ class PlannedToolCall:
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
     id: str | None = None
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An HTTP error for a turn: ``status`` with OpenAI's error body, on ``times`` requests."""
-
-    status: int = 500
-    message: str = "The server had an error while processing your request."
-    times: int = 1
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Refuse:
-    """Close the connection after reading the request, without any response."""
-
-
-@dataclass(frozen=True)
-class Hang:
-    """Read the request, then send nothing for ``seconds`` (or until the server stops)."""
-
-    seconds: float = 30.0
-
-
-@dataclass(frozen=True)
-class CloseAfter:
-    """Drop the connection after ``chunks`` SSE events (or that many body pieces if JSON)."""
-
-    chunks: int = 1
-
-
-@dataclass(frozen=True)
-class Malformed:
-    """Send invalid JSON: the whole body, or for a stream one event after ``after`` good ones."""
-
-    after: int = 0
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    """Send an error event in the stream after ``after`` events, then end the stream."""
-
-    after: int = 1
-    message: str = "The server had an error while processing your request."
-    code: str = "server_error"
-
-
-@dataclass(frozen=True)
-class Drip:
-    """Send the response in pieces of ``size`` bytes, ``interval`` seconds apart."""
-
-    interval: float = 0.001
-    size: int = 1
-
-
-Fault = Refuse | Hang | CloseAfter | Malformed | ErrorEvent | Drip
-"""A misbehaviour the server can be told to show on one request."""
 
 
 @dataclass(frozen=True)
@@ -389,9 +342,9 @@ class _Reply:
 
     def chat_events(self) -> Iterator[tuple[str | None, str, bool]]:
         """(event name, data, carries text) for each SSE event of a streamed reply."""
-        yield None, _dumps(self.chat_chunk({"role": "assistant", "content": ""})), False
+        yield None, dumps(self.chat_chunk({"role": "assistant", "content": ""})), False
         for delta in self.deltas():
-            yield None, _dumps(self.chat_chunk({"content": delta})), True
+            yield None, dumps(self.chat_chunk({"content": delta})), True
         for position, (ident, call) in enumerate(self.calls):
             opening = {
                 "index": position,
@@ -399,17 +352,17 @@ class _Reply:
                 "type": "function",
                 "function": {"name": call.name, "arguments": ""},
             }
-            yield None, _dumps(self.chat_chunk({"tool_calls": [opening]})), False
+            yield None, dumps(self.chat_chunk({"tool_calls": [opening]})), False
             arguments = {"index": position, "function": {"arguments": self.arguments(call)}}
-            yield None, _dumps(self.chat_chunk({"tool_calls": [arguments]})), False
+            yield None, dumps(self.chat_chunk({"tool_calls": [arguments]})), False
         finish = "tool_calls" if self.calls else "stop"
-        yield None, _dumps(self.chat_chunk({}, finish)), False
+        yield None, dumps(self.chat_chunk({}, finish)), False
         options = self.received.body.get("stream_options")
         if isinstance(options, Mapping) and options.get("include_usage"):
             final = self.chat_chunk({})
             final["choices"] = []
             final["usage"] = self.chat_usage()
-            yield None, _dumps(final), False
+            yield None, dumps(final), False
         yield None, "[DONE]", False
 
     # -- Responses --
@@ -484,7 +437,7 @@ class _Reply:
 
         def event(kind: str, payload: dict[str, Any], text: bool = False) -> tuple[str, str, bool]:
             nonlocal sequence
-            data = _dumps({"type": kind, **payload, "sequence_number": sequence})
+            data = dumps({"type": kind, **payload, "sequence_number": sequence})
             sequence += 1
             return kind, data, text
 
@@ -545,18 +498,12 @@ class _Reply:
     def error_event(self, fault: ErrorEvent) -> tuple[str | None, str]:
         if self.received.api == "chat_completions":
             error = {"message": fault.message, "type": "server_error", "code": fault.code}
-            return None, _dumps({"error": error})
+            return None, dumps({"error": error})
         payload = {"type": "error", "code": fault.code, "message": fault.message, "param": None}
-        return "error", _dumps(payload)
+        return "error", dumps(payload)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _chunk(payload: bytes) -> bytes:
-    """``payload`` framed as one HTTP/1.1 chunk."""
-    return b"%x\r\n%s\r\n" % (len(payload), payload)
+# -- the HTTP side --------------------------------------------------------------------------------
 
 
 def _sse(name: str | None, data: str) -> bytes:
@@ -564,41 +511,10 @@ def _sse(name: str | None, data: str) -> bytes:
     return f"{head}data: {data}\n\n".encode()
 
 
-# -- the HTTP side --------------------------------------------------------------------------------
-
-
-class _Dropped(Exception):
-    """The response was cut off on purpose (a fault) or the client went away."""
-
-
-class LoopbackHandler(BaseHTTPRequestHandler):
-    """Request handler base of the loopback servers: HTTP/1.1 keep-alive, no stderr log, no
-    Nagle delay, and every open connection known to the server (which drops them on stop).
-
-    The server it serves must have an ``owner`` with a ``_track(connection, add=...)`` method.
-    """
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # tests and benchmarks read the exchanges, not a log on stderr
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes: without this, Nagle's algorithm and the
-        # client's delayed ACK hold the second write back ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.owner._track(self.connection, add=True)  # type: ignore[attr-defined]
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.owner._track(self.connection, add=False)  # type: ignore[attr-defined]
-
-
 class _Handler(LoopbackHandler):
-    server: _HTTPServer
+    @property
+    def owner(self) -> FakeOpenAIServer:
+        return self.server.owner  # type: ignore[return-value]
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
@@ -606,10 +522,10 @@ class _Handler(LoopbackHandler):
             self._refuse_method()
             return
         since = int(query.removeprefix("since=")) if query.startswith("since=") else 0
-        self._send_json(200, {"exchanges": self.server.owner.exchange_log(since)})
+        self._send_json(200, {"exchanges": self.owner.exchange_log(since)})
 
     def do_POST(self) -> None:
-        owner = self.server.owner
+        owner = self.owner
         length = self.headers.get("content-length")
         raw = self.rfile.read(int(length)) if length and length.isdigit() else b""
         api = _api_of(self.path)
@@ -627,13 +543,15 @@ class _Handler(LoopbackHandler):
         if exchange is None:
             self._send_json(503, _error_body(503, "The fake server has served its last request."))
             self.close_connection = True
+            # Only now: stopping drops open connections, and this one must get its 503.
+            owner._stop_later("max_requests")
             return
         try:
             self._answer(exchange, len(raw))
-        except (_Dropped, OSError):
+        except (Dropped, OSError):
             exchange.finished = False
             self.close_connection = True
-            self._drop()
+            self.drop()
         finally:
             if not owner.keep_bodies:
                 exchange.received = replace(exchange.received, body={})
@@ -645,17 +563,17 @@ class _Handler(LoopbackHandler):
 
     def _answer(self, exchange: Exchange, request_bytes: int) -> None:
         plan = exchange.plan
-        owner = self.server.owner
+        owner = self.owner
         fault = plan.fault
         if isinstance(fault, Refuse):
-            raise _Dropped
+            raise Dropped
         if isinstance(fault, Hang):
             owner._stopping.wait(fault.seconds)
-            raise _Dropped
+            raise Dropped
         if plan.latency > 0 and owner._stopping.wait(plan.latency):
-            raise _Dropped
+            raise Dropped
         if plan.status >= 400:
-            body = _dumps(_error_body(plan.status, plan.error_message)).encode()
+            body = dumps(_error_body(plan.status, plan.error_message)).encode()
             self._send_bytes(plan.status, body, "application/json", plan.headers, exchange)
             return
         reply = _Reply(exchange.received, plan, request_bytes)
@@ -664,25 +582,20 @@ class _Handler(LoopbackHandler):
             return
         if isinstance(fault, Malformed):
             # A JSON object cut short: what a proxy that truncates a reply delivers.
-            broken = _dumps(reply.json_body())[: max(1, request_bytes % 50 + 10)]
+            broken = dumps(reply.json_body())[: max(1, request_bytes % 50 + 10)]
             self._send_bytes(
                 plan.status, broken.encode(), "application/json", plan.headers, exchange
             )
             return
-        data = _dumps(reply.json_body()).encode()
+        data = dumps(reply.json_body()).encode()
         self._send_bytes(plan.status, data, "application/json", plan.headers, exchange)
 
     def _stream(self, exchange: Exchange, reply: _Reply) -> None:
         plan = exchange.plan
         fault = plan.fault
-        self.send_response(plan.status)
-        self.send_header("content-type", "text/event-stream; charset=utf-8")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("transfer-encoding", "chunked")
-        for name, value in plan.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        stopping = self.server.owner._stopping
+        headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+        self.start_response(plan.status, {**headers, **plan.headers}, length=None)
+        stopping = self.owner._stopping
         events = [(_sse(name, data), text) for name, data, text in reply.events()]
         if isinstance(fault, Malformed):
             events[fault.after :] = [(b"data: {not json\n\n", False)]
@@ -690,9 +603,9 @@ class _Handler(LoopbackHandler):
             events[fault.after :] = [(_sse(*reply.error_event(fault)), False)]
         for sent, (payload, carries_text) in enumerate(events):
             if isinstance(fault, CloseAfter) and sent >= fault.chunks:
-                raise _Dropped
+                raise Dropped
             if sent and plan.chunk_interval > 0 and stopping.wait(plan.chunk_interval):
-                raise _Dropped
+                raise Dropped
             last = sent == len(events) - 1
             if last:
                 # Set before the write: a client that has read the last event may look at once.
@@ -701,22 +614,12 @@ class _Handler(LoopbackHandler):
                 # Taken just before the write, so a client in another process never sees the
                 # event earlier than this stamp.
                 exchange.first_content_ns = time.perf_counter_ns()
-            self._write(_chunk(payload) + (b"0\r\n\r\n" if last else b""), fault)
-
-    def _write(self, data: bytes, fault: Fault | None) -> None:
-        if not isinstance(fault, Drip):
-            self.wfile.write(data)
-            return
-        stopping = self.server.owner._stopping
-        for start in range(0, len(data), max(1, fault.size)):
-            if start and stopping.wait(fault.interval):
-                raise _Dropped
-            self.wfile.write(data[start : start + fault.size])
+            self.write(http_chunk(payload) + (LAST_CHUNK if last else b""), fault)
 
     def _send_json(
         self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
     ) -> None:
-        self._send_bytes(status, _dumps(body).encode(), "application/json", headers or {})
+        self._send_bytes(status, dumps(body).encode(), "application/json", headers or {})
 
     def _send_bytes(
         self,
@@ -727,169 +630,15 @@ class _Handler(LoopbackHandler):
         exchange: Exchange | None = None,
     ) -> None:
         fault = exchange.plan.fault if exchange is not None else None
-        self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
+        self.start_response(status, {"content-type": content_type, **headers}, length=len(data))
         if isinstance(fault, CloseAfter):
             # A whole body has no events: send that many pieces of it, then drop.
             piece = max(1, len(data) // (fault.chunks + 2))
             self.wfile.write(data[: piece * fault.chunks])
-            raise _Dropped
+            raise Dropped
         if exchange is not None:
             exchange.finished = True  # before the write: the client may look at once
-        self._write(data, fault)
-
-    def _drop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # Hundreds of clients may connect at once (a concurrency benchmark): the default backlog
-    # of 5 would make the kernel drop SYNs and clients wait a second to retry.
-    request_queue_size = 1024
-
-    def __init__(self, owner: FakeOpenAIServer) -> None:
-        self.owner = owner
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that hangs up mid-response is normal here, not worth a traceback
-
-
-# -- the loopback server machinery (shared with sa_llm.testing_faults) -----------------------------
-
-
-_ServerT = TypeVar("_ServerT", bound="LoopbackServer")
-
-
-class LoopbackServer:
-    """Lifecycle of a threaded HTTP server on 127.0.0.1 that stops by itself.
-
-    Subclasses set :attr:`name`, build their ``http.server`` instance in :meth:`_make_httpd`
-    and keep ``_lock``, ``_last_activity`` and ``_connections`` up to date from their handler.
-    Serving runs in background threads; a watchdog stops the server after ``idle_timeout``
-    seconds without a request or ``max_seconds`` in all. Usable as a sync or async context
-    manager.
-    """
-
-    name: ClassVar[str] = "loopback server"
-    poll_interval: ClassVar[float] = 0.05
-
-    def __init__(self, *, idle_timeout: float, max_seconds: float) -> None:
-        self.idle_timeout = idle_timeout
-        self.max_seconds = max_seconds
-        self.stop_reason: str | None = None
-        self._lock = threading.Lock()
-        self._last_activity = time.monotonic()
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._threads: list[threading.Thread] = []
-
-    def _make_httpd(self) -> ThreadingHTTPServer:
-        raise NotImplementedError
-
-    def start(self: _ServerT) -> _ServerT:
-        """Bind an ephemeral port on 127.0.0.1 and serve in background threads."""
-        if self._httpd is not None:
-            raise RuntimeError(f"the {self.name} is already started")
-        self._httpd = self._make_httpd()
-        self._last_activity = time.monotonic()
-        serving = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": self.poll_interval},
-            name=self.name,
-            daemon=True,
-        )
-        watchdog = threading.Thread(target=self._watch, name=f"{self.name}-watchdog", daemon=True)
-        self._threads = [serving, watchdog]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self, reason: str = "stopped") -> None:
-        """Stop serving, drop open connections and wait for the server threads (idempotent)."""
-        with self._lock:
-            if self.stop_reason is None:
-                self.stop_reason = reason
-            httpd, self._httpd = self._httpd, None
-            connections = list(self._connections)
-        self._stopping.set()
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=5)
-
-    @property
-    def running(self) -> bool:
-        """Whether the server still accepts requests."""
-        return self._httpd is not None and not self._stopping.is_set()
-
-    def wait_stopped(self, timeout: float | None = None) -> bool:
-        """Block until the server has stopped (by itself or not); false on timeout."""
-        return self._stopping.wait(timeout)
-
-    @property
-    def port(self) -> int:
-        httpd = self._httpd
-        if httpd is None:
-            raise RuntimeError(f"the {self.name} is not running")
-        return int(httpd.server_address[1])
-
-    def __enter__(self: _ServerT) -> _ServerT:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self: _ServerT) -> _ServerT:
-        return self.start()  # binding and starting threads does not block
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        import anyio.to_thread
-
-        # Joining the threads blocks for up to a poll interval: keep it off the event loop.
-        await anyio.to_thread.run_sync(self.stop)
-
-    def _watch(self) -> None:
-        started = time.monotonic()
-        while not self._stopping.wait(0.05):
-            now = time.monotonic()
-            with self._lock:
-                idle = now - self._last_activity
-                busy = bool(self._connections) and idle < self.idle_timeout * 2
-            if now - started >= self.max_seconds:
-                self._stop_later("max_seconds")
-                return
-            if idle >= self.idle_timeout and not busy:
-                self._stop_later("idle_timeout")
-                return
-
-    def _stop_later(self, reason: str) -> None:
-        # stop() joins the server threads; never run it on one of them.
-        threading.Thread(target=self.stop, args=(reason,), daemon=True).start()
+        self.write(data, fault)
 
 
 # -- the server -----------------------------------------------------------------------------------
@@ -964,9 +713,8 @@ class FakeOpenAIServer(LoopbackServer):
         self._count = 0
 
     name: ClassVar[str] = "fake OpenAI server"
-
-    def _make_httpd(self) -> ThreadingHTTPServer:
-        return _HTTPServer(self)
+    handler: ClassVar[type[LoopbackHandler]] = _Handler
+    backlog: ClassVar[int] = 1024
 
     # -- state --
 
@@ -1009,14 +757,6 @@ class FakeOpenAIServer(LoopbackServer):
             }
             for e in chosen
         ]
-
-    def _track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-            self._last_activity = time.monotonic()
 
     # -- planning --
 
@@ -1067,7 +807,6 @@ class FakeOpenAIServer(LoopbackServer):
             index = self._count
             self._last_activity = time.monotonic()
         if index > self.max_requests:
-            self._stop_later("max_requests")
             return None
         turn, after_tool = _inspect_body(api, body)
         received = Received(
