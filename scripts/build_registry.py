@@ -42,7 +42,7 @@ DEFAULT_MODELS = REFERENCE / "ruby_llm_models.json"
 DEFAULT_ALIASES = REFERENCE / "ruby_llm_aliases.json"
 DEFAULT_OUT = ROOT / "src" / "sa_llm" / "_data" / "models.json"
 
-# Kept in step with sa_llm.models.SUPPORTED_PROVIDERS; not imported so the script runs without
+# Kept in step with sa_llm.registry.SUPPORTED_PROVIDERS; not imported so the script runs without
 # the package installed.
 SUPPORTED = (
     "openai",

@@ -307,7 +307,7 @@ def test_max_tokens_comes_from_the_registry_and_with_params_overrides_it() -> No
     chat.ask("Hello")
     assert (
         replay.seen[0].body["max_tokens"]
-        == sa_llm.models.find(MODEL, "anthropic").max_output_tokens
+        == sa_llm.registry.find(MODEL, "anthropic").max_output_tokens
     )
     chat.with_params(max_tokens=321)
     chat.ask("Again")

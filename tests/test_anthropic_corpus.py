@@ -185,7 +185,7 @@ def new_chat(ctx: sa_llm.Context, recording: Mapping[str, Any], body: Mapping[st
 
 def registry_max_tokens(model: str) -> int | None:
     try:
-        return sa_llm.models.find(model, "anthropic").max_output_tokens
+        return sa_llm.registry.find(model, "anthropic").max_output_tokens
     except sa_llm.ModelNotFoundError:
         return None
 

@@ -625,7 +625,7 @@ def test_registry_refresh_skips_bedrock_without_credentials(
 ) -> None:
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    report = sa_llm.models.refresh(Config(), providers=["bedrock"])
+    report = sa_llm.registry.refresh(Config(), providers=["bedrock"])
     assert report == {"bedrock": "skipped: no API key"}
 
 

@@ -645,7 +645,7 @@ async def test_legacy_with_model_stores_the_resolved_model_id(build_world: Build
     world = build_world(legacy_models("model=None"))
     chat = await new_chat(world)
     await world.call(chat.with_model, "claude-haiku-4-5", provider="bedrock")
-    resolved = sa_llm.models.find("claude-haiku-4-5", "bedrock").id
+    resolved = sa_llm.registry.find("claude-haiku-4-5", "bedrock").id
     assert resolved != "claude-haiku-4-5"
     assert world.rows(world.Chat)[0].model_id == resolved
 

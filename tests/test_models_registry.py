@@ -1,4 +1,4 @@
-"""The in-memory model registry (``sa_llm.models``): lookups, aliases, routing, filters, threads.
+"""The in-memory model registry (``sa_llm.registry``): lookups, aliases, routing, filters, threads.
 
 Expected facts are read from the bundled data file itself, never typed in, so a data refresh
 does not break these tests; only the behaviour around the data is pinned here.
@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from sa_llm import models
+from sa_llm import registry
 from sa_llm.errors import ModelNotFoundError, ProviderNotFoundError
-from sa_llm.models import SUPPORTED_PROVIDERS, ModelInfo, Registry
+from sa_llm.registry import SUPPORTED_PROVIDERS, ModelInfo, Registry
 
 WIRE = Path(__file__).parent / "fixtures" / "wire"
 
@@ -53,7 +53,7 @@ def aliases(data: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def bundled() -> Registry:
-    """The bundled data alone: other tests may add entries to the shared ``models.registry``."""
+    """The bundled data alone: other tests may add entries to ``registry.default_registry``."""
     return Registry.bundled()
 
 
@@ -110,21 +110,21 @@ def test_find_exact_id(
     rows: dict[tuple[str, str], dict[str, Any]], model_id: str, provider: str
 ) -> None:
     row = rows[(provider, model_id)]
-    found = models.find(model_id, provider)
+    found = registry.find(model_id, provider)
     assert found.to_dict() == row
     # The id alone names the same entry: these ids exist at one provider only.
-    assert models.find(model_id) == found
-    assert models.resolve(model_id) == (model_id, provider)
+    assert registry.find(model_id) == found
+    assert registry.resolve(model_id) == (model_id, provider)
 
 
 @pytest.mark.parametrize("alias", ["claude-haiku-4-5", "claude-sonnet-4-5"])
 def test_alias_resolves_to_the_dated_id(aliases: dict[str, dict[str, str]], alias: str) -> None:
     dated = aliases[alias]["anthropic"]
     assert dated != alias and dated.startswith(alias)
-    assert models.find(alias, "anthropic").id == dated
+    assert registry.find(alias, "anthropic").id == dated
     # Without a provider the home provider's alias target wins, not an undated twin row.
-    assert models.resolve(alias) == (dated, "anthropic")
-    assert models.registry.resolve_alias(alias) == dated
+    assert registry.resolve(alias) == (dated, "anthropic")
+    assert registry.default_registry.resolve_alias(alias) == dated
 
 
 @pytest.mark.parametrize("provider", ["bedrock", "openrouter"])
@@ -136,24 +136,26 @@ def test_alias_routes_to_a_router(
     provider: str,
 ) -> None:
     target = aliases[alias][provider]
-    found = models.find(alias, provider)
+    found = registry.find(alias, provider)
     assert (found.id, found.provider) == (target, provider)
     assert found.to_dict() == rows[(provider, target)]
-    assert models.resolve(alias, provider) == (target, provider)
-    assert models.registry.resolve_alias(alias, provider) == target
+    assert registry.resolve(alias, provider) == (target, provider)
+    assert registry.default_registry.resolve_alias(alias, provider) == target
 
 
 def test_resolve_alias_leaves_other_names_alone() -> None:
-    assert models.registry.resolve_alias("gpt-5-nano-nope") == "gpt-5-nano-nope"
-    assert models.registry.resolve_alias("claude-haiku-4-5", "mistral") == "claude-haiku-4-5"
+    assert registry.default_registry.resolve_alias("gpt-5-nano-nope") == "gpt-5-nano-nope"
+    assert (
+        registry.default_registry.resolve_alias("claude-haiku-4-5", "mistral") == "claude-haiku-4-5"
+    )
 
 
 def test_gemini_resource_names_are_accepted() -> None:
     # Gemini's API names models "models/<id>" (cachedContents bodies carry that form).
-    assert models.find("models/gemini-2.5-flash", "gemini") == models.find("gemini-2.5-flash")
-    assert models.resolve("models/gemini-2.5-flash") == ("gemini-2.5-flash", "gemini")
+    assert registry.find("models/gemini-2.5-flash", "gemini") == registry.find("gemini-2.5-flash")
+    assert registry.resolve("models/gemini-2.5-flash") == ("gemini-2.5-flash", "gemini")
     with pytest.raises(ModelNotFoundError):
-        models.find("models/gemini-2.5-flash", "openai")
+        registry.find("models/gemini-2.5-flash", "openai")
 
 
 # -- which provider without one --------------------------------------------------------------------
@@ -177,7 +179,7 @@ def test_home_provider_wins_over_other_providers(
 ) -> None:
     known_at = {p for (p, i) in rows if i == name} | set(aliases.get(name, {}))
     assert home in known_at and len(known_at) > 1  # otherwise there is nothing to choose
-    assert models.find(name).provider == home
+    assert registry.find(name).provider == home
 
 
 def test_routers_only_when_asked_or_alone() -> None:
@@ -209,7 +211,7 @@ def test_routers_only_when_asked_or_alone() -> None:
 
 def test_unknown_model_suggests_close_matches() -> None:
     with pytest.raises(ModelNotFoundError) as caught:
-        models.find("gpt-4.1-nan")
+        registry.find("gpt-4.1-nan")
     assert caught.value.suggestions[0] == "gpt-4.1-nano"
     assert len(caught.value.suggestions) <= 5
     assert caught.value.model_id == "gpt-4.1-nan" and caught.value.provider is None
@@ -219,7 +221,7 @@ def test_suggestions_stay_with_the_provider(
     rows: dict[tuple[str, str], dict[str, Any]], aliases: dict[str, dict[str, str]]
 ) -> None:
     with pytest.raises(ModelNotFoundError) as caught:
-        models.find("claude-sonet-4-5", "bedrock")
+        registry.find("claude-sonet-4-5", "bedrock")
     names = {i for (p, i) in rows if p == "bedrock"} | {
         a for a, t in aliases.items() if "bedrock" in t
     }
@@ -230,20 +232,20 @@ def test_suggestions_stay_with_the_provider(
 
 def test_known_id_at_another_provider_is_not_found() -> None:
     with pytest.raises(ModelNotFoundError):
-        models.find("gpt-4.1-nano", "anthropic")
+        registry.find("gpt-4.1-nano", "anthropic")
 
 
 def test_unknown_provider() -> None:
     with pytest.raises(ProviderNotFoundError) as caught:
-        models.find("gpt-4.1-nano", "opnai")
+        registry.find("gpt-4.1-nano", "opnai")
     assert "openai" in caught.value.suggestions
     with pytest.raises(ProviderNotFoundError):
-        models.by_provider("antropic")
+        registry.by_provider("antropic")
 
 
 def test_errors_pickle() -> None:
     with pytest.raises(ModelNotFoundError) as caught:
-        models.find("gpt-4.1-nan")
+        registry.find("gpt-4.1-nan")
     again = pickle.loads(pickle.dumps(caught.value))
     assert again.suggestions == caught.value.suggestions
 
@@ -265,13 +267,13 @@ def test_by_provider_and_providers(
 
 
 def test_module_functions_use_the_shared_registry() -> None:
-    assert models.all() == models.registry.all()
-    assert models.providers() == models.registry.providers()
-    assert models.by_provider("xai") == models.registry.by_provider("xai")
-    assert models.chat_models() == models.registry.chat_models()
-    assert models.embedding_models() == models.registry.embedding_models()
-    assert models.where(supports_pdf=True) == models.registry.where(supports_pdf=True)
-    assert models.resolve("gpt-5-nano") == models.registry.resolve("gpt-5-nano")
+    assert registry.all() == registry.default_registry.all()
+    assert registry.providers() == registry.default_registry.providers()
+    assert registry.by_provider("xai") == registry.default_registry.by_provider("xai")
+    assert registry.chat_models() == registry.default_registry.chat_models()
+    assert registry.embedding_models() == registry.default_registry.embedding_models()
+    assert registry.where(supports_pdf=True) == registry.default_registry.where(supports_pdf=True)
+    assert registry.resolve("gpt-5-nano") == registry.default_registry.resolve("gpt-5-nano")
 
 
 def test_by_family(bundled: Registry, rows: dict[tuple[str, str], dict[str, Any]]) -> None:
@@ -324,12 +326,12 @@ def test_chat_and_embedding_models(
 
 
 def test_contains() -> None:
-    assert "gpt-4.1-nano" in models.registry
-    assert "claude-haiku-4-5" in models.registry  # an alias
-    assert "gpt-4.1-nan" not in models.registry
-    assert models.find("gpt-4.1-nano") in models.registry
-    assert info("gpt-4.1-nano") not in models.registry  # same key, other facts
-    assert 42 not in models.registry
+    assert "gpt-4.1-nano" in registry.default_registry
+    assert "claude-haiku-4-5" in registry.default_registry  # an alias
+    assert "gpt-4.1-nan" not in registry.default_registry
+    assert registry.find("gpt-4.1-nano") in registry.default_registry
+    assert info("gpt-4.1-nano") not in registry.default_registry  # same key, other facts
+    assert 42 not in registry.default_registry
 
 
 # -- ModelInfo -------------------------------------------------------------------------------------
@@ -361,7 +363,7 @@ def test_properties_match_the_data(
 def test_nano_models_facts(rows: dict[tuple[str, str], dict[str, Any]]) -> None:
     for model_id in ("gpt-4.1-nano", "gpt-5-nano"):
         row = rows[("openai", model_id)]
-        found = models.find(model_id)
+        found = registry.find(model_id)
         assert found.type == "chat"
         assert found.supports_functions and found.supports_vision
         prices = row["pricing"]["text_tokens"]["standard"]
@@ -405,13 +407,13 @@ def test_type_from_modalities(fields: dict[str, Any], kind: str) -> None:
     ],
 )
 def test_type_when_the_data_has_no_modalities(model_id: str, kind: str) -> None:
-    entry = models.find(model_id, "openai")
+    entry = registry.find(model_id, "openai")
     assert entry.input_modalities == entry.output_modalities == ()
     assert entry.type == kind
 
 
 def test_model_info_is_read_only_all_the_way_down() -> None:
-    entry = models.find("gpt-4.1-nano")
+    entry = registry.find("gpt-4.1-nano")
     with pytest.raises(TypeError):
         entry.pricing["text_tokens"] = {}  # type: ignore[index]
     with pytest.raises(TypeError):
@@ -443,10 +445,10 @@ def test_model_info_normalises_its_inputs() -> None:
 
 
 def test_model_info_copies_pickles_and_hashes() -> None:
-    entry = models.find("claude-haiku-4-5")
+    entry = registry.find("claude-haiku-4-5")
     assert pickle.loads(pickle.dumps(entry)) == entry
     assert copy.deepcopy(entry) == entry
-    assert {entry, models.find("claude-haiku-4-5", "anthropic")} == {entry}
+    assert {entry, registry.find("claude-haiku-4-5", "anthropic")} == {entry}
     assert "pricing" not in repr(entry)  # reprs stay readable in logs
 
 
@@ -470,8 +472,8 @@ def test_register_adds_and_replaces(fresh: Registry) -> None:
     assert len(fresh) == before + 1
     assert fresh.find("gpt-4.1-nano").context_window == 7 != old.context_window
     # The shared registry is untouched.
-    assert "gpt-test-new" not in models.registry
-    assert models.find("gpt-4.1-nano") == old
+    assert "gpt-test-new" not in registry.default_registry
+    assert registry.find("gpt-4.1-nano") == old
 
 
 def test_replace_all_keeps_aliases_unless_given(fresh: Registry) -> None:
@@ -636,7 +638,7 @@ def test_every_recorded_model_is_found() -> None:
     missing = set()
     for provider, model_id in recorded:
         try:
-            models.find(model_id, provider)
+            registry.find(model_id, provider)
         except ModelNotFoundError:
             missing.add((provider, model_id))
     assert missing == RECORDED_BUT_NOT_IN_DATA

@@ -78,7 +78,7 @@ async def test_associates_chat_and_messages_with_the_model_row(world: World, fak
     await world.add(chat)
     models = world.rows(world.Model)
     assert [(m.model_id, m.provider) for m in models] == [("gpt-4.1-nano", "openai")]
-    assert models[0].name == sa_llm.models.find("gpt-4.1-nano").name
+    assert models[0].name == sa_llm.registry.find("gpt-4.1-nano").name
     assert world.rows(world.Chat)[0].model_id == models[0].id
 
 
@@ -340,7 +340,7 @@ async def test_assume_model_exists_reuses_existing_rows(world: World) -> None:
 
 async def test_aliases_resolve_per_provider(world: World) -> None:
     alias = "claude-haiku-4-5"
-    expected = sa_llm.models.find(alias, "bedrock").id
+    expected = sa_llm.registry.find(alias, "bedrock").id
     chat = world.Chat(model=alias, provider="bedrock")
     await world.add(chat)
     assert [(r.model_id, r.provider) for r in world.rows(world.Model)] == [(expected, "bedrock")]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 import sa_llm
 from persisted import default_models
-from sa_llm import models
+from sa_llm import registry
 from sa_llm.cli import main
 from sa_llm.registry_table import import_model_class, load_models
 
@@ -25,11 +25,11 @@ def test_load_models_is_idempotent_and_filters_in_sql(db_url: str) -> None:
     Model = m["Model"]
     try:
         with Session(engine) as session:
-            assert load_models(session, Model) == len(models.all())
+            assert load_models(session, Model) == len(registry.all())
             session.commit()
             ids = select(Model.model_id, Model.id)
             first_ids: dict[str, int] = dict(session.execute(ids).all())
-            assert load_models(session, Model) == len(models.all())  # again: no duplicates
+            assert load_models(session, Model) == len(registry.all())  # again: no duplicates
             session.commit()
             assert dict(session.execute(ids).all()) == first_ids
             for flag in ("supports_vision", "supports_functions", "supports_reasoning"):
@@ -38,11 +38,11 @@ def test_load_models_is_idempotent_and_filters_in_sql(db_url: str) -> None:
                         select(Model.provider, Model.model_id).where(getattr(Model, flag))
                     ).all()
                 )
-                in_memory = {(i.provider, i.id) for i in models.all() if getattr(i, flag)}
+                in_memory = {(i.provider, i.id) for i in registry.all() if getattr(i, flag)}
                 assert in_sql == in_memory, flag
             row = session.scalars(select(Model).where(Model.model_id == "gpt-4.1-nano")).one()
             assert row.supports_vision and row.supports_functions
-            assert row.to_llm().context_window == models.find("gpt-4.1-nano").context_window
+            assert row.to_llm().context_window == registry.find("gpt-4.1-nano").context_window
     finally:
         engine.dispose()
 
@@ -68,9 +68,9 @@ def test_chats_use_rows_loaded_by_load_models(db_url: str) -> None:
 @pytest.fixture
 def restore_registry() -> Iterator[None]:
     """refresh() changes the process-wide registry: put it back for the other tests."""
-    before = models.all()
+    before = registry.all()
     yield
-    models.registry.replace_all(before)
+    registry.default_registry.replace_all(before)
 
 
 @pytest.mark.usefixtures("restore_registry")
@@ -86,12 +86,12 @@ def test_refresh_merges_listed_models_and_keeps_facts() -> None:
         http_client=httpx.Client(transport=httpx.MockTransport(handler)),
         max_retries=0,
     )
-    known = models.find("gpt-4.1-nano")
-    report = models.refresh(ctx.config, providers=["openai", "deepseek"])
+    known = registry.find("gpt-4.1-nano")
+    report = registry.refresh(ctx.config, providers=["openai", "deepseek"])
     assert report["openai"] == "2 listed, 1 new"
     assert report["deepseek"].startswith("skipped") or "kept" in report["deepseek"]
-    assert models.find("gpt-refresh-test", "openai").created_at is not None
-    assert models.find("gpt-4.1-nano") == known
+    assert registry.find("gpt-refresh-test", "openai").created_at is not None
+    assert registry.find("gpt-4.1-nano") == known
 
 
 @pytest.mark.usefixtures("restore_registry")
@@ -104,10 +104,10 @@ def test_refresh_keeps_entries_when_a_provider_fails() -> None:
         http_client=httpx.Client(transport=httpx.MockTransport(handler)),
         max_retries=0,
     )
-    count = len(models.by_provider("openai"))
-    report = models.refresh(ctx.config, providers=["openai"])
+    count = len(registry.by_provider("openai"))
+    report = registry.refresh(ctx.config, providers=["openai"])
     assert "ServerError" in report["openai"]
-    assert len(models.by_provider("openai")) == count
+    assert len(registry.by_provider("openai")) == count
 
 
 def _paged(pages: list[dict[str, object]], seen: list[httpx.Request]) -> httpx.Client:
@@ -136,10 +136,10 @@ def test_refresh_follows_anthropic_pages() -> None:
         },
     ]
     ctx = sa_llm.context(anthropic_api_key="k", http_client=_paged(pages, seen), max_retries=0)
-    report = models.refresh(ctx.config, providers=["anthropic"])
+    report = registry.refresh(ctx.config, providers=["anthropic"])
     assert report["anthropic"] == "2 listed, 2 new"
     assert dict(seen[1].url.params) == {"limit": "1000", "after_id": "claude-page-one"}
-    assert models.find("claude-page-two", "anthropic").name == "Two"
+    assert registry.find("claude-page-two", "anthropic").name == "Two"
 
 
 @pytest.mark.usefixtures("restore_registry")
@@ -150,10 +150,10 @@ def test_refresh_follows_gemini_page_tokens() -> None:
         {"models": [{"name": "models/gemini-page-two"}]},
     ]
     ctx = sa_llm.context(gemini_api_key="k", http_client=_paged(pages, seen), max_retries=0)
-    report = models.refresh(ctx.config, providers=["gemini"])
+    report = registry.refresh(ctx.config, providers=["gemini"])
     assert report["gemini"] == "2 listed, 2 new"
     assert seen[1].url.params["pageToken"] == "t1"
-    assert models.find("gemini-page-two", "gemini").provider == "gemini"
+    assert registry.find("gemini-page-two", "gemini").provider == "gemini"
 
 
 @pytest.mark.usefixtures("restore_registry")
@@ -161,11 +161,11 @@ def test_a_listing_that_repeats_its_page_stops_and_keeps_the_entries() -> None:
     seen: list[httpx.Request] = []
     page: dict[str, object] = {"models": [{"name": "models/gemini-loop"}], "nextPageToken": "same"}
     ctx = sa_llm.context(gemini_api_key="k", http_client=_paged([page], seen), max_retries=0)
-    count = len(models.by_provider("gemini"))
-    report = models.refresh(ctx.config, providers=["gemini"])
+    count = len(registry.by_provider("gemini"))
+    report = registry.refresh(ctx.config, providers=["gemini"])
     assert "ResponseParseError" in report["gemini"] and "same page" in report["gemini"]
     assert len(seen) == 2
-    assert len(models.by_provider("gemini")) == count
+    assert len(registry.by_provider("gemini")) == count
 
 
 def test_cli_models_list_and_load(tmp_path: Path, db_url: str) -> None:
@@ -175,7 +175,7 @@ def test_cli_models_list_and_load(tmp_path: Path, db_url: str) -> None:
     )
     assert listed.exit_code == 0, listed.output
     assert "gpt-4.1-nano" in listed.output
-    assert f"{len(models.where(provider='openai', supports_vision=True))} models" in listed.output
+    assert f"{len(registry.where(provider='openai', supports_vision=True))} models" in listed.output
 
     module = tmp_path / "app_models.py"
     module.write_text(
@@ -194,7 +194,7 @@ def test_cli_models_list_and_load(tmp_path: Path, db_url: str) -> None:
             main, ["models", "load", "--database-url", db_url, "--module", str(module)]
         )
         assert loaded.exit_code == 0, loaded.output
-        assert f"{len(models.all())} models in models" in loaded.output
+        assert f"{len(registry.all())} models in models" in loaded.output
 
 
 def test_cli_database_errors_are_one_line(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sa_llm import models
+from sa_llm import registry
 from sa_llm._context import Context, context
 from sa_llm.chat import Chat
 from sa_llm.config import Config, configure, get_config, reset_config
@@ -107,7 +107,7 @@ __all__ = [
     "configure",
     "context",
     "get_config",
-    "models",
+    "registry",
     "reset_config",
 ]
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from sa_llm import models as registry
+from sa_llm import registry
 from sa_llm._busy import Occupy
 from sa_llm._flow import (
     AsyncCallInSyncDrive,
@@ -53,7 +53,7 @@ from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
 
 if TYPE_CHECKING:
     from sa_llm._context import Context
-    from sa_llm.models import ModelInfo
+    from sa_llm.registry import ModelInfo
 
 __all__ = ["Chat", "ChatSettings", "ChunkCallback"]
 
@@ -587,7 +587,7 @@ def resolve_model(
 
     With ``assume_model_exists`` the registry is skipped and a minimal entry is made; a
     provider is then required. Providers that serve any model (the test fake) skip it too.
-    A :class:`~sa_llm.models.ModelInfo` (e.g. from a registry row) is used as it is. A
+    A :class:`~sa_llm.registry.ModelInfo` (e.g. from a registry row) is used as it is. A
     provider may prefer another entry for the same model (Bedrock: the inference profile of
     ``config``'s region), see :meth:`~sa_llm.providers.base.Provider.preferred_model`.
     """
@@ -610,5 +610,5 @@ def resolve_model(
     if provider is None:
         return info
     return provider_class(info.provider).preferred_model(
-        info, registry.registry, config or get_config()
+        info, registry.default_registry, config or get_config()
     )

@@ -141,7 +141,7 @@ def _registry_class(module_path: Path, class_name: str) -> Any:
 @click.option("--class", "class_name", default="Model", show_default=True)
 def load(database_url: str, module_path: Path, class_name: str) -> None:
     """Upsert the bundled registry into the models table (idempotent, safe to repeat)."""
-    from sa_llm import models as registry
+    from sa_llm import registry
     from sa_llm.registry_table import load_models_url
 
     model_cls = _registry_class(module_path, class_name)
@@ -157,7 +157,7 @@ def load(database_url: str, module_path: Path, class_name: str) -> None:
 @click.option("--class", "class_name", default="Model", show_default=True)
 def refresh(database_url: str | None, module_path: Path, class_name: str) -> None:
     """Fetch the providers' model lists with the configured keys and merge them in."""
-    from sa_llm import models as registry
+    from sa_llm import registry
     from sa_llm.registry_table import load_models_url
 
     with click.progressbar(length=len(registry.SUPPORTED_PROVIDERS), label="Providers") as bar:
@@ -180,7 +180,7 @@ def refresh(database_url: str | None, module_path: Path, class_name: str) -> Non
 )
 def list_models(provider: str | None, capabilities: tuple[str, ...]) -> None:
     """Print the registry as a table."""
-    from sa_llm import models as registry
+    from sa_llm import registry
 
     rows = [
         info

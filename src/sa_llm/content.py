@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from sa_llm.errors import AttachmentError, UnsupportedAttachmentError
 
 if TYPE_CHECKING:
-    from sa_llm.models import ModelInfo
+    from sa_llm.registry import ModelInfo
     from sa_llm.storage import Storage
 
 __all__ = [

@@ -27,10 +27,10 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from sa_llm import models as registry
+from sa_llm import registry
 from sa_llm._records.methods import _row_values
 from sa_llm.errors import ConfigurationError
-from sa_llm.models import ModelInfo
+from sa_llm.registry import ModelInfo
 
 __all__ = ["import_model_class", "load_models", "load_models_url"]
 

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Session, object_session
 
-from sa_llm import models as registry
+from sa_llm import registry
 from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
 from sa_llm.chat import ChatSettings, ChunkCallback, resolve_model
 from sa_llm.config import Config, get_config
@@ -39,8 +39,8 @@ from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, Tokens, 
 if TYPE_CHECKING:
     from sa_llm._context import Context
     from sa_llm._records.options import ChatSchema
-    from sa_llm.models import ModelInfo
     from sa_llm.persistence import PersistedChat, PersistenceStrategy
+    from sa_llm.registry import ModelInfo
     from sa_llm.storage import Storage
 
 __all__ = [
@@ -965,7 +965,7 @@ class ModelMethods:
         provider: Any
 
     def to_llm(self) -> ModelInfo:
-        """This row as a :class:`~sa_llm.models.ModelInfo`."""
+        """This row as a :class:`~sa_llm.registry.ModelInfo`."""
         modalities = getattr(self, "modalities", None) or {}
         created = getattr(self, "model_created_at", None)
         return registry.ModelInfo(

@@ -142,10 +142,10 @@ class Anthropic(Provider):
     def max_tokens(self, model: str) -> int:
         """The model's ``max_output_tokens`` from the registry, else a safe default."""
         # Imported here: the registry sits beside the chat layer, above the codecs.
-        from sa_llm import models
+        from sa_llm import registry
 
         try:
-            info = models.registry.find(model, self.name)
+            info = registry.default_registry.find(model, self.name)
         except errors.ModelNotFoundError:
             return _FALLBACK_MAX_TOKENS
         return info.max_output_tokens or _FALLBACK_MAX_TOKENS

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import httpx
 
     from sa_llm.content import Attachment
-    from sa_llm.models import ModelInfo, Registry
+    from sa_llm.registry import ModelInfo, Registry
 
 __all__ = [
     "ChatRequest",

@@ -30,7 +30,7 @@ from sa_llm.providers.bedrock._credentials import MissingAWSConfigurationError, 
 from sa_llm.providers.bedrock._model_ids import Lookup, api_for, inference_profile_id
 
 if TYPE_CHECKING:
-    from sa_llm.models import ModelInfo, Registry
+    from sa_llm.registry import ModelInfo, Registry
 
 __all__ = ["Bedrock", "ConverseStreamParser", "MissingAWSConfigurationError", "registry_lookup"]
 
@@ -40,9 +40,9 @@ def registry_lookup(models: Registry | None = None) -> Lookup:
 
     def lookup(model_id: str) -> Mapping[str, Any] | None:
         # Imported here: the registry sits above the provider layer and loads lazily.
-        from sa_llm import models as registry_module
+        from sa_llm import registry as registry_module
 
-        registry = models if models is not None else registry_module.registry
+        registry = models if models is not None else registry_module.default_registry
         if model_id not in registry:
             return None
         try:

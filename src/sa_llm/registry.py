@@ -20,14 +20,14 @@ Lookups take a model id or an alias and, optionally, a provider:
 
 Example::
 
-    from sa_llm import models
+    from sa_llm import registry
 
-    info = models.find("gpt-4.1-nano")
+    info = registry.find("gpt-4.1-nano")
     info.provider, info.context_window, info.supports_vision    # ("openai", 1047576, True)
-    models.find("claude-sonnet-4-5", provider="bedrock").id
+    registry.find("claude-sonnet-4-5", provider="bedrock").id
     # 'anthropic.claude-sonnet-4-5-20250929-v1:0'
-    models.resolve("claude-haiku-4-5")           # ('claude-haiku-4-5-20251001', 'anthropic')
-    [m.id for m in models.where(provider="openai", supports_functions=True)]
+    registry.resolve("claude-haiku-4-5")           # ('claude-haiku-4-5-20251001', 'anthropic')
+    [m.id for m in registry.where(provider="openai", supports_functions=True)]
 
 The registry can change at run time: :func:`register` adds or replaces entries (say, from a
 provider's model list or a database table) and :meth:`Registry.replace_all` swaps everything.
@@ -56,12 +56,12 @@ __all__ = [
     "all",
     "by_provider",
     "chat_models",
+    "default_registry",
     "embedding_models",
     "find",
     "providers",
     "refresh",
     "register",
-    "registry",
     "resolve",
     "where",
 ]
@@ -738,11 +738,11 @@ def _load_bundled() -> tuple[list[ModelInfo], Mapping[str, Mapping[str, str]]]:
     return _parse(json.loads(text))
 
 
-registry: Registry = Registry.bundled()
+default_registry: Registry = Registry.bundled()
 """The process-wide registry, loaded from the bundled data on first use."""
 
 
-# -- module-level shortcuts to ``registry`` --------------------------------------------------------
+# -- module-level shortcuts to ``default_registry`` ------------------------------------------
 
 
 def find(model_id: str, provider: str | None = None) -> ModelInfo:
@@ -752,37 +752,37 @@ def find(model_id: str, provider: str | None = None) -> ModelInfo:
         ModelNotFoundError: unknown (for this provider), with close matches.
         ProviderNotFoundError: an unknown provider.
     """
-    return registry.find(model_id, provider)
+    return default_registry.find(model_id, provider)
 
 
 def resolve(model_id: str, provider: str | None = None) -> tuple[str, str]:
     """``(provider's model id, provider)`` for a model id or alias (see :meth:`Registry.find`)."""
-    return registry.resolve(model_id, provider)
+    return default_registry.resolve(model_id, provider)
 
 
 def all() -> list[ModelInfo]:
-    """Every entry of the registry."""
-    return registry.all()
+    """Every entry of the default_registry."""
+    return default_registry.all()
 
 
 def by_provider(provider: str) -> list[ModelInfo]:
     """The entries ``provider`` serves."""
-    return registry.by_provider(provider)
+    return default_registry.by_provider(provider)
 
 
 def chat_models() -> list[ModelInfo]:
     """The chat models."""
-    return registry.chat_models()
+    return default_registry.chat_models()
 
 
 def embedding_models() -> list[ModelInfo]:
     """The embedding models."""
-    return registry.embedding_models()
+    return default_registry.embedding_models()
 
 
 def providers() -> set[str]:
     """The names of the providers with at least one entry."""
-    return registry.providers()
+    return default_registry.providers()
 
 
 def where(
@@ -793,12 +793,12 @@ def where(
     **flags: bool,
 ) -> list[ModelInfo]:
     """The entries matching every condition (see :meth:`Registry.where`)."""
-    return registry.where(provider=provider, family=family, type=type, **flags)
+    return default_registry.where(provider=provider, family=family, type=type, **flags)
 
 
 def register(*infos: ModelInfo) -> None:
     """Add entries to the registry, replacing any with the same provider and id."""
-    registry.register(*infos)
+    default_registry.register(*infos)
 
 
 #: The most pages one provider's listing may take (a listing that never ends is a bug upstream).
@@ -844,7 +844,7 @@ def refresh(
     providers: Sequence[str] | None = None,
     progress: Callable[[str], object] | None = None,
 ) -> dict[str, str]:
-    """Fetch each configured provider's model list and merge it into the registry.
+    """Fetch each configured provider's model list and merge it into the default_registry.
 
     Known models keep their bundled facts; listed models the registry lacks are added with what
     the listing says. A provider without a key, or whose call fails, keeps its entries. Returns
@@ -858,7 +858,7 @@ def refresh(
     config = config or get_config()
     report: dict[str, str] = {}
     added: list[ModelInfo] = []
-    known = {(info.provider, info.id) for info in registry.all()}
+    known = {(info.provider, info.id) for info in default_registry.all()}
     for name in providers or SUPPORTED_PROVIDERS:
         try:
             provider = create_provider(name, config)
@@ -884,5 +884,5 @@ def refresh(
         if progress is not None:
             progress(name)
     if added:
-        registry.register(*added)
+        default_registry.register(*added)
     return report
