@@ -36,12 +36,12 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from sa_llm._flow import Effect, Scope
-from sa_llm._records.options import ATTACHMENT_OPTIONS, has_column
+from sa_llm._mapping import ATTACHMENT_OPTIONS, has_column
 from sa_llm.content import Attachment, _sniff, clean_content_type, detect_mime_type
 from sa_llm.errors import AttachmentError
 
 if TYPE_CHECKING:
-    from sa_llm._records.options import ChatSchema
+    from sa_llm._mapping import ChatSchema
     from sa_llm.storage import Readable, Storage
 
 __all__ = [

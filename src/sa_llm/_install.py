@@ -39,6 +39,7 @@ from alembic import util as alembic_util
 from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
+from sa_llm._mapping import classify, underscore
 from sa_llm._records.methods import (
     AttachmentMethods,
     ChatMethods,
@@ -46,7 +47,6 @@ from sa_llm._records.methods import (
     ModelMethods,
     ToolCallMethods,
 )
-from sa_llm._records.options import classify, underscore
 from sa_llm.errors import ConfigurationError
 
 __all__ = [

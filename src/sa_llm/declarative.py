@@ -55,17 +55,7 @@ from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper, relationship
 
-from sa_llm._records.methods import (
-    AttachmentMethods,
-    ChatMethods,
-    MessageMethods,
-    ModelMethods,
-    ToolCallMethods,
-    _runtime,
-    find_model_key,
-    model_row_key,
-)
-from sa_llm._records.options import (
+from sa_llm._mapping import (
     ATTACHMENT_OPTIONS,
     CHAT_OPTIONS,
     MESSAGE_OPTIONS,
@@ -77,11 +67,25 @@ from sa_llm._records.options import (
     MessageOptions,
     ModelOptions,
     ToolCallOptions,
+    attachment_class,
+    attachment_foreign_key,
+    chat_schema,
     classify,
     column_attribute,
     find_class,
+    foreign_key,
     has_column,
     underscore,
+)
+from sa_llm._records.methods import (
+    AttachmentMethods,
+    ChatMethods,
+    MessageMethods,
+    ModelMethods,
+    ToolCallMethods,
+    _runtime,
+    find_model_key,
+    model_row_key,
 )
 from sa_llm.errors import ConfigurationError
 
@@ -95,15 +99,6 @@ __all__ = [
 ]
 
 C = TypeVar("C", bound=type[Any])
-
-_OPTIONAL_MESSAGE_COLUMNS = (
-    "content_raw",
-    "cached_tokens",
-    "cache_creation_tokens",
-    "thinking_text",
-    "thinking_signature",
-    "thinking_tokens",
-)
 
 
 def _check_mapped(cls: type[Any], decorator: str) -> Mapper[Any]:
@@ -128,19 +123,6 @@ def _attach_methods(cls: type[Any], methods: type[Any]) -> None:
             if name.startswith("__") or name in vars(cls):
                 continue
             setattr(cls, name, value)
-
-
-def _fk(cls: type[Any], explicit: str | None, candidates: list[str], option: str) -> str:
-    """The FK attribute: the explicit one (must exist), else the first candidate that exists."""
-    if explicit is not None:
-        return column_attribute(cls, explicit, option=option)
-    for name in candidates:
-        if has_column(cls, name):
-            return name
-    raise ConfigurationError(
-        f"{cls.__name__} has no foreign-key column {candidates[0]!r} (tried "
-        f"{', '.join(repr(c) for c in candidates)}). Add it, or pass {option}='<column attribute>'."
-    )
 
 
 _pending: weakref.WeakKeyDictionary[Any, list[tuple[type[Any], str, Callable[[], Any]]]] = (
@@ -199,134 +181,6 @@ def _back(cls: type[Any], name: str, other: type[Any], other_name: str) -> dict[
     if _created_by_us(cls, name) and _created_by_us(other, other_name):
         return {"back_populates": other_name}
     return {"overlaps": other_name}
-
-
-# -- schema resolution ----------------------------------------------------------------------------
-
-
-def chat_schema(chat_cls: type[Any]) -> ChatSchema:
-    """The resolved classes and link attributes of a chat class (cached after the first call).
-
-    Raises:
-        ConfigurationError: a named class or column does not exist.
-    """
-    cached = chat_cls.__dict__.get("__sa_llm_schema__")
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
-    options: ChatOptions | None = getattr(chat_cls, CHAT_OPTIONS, None)
-    if options is None:
-        raise ConfigurationError(f"{chat_cls.__name__} is not decorated with @acts_as_chat.")
-    message_cls = find_class(
-        chat_cls,
-        options.message_class or classify(options.messages),
-        owner=chat_cls,
-        option="message_class",
-    )
-    m_options: MessageOptions | None = getattr(message_cls, MESSAGE_OPTIONS, None)
-    if m_options is None:
-        raise ConfigurationError(
-            f"{chat_cls.__name__}: message class {message_cls.__name__} is not decorated with "
-            "@acts_as_message."
-        )
-    tool_call_cls = find_class(
-        message_cls,
-        m_options.tool_call_class or classify(m_options.tool_calls),
-        owner=message_cls,
-        option="tool_call_class",
-    )
-    tc_options: ToolCallOptions | None = getattr(tool_call_cls, TOOL_CALL_OPTIONS, None)
-    if tc_options is None:
-        raise ConfigurationError(
-            f"{message_cls.__name__}: tool call class {tool_call_cls.__name__} is not decorated "
-            "with @acts_as_tool_call."
-        )
-    model_cls = None
-    chat_model_attr: str | None
-    message_model_attr: str | None
-    if options.legacy:
-        chat_model_attr = column_attribute(
-            chat_cls, options.model_id_column, option="model_id_column"
-        )
-        message_model_attr = (
-            m_options.model_id_column
-            if has_column(message_cls, m_options.model_id_column)
-            else None
-        )
-    else:
-        assert options.model is not None
-        model_cls = find_class(
-            chat_cls,
-            options.model_class or classify(options.model),
-            owner=chat_cls,
-            option="model_class",
-        )
-        chat_model_attr = _fk(
-            chat_cls,
-            options.model_foreign_key,
-            [f"{options.model}_id", "model_id"],
-            "model_foreign_key",
-        )
-        message_model_attr = (
-            _fk(
-                message_cls,
-                m_options.model_foreign_key,
-                [f"{m_options.model}_id", "model_id"],
-                "model_foreign_key",
-            )
-            if m_options.model is not None
-            else None
-        )
-    # Errors name the option the user actually passed (each link has two spellings).
-    message_chat_fk = _fk(
-        message_cls,
-        options.messages_foreign_key or m_options.chat_foreign_key,
-        [f"{m_options.chat}_id", f"{underscore(chat_cls.__name__)}_id", "chat_id"],
-        "messages_foreign_key" if options.messages_foreign_key else "chat_foreign_key",
-    )
-    message_parent_fk = _fk(
-        message_cls,
-        tc_options.result_foreign_key or m_options.parent_tool_call_foreign_key,
-        [f"{underscore(tool_call_cls.__name__)}_id", "tool_call_id"],
-        "result_foreign_key"
-        if tc_options.result_foreign_key or not m_options.parent_tool_call_foreign_key
-        else "parent_tool_call_foreign_key",
-    )
-    tool_call_message_fk = _fk(
-        tool_call_cls,
-        tc_options.message_foreign_key or m_options.tool_calls_foreign_key,
-        [f"{tc_options.message}_id", f"{underscore(message_cls.__name__)}_id", "message_id"],
-        "message_foreign_key"
-        if tc_options.message_foreign_key or not m_options.tool_calls_foreign_key
-        else "tool_calls_foreign_key",
-    )
-    for attr in ("role", "content", "created_at", "input_tokens", "output_tokens"):
-        column_attribute(message_cls, attr, option=f"{message_cls.__name__}.{attr}")
-    for attr in ("tool_call_id", "name", "arguments"):
-        column_attribute(tool_call_cls, attr, option=f"{tool_call_cls.__name__}.{attr}")
-    attachment_cls = attachment_class(message_cls)
-    schema = ChatSchema(
-        chat_cls=chat_cls,
-        message_cls=message_cls,
-        tool_call_cls=tool_call_cls,
-        model_cls=model_cls,
-        message_chat_fk=message_chat_fk,
-        message_parent_fk=message_parent_fk,
-        message_model_attr=message_model_attr,
-        tool_call_message_fk=tool_call_message_fk,
-        chat_model_attr=chat_model_attr,
-        messages_attr=options.messages,
-        optional=frozenset(c for c in _OPTIONAL_MESSAGE_COLUMNS if has_column(message_cls, c)),
-        optional_tool_call=frozenset(
-            c for c in ("thought_signature",) if has_column(tool_call_cls, c)
-        ),
-        attachment_cls=attachment_cls,
-        attachment_message_fk=(
-            _attachment_fk(message_cls, attachment_cls) if attachment_cls is not None else None
-        ),
-        message_attachments_attr=m_options.attachments if attachment_cls is not None else None,
-    )
-    chat_cls.__sa_llm_schema__ = schema
-    return schema
 
 
 # -- acts_as_chat ---------------------------------------------------------------------------------
@@ -684,7 +538,7 @@ def _attachments_relationship(message_cls: type[Any]) -> Any:
     pk = sa_inspect(attachment).primary_key[0]
     return relationship(
         attachment,
-        foreign_keys=lambda: [getattr(attachment, _attachment_fk(message_cls, attachment))],
+        foreign_keys=lambda: [getattr(attachment, attachment_foreign_key(message_cls, attachment))],
         order_by=lambda: [pk],
         cascade="all, delete-orphan",
         **_back(
@@ -744,7 +598,7 @@ def acts_as_tool_call(
             return getattr(message_cls(), MESSAGE_OPTIONS)  # type: ignore[no-any-return]
 
         def fk() -> str:
-            return _fk(
+            return foreign_key(
                 cls,
                 options.message_foreign_key or message_options().tool_calls_foreign_key,
                 [f"{options.message}_id", f"{underscore(message_cls().__name__)}_id", "message_id"],
@@ -752,7 +606,7 @@ def acts_as_tool_call(
             )
 
         def parent_fk() -> str:
-            return _fk(
+            return foreign_key(
                 result_cls(),
                 options.result_foreign_key or message_options().parent_tool_call_foreign_key,
                 [f"{underscore(cls.__name__)}_id", "tool_call_id"],
@@ -784,75 +638,6 @@ def acts_as_tool_call(
 
 
 # -- acts_as_attachment ---------------------------------------------------------------------------
-
-
-def attachment_class(message_cls: type[Any]) -> type[Any] | None:
-    """The ``@acts_as_attachment`` class of a message class, or ``None`` if files are not stored.
-
-    The default name (``Attachment``) may be absent, or name an undecorated class (a models
-    module written before files were stored): files are then sent but not stored. A name given
-    explicitly must resolve.
-
-    Raises:
-        ConfigurationError: an explicit class that is missing or not decorated, or a decorated
-            attachment class of this message that the default name does not find.
-    """
-    options: MessageOptions = getattr(message_cls, MESSAGE_OPTIONS)
-    if options.attachments is None:
-        return None
-    name = options.attachment_class or classify(options.attachments)
-    explicit = options.attachment_class is not None
-    found: type[Any] | None
-    try:
-        found = find_class(message_cls, name, owner=message_cls, option="attachment_class")
-    except ConfigurationError:
-        if explicit:
-            raise
-        found = None
-    if found is not None and getattr(found, ATTACHMENT_OPTIONS, None) is not None:
-        return found
-    if explicit:
-        raise ConfigurationError(
-            f"{message_cls.__name__}: attachment class {name!r} is not decorated with "
-            "@acts_as_attachment."
-        )
-    for mapper in list(message_cls.registry.mappers):
-        other = mapper.class_
-        if other is found or getattr(other, ATTACHMENT_OPTIONS, None) is None:
-            continue
-        if _attachment_message_class(other) is message_cls:
-            raise ConfigurationError(
-                f"{message_cls.__name__}: {other.__name__} is an @acts_as_attachment class of "
-                f"this message, but the message looks for {name!r}; pass "
-                f"@acts_as_message(attachments=..., attachment_class={other.__name__!r})."
-            )
-    return None
-
-
-def _attachment_message_class(attachment_cls: type[Any]) -> type[Any] | None:
-    options: AttachmentOptions = getattr(attachment_cls, ATTACHMENT_OPTIONS)
-    try:
-        return find_class(
-            attachment_cls,
-            options.message_class or classify(options.message),
-            owner=attachment_cls,
-            option="message_class",
-        )
-    except ConfigurationError:
-        return None
-
-
-def _attachment_fk(message_cls: type[Any], attachment_cls: type[Any]) -> str:
-    options: AttachmentOptions = getattr(attachment_cls, ATTACHMENT_OPTIONS)
-    m_options: MessageOptions = getattr(message_cls, MESSAGE_OPTIONS)
-    return _fk(
-        attachment_cls,
-        options.message_foreign_key or m_options.attachments_foreign_key,
-        [f"{options.message}_id", f"{underscore(message_cls.__name__)}_id", "message_id"],
-        "message_foreign_key"
-        if options.message_foreign_key or not m_options.attachments_foreign_key
-        else "attachments_foreign_key",
-    )
 
 
 def acts_as_attachment(
@@ -907,7 +692,7 @@ def acts_as_attachment(
             back = getattr(target, MESSAGE_OPTIONS).attachments or "attachments"
             return relationship(
                 target,
-                foreign_keys=lambda: [getattr(cls, _attachment_fk(target, cls))],
+                foreign_keys=lambda: [getattr(cls, attachment_foreign_key(target, cls))],
                 **_back(cls, message, target, back),
             )
 

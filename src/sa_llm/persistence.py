@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -60,7 +61,7 @@ from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from sa_llm import _attachments
 from sa_llm._flow import Effect, Flow, Scope
-from sa_llm._records.options import ChatSchema
+from sa_llm._mapping import ChatSchema
 from sa_llm.chat import Chat
 from sa_llm.content import AttachmentSource, ensure_model_accepts
 from sa_llm.errors import ConfigurationError
@@ -933,6 +934,8 @@ _TOKEN_KEYS = (
 class _HistoryQueries:
     """The history SELECTs of one chat schema, built once (the chat id is a parameter)."""
 
+    schema: ChatSchema
+
     messages: Any
     calls: Any
     has_signature: bool
@@ -942,9 +945,13 @@ class _HistoryQueries:
     server_set: frozenset[str] = frozenset()  # ... whose value the database may set itself
 
 
+#: chat class -> its history queries (weak: classes made in tests come and go).
+_QUERIES: weakref.WeakKeyDictionary[type[Any], _HistoryQueries] = weakref.WeakKeyDictionary()
+
+
 def _queries(schema: ChatSchema) -> _HistoryQueries:
-    cached = schema.history_queries
-    if isinstance(cached, _HistoryQueries):
+    cached = _QUERIES.get(schema.chat_cls)
+    if cached is not None and cached.schema is schema:
         return cached
     # Core columns of the mapped tables, labelled with the attribute names: the statements
     # skip the ORM's per-row machinery, and renamed columns still read by attribute.
@@ -1007,9 +1014,9 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
         if m[name].server_default is not None or m[name].server_onupdate is not None
     )
     built = _HistoryQueries(
-        query, calls, has_signature, attachments, fingerprint, present, server_set
+        schema, query, calls, has_signature, attachments, fingerprint, present, server_set
     )
-    schema.history_queries = built
+    _QUERIES[schema.chat_cls] = built
     return built
 
 

@@ -38,7 +38,7 @@ from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, Tokens, 
 
 if TYPE_CHECKING:
     from sa_llm._context import Context
-    from sa_llm._records.options import ChatSchema
+    from sa_llm._mapping import ChatSchema
     from sa_llm.persistence import PersistedChat, PersistenceStrategy
     from sa_llm.registry import ModelInfo
     from sa_llm.storage import Storage

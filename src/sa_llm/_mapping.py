@@ -1,0 +1,449 @@
+"""The resolved schema of your classes: what each ``@acts_as_*`` decorator records, and the
+classes and attribute names the persistence layer works with.
+
+Options hold association names, class names and foreign-key attribute names exactly as given
+(or defaulted). :func:`chat_schema` resolves them into a :class:`ChatSchema`: the chat's
+message, tool-call, model and attachment classes and the attribute name of every link, found
+once (after the mappers configure) and cached on the chat class.
+
+This module is a leaf both layers read: the declarative layer (:mod:`sa_llm.declarative`) wires
+relationships from it, and the persistence layer (:mod:`sa_llm.persistence`) writes rows
+through it, so neither reaches into the other.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import ColumnProperty
+
+from sa_llm.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sa_llm.persistence import PersistenceStrategy
+
+__all__ = [
+    "AttachmentOptions",
+    "ChatOptions",
+    "ChatSchema",
+    "MessageOptions",
+    "ModelOptions",
+    "ToolCallOptions",
+    "classify",
+    "find_class",
+    "underscore",
+]
+
+CHAT_OPTIONS = "__sa_llm_chat__"
+MESSAGE_OPTIONS = "__sa_llm_message__"
+TOOL_CALL_OPTIONS = "__sa_llm_tool_call__"
+MODEL_OPTIONS = "__sa_llm_model__"
+ATTACHMENT_OPTIONS = "__sa_llm_attachment__"
+
+
+def underscore(name: str) -> str:
+    """``ChatMessage`` -> ``chat_message`` (the last dotted part only)."""
+    name = name.rsplit(".", 1)[-1]
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z\d])([A-Z])", r"\1_\2", name).lower()
+
+
+def singularize(word: str) -> str:
+    """English singular of an association name, for the usual cases."""
+    if word.endswith("ies") and len(word) > 3:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def classify(association: str) -> str:
+    """``chat_messages`` -> ``ChatMessage``; ``ai_model`` -> ``AiModel``."""
+    return "".join(part[:1].upper() + part[1:] for part in singularize(association).split("_"))
+
+
+@dataclass
+class ChatOptions:
+    """Options of ``@acts_as_chat`` (see :func:`sa_llm.declarative.acts_as_chat`)."""
+
+    messages: str = "messages"
+    message_class: str | None = None
+    messages_foreign_key: str | None = None
+    model: str | None = "model"
+    model_class: str | None = None
+    model_foreign_key: str | None = None
+    model_id_column: str = "model_id"
+    persistence: PersistenceStrategy | None = None
+
+    @property
+    def legacy(self) -> bool:
+        return self.model is None
+
+
+@dataclass
+class MessageOptions:
+    """Options of ``@acts_as_message``."""
+
+    chat: str = "chat"
+    chat_class: str | None = None
+    chat_foreign_key: str | None = None
+    tool_calls: str = "tool_calls"
+    tool_call_class: str | None = None
+    tool_calls_foreign_key: str | None = None
+    parent_tool_call_foreign_key: str | None = None
+    model: str | None = "model"
+    model_class: str | None = None
+    model_foreign_key: str | None = None
+    model_id_column: str = "model_id"
+    touch_chat: bool = False
+    attachments: str | None = "attachments"
+    attachment_class: str | None = None
+    attachments_foreign_key: str | None = None
+
+
+@dataclass
+class ToolCallOptions:
+    """Options of ``@acts_as_tool_call``."""
+
+    message: str = "message"
+    message_class: str | None = None
+    message_foreign_key: str | None = None
+    result: str = "result"
+    result_class: str | None = None
+    result_foreign_key: str | None = None
+
+
+@dataclass
+class AttachmentOptions:
+    """Options of ``@acts_as_attachment``."""
+
+    message: str = "message"
+    message_class: str | None = None
+    message_foreign_key: str | None = None
+
+
+@dataclass
+class ModelOptions:
+    """Options of ``@acts_as_model``."""
+
+    chats: str = "chats"
+    chat_class: str | None = None
+    chats_foreign_key: str | None = None
+
+
+def find_class(anchor: type[Any], name: str, *, owner: type[Any], option: str) -> type[Any]:
+    """The mapped class called ``name`` in ``anchor``'s registry.
+
+    ``name`` may be a bare class name, a dotted suffix of the module path
+    (``"assistants.BotChat"``) or the full ``"module.Class"`` path.
+
+    Raises:
+        ConfigurationError: no such class; names the class and option that refer to it.
+    """
+    candidates: list[type[Any]] = []
+    for mapper in anchor.registry.mappers:
+        cls = mapper.class_
+        # "module.Class" as SQLAlchemy's own string resolver reads it (by __name__), so
+        # classes made inside a function resolve too, and with their full qualified name.
+        paths = {f"{cls.__module__}.{cls.__qualname__}", f"{cls.__module__}.{cls.__name__}"}
+        if name in (cls.__name__, cls.__qualname__) or any(
+            path == name or path.endswith("." + name) for path in paths
+        ):
+            candidates.append(cls)
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise ConfigurationError(
+            f"{owner.__name__}: {option}={name!r} names no mapped class in this registry. "
+            f"Pass {option}='ClassName' (or 'module.ClassName') of the right model."
+        )
+    names = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in candidates)
+    raise ConfigurationError(
+        f"{owner.__name__}: {option}={name!r} is ambiguous ({names}); qualify it with the module."
+    )
+
+
+def column_attribute(cls: type[Any], name: str, *, option: str) -> str:
+    """Check that ``cls`` maps an attribute ``name`` backed by a column; return the name.
+
+    Raises:
+        ConfigurationError: no such column attribute; names the class and option.
+    """
+    if not has_column(cls, name):
+        raise ConfigurationError(
+            f"{cls.__name__} has no column attribute {name!r} (needed by {option}). "
+            f"Add the column, or pass {option}='<your column attribute>'."
+        )
+    return name
+
+
+def has_column(cls: type[Any], name: str) -> bool:
+    """Whether ``cls`` maps a column attribute ``name`` (without configuring the mappers)."""
+    mapper = sa_inspect(cls)
+    if not mapper.has_property(name):
+        return False
+    return isinstance(mapper.get_property(name, _configure_mappers=False), ColumnProperty)
+
+
+@dataclass
+class ChatSchema:
+    """The resolved classes and attribute names one chat class persists through.
+
+    Attributes:
+        chat_cls, message_cls, tool_call_cls, model_cls: the mapped classes (no model class in
+            legacy mode).
+        message_chat_fk: the message's FK attribute to its chat.
+        message_parent_fk: the message's FK attribute to the tool call it answers.
+        message_model_attr: the message's model FK (registry) or model-id string (legacy).
+        tool_call_message_fk: the tool call's FK attribute to its message.
+        chat_model_attr: the chat's model FK (registry) or model-id string (legacy).
+        optional: the optional message columns that exist (cached tokens, thinking, ...).
+        attachment_cls: the ``@acts_as_attachment`` class, ``None`` when files are not stored.
+        attachment_message_fk: the attachment's FK attribute to its message.
+        message_attachments_attr: the message's relationship to its attachments.
+    """
+
+    chat_cls: type[Any]
+    message_cls: type[Any]
+    tool_call_cls: type[Any]
+    model_cls: type[Any] | None
+    message_chat_fk: str
+    message_parent_fk: str
+    message_model_attr: str | None
+    tool_call_message_fk: str
+    chat_model_attr: str | None
+    optional: frozenset[str] = field(default_factory=frozenset)
+    optional_tool_call: frozenset[str] = field(default_factory=frozenset)
+    attachment_cls: type[Any] | None = None
+    attachment_message_fk: str | None = None
+    message_attachments_attr: str | None = None
+
+    @property
+    def legacy(self) -> bool:
+        return self.model_cls is None
+
+
+_OPTIONAL_MESSAGE_COLUMNS = (
+    "content_raw",
+    "cached_tokens",
+    "cache_creation_tokens",
+    "thinking_text",
+    "thinking_signature",
+    "thinking_tokens",
+)
+
+
+def foreign_key(cls: type[Any], explicit: str | None, candidates: list[str], option: str) -> str:
+    """The FK attribute: the explicit one (must exist), else the first candidate that exists."""
+    if explicit is not None:
+        return column_attribute(cls, explicit, option=option)
+    for name in candidates:
+        if has_column(cls, name):
+            return name
+    raise ConfigurationError(
+        f"{cls.__name__} has no foreign-key column {candidates[0]!r} (tried "
+        f"{', '.join(repr(c) for c in candidates)}). Add it, or pass {option}='<column attribute>'."
+    )
+
+
+# -- schema resolution ----------------------------------------------------------------------------
+
+
+def chat_schema(chat_cls: type[Any]) -> ChatSchema:
+    """The resolved classes and link attributes of a chat class (cached after the first call).
+
+    Raises:
+        ConfigurationError: a named class or column does not exist.
+    """
+    cached = chat_cls.__dict__.get("__sa_llm_schema__")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    options: ChatOptions | None = getattr(chat_cls, CHAT_OPTIONS, None)
+    if options is None:
+        raise ConfigurationError(f"{chat_cls.__name__} is not decorated with @acts_as_chat.")
+    message_cls = find_class(
+        chat_cls,
+        options.message_class or classify(options.messages),
+        owner=chat_cls,
+        option="message_class",
+    )
+    m_options: MessageOptions | None = getattr(message_cls, MESSAGE_OPTIONS, None)
+    if m_options is None:
+        raise ConfigurationError(
+            f"{chat_cls.__name__}: message class {message_cls.__name__} is not decorated with "
+            "@acts_as_message."
+        )
+    tool_call_cls = find_class(
+        message_cls,
+        m_options.tool_call_class or classify(m_options.tool_calls),
+        owner=message_cls,
+        option="tool_call_class",
+    )
+    tc_options: ToolCallOptions | None = getattr(tool_call_cls, TOOL_CALL_OPTIONS, None)
+    if tc_options is None:
+        raise ConfigurationError(
+            f"{message_cls.__name__}: tool call class {tool_call_cls.__name__} is not decorated "
+            "with @acts_as_tool_call."
+        )
+    model_cls = None
+    chat_model_attr: str | None
+    message_model_attr: str | None
+    if options.legacy:
+        chat_model_attr = column_attribute(
+            chat_cls, options.model_id_column, option="model_id_column"
+        )
+        message_model_attr = (
+            m_options.model_id_column
+            if has_column(message_cls, m_options.model_id_column)
+            else None
+        )
+    else:
+        assert options.model is not None
+        model_cls = find_class(
+            chat_cls,
+            options.model_class or classify(options.model),
+            owner=chat_cls,
+            option="model_class",
+        )
+        chat_model_attr = foreign_key(
+            chat_cls,
+            options.model_foreign_key,
+            [f"{options.model}_id", "model_id"],
+            "model_foreign_key",
+        )
+        message_model_attr = (
+            foreign_key(
+                message_cls,
+                m_options.model_foreign_key,
+                [f"{m_options.model}_id", "model_id"],
+                "model_foreign_key",
+            )
+            if m_options.model is not None
+            else None
+        )
+    # Errors name the option the user actually passed (each link has two spellings).
+    message_chat_fk = foreign_key(
+        message_cls,
+        options.messages_foreign_key or m_options.chat_foreign_key,
+        [f"{m_options.chat}_id", f"{underscore(chat_cls.__name__)}_id", "chat_id"],
+        "messages_foreign_key" if options.messages_foreign_key else "chat_foreign_key",
+    )
+    message_parent_fk = foreign_key(
+        message_cls,
+        tc_options.result_foreign_key or m_options.parent_tool_call_foreign_key,
+        [f"{underscore(tool_call_cls.__name__)}_id", "tool_call_id"],
+        "result_foreign_key"
+        if tc_options.result_foreign_key or not m_options.parent_tool_call_foreign_key
+        else "parent_tool_call_foreign_key",
+    )
+    tool_call_message_fk = foreign_key(
+        tool_call_cls,
+        tc_options.message_foreign_key or m_options.tool_calls_foreign_key,
+        [f"{tc_options.message}_id", f"{underscore(message_cls.__name__)}_id", "message_id"],
+        "message_foreign_key"
+        if tc_options.message_foreign_key or not m_options.tool_calls_foreign_key
+        else "tool_calls_foreign_key",
+    )
+    for attr in ("role", "content", "created_at", "input_tokens", "output_tokens"):
+        column_attribute(message_cls, attr, option=f"{message_cls.__name__}.{attr}")
+    for attr in ("tool_call_id", "name", "arguments"):
+        column_attribute(tool_call_cls, attr, option=f"{tool_call_cls.__name__}.{attr}")
+    attachment_cls = attachment_class(message_cls)
+    schema = ChatSchema(
+        chat_cls=chat_cls,
+        message_cls=message_cls,
+        tool_call_cls=tool_call_cls,
+        model_cls=model_cls,
+        message_chat_fk=message_chat_fk,
+        message_parent_fk=message_parent_fk,
+        message_model_attr=message_model_attr,
+        tool_call_message_fk=tool_call_message_fk,
+        chat_model_attr=chat_model_attr,
+        optional=frozenset(c for c in _OPTIONAL_MESSAGE_COLUMNS if has_column(message_cls, c)),
+        optional_tool_call=frozenset(
+            c for c in ("thought_signature",) if has_column(tool_call_cls, c)
+        ),
+        attachment_cls=attachment_cls,
+        attachment_message_fk=(
+            attachment_foreign_key(message_cls, attachment_cls)
+            if attachment_cls is not None
+            else None
+        ),
+        message_attachments_attr=m_options.attachments if attachment_cls is not None else None,
+    )
+    chat_cls.__sa_llm_schema__ = schema
+    return schema
+
+
+def attachment_class(message_cls: type[Any]) -> type[Any] | None:
+    """The ``@acts_as_attachment`` class of a message class, or ``None`` if files are not stored.
+
+    The default name (``Attachment``) may be absent, or name an undecorated class (a models
+    module written before files were stored): files are then sent but not stored. A name given
+    explicitly must resolve.
+
+    Raises:
+        ConfigurationError: an explicit class that is missing or not decorated, or a decorated
+            attachment class of this message that the default name does not find.
+    """
+    options: MessageOptions = getattr(message_cls, MESSAGE_OPTIONS)
+    if options.attachments is None:
+        return None
+    name = options.attachment_class or classify(options.attachments)
+    explicit = options.attachment_class is not None
+    found: type[Any] | None
+    try:
+        found = find_class(message_cls, name, owner=message_cls, option="attachment_class")
+    except ConfigurationError:
+        if explicit:
+            raise
+        found = None
+    if found is not None and getattr(found, ATTACHMENT_OPTIONS, None) is not None:
+        return found
+    if explicit:
+        raise ConfigurationError(
+            f"{message_cls.__name__}: attachment class {name!r} is not decorated with "
+            "@acts_as_attachment."
+        )
+    for mapper in list(message_cls.registry.mappers):
+        other = mapper.class_
+        if other is found or getattr(other, ATTACHMENT_OPTIONS, None) is None:
+            continue
+        if attachment_message_class(other) is message_cls:
+            raise ConfigurationError(
+                f"{message_cls.__name__}: {other.__name__} is an @acts_as_attachment class of "
+                f"this message, but the message looks for {name!r}; pass "
+                f"@acts_as_message(attachments=..., attachment_class={other.__name__!r})."
+            )
+    return None
+
+
+def attachment_message_class(attachment_cls: type[Any]) -> type[Any] | None:
+    options: AttachmentOptions = getattr(attachment_cls, ATTACHMENT_OPTIONS)
+    try:
+        return find_class(
+            attachment_cls,
+            options.message_class or classify(options.message),
+            owner=attachment_cls,
+            option="message_class",
+        )
+    except ConfigurationError:
+        return None
+
+
+def attachment_foreign_key(message_cls: type[Any], attachment_cls: type[Any]) -> str:
+    options: AttachmentOptions = getattr(attachment_cls, ATTACHMENT_OPTIONS)
+    m_options: MessageOptions = getattr(message_cls, MESSAGE_OPTIONS)
+    return foreign_key(
+        attachment_cls,
+        options.message_foreign_key or m_options.attachments_foreign_key,
+        [f"{options.message}_id", f"{underscore(message_cls.__name__)}_id", "message_id"],
+        "message_foreign_key"
+        if options.message_foreign_key or not m_options.attachments_foreign_key
+        else "attachments_foreign_key",
+    )
