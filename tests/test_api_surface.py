@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 
 import sa_llm
-from sa_llm._records.methods import ChatMethods
+from sa_llm._records.chat import ChatMethods
 from sa_llm.chat import Chat
 
 PUBLIC_MODULES = [
@@ -24,7 +24,6 @@ PUBLIC_MODULES = [
     "sa_llm.mixins",
     "sa_llm.persistence",
     "sa_llm.registry",
-    "sa_llm.records",
     "sa_llm.schema",
     "sa_llm.storage",
     "sa_llm.streaming",

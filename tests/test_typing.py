@@ -10,9 +10,9 @@ from sqlalchemy.orm import DeclarativeBase, Session
 from typing_extensions import assert_type
 
 from sa_llm import Message
+from sa_llm._persisted.chat import PersistedChat
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
 from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
-from sa_llm.persistence import PersistedChat
 from sa_llm.registry import ModelInfo
 from sa_llm.testing import fake_llm
 from sa_llm.types import ToolCall as ToolCallValue

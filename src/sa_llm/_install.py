@@ -40,13 +40,8 @@ from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 
 from sa_llm._mapping import classify, underscore
-from sa_llm._records.methods import (
-    AttachmentMethods,
-    ChatMethods,
-    MessageMethods,
-    ModelMethods,
-    ToolCallMethods,
-)
+from sa_llm._records.chat import ChatMethods
+from sa_llm._records.rows import AttachmentMethods, MessageMethods, ModelMethods, ToolCallMethods
 from sa_llm.errors import ConfigurationError
 
 __all__ = [

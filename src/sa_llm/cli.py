@@ -274,7 +274,7 @@ def gc(
     from sqlalchemy import column, create_engine, table
     from sqlalchemy import inspect as sa_inspect
 
-    from sa_llm._attachments import referenced_keys
+    from sa_llm._persisted.attachments import referenced_keys
     from sa_llm.registry_table import import_model_class
     from sa_llm.storage import collect_garbage, open_storage
 

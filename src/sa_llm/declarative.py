@@ -3,7 +3,7 @@
 
 Class decorators that make your own SQLAlchemy declarative models the chat. Each records its
 options on the class, adds the relationships you did not declare, attaches the record API
-(:mod:`sa_llm._records.methods`) and registers per-class mapper events. Names are resolved when
+(:mod:`sa_llm._records.rows`) and registers per-class mapper events. Names are resolved when
 the mappers configure; a misspelt class, association or column raises
 :class:`~sa_llm.errors.ConfigurationError` naming the class and the option.
 
@@ -77,17 +77,10 @@ from sa_llm._mapping import (
     has_column,
     underscore,
 )
-from sa_llm._records.methods import (
-    AttachmentMethods,
-    ChatMethods,
-    MessageMethods,
-    ModelMethods,
-    ToolCallMethods,
-    _runtime,
-    find_model_key,
-    model_row_key,
-)
+from sa_llm._records.chat import ChatMethods, _runtime
+from sa_llm._records.rows import AttachmentMethods, MessageMethods, ModelMethods, ToolCallMethods
 from sa_llm.errors import ConfigurationError
+from sa_llm.registry_table import find_model_key, model_row_key
 
 __all__ = [
     "acts_as_attachment",
@@ -212,7 +205,7 @@ def acts_as_chat(
         legacy: same as ``model=None``.
 
     The class gains ``ask``/``aask``, ``complete``/``acomplete``, ``with_*`` and the other
-    methods of :class:`~sa_llm._records.methods.ChatMethods`, and accepts ``model=``,
+    methods of :class:`~sa_llm._records.rows.ChatMethods`, and accepts ``model=``,
     ``provider=``, ``assume_model_exists=`` and ``context=`` in its constructor.
     """
     options = ChatOptions(
@@ -508,7 +501,7 @@ def acts_as_message(
 
 
 def _touch_chat(mapper: Mapper[Any], connection: Any, target: Any) -> None:
-    from sa_llm._records.mixins import utcnow
+    from sa_llm.mixins import utcnow
 
     options: MessageOptions = type(target).__sa_llm_message__
     chat_cls = mapper.get_property(options.chat).mapper.class_

@@ -1,36 +1,299 @@
-"""Column mixins for persisted chats: the standard schema in one base class per model.
+"""What your models inherit: column mixins (the standard schema) and record bases (methods only).
+
+**Column mixins** (``ChatMixin``, ``MessageMixin``, ``ToolCallMixin``, ``ModelMixin``,
+``AttachmentMixin`` and the legacy ``LegacyChatMixin``/``LegacyMessageMixin``) make a
+persisted model a few lines. Each mixin declares the columns sa_llm reads and writes, with the
+default names of ``docs/decisions.md`` and the Alembic templates. Foreign keys point at the
+default table names (``chats``, ``messages``, ``tool_calls``, ``models``); set
+``__sa_llm_tables__`` on your class to point them elsewhere, or declare the foreign-key column
+yourself. Foreign keys take the type
+of the primary key they reference, so integer and UUID keys both work.
 
 Example::
 
-    from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
+    class Base(DeclarativeBase): ...
 
     @acts_as_chat()
     class Chat(ChatMixin, Base):
         __tablename__ = "chats"
+
+**Record bases** (``ChatRecord``, ``MessageRecord``, ``ToolCallRecord``, ``ModelRecord``,
+``AttachmentRecord``) carry the methods the ``@acts_as_*`` decorators add, and no columns: for a
+model that declares every column by hand. The decorators add the same methods to any mapped
+class at runtime, which a type checker cannot see; inheriting the base lets ``mypy --strict``
+know that ``chat.ask(...)`` returns a :class:`~sa_llm.types.Message`::
+
+    @acts_as_chat()
+    class Chat(ChatRecord, Base):
+        __tablename__ = "chats"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+        ...
+
+The column mixins inherit the record bases.
 """
 
 from __future__ import annotations
 
-from sa_llm._records.mixins import (
-    AttachmentMixin,
-    ChatMixin,
-    JSONType,
-    LegacyChatMixin,
-    LegacyMessageMixin,
-    MessageMixin,
-    ModelMixin,
-    ToolCallMixin,
-    utcnow,
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from sa_llm._records.chat import ChatMethods
+from sa_llm._records.rows import AttachmentMethods, MessageMethods, ModelMethods, ToolCallMethods
 
 __all__ = [
     "AttachmentMixin",
+    "AttachmentRecord",
     "ChatMixin",
+    "ChatRecord",
     "JSONType",
     "LegacyChatMixin",
     "LegacyMessageMixin",
     "MessageMixin",
+    "MessageRecord",
     "ModelMixin",
+    "ModelRecord",
     "ToolCallMixin",
+    "ToolCallRecord",
     "utcnow",
 ]
+
+#: JSON everywhere, JSONB on PostgreSQL.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+_DEFAULT_TABLES = {
+    "chats": "chats",
+    "messages": "messages",
+    "tool_calls": "tool_calls",
+    "models": "models",
+    "attachments": "attachments",
+}
+
+
+def utcnow() -> datetime:
+    """Timestamps are timezone-aware UTC with microseconds, so ordering rarely ties."""
+    return datetime.now(timezone.utc)
+
+
+def _table(cls: Any, role: str) -> str:
+    tables = getattr(cls, "__sa_llm_tables__", None) or {}
+    return str(tables.get(role, _DEFAULT_TABLES[role]))
+
+
+# -- record bases ---------------------------------------------------------------------------------
+
+
+class ChatRecord(ChatMethods):
+    """The record API of a chat row (``ask``, ``complete``, ``with_*``, ...), without columns."""
+
+
+class MessageRecord(MessageMethods):
+    """The record API of a message row (``to_llm``, ``tokens``, ...), without columns."""
+
+
+class ToolCallRecord(ToolCallMethods):
+    """The record API of a tool-call row (``to_llm``, ...), without columns."""
+
+
+class ModelRecord(ModelMethods):
+    """The record API of a registry row (``to_llm``, ``supports_vision``, ...), without columns."""
+
+
+class AttachmentRecord(AttachmentMethods):
+    """The record API of an attachment row (``open``, ``read``, ``to_llm``), without columns."""
+
+
+# -- column mixins --------------------------------------------------------------------------------
+
+
+class _Timestamps:
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, nullable=False
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+
+class ChatMixin(ChatRecord, _Timestamps):
+    """Columns of a chat: ``id``, ``model_id`` (FK to the registry), timestamps."""
+
+    __sa_llm_tables__: ClassVar[dict[str, str]] = {}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+    @declared_attr
+    def model_id(cls) -> Mapped[Any]:
+        return mapped_column(
+            ForeignKey(f"{_table(cls, 'models')}.id", ondelete="SET NULL"),
+            nullable=True,
+            index=True,
+        )
+
+
+class LegacyChatMixin(ChatRecord, _Timestamps):
+    """Columns of a chat without the registry: the model id is a plain string."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class _MessageColumns(_Timestamps):
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), nullable=False)
+    content: Mapped[str | None] = mapped_column(Text, nullable=True)
+    content_raw: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
+    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cache_creation_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    thinking_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    thinking_signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+    thinking_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    @declared_attr
+    def chat_id(cls) -> Mapped[Any]:
+        return mapped_column(
+            ForeignKey(f"{_table(cls, 'chats')}.id", ondelete="CASCADE"), nullable=False
+        )
+
+    @declared_attr
+    def tool_call_id(cls) -> Mapped[Any]:
+        # The call this tool result answers (an FK), not the provider's string id.
+        return mapped_column(
+            ForeignKey(
+                f"{_table(cls, 'tool_calls')}.id",
+                ondelete="SET NULL",
+                use_alter=True,
+                # ALTER-created constraints need a name to be dropped again (PostgreSQL).
+                name=f"fk_{cls.__tablename__}_tool_call_id",  # type: ignore[attr-defined]
+            ),
+            nullable=True,
+            index=True,
+        )
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        # History is read by chat in (created_at, id) order: one index serves it.
+        return (Index(f"ix_{cls.__tablename__}_chat_order", "chat_id", "created_at", "id"),)  # type: ignore[attr-defined]
+
+
+class MessageMixin(MessageRecord, _MessageColumns):
+    """Columns of a message: role, content, raw content, tokens, thinking, FKs, timestamps."""
+
+    __sa_llm_tables__: ClassVar[dict[str, str]] = {}
+
+    @declared_attr
+    def model_id(cls) -> Mapped[Any]:
+        return mapped_column(
+            ForeignKey(f"{_table(cls, 'models')}.id", ondelete="SET NULL"), nullable=True
+        )
+
+
+class LegacyMessageMixin(MessageRecord, _MessageColumns):
+    """Columns of a message without the registry: the model id is a plain string."""
+
+    __sa_llm_tables__: ClassVar[dict[str, str]] = {}
+
+    model_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class ToolCallMixin(ToolCallRecord):
+    """Columns of a tool call: provider id, name, JSON arguments, message FK."""
+
+    __sa_llm_tables__: ClassVar[dict[str, str]] = {}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tool_call_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    arguments: Mapped[Any] = mapped_column(JSONType, nullable=False, default=dict)
+    thought_signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, nullable=False
+    )
+
+    @declared_attr
+    def message_id(cls) -> Mapped[Any]:
+        return mapped_column(
+            ForeignKey(f"{_table(cls, 'messages')}.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        # The provider's id is unique within its message, not globally.
+        return (
+            UniqueConstraint(
+                "message_id",
+                "tool_call_id",
+                name=f"uq_{cls.__tablename__}_message_call",  # type: ignore[attr-defined]
+            ),
+        )
+
+
+class ModelMixin(ModelRecord, _Timestamps):
+    """Columns of a registry row: ids, provider, limits, modalities, capabilities, pricing."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    provider: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    family: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    model_created_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    context_window: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    knowledge_cutoff: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    modalities: Mapped[Any] = mapped_column(JSONType, nullable=False, default=dict)
+    capabilities: Mapped[Any] = mapped_column(JSONType, nullable=False, default=list)
+    pricing: Mapped[Any] = mapped_column(JSONType, nullable=False, default=dict)
+    model_metadata: Mapped[Any] = mapped_column("metadata", JSONType, nullable=False, default=dict)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (
+            UniqueConstraint("provider", "model_id", name=f"uq_{cls.__tablename__}_provider_model"),  # type: ignore[attr-defined]
+        )
+
+
+class AttachmentMixin(AttachmentRecord):
+    """Columns of a stored file: message FK, filename, content type, size, SHA-256, storage key.
+
+    The bytes live in a :mod:`sa_llm.storage` backend, never in the database.
+    """
+
+    __sa_llm_tables__: ClassVar[dict[str, str]] = {}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(255), nullable=False)
+    byte_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    storage_key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, nullable=False
+    )
+
+    @declared_attr
+    def message_id(cls) -> Mapped[Any]:
+        return mapped_column(
+            ForeignKey(f"{_table(cls, 'messages')}.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )

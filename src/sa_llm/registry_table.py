@@ -1,4 +1,4 @@
-"""The model registry in your database: load the bundled registry into the ``models`` table.
+"""The model registry in your database: every SQL statement about ``@acts_as_model`` rows.
 
 :func:`load_models` upserts every model by ``(provider, model_id)`` in one statement per batch,
 so it is idempotent and safe to run concurrently (``INSERT ... ON CONFLICT DO UPDATE`` on both
@@ -19,20 +19,31 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Connection, create_engine, func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sa_llm import registry
-from sa_llm._records.methods import _row_values
+from sa_llm.chat import resolve_model
+from sa_llm.config import Config
 from sa_llm.errors import ConfigurationError
 from sa_llm.registry import ModelInfo
 
-__all__ = ["import_model_class", "load_models", "load_models_url"]
+__all__ = [
+    "find_model_key",
+    "import_model_class",
+    "load_models",
+    "load_models_url",
+    "model_row_key",
+    "resolve_model_row",
+    "row_values",
+]
 
 _BATCH = 200
 
@@ -63,7 +74,7 @@ def load_models(
         return _load_portably(session, model_cls, infos, progress)
     for start in range(0, len(infos), _BATCH):
         batch = infos[start : start + _BATCH]
-        rows = [_with_defaults(table, _row_values(model_cls, info)) for info in batch]
+        rows = [_with_defaults(table, row_values(model_cls, info)) for info in batch]
         statement = insert(table).values(rows)
         updated = {
             name: statement.excluded[name]
@@ -95,7 +106,6 @@ def _load_portably(
     infos: Sequence[ModelInfo],
     progress: Callable[[int], object] | None,
 ) -> int:
-    from sa_llm._records.methods import model_row_key
 
     connection = session.connection()
     for info in infos:
@@ -149,3 +159,119 @@ def import_model_class(module_path: Path, class_name: str) -> type[Any]:
             f"{str(path)!r} has no mapped class {class_name!r}; pass --class NAME."
         )
     return cls  # type: ignore[no-any-return]
+
+
+# -- one row: found, or created from the bundled registry ------------------------------------------
+
+
+def row_values(model_cls: type[Any], info: ModelInfo) -> dict[str, Any]:
+    """Column values of a registry row for ``info``, limited to the columns the table has."""
+    created: datetime | None = None
+    if info.created_at:
+        try:
+            created = datetime.fromisoformat(str(info.created_at).replace(" UTC", "+00:00"))
+        except ValueError:
+            created = None
+    values = {
+        "model_id": info.id,
+        "name": info.name or info.id,
+        "provider": info.provider,
+        "family": info.family,
+        "model_created_at": created,
+        "context_window": info.context_window,
+        "max_output_tokens": info.max_output_tokens,
+        "knowledge_cutoff": info.knowledge_cutoff,
+        "modalities": {
+            "input": list(info.input_modalities),
+            "output": list(info.output_modalities),
+        },
+        "capabilities": sorted(info.capabilities),
+        "pricing": dict(info.pricing),
+        "model_metadata": dict(info.metadata),
+    }
+    mapper = sa_inspect(model_cls)
+    table_values: dict[str, Any] = {}
+    for attr, value in values.items():
+        if attr in mapper.column_attrs:
+            column = mapper.column_attrs[attr].columns[0]
+            table_values[column.key] = value
+    return table_values
+
+
+def model_row_key(connection: Connection, model_cls: type[Any], info: ModelInfo) -> Any:
+    """The primary key of the registry row for ``info``, inserting the row if missing.
+
+    Core statements on ``connection``, so it works inside a flush (mapper events) and in a
+    session step alike. A concurrent insert of the same model is absorbed by a SAVEPOINT.
+    """
+    table = model_cls.__table__
+    mapper = sa_inspect(model_cls)
+    pk = mapper.primary_key[0]
+    model_col = mapper.column_attrs["model_id"].columns[0]
+    provider_col = mapper.column_attrs["provider"].columns[0]
+    query = select(pk).where(model_col == info.id, provider_col == info.provider)
+    found = connection.execute(query).scalar()
+    if found is not None:
+        return found
+    values = row_values(model_cls, info)
+    for column in table.columns:
+        if column.key not in values and column.default is not None and column.default.is_callable:
+            values[column.key] = column.default.arg(None)
+    try:
+        with connection.begin_nested():
+            result = connection.execute(table.insert().values(**values).returning(pk))
+            return result.scalar_one()
+    except IntegrityError:
+        return connection.execute(query).scalar_one()
+
+
+def find_model_key(
+    connection: Connection, model_cls: type[Any], model: str, provider: str | None
+) -> Any:
+    """The key of the registry row with exactly this model id (and provider), if one exists.
+
+    Without a provider, an id that several providers' rows share is ambiguous: ``None``.
+    """
+    mapper = sa_inspect(model_cls)
+    pk = mapper.primary_key[0]
+    query = select(pk).where(mapper.column_attrs["model_id"].columns[0] == model)
+    if provider is not None:
+        query = query.where(mapper.column_attrs["provider"].columns[0] == provider)
+    keys = connection.execute(query.limit(2)).scalars().all()
+    return keys[0] if len(keys) == 1 else None
+
+
+def _find_model_row(
+    session: Session, model_cls: type[Any], model: str, provider: str | None
+) -> Any:
+    query = select(model_cls).where(model_cls.model_id == model)
+    if provider is not None:
+        query = query.where(model_cls.provider == provider)
+    rows = session.scalars(query.limit(2)).all()
+    return rows[0] if len(rows) == 1 else None
+
+
+def resolve_model_row(
+    session: Session,
+    model_cls: type[Any],
+    model: str,
+    provider: str | None,
+    assume_model_exists: bool,
+    config: Config | None = None,
+) -> Any:
+    """The registry row for a model id or alias: found in the table, else created from the
+    bundled registry (or, with ``assume_model_exists``, from the id and provider alone).
+    ``config`` (a context's) decides provider routing such as Bedrock's region.
+
+    Raises:
+        ModelNotFoundError: unknown everywhere and not assumed.
+    """
+    row = _find_model_row(session, model_cls, model, provider)
+    if row is not None:
+        return row
+    info = resolve_model(model, provider, assume_model_exists, config)
+    row = _find_model_row(session, model_cls, info.id, info.provider)
+    if row is not None:
+        return row
+    key = model_row_key(session.connection(), model_cls, info)
+    return session.get(model_cls, key)

@@ -47,12 +47,17 @@ from sa_llm.declarative import (
     acts_as_model,
     acts_as_tool_call,
 )
-from sa_llm.mixins import utcnow
-from sa_llm.records import AttachmentRecord, ChatRecord, MessageRecord, ModelRecord, ToolCallRecord
+from sa_llm.mixins import (
+    AttachmentRecord,
+    ChatRecord,
+    MessageRecord,
+    ModelRecord,
+    ToolCallRecord,
+    utcnow,
+)
 % else:
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
-from sa_llm.mixins import utcnow
-from sa_llm.records import ChatRecord, MessageRecord, ModelRecord, ToolCallRecord
+from sa_llm.mixins import ChatRecord, MessageRecord, ModelRecord, ToolCallRecord, utcnow
 % endif
 
 __all__ = [${", ".join(q(name) for name in s.exported)}]

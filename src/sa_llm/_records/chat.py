@@ -1,10 +1,10 @@
-"""The methods the ``@acts_as_*`` decorators give your models.
+"""The record API of a chat row (``@acts_as_chat``): :class:`ChatMethods`.
 
-:class:`ChatMethods` is the record API of a chat row: ``ask``/``aask``, ``complete``/``acomplete``,
-``stream``/``astream``, the persisted ``with_instructions``/``with_model`` (and async twins) and
-the runtime-only ``with_tool(s)``, ``with_schema``, ``with_temperature``, ``with_params``,
-``with_headers``, ``with_thinking``, ``with_context`` and callbacks. Sync methods need the row in
-a :class:`~sqlalchemy.orm.Session`, the ``a``-prefixed ones in an
+``ask``/``aask``, ``complete``/``acomplete``, ``stream``/``astream``, the persisted
+``with_instructions``/``with_model`` (and async twins) and the runtime-only ``with_tool(s)``,
+``with_schema``, ``with_temperature``, ``with_params``, ``with_headers``, ``with_thinking``,
+``with_context`` and callbacks. Sync methods need the row in a
+:class:`~sqlalchemy.orm.Session`, the ``a``-prefixed ones in an
 :class:`~sqlalchemy.ext.asyncio.AsyncSession`. Every database step is a sync function over a
 ``Session``; the async twins run the same functions through ``AsyncSession.run_sync``.
 
@@ -15,42 +15,31 @@ starts without it, as in the reference.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, String, cast, or_, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
-from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Session, object_session
 
-from sa_llm import registry
 from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
+from sa_llm._mapping import ChatSchema, chat_schema
 from sa_llm.chat import ChatSettings, ChunkCallback, resolve_model
-from sa_llm.config import Config, get_config
-from sa_llm.content import Attachment, AttachmentSource
+from sa_llm.config import get_config
+from sa_llm.content import AttachmentSource
 from sa_llm.errors import DetachedRecordError
+from sa_llm.registry_table import resolve_model_row
 from sa_llm.tools import Tool
-from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, Tokens, ToolCall
+from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
 
 if TYPE_CHECKING:
     from sa_llm._context import Context
-    from sa_llm._mapping import ChatSchema
-    from sa_llm.persistence import PersistedChat, PersistenceStrategy
+    from sa_llm._persisted.chat import PersistedChat
+    from sa_llm.persistence import PersistenceStrategy
     from sa_llm.registry import ModelInfo
-    from sa_llm.storage import Storage
 
-__all__ = [
-    "AttachmentMethods",
-    "ChatMethods",
-    "MessageMethods",
-    "ModelMethods",
-    "ToolCallMethods",
-    "model_row_key",
-]
+__all__ = ["ChatMethods"]
 
 Self = TypeVar("Self", bound="ChatMethods")
 R = TypeVar("R")
@@ -113,125 +102,6 @@ def _async_session(record: Any) -> AsyncSession:
     return session
 
 
-# -- the registry table ---------------------------------------------------------------------------
-
-
-def _row_values(model_cls: type[Any], info: ModelInfo) -> dict[str, Any]:
-    """Column values of a registry row for ``info``, limited to the columns the table has."""
-    created: datetime | None = None
-    if info.created_at:
-        try:
-            created = datetime.fromisoformat(str(info.created_at).replace(" UTC", "+00:00"))
-        except ValueError:
-            created = None
-    values = {
-        "model_id": info.id,
-        "name": info.name or info.id,
-        "provider": info.provider,
-        "family": info.family,
-        "model_created_at": created,
-        "context_window": info.context_window,
-        "max_output_tokens": info.max_output_tokens,
-        "knowledge_cutoff": info.knowledge_cutoff,
-        "modalities": {
-            "input": list(info.input_modalities),
-            "output": list(info.output_modalities),
-        },
-        "capabilities": sorted(info.capabilities),
-        "pricing": dict(info.pricing),
-        "model_metadata": dict(info.metadata),
-    }
-    mapper = sa_inspect(model_cls)
-    table_values: dict[str, Any] = {}
-    for attr, value in values.items():
-        if attr in mapper.column_attrs:
-            column = mapper.column_attrs[attr].columns[0]
-            table_values[column.key] = value
-    return table_values
-
-
-def model_row_key(connection: Connection, model_cls: type[Any], info: ModelInfo) -> Any:
-    """The primary key of the registry row for ``info``, inserting the row if missing.
-
-    Core statements on ``connection``, so it works inside a flush (mapper events) and in a
-    session step alike. A concurrent insert of the same model is absorbed by a SAVEPOINT.
-    """
-    table = model_cls.__table__
-    mapper = sa_inspect(model_cls)
-    pk = mapper.primary_key[0]
-    model_col = mapper.column_attrs["model_id"].columns[0]
-    provider_col = mapper.column_attrs["provider"].columns[0]
-    query = select(pk).where(model_col == info.id, provider_col == info.provider)
-    found = connection.execute(query).scalar()
-    if found is not None:
-        return found
-    values = _row_values(model_cls, info)
-    for column in table.columns:
-        if column.key not in values and column.default is not None and column.default.is_callable:
-            values[column.key] = column.default.arg(None)
-    try:
-        with connection.begin_nested():
-            result = connection.execute(table.insert().values(**values).returning(pk))
-            return result.scalar_one()
-    except IntegrityError:
-        return connection.execute(query).scalar_one()
-
-
-def find_model_key(
-    connection: Connection, model_cls: type[Any], model: str, provider: str | None
-) -> Any:
-    """The key of the registry row with exactly this model id (and provider), if one exists.
-
-    Without a provider, an id that several providers' rows share is ambiguous: ``None``.
-    """
-    mapper = sa_inspect(model_cls)
-    pk = mapper.primary_key[0]
-    query = select(pk).where(mapper.column_attrs["model_id"].columns[0] == model)
-    if provider is not None:
-        query = query.where(mapper.column_attrs["provider"].columns[0] == provider)
-    keys = connection.execute(query.limit(2)).scalars().all()
-    return keys[0] if len(keys) == 1 else None
-
-
-def _find_model_row(
-    session: Session, model_cls: type[Any], model: str, provider: str | None
-) -> Any:
-    query = select(model_cls).where(model_cls.model_id == model)
-    if provider is not None:
-        query = query.where(model_cls.provider == provider)
-    rows = session.scalars(query.limit(2)).all()
-    return rows[0] if len(rows) == 1 else None
-
-
-def resolve_model_row(
-    session: Session,
-    model_cls: type[Any],
-    model: str,
-    provider: str | None,
-    assume_model_exists: bool,
-    config: Config | None = None,
-) -> Any:
-    """The registry row for a model id or alias: found in the table, else created from the
-    bundled registry (or, with ``assume_model_exists``, from the id and provider alone).
-    ``config`` (a context's) decides provider routing such as Bedrock's region.
-
-    Raises:
-        ModelNotFoundError: unknown everywhere and not assumed.
-    """
-    row = _find_model_row(session, model_cls, model, provider)
-    if row is not None:
-        return row
-    info = resolve_model(model, provider, assume_model_exists, config)
-    row = _find_model_row(session, model_cls, info.id, info.provider)
-    if row is not None:
-        return row
-    key = model_row_key(session.connection(), model_cls, info)
-    return session.get(model_cls, key)
-
-
-# -- chats ----------------------------------------------------------------------------------------
-
-
 class ChatMethods:
     """The record API of a chat row (added by ``@acts_as_chat``)."""
 
@@ -259,7 +129,7 @@ class ChatMethods:
         runtime = _runtime(self)
         runtime.pending_model = model
         runtime.pending_provider = provider
-        schema = _chat_schema(type(self), required=False)
+        schema = chat_schema(type(self))
         options = type(self).__sa_llm_chat__  # type: ignore[attr-defined]
         if options.legacy:
             setattr(self, options.model_id_column, model)
@@ -369,12 +239,13 @@ class ChatMethods:
         step ends its transaction like any other, so no read transaction (a SQLite read lock,
         a PostgreSQL snapshot) is held while the turn waits for its gate or downloads files.
         """
-        from sa_llm.persistence import _read_history, reuse_history, strategy_for
+        from sa_llm._persisted.history import read_history, reuse_history
+        from sa_llm.persistence import strategy_for
 
         strategy = strategy_for(session, type(self))
 
         def prepare() -> PersistedChat:
-            schema = _chat_schema(type(self))
+            schema = chat_schema(type(self))
             if self not in session:
                 session.add(self)
             info, model_ref = self._resolve_model(session, schema)
@@ -387,7 +258,7 @@ class ChatMethods:
             llm.use_history(
                 reused
                 if reused is not None
-                else _read_history(session, schema, turn.chat_id, llm.storage)
+                else read_history(session, schema, turn.chat_id, llm.storage)
             )
             return llm
 
@@ -403,7 +274,9 @@ class ChatMethods:
         runs in the user message's step (``PersistedChat._add_user_message``).
         """
         from sa_llm._busy import gate_for
-        from sa_llm.persistence import PersistedChat, reusable, strategy_for
+        from sa_llm._persisted.chat import PersistedChat
+        from sa_llm._persisted.history import reusable
+        from sa_llm.persistence import strategy_for
 
         runtime = _runtime(self)
         state = sa_inspect(self)
@@ -416,7 +289,7 @@ class ChatMethods:
             or session.is_modified(self)
         ):
             return None
-        schema = _chat_schema(type(self))
+        schema = chat_schema(type(self))
         if schema.model_cls is None or schema.chat_model_attr is None:
             return None  # legacy mode resolves the model string each turn
         key, info = runtime.resolved
@@ -445,10 +318,12 @@ class ChatMethods:
         """A persisted chat bound to this row's turn (no history yet), and the gate's count
         (read here unless the caller already read it)."""
         from sa_llm._busy import gate_for
-        from sa_llm.persistence import HistoryCache, PersistedChat, Turn
+        from sa_llm._persisted.chat import PersistedChat
+        from sa_llm._persisted.history import HistoryCache
+        from sa_llm.persistence import Turn
         from sa_llm.storage import open_storage
 
-        schema = _chat_schema(type(self))
+        schema = chat_schema(type(self))
         runtime = _runtime(self)
         if runtime.history is None:
             runtime.history = HistoryCache()
@@ -610,7 +485,7 @@ class ChatMethods:
     def _instructions_step(self, session: Session, text: str | None, append: bool) -> None:
         from sa_llm.persistence import Turn, strategy_for
 
-        schema = _chat_schema(type(self))
+        schema = chat_schema(type(self))
         strategy = strategy_for(session, type(self))
         M = schema.message_cls
 
@@ -656,7 +531,7 @@ class ChatMethods:
     def _model_step(self, session: Session, model: str, provider: str | None, assume: bool) -> None:
         from sa_llm.persistence import strategy_for
 
-        schema = _chat_schema(type(self))
+        schema = chat_schema(type(self))
         strategy = strategy_for(session, type(self))
         runtime = _runtime(self)
 
@@ -691,7 +566,7 @@ class ChatMethods:
     def _add_step(self, session: Session, message: Message) -> Any:
         from sa_llm.persistence import Turn, strategy_for
 
-        schema = _chat_schema(type(self))
+        schema = chat_schema(type(self))
         strategy = strategy_for(session, type(self))
 
         def step() -> Any:
@@ -765,308 +640,3 @@ def _run_step(
 ) -> R:
     """``strategy.run_step`` keeping ``record`` readable after the commit (see there)."""
     return strategy.run_step(session, step, keep=(record,))
-
-
-def _chat_schema(cls: type[Any], *, required: bool = True) -> ChatSchema:
-    from sa_llm.declarative import chat_schema
-
-    return chat_schema(cls)
-
-
-# -- messages -------------------------------------------------------------------------------------
-
-
-class MessageMethods:
-    """The record API of a message row (added by ``@acts_as_message``)."""
-
-    if TYPE_CHECKING:
-        # Columns the decorated class maps (the mixins declare them with their real types).
-        role: Any
-
-    def _options(self) -> Any:
-        return type(self).__sa_llm_message__  # type: ignore[attr-defined]
-
-    @property
-    def tokens(self) -> Tokens | None:
-        """Token usage, or ``None`` when no count is stored."""
-        tokens = Tokens(
-            input=getattr(self, "input_tokens", None),
-            output=getattr(self, "output_tokens", None),
-            cached=getattr(self, "cached_tokens", None),
-            cache_creation=getattr(self, "cache_creation_tokens", None),
-            reasoning=getattr(self, "thinking_tokens", None),
-        )
-        return None if tokens == Tokens() else tokens
-
-    @property
-    def thinking(self) -> Thinking | None:
-        text = getattr(self, "thinking_text", None)
-        signature = getattr(self, "thinking_signature", None)
-        return Thinking(text=text, signature=signature) if (text or signature) else None
-
-    @property
-    def is_tool_call(self) -> bool:
-        """True for an assistant message that asked for tools."""
-        return bool(getattr(self, self._options().tool_calls))
-
-    @property
-    def is_tool_result(self) -> bool:
-        return getattr(self, "role", None) == "tool"
-
-    @property
-    def tool_results(self) -> list[Any]:
-        """The tool-result messages answering this message's tool calls."""
-        options = self._options()
-        calls = getattr(self, options.tool_calls)
-        results = []
-        for call in calls:
-            result = getattr(call, type(call).__sa_llm_tool_call__.result, None)
-            if result is not None:
-                results.append(result)
-        return results
-
-    def to_llm(self) -> Message:
-        """This row as a value :class:`~sa_llm.types.Message` (loads its links; sync)."""
-        from sa_llm.persistence import row_to_message
-
-        options = self._options()
-        parent = getattr(self, "parent_tool_call", None)
-        model_name = None
-        if options.model is not None:
-            model_row = getattr(self, options.model, None)
-            model_name = model_row.model_id if model_row is not None else None
-        else:
-            model_name = getattr(self, options.model_id_column, None)
-        row = {
-            "role": self.role,
-            "content": getattr(self, "content", None),
-            "content_raw": getattr(self, "content_raw", None),
-            "input_tokens": getattr(self, "input_tokens", None),
-            "output_tokens": getattr(self, "output_tokens", None),
-            "cached_tokens": getattr(self, "cached_tokens", None),
-            "cache_creation_tokens": getattr(self, "cache_creation_tokens", None),
-            "thinking_text": getattr(self, "thinking_text", None),
-            "thinking_signature": getattr(self, "thinking_signature", None),
-            "thinking_tokens": getattr(self, "thinking_tokens", None),
-            "parent_call_id": parent.tool_call_id if parent is not None else None,
-            "model_name": model_name,
-        }
-        calls = [call.to_llm() for call in getattr(self, options.tool_calls)]
-        message = row_to_message(row, calls)
-        files = self.stored_files()
-        if files and not isinstance(message.content, RawContent):
-            message = message.copy(content=Content(message.text, files))
-        return message
-
-    def stored_files(self, storage: Storage | None = None) -> tuple[Attachment, ...]:
-        """This message's stored files as :class:`~sa_llm.Attachment` (read when used).
-
-        ``storage`` defaults to the configured one.
-        """
-        name = self._options().attachments
-        rows = getattr(self, name, None) if name else None
-        if not isinstance(rows, Sequence):
-            return ()
-        # Only rows of an @acts_as_attachment class: "attachments" may be a column of the
-        # user's own on a message class that stores no files.
-        return tuple(
-            row.to_llm(storage)
-            for row in rows
-            if getattr(type(row), "__sa_llm_attachment__", None) is not None
-        )
-
-
-# -- attachments ----------------------------------------------------------------------------------
-
-
-class AttachmentMethods:
-    """The record API of an attachment row (added by ``@acts_as_attachment``).
-
-    The row is a reference: the bytes are in a storage (``storage=`` or the configured one).
-    """
-
-    if TYPE_CHECKING:
-        filename: Any
-        content_type: Any
-        storage_key: Any
-
-    def _storage(self, storage: Storage | None) -> Storage:
-        from sa_llm.storage import open_storage
-
-        return storage if storage is not None else open_storage(get_config().attachment_storage)
-
-    def to_llm(self, storage: Storage | None = None) -> Attachment:
-        """This file as an :class:`~sa_llm.Attachment`; its bytes are read on first use."""
-        return Attachment.from_storage(
-            self._storage(storage),
-            self.storage_key,
-            filename=self.filename,
-            mime_type=self.content_type,
-            byte_size=getattr(self, "byte_size", None),
-            sha256=getattr(self, "sha256", None),
-        )
-
-    def open(self, storage: Storage | None = None) -> IO[bytes]:
-        """The stored bytes as a binary file object (close it; ``with row.open() as f:``)."""
-        return self._storage(storage).open(self.storage_key)
-
-    def read(self, storage: Storage | None = None) -> bytes:
-        """The stored bytes."""
-        return self._storage(storage).read(self.storage_key)
-
-
-# -- tool calls -----------------------------------------------------------------------------------
-
-
-class ToolCallMethods:
-    """The record API of a tool-call row (added by ``@acts_as_tool_call``)."""
-
-    if TYPE_CHECKING:
-        tool_call_id: Any
-        name: Any
-
-    def to_llm(self) -> ToolCall:
-        arguments = getattr(self, "arguments", None)
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except ValueError:
-                arguments = {"_raw": arguments}
-        signature = getattr(self, "thought_signature", None)
-        return ToolCall(
-            id=self.tool_call_id,
-            name=self.name,
-            arguments=dict(arguments or {}),
-            extra={"thought_signature": signature} if signature else {},
-        )
-
-    @property
-    def tool_error_message(self) -> str | None:
-        """The ``error`` a failed call's result reported, if its result is a JSON object."""
-        result = getattr(self, type(self).__sa_llm_tool_call__.result, None)  # type: ignore[attr-defined]
-        content = getattr(result, "content", None) if result is not None else None
-        if not content:
-            return None
-        try:
-            value = json.loads(content)
-        except ValueError:
-            return None
-        return str(value["error"]) if isinstance(value, Mapping) and "error" in value else None
-
-
-# -- registry rows --------------------------------------------------------------------------------
-
-
-class ModelMethods:
-    """The record API of a registry row (added by ``@acts_as_model``)."""
-
-    if TYPE_CHECKING:
-        model_id: Any
-        provider: Any
-
-    def to_llm(self) -> ModelInfo:
-        """This row as a :class:`~sa_llm.registry.ModelInfo`."""
-        modalities = getattr(self, "modalities", None) or {}
-        created = getattr(self, "model_created_at", None)
-        return registry.ModelInfo(
-            id=self.model_id,
-            name=getattr(self, "name", None) or self.model_id,
-            provider=self.provider,
-            family=getattr(self, "family", None),
-            context_window=getattr(self, "context_window", None),
-            max_output_tokens=getattr(self, "max_output_tokens", None),
-            knowledge_cutoff=getattr(self, "knowledge_cutoff", None),
-            input_modalities=tuple(modalities.get("input", ())),
-            output_modalities=tuple(modalities.get("output", ())),
-            capabilities=frozenset(getattr(self, "capabilities", None) or ()),
-            pricing=dict(getattr(self, "pricing", None) or {}),
-            created_at=created.isoformat() if created is not None else None,
-            metadata=dict(getattr(self, "model_metadata", None) or {}),
-        )
-
-    @classmethod
-    def from_llm(cls: type[R], info: ModelInfo) -> R:
-        """An unsaved row for ``info``."""
-        row = cls()
-        mapper = sa_inspect(cls)
-        for attr, value in _row_values(cls, info).items():
-            for name, prop in mapper.column_attrs.items():
-                if prop.columns[0].key == attr:
-                    setattr(row, name, value)
-        return row
-
-    def supports(self, capability: str) -> bool:
-        """Whether the model lists ``capability`` (e.g. ``"function_calling"``)."""
-        return capability in (getattr(self, "capabilities", None) or ())
-
-    # Capability flags that work on rows and in SQL on SQLite and PostgreSQL alike:
-    # ``select(Model).where(Model.supports_vision)``. JSON arrays are matched on their text
-    # form, which both databases produce with each string quoted.
-
-    def _modality(self, direction: str, kind: str) -> bool:
-        modalities = getattr(self, "modalities", None) or {}
-        return kind in (modalities.get(direction) or ())
-
-    @hybrid_property
-    def supports_vision(self) -> bool:
-        return self.supports("vision") or self._modality("input", "image")
-
-    @supports_vision.inplace.expression
-    @classmethod
-    def _supports_vision(cls) -> ColumnElement[bool]:
-        return or_(
-            _json_has(cls, "capabilities", "vision"), _json_has(cls, "modalities", "image", "input")
-        )
-
-    @hybrid_property
-    def supports_functions(self) -> bool:
-        return self.supports("function_calling")
-
-    @supports_functions.inplace.expression
-    @classmethod
-    def _supports_functions(cls) -> ColumnElement[bool]:
-        return _json_has(cls, "capabilities", "function_calling")
-
-    @hybrid_property
-    def supports_structured_output(self) -> bool:
-        return self.supports("structured_output")
-
-    @supports_structured_output.inplace.expression
-    @classmethod
-    def _supports_structured_output(cls) -> ColumnElement[bool]:
-        return _json_has(cls, "capabilities", "structured_output")
-
-    @hybrid_property
-    def supports_reasoning(self) -> bool:
-        return self.supports("reasoning")
-
-    @supports_reasoning.inplace.expression
-    @classmethod
-    def _supports_reasoning(cls) -> ColumnElement[bool]:
-        return _json_has(cls, "capabilities", "reasoning")
-
-    @hybrid_property
-    def supports_pdf(self) -> bool:
-        return self._modality("input", "pdf")
-
-    @supports_pdf.inplace.expression
-    @classmethod
-    def _supports_pdf(cls) -> ColumnElement[bool]:
-        return _json_has(cls, "modalities", "pdf", "input")
-
-    @hybrid_property
-    def supports_audio_input(self) -> bool:
-        return self._modality("input", "audio")
-
-    @supports_audio_input.inplace.expression
-    @classmethod
-    def _supports_audio_input(cls) -> ColumnElement[bool]:
-        return _json_has(cls, "modalities", "audio", "input")
-
-
-def _json_has(cls: Any, column: str, value: str, key: str | None = None) -> ColumnElement[bool]:
-    """SQL: the JSON array in ``column`` (or in its ``key``) contains the string ``value``."""
-    target = getattr(cls, column)
-    if key is not None:
-        target = target[key]
-    return cast(target, String).contains(f'"{value}"')
