@@ -11,7 +11,7 @@ It is served in ~1 KiB chunks, about what a TLS connection hands over per read.
 
 What is timed (median of the repeats, each run decoding all 1,000 events):
 
-* decoders alone, no HTTP, no JSON: ``sa_llm.providers._sse.iter_sse`` and the SDK's
+* decoders alone, no HTTP, no JSON: ``sa_llm.providers.sse.iter_sse`` and the SDK's
   ``openai._streaming.SSEDecoder().iter_bytes`` over the same list of chunks;
 * through the transport, with JSON: each library's own HTTP client (the SDK is built on
   ``httpx2``, sa_llm on ``httpx``; sa_llm is also timed on ``httpx2``) streams the response
@@ -37,7 +37,7 @@ import httpx2
 import openai
 from openai._streaming import SSEDecoder as OpenAISSEDecoder
 
-from sa_llm.providers._sse import iter_sse
+from sa_llm.providers.sse import iter_sse
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "sse" / "openai_responses.txt"

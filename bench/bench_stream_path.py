@@ -34,7 +34,7 @@ import httpx2
 import openai
 
 import sa_llm
-from sa_llm.providers._sse import SSEDecoder
+from sa_llm.providers.sse import SSEDecoder
 from sa_llm.types import Chunk
 
 ROOT = Path(__file__).resolve().parent.parent

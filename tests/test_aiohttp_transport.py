@@ -31,8 +31,8 @@ import pytest
 
 import sa_llm
 from faults_support import SPECS
-from sa_llm.aiohttp_transport import AiohttpTransport
 from sa_llm.providers._transport import default_async_client
+from sa_llm.providers.aiohttp_transport import AiohttpTransport
 from sa_llm.testing._loopback import LoopbackHandler, LoopbackServer
 from sa_llm.testing.faults import Answer, FaultInjectingServer
 from sa_llm.testing.server import (
@@ -528,11 +528,11 @@ def test_the_backend_is_httpx_unless_configured() -> None:
 
 async def test_without_aiohttp_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "aiohttp", None)  # what `import aiohttp` sees uninstalled
-    with pytest.raises(sa_llm.ConfigurationError, match=r'pip install "sa-llm\[aiohttp\]"'):
+    with pytest.raises(sa_llm.MissingDependencyError, match=r'pip install "sa-llm\[aiohttp\]"'):
         AiohttpTransport()
     async with FakeOpenAIServer() as server:
         chat = context_for(server.url, "aiohttp").chat(MODEL)
-        with pytest.raises(sa_llm.ConfigurationError, match=r"sa-llm\[aiohttp\]"):
+        with pytest.raises(sa_llm.MissingDependencyError, match=r"sa-llm\[aiohttp\]"):
             await chat.aask("Hi")
     assert server.request_count == 0
 

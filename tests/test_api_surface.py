@@ -15,7 +15,6 @@ from sa_llm.chat import Chat
 
 PUBLIC_MODULES = [
     "sa_llm",
-    "sa_llm.aiohttp_transport",
     "sa_llm.chat",
     "sa_llm.config",
     "sa_llm.content",
@@ -23,12 +22,21 @@ PUBLIC_MODULES = [
     "sa_llm.errors",
     "sa_llm.mixins",
     "sa_llm.persistence",
+    "sa_llm.providers",
+    "sa_llm.providers.aiohttp_transport",
+    "sa_llm.providers.base",
+    "sa_llm.providers.chat_completions",
+    "sa_llm.providers.responses",
+    "sa_llm.providers.sse",
     "sa_llm.registry",
+    "sa_llm.registry_table",
     "sa_llm.schema",
     "sa_llm.storage",
     "sa_llm.streaming",
     "sa_llm.testing",
+    "sa_llm.testing.fake",
     "sa_llm.testing.faults",
+    "sa_llm.testing.replay",
     "sa_llm.testing.server",
     "sa_llm.tools",
     "sa_llm.types",
@@ -99,3 +107,19 @@ def test_async_twins_take_the_same_parameters(cls: type) -> None:
 def test_blocking_methods_have_async_twins(cls: type, names: list[str]) -> None:
     for name in names:
         assert hasattr(cls, "a" + name), f"{cls.__name__}.{name} has no async twin"
+
+
+def test_the_docs_import_no_private_module() -> None:
+    """What the docs show users is public: no ``sa_llm.x._private`` path in docs/ or README."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    private = re.compile(r"\bsa_llm(?:\.[a-z0-9_]+)*\._[a-z][a-z0-9_]*")
+    pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    found = {
+        f"{page.relative_to(root)}: {match.group(0)}"
+        for page in pages
+        for match in private.finditer(page.read_text(encoding="utf-8"))
+    }
+    assert not found, sorted(found)

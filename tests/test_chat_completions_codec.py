@@ -30,8 +30,8 @@ from sa_llm import errors
 from sa_llm.config import Config
 from sa_llm.content import Attachment
 from sa_llm.providers import create_provider
-from sa_llm.providers._chat_completions import ChatCompletionsCodec
 from sa_llm.providers.base import ChatRequest, HttpResponse, SchemaSpec, ToolSpec
+from sa_llm.providers.chat_completions import ChatCompletionsCodec
 from sa_llm.streaming import Accumulator
 from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
 

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 import sa_llm
 from sa_llm.errors import ProviderError
 from sa_llm.providers import create_provider
-from sa_llm.providers._sse import SSEDecoder
 from sa_llm.providers.base import HttpResponse, Provider
+from sa_llm.providers.sse import SSEDecoder
 from sa_llm.testing.replay import _body_bytes
 
 WIRE = Path(__file__).parent / "fixtures" / "wire"

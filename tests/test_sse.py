@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sa_llm.providers._sse import ServerSentEvent, SSEDecoder, aiter_sse, iter_sse
+from sa_llm.providers.sse import ServerSentEvent, SSEDecoder, aiter_sse, iter_sse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sse"
 BOM = b"\xef\xbb\xbf"

@@ -7,6 +7,7 @@ without swallowing the other::
     SaLLMError
     ├── ConfigurationError            wrong settings or misuse; fix the code or the config
     │   ├── MissingAPIKeyError        no key configured and the env var is unset
+    │   ├── MissingDependencyError    an optional package is not installed (names the extra)
     │   ├── ModelNotFoundError        unknown model id (carries close matches)
     │   ├── ProviderNotFoundError     unknown provider name (carries close matches)
     │   ├── DetachedRecordError       a record that is not attached to a session
@@ -63,6 +64,7 @@ __all__ = [
     "ContextLengthExceededError",
     "DetachedRecordError",
     "MissingAPIKeyError",
+    "MissingDependencyError",
     "ModelNotFoundError",
     "NotFoundError",
     "OverloadedError",
@@ -121,6 +123,25 @@ class MissingAPIKeyError(ConfigurationError):
         )
         self.provider = provider
         self.env_var = env_var
+
+
+class MissingDependencyError(ConfigurationError):
+    """A feature needs an optional package that is not installed.
+
+    Attributes:
+        feature: what needs it, e.g. ``"FsspecStorage"``.
+        package: the missing import, e.g. ``"fsspec"``.
+        extra: the sa_llm extra that installs it, e.g. ``"storage"``.
+    """
+
+    def __init__(self, feature: str, package: str, extra: str, hint: str = "") -> None:
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: "
+            f'pip install "sa-llm[{extra}]"{hint}.'
+        )
+        self.feature = feature
+        self.package = package
+        self.extra = extra
 
 
 class ModelNotFoundError(ConfigurationError):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib
 import os
 import re
 import shutil
@@ -40,7 +39,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
-from sa_llm.errors import AttachmentError, ConfigurationError
+from sa_llm._optional import require
+from sa_llm.errors import AttachmentError
 
 __all__ = [
     "DEFAULT_DIRECTORY",
@@ -260,13 +260,12 @@ class LocalStorage:
 
 
 def _import_fsspec() -> Any:
-    try:
-        return importlib.import_module("fsspec")
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ConfigurationError(
-            'FsspecStorage needs fsspec: pip install "sa-llm[storage]" (plus the backend, '
-            "e.g. s3fs, gcsfs or adlfs)."
-        ) from None
+    return require(
+        "fsspec",
+        extra="storage",
+        feature="FsspecStorage",
+        hint=" (plus the backend, e.g. s3fs, gcsfs or adlfs)",
+    )
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -296,7 +295,7 @@ class FsspecStorage:
         storage_options: passed to ``fsspec.filesystem`` when ``fs`` is a name.
 
     Raises:
-        ConfigurationError: fsspec is not installed.
+        MissingDependencyError: fsspec is not installed.
     """
 
     def __init__(self, fs: Any, root: str = "", **storage_options: Any) -> None:
@@ -398,7 +397,7 @@ def open_storage(setting: Storage | str | os.PathLike[str] | None = None) -> Sto
     absolute now, so a later ``chdir`` does not move it).
 
     Raises:
-        ConfigurationError: an fsspec URL without fsspec installed.
+        MissingDependencyError: an fsspec URL without fsspec installed.
     """
     if setting is None:
         setting = os.environ.get(STORAGE_ENV_VAR) or DEFAULT_DIRECTORY

@@ -39,7 +39,6 @@ class Accumulator:
     __slots__ = (
         "_calls",
         "_content",
-        "_raw_content",
         "_thinking",
         "chunks",
         "finish_reason",
@@ -56,7 +55,6 @@ class Accumulator:
         self._content: list[str] = []
         self._thinking: list[str] = []
         self._calls: dict[int | str, _PendingCall] = {}
-        self._raw_content: Any = None
         self.thinking_signature: str | None = None
         self.thinking_extra: dict[str, Any] = {}
         self.tokens: Tokens | None = None
@@ -94,8 +92,6 @@ class Accumulator:
             self.model_id = chunk.model_id
         if chunk.finish_reason:
             self.finish_reason = chunk.finish_reason
-        if chunk.raw_content is not None:
-            self._raw_content = chunk.raw_content
 
     @property
     def text(self) -> str:

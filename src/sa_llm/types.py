@@ -274,7 +274,6 @@ class Chunk:
         tokens: usage reported so far (fields that are set replace earlier ones).
         model_id: the model that answers.
         finish_reason: why the model stopped, in the last chunk.
-        raw_content: provider content blocks to keep verbatim (rare).
     """
 
     content: str | None = None
@@ -285,4 +284,3 @@ class Chunk:
     tokens: Tokens | None = None
     model_id: str | None = None
     finish_reason: str | None = None
-    raw_content: Any = None

@@ -20,8 +20,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sa_llm.providers._sse import ServerSentEvent, SSEDecoder
 from sa_llm.providers.base import Provider, StreamParser
+from sa_llm.providers.sse import ServerSentEvent, SSEDecoder
 from sa_llm.types import Chunk, Tokens, ToolCallDelta
 
 __all__ = ["THINKING_BLOCKS", "AnthropicStreamParser", "reply_chunks", "usage_tokens"]

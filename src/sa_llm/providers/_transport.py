@@ -115,9 +115,10 @@ def default_async_client(backend: Literal["httpx", "aiohttp"] = "httpx") -> http
     """A shared pooled async client for the running event loop (clients are loop-bound).
 
     ``backend`` is the config's ``async_http_backend``: ``"aiohttp"`` puts the client on
-    :class:`~sa_llm.aiohttp_transport.AiohttpTransport` (which raises ``ConfigurationError``
-    when aiohttp is not installed). When the loop ends (``asyncio.run`` returns) the client is
-    closed and forgotten, so neither it, its sockets nor the loop outlive the run.
+    :class:`~sa_llm.providers.aiohttp_transport.AiohttpTransport` (which raises
+    ``MissingDependencyError`` when aiohttp is not installed). When the loop ends
+    (``asyncio.run`` returns) the client is closed and forgotten, so neither it, its sockets nor
+    the loop outlive the run.
     """
     try:
         clients = _async_clients.get()
@@ -127,7 +128,7 @@ def default_async_client(backend: Literal["httpx", "aiohttp"] = "httpx") -> http
     client = clients.get(backend)
     if client is None or client.is_closed:
         if backend == "aiohttp":
-            from sa_llm.aiohttp_transport import AiohttpTransport
+            from sa_llm.providers.aiohttp_transport import AiohttpTransport
 
             # httpx's "no limit" (None) is aiohttp's 0.
             transport = AiohttpTransport(limit=_limits().max_connections or 0)

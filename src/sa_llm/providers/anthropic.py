@@ -34,7 +34,6 @@ from sa_llm.providers._anthropic_blocks import (
     AnthropicStreamParser,
     reply_chunks,
 )
-from sa_llm.providers._responses import inline_text_file
 from sa_llm.providers.base import (
     ChatRequest,
     HttpRequest,
@@ -46,6 +45,7 @@ from sa_llm.providers.base import (
     deep_merge,
     error_class_for,
 )
+from sa_llm.providers.responses import inline_text_file
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Message, RawContent, Thinking
 

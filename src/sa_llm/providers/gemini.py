@@ -50,8 +50,6 @@ from sa_llm import errors
 from sa_llm.content import Attachment
 from sa_llm.providers import register_provider
 from sa_llm.providers._gemini_schema import function_parameters
-from sa_llm.providers._responses import inline_text_file
-from sa_llm.providers._sse import SSEDecoder
 from sa_llm.providers.base import (
     ChatRequest,
     HttpRequest,
@@ -62,6 +60,8 @@ from sa_llm.providers.base import (
     deep_merge,
     error_class_for,
 )
+from sa_llm.providers.responses import inline_text_file
+from sa_llm.providers.sse import SSEDecoder
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCallDelta
 
 __all__ = ["Gemini", "GeminiStreamParser"]

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from sa_llm.config import Config
 from sa_llm.providers import register_provider
-from sa_llm.providers._responses import ResponsesCodec
 from sa_llm.providers.base import Provider
+from sa_llm.providers.chat_completions import ChatCompletionsCodec
+from sa_llm.providers.responses import ResponsesCodec
 
-__all__ = ["OpenAI", "organization_headers"]
+__all__ = ["OpenAI", "OpenAIChatCompletions", "organization_headers"]
 
 _BASE_URL = "https://api.openai.com/v1"
 
@@ -41,11 +42,18 @@ class OpenAI(ResponsesCodec):
     @classmethod
     def for_model(cls, config: Config, model_id: str | None) -> Provider:
         if config.openai_api == "chat_completions" or (model_id and "audio" in model_id):
-            # Imported lazily: most OpenAI chats never need the Chat Completions codec.
-            from sa_llm.providers._openai_chat_completions import OpenAIChatCompletions
-
             return OpenAIChatCompletions(config)
         return cls(config)
+
+    def auth_headers(self) -> dict[str, str]:
+        return {**super().auth_headers(), **organization_headers(self.config)}
+
+
+class OpenAIChatCompletions(ChatCompletionsCodec):
+    """OpenAI through ``/chat/completions`` (audio input, or ``openai_api="chat_completions"``)."""
+
+    name = "openai"
+    default_base_url = _BASE_URL
 
     def auth_headers(self) -> dict[str, str]:
         return {**super().auth_headers(), **organization_headers(self.config)}

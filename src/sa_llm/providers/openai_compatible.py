@@ -1,6 +1,6 @@
 """The OpenAI-compatible providers: OpenRouter, DeepSeek, Mistral and Ollama.
 
-Each speaks the Chat Completions wire format of :mod:`sa_llm.providers._chat_completions` and
+Each speaks the Chat Completions wire format of :mod:`sa_llm.providers.chat_completions` and
 subclasses it only where it really differs: the base URL, which key it needs, OpenRouter's
 ``developer`` role for system prompts, its attribution headers and its ``reasoning_details``
 (kept on the reply and sent back with it, so a reasoning model's chain survives tool rounds),
@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 from sa_llm.config import Config
 from sa_llm.content import Attachment
 from sa_llm.providers import register_provider
-from sa_llm.providers._chat_completions import ChatCompletionsCodec, ChatCompletionsStreamParser
-from sa_llm.providers._responses import ResponsesCodec
 from sa_llm.providers.base import Provider, StreamParser, reasoning_effort
+from sa_llm.providers.chat_completions import ChatCompletionsCodec, ChatCompletionsStreamParser
+from sa_llm.providers.responses import ResponsesCodec
 from sa_llm.types import Chunk, Message
 
 __all__ = ["DeepSeek", "DeepSeekResponses", "Mistral", "Ollama", "OpenRouter"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from sa_llm.providers import register_provider
-from sa_llm.providers._responses import ResponsesCodec
+from sa_llm.providers.responses import ResponsesCodec
 
 __all__ = ["XAI"]
 

@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 import httpx
 
 from sa_llm.providers import register_provider
-from sa_llm.providers._sse import SSEDecoder
 from sa_llm.providers.base import (
     ChatRequest,
     HttpRequest,
@@ -34,6 +33,7 @@ from sa_llm.providers.base import (
     Provider,
     StreamParser,
 )
+from sa_llm.providers.sse import SSEDecoder
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCallDelta
 
 __all__ = [

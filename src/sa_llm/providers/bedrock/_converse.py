@@ -34,7 +34,6 @@ from urllib.parse import quote
 
 from sa_llm import errors
 from sa_llm.content import Attachment
-from sa_llm.providers._responses import inline_text_file
 from sa_llm.providers.base import (
     ChatRequest,
     HttpRequest,
@@ -48,6 +47,7 @@ from sa_llm.providers.base import (
     reasoning_effort,
 )
 from sa_llm.providers.bedrock._eventstream import EventStreamDecoder, EventStreamMessage
+from sa_llm.providers.responses import inline_text_file
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCall, ToolCallDelta
 

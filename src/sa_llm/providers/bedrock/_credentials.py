@@ -26,6 +26,7 @@ import os
 import threading
 from typing import Any
 
+from sa_llm._optional import require
 from sa_llm.config import Config
 from sa_llm.errors import MissingAPIKeyError
 from sa_llm.providers.bedrock._sigv4 import AWSCredentials
@@ -149,6 +150,8 @@ def _botocore_session(profile: str | None, *, required: bool) -> Any:
     except ImportError:
         if not required:
             return None
+        if profile:
+            require("botocore.session", extra="bedrock", feature=f"The AWS profile {profile!r}")
         raise MissingAWSConfigurationError(
             "No AWS credentials for provider 'bedrock': pass bedrock_api_key=... (a Bedrock "
             "API key; or set AWS_BEARER_TOKEN_BEDROCK), or bedrock_access_key_id=... and "

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sa_llm.providers._chat_completions import ChatCompletionsCodec
-from sa_llm.providers._responses import ResponsesCodec
 from sa_llm.providers.base import ChatRequest, HttpRequest
 from sa_llm.providers.bedrock._auth import AWSProvider
+from sa_llm.providers.chat_completions import ChatCompletionsCodec
+from sa_llm.providers.responses import ResponsesCodec
 from sa_llm.types import Message
 
 __all__ = ["MantleChatCompletions", "MantleResponses"]

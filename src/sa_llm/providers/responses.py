@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sa_llm.content import Attachment
-from sa_llm.providers._sse import ServerSentEvent, SSEDecoder
 from sa_llm.providers.base import (
     ChatRequest,
     HttpRequest,
@@ -31,6 +30,7 @@ from sa_llm.providers.base import (
     deep_merge,
     reasoning_effort,
 )
+from sa_llm.providers.sse import ServerSentEvent, SSEDecoder
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Message, RawContent, Tokens, ToolCallDelta
 

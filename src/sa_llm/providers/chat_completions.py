@@ -39,8 +39,6 @@ from typing import Any, ClassVar
 
 from sa_llm import errors
 from sa_llm.content import Attachment
-from sa_llm.providers._responses import inline_text_file
-from sa_llm.providers._sse import ServerSentEvent, SSEDecoder
 from sa_llm.providers.base import (
     ChatRequest,
     HttpRequest,
@@ -53,6 +51,8 @@ from sa_llm.providers.base import (
     error_class_for,
     reasoning_effort,
 )
+from sa_llm.providers.responses import inline_text_file
+from sa_llm.providers.sse import ServerSentEvent, SSEDecoder
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCall, ToolCallDelta
 
@@ -448,7 +448,6 @@ class ChatCompletionsStreamParser(StreamParser):
             tokens=tokens,
             model_id=str(payload["model"]) if payload.get("model") else None,
             finish_reason=str(finish) if finish else None,
-            raw_content=chunk.raw_content,
         )
 
     def delta_chunk(self, delta: Mapping[str, Any]) -> Chunk:

@@ -10,7 +10,7 @@ under a client of your own::
 
     import httpx
     import sa_llm
-    from sa_llm.aiohttp_transport import AiohttpTransport
+    from sa_llm.providers.aiohttp_transport import AiohttpTransport
 
     sa_llm.configure(async_http_backend="aiohttp")
 
@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 
+from sa_llm._optional import require
 from sa_llm.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
 
 __all__ = ["AiohttpTransport"]
 
-_INSTALL_HINT = 'pip install "sa-llm[aiohttp]"'
 
 # The values of content-encoding aiohttp's parser decodes when auto_decompress is on; it
 # compares the whole lower-cased value, so "gzip, br" is passed through undecoded, and so here.
@@ -78,12 +78,9 @@ _STRIPPED_WHEN_DECODED = frozenset({b"content-encoding", b"content-length"})
 
 
 def _require_aiohttp() -> None:
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        raise ConfigurationError(
-            f'The aiohttp transport (async_http_backend="aiohttp") needs aiohttp: {_INSTALL_HINT}.'
-        ) from None
+    require(
+        "aiohttp", extra="aiohttp", feature='The aiohttp transport (async_http_backend="aiohttp")'
+    )
 
 
 def _decodable_encodings() -> frozenset[str]:
@@ -197,7 +194,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             default), ``False`` not at all; an ``ssl.SSLContext`` decides everything.
 
     Raises:
-        ConfigurationError: aiohttp is not installed; the message names the extra.
+        MissingDependencyError: aiohttp is not installed; the message names the extra.
     """
 
     def __init__(
