@@ -50,6 +50,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+import sa_llm
+from persisted import World, close_world, default_models, make_world
+from sa_llm.testing import FakeLLM, fake_llm
+
 POSTGRES_URL_ENV = "SA_LLM_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "SA_LLM_TEST_REQUIRE_POSTGRES"
 
@@ -293,3 +297,47 @@ def fresh_base() -> Iterator[type[DeclarativeBase]]:
 
     yield Base
     Base.registry.dispose()
+
+
+# --------------------------------------------------------------------------------------------
+# Persisted chats: one harness for sync and async (see persisted.py)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLLM]:
+    """The scripted fake model, active for the test (no echo: unscripted requests fail)."""
+    with fake_llm(echo=False) as fake:
+        yield fake
+
+
+@pytest.fixture
+def world_models() -> dict[str, Any]:
+    """The models ``world`` declares; a test module overrides it to use others."""
+    return default_models()
+
+
+@pytest.fixture
+def world_settings() -> dict[str, Any]:
+    """``sa_llm.configure(...)`` settings for the test (reset after); modules override it."""
+    return {}
+
+
+@pytest.fixture(params=["sync", "async"])
+async def world(
+    request: pytest.FixtureRequest,
+    db_url: str,
+    async_db_url: str,
+    world_models: dict[str, Any],
+    world_settings: dict[str, Any],
+) -> AsyncIterator[World]:
+    """``world_models`` on a fresh database (SQLite and PostgreSQL), used sync and async."""
+    world = make_world(request.param, db_url, async_db_url, world_models)
+    if world_settings:
+        sa_llm.configure(**world_settings)
+    try:
+        yield world
+    finally:
+        await close_world(world)
+        if world_settings:
+            sa_llm.reset_config()

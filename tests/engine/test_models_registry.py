@@ -26,7 +26,7 @@ from sa_llm import registry
 from sa_llm.errors import ModelNotFoundError, ProviderNotFoundError
 from sa_llm.registry import SUPPORTED_PROVIDERS, ModelInfo, Registry
 
-WIRE = Path(__file__).parent / "fixtures" / "wire"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 
 # Recorded against a local Ollama server: RubyLLM's registry lists only Ollama Cloud models,
 # so these ids are not in the bundled data (Ollama chats use assume_model_exists).

@@ -7,7 +7,6 @@ the database after each scenario, scripted with the fake LLM of ``sa_llm.testing
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import pytest
@@ -19,23 +18,9 @@ from sa_llm.testing import FakeLLM, fake_llm
 from sa_llm.types import RawContent, Tokens
 
 
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, default_models())
-    sa_llm.configure(max_retries=0, default_model="gpt-4.1-nano")
-    try:
-        yield world
-    finally:
-        await close_world(world)
-        sa_llm.reset_config()
-
-
 @pytest.fixture
-def fake() -> Any:
-    with fake_llm(echo=False) as fake:
-        yield fake
+def world_settings() -> dict[str, Any]:
+    return {"max_retries": 0, "default_model": "gpt-4.1-nano"}
 
 
 async def new_chat(world: World, **kwargs: Any) -> Any:

@@ -26,7 +26,7 @@ from sa_llm.config import Config
 from sa_llm.providers.bedrock import Bedrock
 from sa_llm.providers.bedrock._eventstream import EventStreamDecoder, EventStreamMessage
 
-WIRE = Path(__file__).parent / "fixtures" / "wire" / "bedrock"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire" / "bedrock"
 
 
 def header(name: str, kind: int, value: Any) -> bytes:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 import sa_llm
 from sa_llm.config import Config
 from sa_llm.providers._transport import retry_delay, should_retry
-from sa_llm.testing import FakeLLM, fake_llm
+from sa_llm.testing import FakeLLM
 from sa_llm.types import Chunk, Message, Tokens
 
 
@@ -24,12 +24,6 @@ def _config() -> Iterator[None]:
     sa_llm.configure(max_retries=0, retry_interval=0)
     yield
     sa_llm.reset_config()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with fake_llm(echo=False) as fake:
-        yield fake
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from sa_llm.providers.sse import ServerSentEvent, SSEDecoder, aiter_sse, iter_sse
 
-FIXTURES = Path(__file__).parent / "fixtures" / "sse"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "sse"
 BOM = b"\xef\xbb\xbf"
 
 

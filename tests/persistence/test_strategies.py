@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import sa_llm
-from persisted import StatementCounter, World, close_world, default_models, make_world
+from persisted import StatementCounter, World, default_models
 from sa_llm.persistence import (
     InTransactionStrategy,
     PersistenceStrategy,
@@ -23,26 +22,12 @@ from sa_llm.persistence import (
 )
 from sa_llm.testing import FakeLLM, Replay, fake_llm
 
-WIRE = Path(__file__).parent / "fixtures" / "wire"
-
-
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, default_models())
-    sa_llm.configure(max_retries=0)
-    try:
-        yield world
-    finally:
-        await close_world(world)
-        sa_llm.reset_config()
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with fake_llm(echo=False) as fake:
-        yield fake
+def world_settings() -> dict[str, Any]:
+    return {"max_retries": 0}
 
 
 async def fake_chat(world: World) -> Any:

@@ -35,7 +35,7 @@ from sa_llm.providers.chat_completions import ChatCompletionsCodec
 from sa_llm.streaming import Accumulator
 from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
 
-WIRE = Path(__file__).parent / "fixtures" / "wire"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 AUDIO = WIRE / "openai" / "chat_audio_models_openai_gpt-audio-mini_can_understand_mp3_audio.json"
 PROVIDERS = ("openrouter", "deepseek", "mistral", "ollama")
 

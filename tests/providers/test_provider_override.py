@@ -8,7 +8,6 @@ loaded later still goes the same way.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,10 @@ import pytest
 from sqlalchemy.orm import Session
 
 import sa_llm
-from persisted import World, close_world, default_models, make_world
+from persisted import World
 from sa_llm.testing import Replay
 
-WIRE = Path(__file__).parent / "fixtures" / "wire"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 BASIC = "chat_basic_chat_functionality_{provider}_claude-haiku-4-5_can_have_a_basic_conversation"
 
 
@@ -34,17 +33,6 @@ def recorded_prompt(body: dict[str, Any]) -> str:
 
 def recorded_text(response: dict[str, Any]) -> str:
     return str(json.loads(response["body"])["choices"][0]["message"]["content"])
-
-
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, default_models())
-    try:
-        yield world
-    finally:
-        await close_world(world)
 
 
 def test_plain_chat_sends_the_routing_providers_id() -> None:

@@ -30,7 +30,7 @@ from sa_llm.content import Attachment
 from sa_llm.testing import Replay
 from sa_llm.types import Chunk, Content, Message
 
-WIRE = Path(__file__).parent / "fixtures" / "wire" / "anthropic"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire" / "anthropic"
 FILES = sorted(WIRE.glob("*.json"))
 _FILE_RE = re.compile(
     r"^<file name='(?P<name>[^']*)' mime_type='(?P<type>[^']*)'>(?P<body>.*)</file>$", re.S

@@ -35,7 +35,7 @@ from sa_llm.content import Attachment
 from sa_llm.testing import Replay, ReplayedRequest
 from sa_llm.types import Chunk, Content, Message
 
-WIRE = Path(__file__).parent / "fixtures" / "wire" / "gemini"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire" / "gemini"
 FILES = sorted(WIRE.glob("*.json"))
 _MODEL_CALL = re.compile(
     r"/(?:models|tunedModels)/(?P<model>[^/:]+):(?:generateContent|streamGenerateContent)"

@@ -18,7 +18,7 @@ from sa_llm.providers.gemini_cache import CachedContent, GeminiCaches
 from sa_llm.testing import Replay
 
 RECORDING = (
-    Path(__file__).parent
+    Path(__file__).parents[1]
     / "fixtures"
     / "wire"
     / "gemini"

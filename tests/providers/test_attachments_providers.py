@@ -15,18 +15,18 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from persisted import World, close_world, make_world
-from sa_llm.content import Attachment, detect_mime_type
-from sa_llm.testing import Replay
 from test_attachments_persisted import attachment_models
 
-WIRE = Path(__file__).parent / "fixtures" / "wire"
+from persisted import World
+from sa_llm.content import Attachment, detect_mime_type
+from sa_llm.testing import Replay
+
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 KINDS = re.compile(r"vision_models|pdf_models|audio_models")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]{200,}={0,2}$")
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "application/pdf": "pdf"}
@@ -98,15 +98,9 @@ def model_of(request: dict[str, Any]) -> str:
     return url.split("/models/")[-1].split(":")[0]
 
 
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str, tmp_path: Path
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, attachment_models())
-    try:
-        yield world
-    finally:
-        await close_world(world)
+@pytest.fixture
+def world_models() -> dict[str, Any]:
+    return attachment_models()
 
 
 @pytest.mark.parametrize(("path", "index"), cases(), ids=lambda v: getattr(v, "stem", str(v)))

@@ -46,7 +46,7 @@ from wire_responses import (
     turns,
 )
 
-WIRE = Path(__file__).parent / "fixtures" / "wire" / "bedrock"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire" / "bedrock"
 REGION = "us-east-1"
 ACCESS_KEY_ID = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"

@@ -9,32 +9,14 @@ the same chat succeeds with a valid history.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, event, exc, text
 
-from persisted import World, close_world, default_models, make_world
-from sa_llm.testing import FakeLLM, fake_llm
-
-
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, default_models())
-    try:
-        yield world
-    finally:
-        await close_world(world)
-
-
-@pytest.fixture
-def fake() -> Any:
-    with fake_llm(echo=False) as fake:
-        yield fake
+from persisted import World
+from sa_llm.testing import FakeLLM
 
 
 async def new_chat(world: World) -> Any:

@@ -11,7 +11,7 @@ option. The namespaced classes live in ``tests/decl_*.py`` so that they have rea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -37,7 +37,7 @@ from sa_llm.mixins import (
     ToolCallMixin,
     utcnow,
 )
-from sa_llm.testing import FakeLLM, fake_llm
+from sa_llm.testing import FakeLLM
 from sa_llm.types import Tokens
 
 T = TypeVar("T")
@@ -70,12 +70,6 @@ async def build_world(mode: str, db_url: str, async_db_url: str) -> AsyncIterato
             await close_world(world)
             world.models["Base"].registry.dispose()
         sa_llm.reset_config()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with fake_llm(echo=False) as fake:
-        yield fake
 
 
 async def run(world: World, fn: Callable[[Session], T]) -> T:

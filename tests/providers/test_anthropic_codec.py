@@ -21,7 +21,7 @@ from sa_llm.providers.base import HttpResponse
 from sa_llm.testing import Replay
 from sa_llm.types import Chunk, Message, RawContent, Thinking, ToolCall
 
-WIRE = Path(__file__).parent / "fixtures" / "wire" / "anthropic"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire" / "anthropic"
 STREAMED = (
     WIRE / "chat_streaming_responses_anthropic_claude-haiku-4-5_supports_streaming_responses.json"
 )

@@ -9,7 +9,7 @@ reused history is exactly a rebuilt one.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -23,23 +23,9 @@ from sa_llm.testing import FakeLLM, fake_llm
 from sa_llm.types import Tokens
 
 
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, default_models())
-    sa_llm.configure(max_retries=0)
-    try:
-        yield world
-    finally:
-        await close_world(world)
-        sa_llm.reset_config()
-
-
 @pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with fake_llm(echo=False) as fake:
-        yield fake
+def world_settings() -> dict[str, Any]:
+    return {"max_retries": 0}
 
 
 class Calculator(sa_llm.Tool):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,10 @@ import pytest
 from sqlalchemy import MetaData, select
 
 import sa_llm
-from persisted import World, close_world, default_models, make_world
+from persisted import World
 from sa_llm.testing import Replay
 
-WIRE = Path(__file__).parent / "fixtures" / "wire"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 FILES = sorted(WIRE.glob("*/*.json"))
 KEYED = ("openai", "anthropic", "gemini", "openrouter", "deepseek", "mistral", "xai", "ollama")
 CANARIES = {f"{name}_api_key": f"sk-canary-{name}-7f3a9c" for name in KEYED} | {
@@ -104,17 +103,6 @@ def test_no_key_in_anything_a_user_sees(path: Path, caplog: pytest.LogCaptureFix
     assert leaks(seen_by_user(chat, error)) == []
     assert leaks(caplog.text) == []
     assert replay.seen  # the turn did reach the (replayed) provider, keys and all
-
-
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, default_models())
-    try:
-        yield world
-    finally:
-        await close_world(world)
 
 
 def dump(world: World) -> str:

@@ -17,7 +17,7 @@ from sa_llm.providers import create_provider
 from sa_llm.testing import Replay
 from sa_llm.types import Message, Thinking
 
-WIRE = Path(__file__).parent / "fixtures" / "wire" / "openrouter"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire" / "openrouter"
 STREAMED = WIRE / (
     "chat_with_extended_thinking_openrouter_claude-haiku-4-5_streams_thinking_content_when_available.json"
 )

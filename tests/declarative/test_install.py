@@ -35,7 +35,7 @@ from sa_llm.cli import main
 from sa_llm.testing import Replay, fake_llm
 from sa_llm.types import Tokens
 
-WIRE = Path(__file__).parent / "fixtures" / "wire" / "openai"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire" / "openai"
 
 # -- harness --------------------------------------------------------------------------------------
 

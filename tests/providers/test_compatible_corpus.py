@@ -22,7 +22,7 @@ from sa_llm.content import Attachment
 from sa_llm.testing import Replay
 from sa_llm.types import Chunk, Content, Message
 
-WIRE = Path(__file__).parent / "fixtures" / "wire"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 PROVIDERS = ("openrouter", "deepseek", "mistral", "ollama")
 _FILE = re.compile(
     r"^<file name='(?P<name>[^']*)' mime_type='(?P<type>[^']*)'>(?P<body>.*)</file>$", re.S

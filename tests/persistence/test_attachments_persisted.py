@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -80,28 +80,19 @@ def attachment_models() -> dict[str, Any]:
     return models
 
 
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str, tmp_path: Path
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, attachment_models())
-    sa_llm.configure(max_retries=0, attachment_storage=tmp_path / "blobs")
-    try:
-        yield world
-    finally:
-        await close_world(world)
-        sa_llm.reset_config()
+@pytest.fixture
+def world_models() -> dict[str, Any]:
+    return attachment_models()
+
+
+@pytest.fixture
+def world_settings(tmp_path: Path) -> dict[str, Any]:
+    return {"max_retries": 0, "attachment_storage": tmp_path / "blobs"}
 
 
 @pytest.fixture
 def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "blobs")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with fake_llm(echo=False) as fake:
-        yield fake
 
 
 async def fake_chat(world: World, **kwargs: Any) -> Any:

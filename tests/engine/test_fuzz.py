@@ -28,7 +28,7 @@ from sa_llm.providers.base import HttpResponse, Provider
 from sa_llm.providers.sse import SSEDecoder
 from sa_llm.testing.replay import _body_bytes
 
-WIRE = Path(__file__).parent / "fixtures" / "wire"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 PROVIDERS = sorted(p.name for p in WIRE.iterdir() if p.is_dir())
 FUZZ = settings(
     max_examples=int(os.environ.get("SA_LLM_FUZZ_EXAMPLES", "40")),

@@ -29,7 +29,7 @@ from sa_llm.streaming import Accumulator
 from sa_llm.testing import Replay
 from sa_llm.types import Chunk, Content, Message, RawContent, Thinking, ToolCall
 
-WIRE = Path(__file__).parent / "fixtures" / "wire" / "gemini"
+WIRE = Path(__file__).parents[1] / "fixtures" / "wire" / "gemini"
 STREAM = WIRE / (
     "chat_gemini_token_accounting_correctly_sums_candidatestokencount_and_thoughtstokencount"
     "_in_streaming.json"
