@@ -328,7 +328,7 @@ def test_generated_code_is_lint_and_type_clean(
         *(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("alembic/versions/*.py")),
         *(p.relative_to(tmp_path).as_posix() for p in old.glob("migrations/versions/*.py")),
     ]
-    assert len(files) == 5
+    assert len(files) == 6  # models, use, env.py, the install and both upgrade revisions
     ruff = [sys.executable, "-m", "ruff"]
     isolated = ["--isolated", "--line-length", "100"]
     lint = subprocess.run(
@@ -557,7 +557,7 @@ def test_upgrade_migrates_an_old_schema_and_back(project: Project, engine: Engin
         assert [tuple(row) for row in rows] == [(1, "user", "hello"), (2, "assistant", "hi")]
         assert connection.execute(text("SELECT name FROM tool_calls")).scalar_one() == "f"
 
-    command.downgrade(config, "-1")
+    command.downgrade(config, "old0001")  # through both upgrade revisions
     assert columns(engine, "messages") == {
         "id",
         "chat_id",

@@ -63,8 +63,9 @@ __all__ = [
 
 TEMPLATES = Path(__file__).parent / "alembic_templates"
 
-#: Bumped when a release changes the tables; ``upgrade`` compares it with installed revisions.
-SCHEMA_VERSION = 1
+#: Bumped when a release changes the tables or how rows are stored; ``upgrade`` compares it with
+#: the versions in the marker lines of the project's sa_llm revisions.
+SCHEMA_VERSION = 2
 
 ROLES = ("chat", "message", "tool_call", "model")
 _DEFAULT_CLASSES = {"chat": "Chat", "message": "Message", "tool_call": "ToolCall", "model": "Model"}
@@ -72,7 +73,12 @@ _MARKER = re.compile(
     r"^# sa_llm-revision: (?P<kind>install|upgrade) schema=(?P<schema>\d+)\b", re.M
 )
 _INSTALL_MESSAGE = "Create the sa_llm chat tables"
-_UPGRADE_MESSAGE = "Add the sa_llm raw content, cache token and thinking columns"
+#: The revisions ``sa-llm upgrade`` writes: the schema version each brings a schema up to, its
+#: template directory and its message. An install revision of version N covers 1..N.
+_UPGRADES = {
+    1: ("upgrade_v1", "Add the sa_llm raw content, cache token and thinking columns"),
+    2: ("upgrade_v2", "Store SQL NULL instead of JSON null in sa_llm's content_raw"),
+}
 _LINE = 100
 # PostgreSQL cuts longer identifiers, and then the names no longer match the models.
 _MAX_IDENTIFIER = 63
@@ -881,26 +887,33 @@ def upgrade(
     alembic_dir: Path = Path("alembic"),
     force: bool = False,
 ) -> InstallResult:
-    """Write the revision that brings an older chat schema up to date.
+    """Write the revisions that bring an older chat schema up to date.
 
-    It adds ``content_raw``, ``cached_tokens``, ``cache_creation_tokens``, ``thinking_text``,
-    ``thinking_signature`` and ``thinking_tokens`` to the messages table and
-    ``thought_signature`` to the tool calls table, each only where it is missing (the
-    revision inspects the tables when it runs).
+    Each revision brings the schema to one version (its marker line says which); only those the
+    project lacks are written, chained in order after the current head:
+
+    1. ``upgrade_v1`` adds ``content_raw``, ``cached_tokens``, ``cache_creation_tokens``,
+       ``thinking_text``, ``thinking_signature`` and ``thinking_tokens`` to the messages table
+       and ``thought_signature`` to the tool calls table, each only where it is missing (the
+       revision inspects the tables when it runs).
+    2. ``upgrade_v2`` sets ``content_raw`` to SQL NULL where earlier releases stored the JSON
+       value ``null`` (every plain message).
+
+    An sa_llm install revision of version N stands for the upgrades up to N.
 
     Args:
         mappings: ``role:ClassName`` renames, for the table names (``message:ChatMessage``).
         alembic_dir: the project's Alembic environment.
-        force: rewrite an existing sa_llm upgrade revision in place (the old file is kept as
-            ``.bak``).
+        force: rewrite the sa_llm upgrade revisions that exist in place (the old files are kept
+            as ``.bak``), and write those that are missing.
 
     Returns:
         What was written and the next step; nothing when the sa_llm install revision of this
-        release already creates the columns.
+        release is there already.
 
     Raises:
-        ConfigurationError: a bad mapping, no Alembic environment, or (without ``force``) an
-            sa_llm upgrade revision that exists already.
+        ConfigurationError: a bad mapping, no Alembic environment, or (without ``force``)
+            every upgrade revision the project needs exists already.
     """
     schema = Schema.build(mappings, attachments=False)
     env = _Env.locate(alembic_dir)
@@ -910,21 +923,31 @@ def upgrade(
             "run `sa-llm install` first, or pass --alembic-dir."
         )
     ours = env.ours(env.scripts())
-    installed = [f for f in ours if f.kind == "install" and f.schema >= SCHEMA_VERSION]
-    if installed:
+    installs = [f for f in ours if f.kind == "install"]
+    installed = max((f.schema for f in installs), default=0)
+    if installed >= SCHEMA_VERSION:
+        newest = max(installs, key=lambda found: found.schema)
         return InstallResult(
             messages=[
-                f"Nothing to do: {_display(installed[0].path)} (sa-llm install) already "
-                "creates these columns."
+                f"Nothing to do: {_display(newest.path)} (sa-llm install) already creates "
+                "the schema of this release."
             ]
         )
-    previous = next((f for f in ours if f.kind == "upgrade" and f.schema == SCHEMA_VERSION), None)
-    if previous is not None and not force:
+    # Oldest first, so the newest revision of a version wins.
+    existing = {f.schema: f for f in ours if f.kind == "upgrade"}
+    wanted = [version for version in sorted(_UPGRADES) if version > installed]
+    if all(version in existing for version in wanted) and not force:
+        names = " and ".join(_display(existing[version].path) for version in wanted)
         raise ConfigurationError(
-            f"{_display(previous.path)} is already the sa_llm upgrade revision; "
-            "pass --force to rewrite it."
+            f"{names} {'is' if len(wanted) == 1 else 'are'} already the sa_llm upgrade "
+            f"revision{'' if len(wanted) == 1 else 's'}; pass --force to rewrite "
+            f"{'it' if len(wanted) == 1 else 'them'}."
         )
     result = InstallResult()
-    _write_revision(env, "upgrade_v1", _UPGRADE_MESSAGE, previous, result, schema)
-    result.messages += ["", "Next step: alembic upgrade head (review the revision first)"]
+    for version in wanted:
+        template, message = _UPGRADES[version]
+        previous = existing.get(version)
+        if previous is None or force:
+            _write_revision(env, template, message, previous, result, schema)
+    result.messages += ["", "Next step: alembic upgrade head (review the revisions first)"]
     return result
