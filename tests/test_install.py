@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -218,8 +219,8 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
     assert schema_diff(engine, models) == []
 
     # The registry command the install printed works as printed.
-    (load,) = [line for line in result.output.splitlines() if "sa-llm models load" in line]
-    loaded = project.cli(*load.split("sa-llm ")[1].split())
+    (load,) = re.findall(r"`sa-llm (models load [^`]*)`", result.output)
+    loaded = project.cli(*load.split())
     assert loaded.exit_code == 0, loaded.output
     assert "models in ai_models" in loaded.output
 

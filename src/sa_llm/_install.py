@@ -853,19 +853,30 @@ def _models_text(schema: Schema) -> str:
 
 
 def _next_steps(schema: Schema, module: _ModuleTarget, env: _Env, env_existed: bool) -> list[str]:
+    """What to do after ``install``; every command in backquotes runs as printed."""
     steps = ["", "Next steps:"]
-    if env_existed:
+    env_py = env.directory / "env.py"
+    env_text = env_py.read_text(encoding="utf-8", errors="replace") if env_existed else ""
+    if env_existed and not _targets_models(env_text, module.name):
         steps.append(
-            f"  - your {_display(env.directory / 'env.py')} was left as it is: for autogenerate, "
+            f"  - your {_display(env_py)} was left as it is: for autogenerate, "
             f"set target_metadata = {module.name}.Base.metadata there"
         )
-    steps.append(
-        "  - set SA_LLM_DATABASE_URL (or sqlalchemy.url in alembic.ini), then: alembic upgrade head"
-    )
+    if not env_existed or "SA_LLM_DATABASE_URL" in env_text:
+        steps.append(
+            f"  - set SA_LLM_DATABASE_URL to your database's SQLAlchemy URL ({_display(env_py)} "
+            "and the sa-llm commands read it; without it, alembic uses sqlalchemy.url in "
+            "alembic.ini), then run `alembic upgrade head`"
+        )
+    else:
+        steps.append(
+            f"  - run `alembic upgrade head` ({_display(env_py)} picks the database), and set "
+            "SA_LLM_DATABASE_URL to the same URL for the sa-llm commands"
+        )
     load = f"sa-llm models load --module {_display(module.path)}"
     if schema.model.class_name != "Model":
         load += f" --class {schema.model.class_name}"
-    steps.append(f"  - fill the model registry: {load}")
+    steps.append(f"  - fill the model registry: `{load}`")
     chat = schema.chat.class_name
     steps.append(
         f'  - talk: from {module.name} import {chat}; chat = {chat}(model="gpt-4.1-nano"); '
@@ -876,9 +887,20 @@ def _next_steps(schema: Schema, module: _ModuleTarget, env: _Env, env_existed: b
     else:
         steps.append(
             "  - attached files go to ./storage/attachments; set attachment_storage (a directory "
-            "or s3://...) with sa_llm.configure, and run `sa-llm attachments gc` now and then"
+            "or s3://...) with sa_llm.configure, and run "
+            f"`sa-llm attachments gc --module {_display(module.path)}` now and then"
         )
     return steps
+
+
+def _targets_models(env_text: str, module_name: str) -> bool:
+    """Whether an env.py sets ``target_metadata`` to the models module's ``Base.metadata``."""
+    name = re.escape(module_name)
+    if re.search(rf"^target_metadata\s*=\s*{name}\.Base\.metadata\b", env_text, re.M):
+        return True
+    imported = re.search(rf"^from {name} import [^\n]*\bBase\b", env_text, re.M)
+    assigned = re.search(r"^target_metadata\s*=\s*Base\.metadata\b", env_text, re.M)
+    return bool(imported and assigned)
 
 
 def upgrade(
