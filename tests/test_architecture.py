@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "sa_llm.providers.gemini_cache": 3,
     # 4: the schema of the user's classes and the SQL below the strategies
     "sa_llm._mapping": 4,
+    "sa_llm._db_url": 4,
     "sa_llm.registry_table": 4,
     "sa_llm._persisted": 4,
     # 5: the strategies

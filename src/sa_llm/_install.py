@@ -58,8 +58,9 @@ __all__ = [
 
 TEMPLATES = Path(__file__).parent / "alembic_templates"
 
-#: Bumped when a release changes the tables; ``upgrade`` compares it with installed revisions.
-SCHEMA_VERSION = 1
+#: Bumped when a release changes the tables or how rows are stored; ``upgrade`` compares it with
+#: the versions in the marker lines of the project's sa_llm revisions.
+SCHEMA_VERSION = 2
 
 ROLES = ("chat", "message", "tool_call", "model")
 _DEFAULT_CLASSES = {"chat": "Chat", "message": "Message", "tool_call": "ToolCall", "model": "Model"}
@@ -67,7 +68,12 @@ _MARKER = re.compile(
     r"^# sa_llm-revision: (?P<kind>install|upgrade) schema=(?P<schema>\d+)\b", re.M
 )
 _INSTALL_MESSAGE = "Create the sa_llm chat tables"
-_UPGRADE_MESSAGE = "Add the sa_llm raw content, cache token and thinking columns"
+#: The revisions ``sa-llm upgrade`` writes: the schema version each brings a schema up to, its
+#: template directory and its message. An install revision of version N covers 1..N.
+_UPGRADES = {
+    1: ("upgrade_v1", "Add the sa_llm raw content, cache token and thinking columns"),
+    2: ("upgrade_v2", "Store SQL NULL instead of JSON null in sa_llm's content_raw"),
+}
 _LINE = 100
 # PostgreSQL cuts longer identifiers, and then the names no longer match the models.
 _MAX_IDENTIFIER = 63
@@ -842,19 +848,30 @@ def _models_text(schema: Schema) -> str:
 
 
 def _next_steps(schema: Schema, module: _ModuleTarget, env: _Env, env_existed: bool) -> list[str]:
+    """What to do after ``install``; every command in backquotes runs as printed."""
     steps = ["", "Next steps:"]
-    if env_existed:
+    env_py = env.directory / "env.py"
+    env_text = env_py.read_text(encoding="utf-8", errors="replace") if env_existed else ""
+    if env_existed and not _targets_models(env_text, module.name):
         steps.append(
-            f"  - your {_display(env.directory / 'env.py')} was left as it is: for autogenerate, "
+            f"  - your {_display(env_py)} was left as it is: for autogenerate, "
             f"set target_metadata = {module.name}.Base.metadata there"
         )
-    steps.append(
-        "  - set SA_LLM_DATABASE_URL (or sqlalchemy.url in alembic.ini), then: alembic upgrade head"
-    )
+    if not env_existed or "SA_LLM_DATABASE_URL" in env_text:
+        steps.append(
+            f"  - set SA_LLM_DATABASE_URL to your database's SQLAlchemy URL ({_display(env_py)} "
+            "and the sa-llm commands read it; without it, alembic uses sqlalchemy.url in "
+            "alembic.ini), then run `alembic upgrade head`"
+        )
+    else:
+        steps.append(
+            f"  - run `alembic upgrade head` ({_display(env_py)} picks the database), and set "
+            "SA_LLM_DATABASE_URL to the same URL for the sa-llm commands"
+        )
     load = f"sa-llm models load --module {_display(module.path)}"
     if schema.model.class_name != "Model":
         load += f" --class {schema.model.class_name}"
-    steps.append(f"  - fill the model registry: {load}")
+    steps.append(f"  - fill the model registry: `{load}`")
     chat = schema.chat.class_name
     steps.append(
         f'  - talk: from {module.name} import {chat}; chat = {chat}(model="gpt-4.1-nano"); '
@@ -865,9 +882,20 @@ def _next_steps(schema: Schema, module: _ModuleTarget, env: _Env, env_existed: b
     else:
         steps.append(
             "  - attached files go to ./storage/attachments; set attachment_storage (a directory "
-            "or s3://...) with sa_llm.configure, and run `sa-llm attachments gc` now and then"
+            "or s3://...) with sa_llm.configure, and run "
+            f"`sa-llm attachments gc --module {_display(module.path)}` now and then"
         )
     return steps
+
+
+def _targets_models(env_text: str, module_name: str) -> bool:
+    """Whether an env.py sets ``target_metadata`` to the models module's ``Base.metadata``."""
+    name = re.escape(module_name)
+    if re.search(rf"^target_metadata\s*=\s*{name}\.Base\.metadata\b", env_text, re.M):
+        return True
+    imported = re.search(rf"^from {name} import [^\n]*\bBase\b", env_text, re.M)
+    assigned = re.search(r"^target_metadata\s*=\s*Base\.metadata\b", env_text, re.M)
+    return bool(imported and assigned)
 
 
 def upgrade(
@@ -876,26 +904,33 @@ def upgrade(
     alembic_dir: Path = Path("alembic"),
     force: bool = False,
 ) -> InstallResult:
-    """Write the revision that brings an older chat schema up to date.
+    """Write the revisions that bring an older chat schema up to date.
 
-    It adds ``content_raw``, ``cached_tokens``, ``cache_creation_tokens``, ``thinking_text``,
-    ``thinking_signature`` and ``thinking_tokens`` to the messages table and
-    ``thought_signature`` to the tool calls table, each only where it is missing (the
-    revision inspects the tables when it runs).
+    Each revision brings the schema to one version (its marker line says which); only those the
+    project lacks are written, chained in order after the current head:
+
+    1. ``upgrade_v1`` adds ``content_raw``, ``cached_tokens``, ``cache_creation_tokens``,
+       ``thinking_text``, ``thinking_signature`` and ``thinking_tokens`` to the messages table
+       and ``thought_signature`` to the tool calls table, each only where it is missing (the
+       revision inspects the tables when it runs).
+    2. ``upgrade_v2`` sets ``content_raw`` to SQL NULL where earlier releases stored the JSON
+       value ``null`` (every plain message).
+
+    An sa_llm install revision of version N stands for the upgrades up to N.
 
     Args:
         mappings: ``role:ClassName`` renames, for the table names (``message:ChatMessage``).
         alembic_dir: the project's Alembic environment.
-        force: rewrite an existing sa_llm upgrade revision in place (the old file is kept as
-            ``.bak``).
+        force: rewrite the sa_llm upgrade revisions that exist in place (the old files are kept
+            as ``.bak``), and write those that are missing.
 
     Returns:
         What was written and the next step; nothing when the sa_llm install revision of this
-        release already creates the columns.
+        release is there already.
 
     Raises:
-        ConfigurationError: a bad mapping, no Alembic environment, or (without ``force``) an
-            sa_llm upgrade revision that exists already.
+        ConfigurationError: a bad mapping, no Alembic environment, or (without ``force``)
+            every upgrade revision the project needs exists already.
     """
     schema = Schema.build(mappings, attachments=False)
     env = _Env.locate(alembic_dir)
@@ -905,21 +940,31 @@ def upgrade(
             "run `sa-llm install` first, or pass --alembic-dir."
         )
     ours = env.ours(env.scripts())
-    installed = [f for f in ours if f.kind == "install" and f.schema >= SCHEMA_VERSION]
-    if installed:
+    installs = [f for f in ours if f.kind == "install"]
+    installed = max((f.schema for f in installs), default=0)
+    if installed >= SCHEMA_VERSION:
+        newest = max(installs, key=lambda found: found.schema)
         return InstallResult(
             messages=[
-                f"Nothing to do: {_display(installed[0].path)} (sa-llm install) already "
-                "creates these columns."
+                f"Nothing to do: {_display(newest.path)} (sa-llm install) already creates "
+                "the schema of this release."
             ]
         )
-    previous = next((f for f in ours if f.kind == "upgrade" and f.schema == SCHEMA_VERSION), None)
-    if previous is not None and not force:
+    # Oldest first, so the newest revision of a version wins.
+    existing = {f.schema: f for f in ours if f.kind == "upgrade"}
+    wanted = [version for version in sorted(_UPGRADES) if version > installed]
+    if all(version in existing for version in wanted) and not force:
+        names = " and ".join(_display(existing[version].path) for version in wanted)
         raise ConfigurationError(
-            f"{_display(previous.path)} is already the sa_llm upgrade revision; "
-            "pass --force to rewrite it."
+            f"{names} {'is' if len(wanted) == 1 else 'are'} already the sa_llm upgrade "
+            f"revision{'' if len(wanted) == 1 else 's'}; pass --force to rewrite "
+            f"{'it' if len(wanted) == 1 else 'them'}."
         )
     result = InstallResult()
-    _write_revision(env, "upgrade_v1", _UPGRADE_MESSAGE, previous, result, schema)
-    result.messages += ["", "Next step: alembic upgrade head (review the revision first)"]
+    for version in wanted:
+        template, message = _UPGRADES[version]
+        previous = existing.get(version)
+        if previous is None or force:
+            _write_revision(env, template, message, previous, result, schema)
+    result.messages += ["", "Next step: alembic upgrade head (review the revisions first)"]
     return result

@@ -31,4 +31,7 @@ def require(module: str, *, extra: str, feature: str, hint: str = "") -> ModuleT
         return importlib.import_module(module)
     except ImportError as exc:
         package = exc.name or module.split(".")[0]
-        raise MissingDependencyError(feature, package, extra, hint) from None
+        message = (
+            f'{feature} needs {package}, which is not installed: pip install "sa-llm[{extra}]"'
+        )
+        raise MissingDependencyError(f"{message}{hint}.", package, extra) from None

@@ -6,20 +6,27 @@ Commands (each has ``--help``)::
                    [model:AIModel] [--skip-attachments] [--uuid] [--module PATH]
                    [--alembic-dir DIR] [--force]
     sa-llm upgrade [--alembic-dir DIR] [message:ChatMessage ...]
-    sa-llm models load [--database-url URL] [--module PATH]
-    sa-llm models refresh [--database-url URL] [--module PATH]
-    sa-llm models list [--provider P] [--capability C]
+    sa-llm models load [--database-url URL] [--module PATH] [--class NAME]
+    sa-llm models refresh [--database-url URL] [--module PATH] [--class NAME]
+    sa-llm models list [--provider P] [--capability C ...]
     sa-llm attachments gc [--database-url URL] [--module PATH] [--class NAME ...]
                           [--table NAME ...] [--storage DIR_OR_URL] [--older-than 1d]
                           [--dry-run]
 
-Every failure prints one line on stderr and exits non-zero.
+The database is ``--database-url``, else ``SA_LLM_DATABASE_URL``, else ``DATABASE_URL``; sync and
+async drivers alike (``sqlite+aiosqlite://``, ``postgresql+asyncpg://``).
+
+Exit status: 0 on success; 1 on an error, printed as one ``Error: ...`` line on stderr that says
+what to fix (a missing database driver names its pip extra); 2 on a mistake in the command line
+(an unknown option, a bad value, no database URL), with click's usage hint above the error line.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sa_llm.errors import ConfigurationError, SaLLMError
 
 __all__ = ["main"]
+
+#: Where a command's database URL comes from when ``--database-url`` is not given, in order.
+DATABASE_URL_ENV = ("SA_LLM_DATABASE_URL", "DATABASE_URL")
 
 
 class _Group(click.Group):
@@ -107,14 +117,41 @@ def install(
     show_default=True,
     help="The existing Alembic environment.",
 )
-@click.option("--force", is_flag=True, help="Write the revision even if one exists.")
+@click.option("--force", is_flag=True, help="Rewrite the sa_llm upgrade revisions that exist.")
 def upgrade(mappings: tuple[str, ...], alembic_dir: Path, force: bool) -> None:
-    """Write the revision that brings an older schema up to date (raw content, cache tokens)."""
+    """Write the revisions that bring an older schema up to date (columns, stored values)."""
     from sa_llm import _install
 
     result = _install.upgrade(mappings=list(mappings), alembic_dir=alembic_dir, force=force)
     for line in result.messages:
         click.echo(line)
+
+
+def _require_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    if not value:
+        raise click.UsageError(
+            "No database URL: pass --database-url URL, or set SA_LLM_DATABASE_URL "
+            "(or DATABASE_URL).",
+            ctx,
+        )
+    return value
+
+
+def _database_url(*, required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--database-url``: the flag, else ``SA_LLM_DATABASE_URL``, else ``DATABASE_URL``."""
+    what = "The database" if required else "Also upsert the rows into this database"
+    return click.option(
+        "--database-url",
+        envvar=list(DATABASE_URL_ENV),
+        show_envvar=True,
+        default=None,
+        callback=_require_url if required else None,
+        metavar="URL",
+        help=(
+            f"{what} (SQLAlchemy URL; sync or async driver, e.g. sqlite:///app.db or "
+            "postgresql+asyncpg://...); default: $SA_LLM_DATABASE_URL, else $DATABASE_URL."
+        ),
+    )
 
 
 @main.group()
@@ -129,7 +166,7 @@ def _registry_class(module_path: Path, class_name: str) -> Any:
 
 
 @models.command("load")
-@click.option("--database-url", envvar="DATABASE_URL", required=True, help="SQLAlchemy URL.")
+@_database_url(required=True)
 @click.option(
     "--module",
     "module_path",
@@ -142,8 +179,10 @@ def _registry_class(module_path: Path, class_name: str) -> Any:
 def load(database_url: str, module_path: Path, class_name: str) -> None:
     """Upsert the bundled registry into the models table (idempotent, safe to repeat)."""
     from sa_llm import registry
+    from sa_llm._db_url import check_driver
     from sa_llm.registry_table import load_models_url
 
+    check_driver(database_url)
     model_cls = _registry_class(module_path, class_name)
     infos = registry.all()
     with click.progressbar(length=len(infos), label="Loading models") as bar:
@@ -152,20 +191,30 @@ def load(database_url: str, module_path: Path, class_name: str) -> None:
 
 
 @models.command("refresh")
-@click.option("--database-url", envvar="DATABASE_URL", default=None, help="Also upsert rows.")
-@click.option("--module", "module_path", type=click.Path(path_type=Path), default=Path("models.py"))
+@_database_url(required=False)
+@click.option(
+    "--module",
+    "module_path",
+    type=click.Path(path_type=Path),
+    default=Path("models.py"),
+    show_default=True,
+    help="The module that defines the registry class (with --database-url).",
+)
 @click.option("--class", "class_name", default="Model", show_default=True)
 def refresh(database_url: str | None, module_path: Path, class_name: str) -> None:
     """Fetch the providers' model lists with the configured keys and merge them in."""
     from sa_llm import registry
+    from sa_llm._db_url import check_driver
     from sa_llm.registry_table import load_models_url
 
+    if database_url:
+        check_driver(database_url)
+        model_cls = _registry_class(module_path, class_name)
     with click.progressbar(length=len(registry.SUPPORTED_PROVIDERS), label="Providers") as bar:
         report = registry.refresh(progress=lambda provider: bar.update(1))
     for provider, outcome in sorted(report.items()):
         click.echo(f"{provider:<12} {outcome}")
     if database_url:
-        model_cls = _registry_class(module_path, class_name)
         count = load_models_url(database_url, model_cls, registry.all())
         click.echo(f"{count} models in {model_cls.__tablename__}")
 
@@ -182,9 +231,16 @@ def list_models(provider: str | None, capabilities: tuple[str, ...]) -> None:
     """Print the registry as a table."""
     from sa_llm import registry
 
+    infos = registry.all()
+    if provider is not None:
+        providers = set(registry.SUPPORTED_PROVIDERS) | {info.provider for info in infos}
+        _check_choice("--provider", "provider", provider, providers)
+    known = {c for info in infos for c in info.capabilities} | {"vision"}
+    for capability in capabilities:
+        _check_choice("--capability", "capability", capability, known)
     rows = [
         info
-        for info in registry.all()
+        for info in infos
         if (provider is None or info.provider == provider)
         and all(info.supports(c) or _modality(info, c) for c in capabilities)
     ]
@@ -204,6 +260,21 @@ def _modality(info: Any, capability: str) -> bool:
     return capability == "vision" and bool(info.supports_vision)
 
 
+def _check_choice(option: str, what: str, value: str, known: Iterable[str]) -> None:
+    """A filter value that matches nothing is a typo: say so, with the closest names."""
+    choices = sorted(known)
+    if value in choices:
+        return
+    close = difflib.get_close_matches(value, choices, n=3, cutoff=0.5)
+    if close:
+        names = [repr(name) for name in close]
+        either = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        hint = f"did you mean {either}?"
+    else:
+        hint = f"known: {', '.join(choices)}"
+    raise click.BadParameter(f"unknown {what} {value!r}; {hint}", param_hint=f"'{option}'")
+
+
 @main.group()
 def attachments() -> None:
     """The stored files of persisted chats."""
@@ -220,7 +291,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
 
 
 @attachments.command("gc")
-@click.option("--database-url", envvar="DATABASE_URL", required=True, help="SQLAlchemy URL.")
+@_database_url(required=True)
 @click.option(
     "--module",
     "module_path",
@@ -271,13 +342,15 @@ def gc(
     Files written within the grace period are kept: a turn stores its files before the rows
     that reference them are committed.
     """
-    from sqlalchemy import column, create_engine, table
+    from sqlalchemy import column, table
     from sqlalchemy import inspect as sa_inspect
 
+    from sa_llm._db_url import check_driver, run_in_session
     from sa_llm._persisted.attachments import referenced_keys
     from sa_llm.registry_table import import_model_class
     from sa_llm.storage import collect_garbage, open_storage
 
+    check_driver(database_url)
     columns: list[Any] = []
     for name in tables:
         schema, _, table_name = name.rpartition(".")
@@ -293,12 +366,9 @@ def gc(
                 )
             columns.append(attrs["storage_key"].columns[0])
     storage = open_storage(storage_setting)
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            referenced = referenced_keys(connection, columns)
-    finally:
-        engine.dispose()
+    referenced = run_in_session(
+        database_url, lambda session: referenced_keys(session.connection(), columns)
+    )
     report = collect_garbage(storage, referenced, older_than=grace, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     if dry_run:

@@ -126,20 +126,17 @@ class MissingAPIKeyError(ConfigurationError):
 
 
 class MissingDependencyError(ConfigurationError):
-    """A feature needs an optional package that is not installed.
+    """A feature needs an optional package that is not installed; the message says how to
+    install it (``pip install "sa-llm[<extra>]"`` where an sa_llm extra provides it).
 
     Attributes:
-        feature: what needs it, e.g. ``"FsspecStorage"``.
         package: the missing import, e.g. ``"fsspec"``.
-        extra: the sa_llm extra that installs it, e.g. ``"storage"``.
+        extra: the sa_llm extra that installs it, e.g. ``"storage"`` (``None``: no extra does,
+            e.g. a database driver sa_llm does not test against).
     """
 
-    def __init__(self, feature: str, package: str, extra: str, hint: str = "") -> None:
-        super().__init__(
-            f"{feature} needs {package}, which is not installed: "
-            f'pip install "sa-llm[{extra}]"{hint}.'
-        )
-        self.feature = feature
+    def __init__(self, message: str, package: str, extra: str | None = None) -> None:
+        super().__init__(message)
         self.package = package
         self.extra = extra
 

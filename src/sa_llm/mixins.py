@@ -75,6 +75,10 @@ __all__ = [
 #: JSON everywhere, JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
+# content_raw's type: Python None is SQL NULL, not the JSON value null that plain JSON stores
+# for it, so `content_raw IS NULL` tells plain messages from raw ones.
+_NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
 _DEFAULT_TABLES = {
     "chats": "chats",
     "messages": "messages",
@@ -156,7 +160,7 @@ class _MessageColumns(_Timestamps):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     role: Mapped[str] = mapped_column(String(20), nullable=False)
     content: Mapped[str | None] = mapped_column(Text, nullable=True)
-    content_raw: Mapped[Any | None] = mapped_column(JSONType, nullable=True)
+    content_raw: Mapped[Any | None] = mapped_column(_NullableJSON, nullable=True)
     input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     cached_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -23,13 +23,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sa_llm import registry
+from sa_llm._db_url import run_in_session
 from sa_llm.chat import resolve_model
 from sa_llm.config import Config
 from sa_llm.errors import ConfigurationError
@@ -122,15 +123,18 @@ def load_models_url(
     *,
     progress: Callable[[int], object] | None = None,
 ) -> int:
-    """:func:`load_models` on a database URL, committed."""
-    engine = create_engine(url)
-    try:
-        with Session(engine) as session:
-            count = load_models(session, model_cls, infos, progress=progress)
-            session.commit()
-            return count
-    finally:
-        engine.dispose()
+    """:func:`load_models` on a database URL, committed.
+
+    The URL may name a sync or an async driver (``sqlite+aiosqlite://``,
+    ``postgresql+asyncpg://``): an async one runs the load in an event loop of its own, so call
+    this from synchronous code (from async code, ``await session.run_sync(load_models, Model)``).
+
+    Raises:
+        ConfigurationError: the URL's database driver is not installed.
+    """
+    return run_in_session(
+        url, lambda session: load_models(session, model_cls, infos, progress=progress)
+    )
 
 
 def import_model_class(module_path: Path, class_name: str) -> type[Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -218,8 +219,8 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
     assert schema_diff(engine, models) == []
 
     # The registry command the install printed works as printed.
-    (load,) = [line for line in result.output.splitlines() if "sa-llm models load" in line]
-    loaded = project.cli(*load.split("sa-llm ")[1].split())
+    (load,) = re.findall(r"`sa-llm (models load [^`]*)`", result.output)
+    loaded = project.cli(*load.split())
     assert loaded.exit_code == 0, loaded.output
     assert "models in ai_models" in loaded.output
 
@@ -328,7 +329,7 @@ def test_generated_code_is_lint_and_type_clean(
         *(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("alembic/versions/*.py")),
         *(p.relative_to(tmp_path).as_posix() for p in old.glob("migrations/versions/*.py")),
     ]
-    assert len(files) == 5
+    assert len(files) == 6  # models, use, env.py, the install and both upgrade revisions
     ruff = [sys.executable, "-m", "ruff"]
     isolated = ["--isolated", "--line-length", "100"]
     lint = subprocess.run(
@@ -557,7 +558,7 @@ def test_upgrade_migrates_an_old_schema_and_back(project: Project, engine: Engin
         assert [tuple(row) for row in rows] == [(1, "user", "hello"), (2, "assistant", "hi")]
         assert connection.execute(text("SELECT name FROM tool_calls")).scalar_one() == "f"
 
-    command.downgrade(config, "-1")
+    command.downgrade(config, "old0001")  # through both upgrade revisions
     assert columns(engine, "messages") == {
         "id",
         "chat_id",

@@ -103,8 +103,12 @@ class ${s.message.class_name}(MessageRecord, Base):
     ${s.fk_column(s.fks.message_chat, s.chat, "CASCADE", index=False)}
     role: Mapped[str] = mapped_column(String(20))
     content: Mapped[str | None] = mapped_column(Text)
-    # The provider's own content blocks, when plain text cannot carry them.
-    content_raw: Mapped[Any | None] = mapped_column(JSONType)
+    # The provider's own content blocks, when plain text cannot carry them. None is stored as
+    # SQL NULL (none_as_null), not as the JSON value null, so `content_raw IS NULL` finds the
+    # plain messages.
+    content_raw: Mapped[Any | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+    )
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     cached_tokens: Mapped[int | None] = mapped_column(Integer)

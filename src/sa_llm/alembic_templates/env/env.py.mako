@@ -1,18 +1,22 @@
 """Alembic environment for the sa_llm models in ``${module_file}``.
 
 Written by ``sa-llm install``; yours to edit (sa-llm never overwrites it). The database URL is
-``SA_LLM_DATABASE_URL``, else ``DATABASE_URL``, else ``sqlalchemy.url`` in alembic.ini.
-``target_metadata`` is the models' metadata, so ``alembic revision --autogenerate`` and
-``alembic check`` compare the database with the models.
+``SA_LLM_DATABASE_URL``, else ``DATABASE_URL``, else ``sqlalchemy.url`` in alembic.ini; a
+sync driver (``sqlite://``, ``postgresql+psycopg://``) or an async one (``sqlite+aiosqlite://``,
+``postgresql+asyncpg://``), which runs the migrations through ``AsyncConnection.run_sync`` as
+Alembic's ``async`` template does. ``target_metadata`` is the models' metadata, so
+``alembic revision --autogenerate`` and ``alembic check`` compare the database with the models.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine, make_url, pool
+from sqlalchemy import Connection, create_engine, make_url, pool
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from ${module_name} import Base
 
@@ -56,18 +60,37 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def do_run_migrations(connection: Connection) -> None:
+    """Run the migrations on ``connection`` in one transaction."""
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations(url: str) -> None:
+    """Connect with the URL's async driver and run the migrations in its greenlet bridge."""
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run_migrations)
+    finally:
+        await engine.dispose()
+
+
 def run_migrations_online() -> None:
     """Connect to the database and run the migrations in one transaction."""
-    engine = create_engine(database_url(), poolclass=pool.NullPool)
+    url = database_url()
+    if make_url(url).get_dialect().is_async:
+        asyncio.run(run_async_migrations(url))
+        return
+    engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
-            context.configure(
-                connection=connection,
-                target_metadata=target_metadata,
-                render_as_batch=connection.dialect.name == "sqlite",
-            )
-            with context.begin_transaction():
-                context.run_migrations()
+            do_run_migrations(connection)
     finally:
         engine.dispose()
 

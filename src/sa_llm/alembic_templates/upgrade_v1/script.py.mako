@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-# sa_llm-revision: upgrade schema=${s.schema_version} (sa-llm finds its revisions by this line)
+# sa_llm-revision: upgrade schema=1 (sa-llm finds its revisions by this line)
 
 # revision identifiers, used by Alembic.
 revision: str = ${q(up_revision)}
