@@ -22,9 +22,12 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import anyio
 
@@ -40,6 +43,7 @@ __all__ = [
     "adrive_iter",
     "drive",
     "drive_iter",
+    "protected",
 ]
 
 T = TypeVar("T")
@@ -47,13 +51,30 @@ R = TypeVar("R")
 
 
 class Scope:
-    """What one drive owns: resources (open streams) to close when the flow ends."""
+    """What one drive owns: resources (open streams) to close when the flow ends, and the
+    means to abort the effect that is running (:meth:`abort`)."""
 
-    __slots__ = ("_async_closers", "_closers")
+    __slots__ = (
+        "_abort_callbacks",
+        "_async_closers",
+        "_closers",
+        "_lock",
+        "_running",
+        "abort_error",
+        "abortable",
+    )
 
     def __init__(self) -> None:
         self._closers: list[Callable[[], object]] = []
         self._async_closers: list[Callable[[], Awaitable[object]]] = []
+        self._abort_callbacks: list[Callable[[], object]] = []
+        self._lock = threading.Lock()
+        self._running: anyio.CancelScope | None = None
+        #: The error :meth:`abort` asked to throw into the flow, until the driver delivers it.
+        self.abort_error: BaseException | None = None
+        #: Whether :meth:`abort` may be called (the async driver then runs each interruptible
+        #: effect in a cancel scope of its own; without it, nothing is paid per effect).
+        self.abortable = False
 
     def on_close(self, closer: Callable[[], object]) -> None:
         """Run ``closer`` when the drive ends, however it ends."""
@@ -63,6 +84,38 @@ class Scope:
         """Await ``closer`` when the async drive ends, however it ends."""
         self._async_closers.append(closer)
 
+    def on_abort(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (from the aborting thread) when :meth:`abort` is called, e.g. to
+        shut a blocking socket read down so the effect waiting on it returns."""
+        with self._lock:
+            self._abort_callbacks.append(callback)
+
+    def abort(self, error: BaseException) -> None:
+        """Stop the running interruptible effect and throw ``error`` into the flow.
+
+        Thread-safe for sync drives (a heartbeat thread calls it); for async drives call it
+        from a task of the same event loop. Only the first call counts; the flow receives the
+        error at its current (or next) ``yield`` and decides how to clean up.
+        """
+        with self._lock:
+            if self.abort_error is not None:
+                return
+            self.abort_error = error
+            callbacks, self._abort_callbacks = self._abort_callbacks, []
+            running = self._running
+        for callback in callbacks:
+            with contextlib.suppress(Exception):  # best effort: a socket already closed
+                callback()
+        if running is not None:
+            running.cancel()
+
+    def _take_abort(self) -> BaseException | None:
+        with self._lock:
+            error, self.abort_error = self.abort_error, None
+            if error is not None:
+                self.abort_error = _DELIVERED
+            return None if error is _DELIVERED else error
+
     def close(self) -> None:
         while self._closers:
             self._closers.pop()()
@@ -71,14 +124,24 @@ class Scope:
         self.close()
         while self._async_closers:
             closer = self._async_closers.pop()
-            with anyio.CancelScope(shield=True):
-                await closer()
+            await protected(closer())
+
+
+class _Delivered(Exception):
+    """Marks an abort already thrown into the flow: later :meth:`Scope.abort` calls are no-ops."""
+
+
+_DELIVERED = _Delivered()
 
 
 class Effect(Generic[T]):
     """One step of I/O that a flow asks its driver to perform."""
 
     __slots__ = ()
+
+    #: Whether :meth:`Scope.abort` may cut this effect short (network reads and waits: yes;
+    #: database steps and user code: no, they run to their end).
+    interruptible: ClassVar[bool] = False
 
     def run(self, scope: Scope) -> T:
         """Perform the step, blocking."""
@@ -155,6 +218,30 @@ class StreamAbandoned(Exception):
     """
 
 
+async def protected(awaitable: Awaitable[R]) -> R:
+    """Await ``awaitable`` to its end even if the task is cancelled, again and again meanwhile.
+
+    Clean-up must complete however often the caller is cancelled (Starlette cancels a
+    disconnected response's task repeatedly; ``asyncio.wait_for`` and task groups cancel too).
+    Under asyncio a shielded cancel scope does not stop a second native ``Task.cancel()``, so
+    the work runs as a task of its own, awaited through ``asyncio.shield`` until it is done;
+    the cancellations that arrived meanwhile are re-raised afterwards by the flow itself.
+    Elsewhere (trio) a shielded cancel scope is enough.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        with anyio.CancelScope(shield=True):
+            return await awaitable
+    task = asyncio.ensure_future(awaitable)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                return task.result()  # the work itself was cancelled or failed: raise that
+
+
 def _abandon(flow: Flow[Any], scope: Scope) -> None:
     """Let a flow whose iterator was closed early run its clean-up effects."""
     error: BaseException | None = StreamAbandoned()
@@ -181,7 +268,7 @@ async def _aabandon(flow: Flow[Any], scope: Scope) -> None:
             return
         error = None
         try:
-            value = None if type(effect) is Emit else await effect.arun(scope)
+            value = None if type(effect) is Emit else await protected(effect.arun(scope))
         except BaseException as exc:
             value, error = None, exc
 
@@ -209,6 +296,10 @@ def _pump(flow: Flow[Any], scope: Scope, *, iterate: bool) -> Generator[Any, Non
             value = effect.run(scope)
         except BaseException as exc:  # the flow decides; it re-raises what it cannot handle
             value, error = None, exc
+        if scope.abort_error is not None and scope.abort_error is not _DELIVERED:
+            aborted = scope._take_abort()
+            if aborted is not None:
+                value, error = None, aborted
 
 
 async def _apump(
@@ -235,19 +326,41 @@ async def _apump(
             try:
                 yield effect.value
             except GeneratorExit:
-                with anyio.CancelScope(shield=True):
-                    await _aabandon(flow, scope)
+                await protected(_aabandon(flow, scope))
                 raise
             continue
         try:
             if shielded:
-                with anyio.CancelScope(shield=True):
-                    value = await effect.arun(scope)
+                value = await protected(effect.arun(scope))
+            elif scope.abortable:
+                value = await _interruptible(effect, scope)
             else:
                 value = await effect.arun(scope)
         except BaseException as exc:
             value, error = None, exc
             shielded = shielded or isinstance(exc, cancelled)
+        if scope.abortable and scope.abort_error is not None and not shielded:
+            aborted = scope._take_abort()
+            if aborted is not None:
+                value, error = None, aborted
+
+
+async def _interruptible(effect: Effect[Any], scope: Scope) -> Any:
+    """Run ``effect``; an abort cancels it when it is interruptible (the pump then throws the
+    abort's error into the flow instead of the cancellation)."""
+    if not effect.interruptible:
+        return await effect.arun(scope)
+    with anyio.CancelScope() as cancel_scope:
+        with scope._lock:
+            if scope.abort_error is not None:
+                return None  # aborted before it started: the pump delivers the error
+            scope._running = cancel_scope
+        try:
+            return await effect.arun(scope)
+        finally:
+            with scope._lock:
+                scope._running = None
+    return None  # cancelled by abort()
 
 
 def drive(flow: Flow[R]) -> R:

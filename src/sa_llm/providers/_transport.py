@@ -12,9 +12,11 @@ let a higher-level flow (the chat) do the same without knowing whether it runs s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -324,6 +326,16 @@ class Transport:
         return StreamHandle(self, await adrive(self._attempts(request, stream=True)))
 
 
+def _shut_down(response: httpx.Response) -> None:
+    """Shut the socket under ``response`` down (from another thread): a read blocked on it in
+    the driving thread returns at once. Closing the response instead would not wake it."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def _to_response(response: httpx.Response) -> HttpResponse:
     headers = {k.lower(): v for k, v in response.headers.items()}
     return HttpResponse(response.status_code, headers, response.content)
@@ -386,6 +398,7 @@ class SendRequest(Effect[HttpResponse]):
     """Effect: send a request with retries and return the whole 2xx response."""
 
     __slots__ = ("request", "transport")
+    interruptible = True
 
     def __init__(self, transport: Transport, request: HttpRequest) -> None:
         self.transport = transport
@@ -399,9 +412,11 @@ class SendRequest(Effect[HttpResponse]):
 
 
 class OpenStream(Effect[StreamHandle]):
-    """Effect: open a streamed response; it is closed when the drive ends."""
+    """Effect: open a streamed response; it is closed when the drive ends (and its socket is
+    shut down if the drive is aborted, so a blocking read returns at once)."""
 
     __slots__ = ("request", "transport")
+    interruptible = True
 
     def __init__(self, transport: Transport, request: HttpRequest) -> None:
         self.transport = transport
@@ -410,6 +425,7 @@ class OpenStream(Effect[StreamHandle]):
     def run(self, scope: Scope) -> StreamHandle:
         handle = self.transport.open_stream(self.request)
         scope.on_close(handle.response.close)
+        scope.on_abort(lambda: _shut_down(handle.response))
         return handle
 
     async def arun(self, scope: Scope) -> StreamHandle:
@@ -422,6 +438,7 @@ class ReadStream(Effect[bytes]):
     """Effect: the next bytes of an open stream, ``b""`` at its end."""
 
     __slots__ = ("handle",)
+    interruptible = True
 
     def __init__(self, handle: StreamHandle) -> None:
         self.handle = handle
@@ -440,6 +457,7 @@ class Download(Effect[tuple[bytes, str | None]]):
     """
 
     __slots__ = ("transport", "url")
+    interruptible = True
 
     def __init__(self, transport: Transport, url: str) -> None:
         self.transport = transport
