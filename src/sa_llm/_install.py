@@ -60,7 +60,7 @@ TEMPLATES = Path(__file__).parent / "alembic_templates"
 
 #: Bumped when a release changes the tables or how rows are stored; ``upgrade`` compares it with
 #: the versions in the marker lines of the project's sa_llm revisions.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 ROLES = ("chat", "message", "tool_call", "model")
 _DEFAULT_CLASSES = {"chat": "Chat", "message": "Message", "tool_call": "ToolCall", "model": "Model"}
@@ -73,6 +73,7 @@ _INSTALL_MESSAGE = "Create the sa_llm chat tables"
 _UPGRADES = {
     1: ("upgrade_v1", "Add the sa_llm raw content, cache token and thinking columns"),
     2: ("upgrade_v2", "Store SQL NULL instead of JSON null in sa_llm's content_raw"),
+    3: ("upgrade_v3", "Add the sa_llm turn lease and message status columns"),
 }
 _LINE = 100
 # PostgreSQL cuts longer identifiers, and then the names no longer match the models.
@@ -915,6 +916,8 @@ def upgrade(
        revision inspects the tables when it runs).
     2. ``upgrade_v2`` sets ``content_raw`` to SQL NULL where earlier releases stored the JSON
        value ``null`` (every plain message).
+    3. ``upgrade_v3`` adds the turn lease (``turn_token``, ``turn_expires_at``,
+       ``cancel_requested_at``) to the chats table and ``status`` to the messages table.
 
     An sa_llm install revision of version N stands for the upgrades up to N.
 

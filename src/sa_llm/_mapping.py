@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sa_llm.persistence import PersistenceStrategy
 
 __all__ = [
+    "LEASE_COLUMNS",
     "AttachmentOptions",
     "ChatOptions",
     "ChatSchema",
@@ -202,7 +203,11 @@ class ChatSchema:
         message_model_attr: the message's model FK (registry) or model-id string (legacy).
         tool_call_message_fk: the tool call's FK attribute to its message.
         chat_model_attr: the chat's model FK (registry) or model-id string (legacy).
-        optional: the optional message columns that exist (cached tokens, thinking, ...).
+        messages_attr: the chat's relationship to its messages.
+        lease: whether the chat class has the turn-lease columns (``turn_token``,
+            ``turn_expires_at``, ``cancel_requested_at``): turns are then one at a time across
+            processes; without them only within one process (an older schema).
+        optional: the optional message columns that exist (cached tokens, thinking, status...).
         attachment_cls: the ``@acts_as_attachment`` class, ``None`` when files are not stored.
         attachment_message_fk: the attachment's FK attribute to its message.
         message_attachments_attr: the message's relationship to its attachments.
@@ -217,6 +222,8 @@ class ChatSchema:
     message_model_attr: str | None
     tool_call_message_fk: str
     chat_model_attr: str | None
+    messages_attr: str = "messages"
+    lease: bool = False
     optional: frozenset[str] = field(default_factory=frozenset)
     optional_tool_call: frozenset[str] = field(default_factory=frozenset)
     attachment_cls: type[Any] | None = None
@@ -228,7 +235,11 @@ class ChatSchema:
         return self.model_cls is None
 
 
+#: The chat columns of the turn lease (all or none).
+LEASE_COLUMNS = ("turn_token", "turn_expires_at", "cancel_requested_at")
+
 _OPTIONAL_MESSAGE_COLUMNS = (
+    "status",
     "content_raw",
     "cached_tokens",
     "cache_creation_tokens",
@@ -354,6 +365,13 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
     for attr in ("tool_call_id", "name", "arguments"):
         column_attribute(tool_call_cls, attr, option=f"{tool_call_cls.__name__}.{attr}")
     attachment_cls = attachment_class(message_cls)
+    lease = [name for name in LEASE_COLUMNS if has_column(chat_cls, name)]
+    if lease and len(lease) != len(LEASE_COLUMNS):
+        missing = ", ".join(name for name in LEASE_COLUMNS if name not in lease)
+        raise ConfigurationError(
+            f"{chat_cls.__name__} has some of the turn-lease columns but not {missing}: add "
+            "them all (sa-llm upgrade writes the migration) or none."
+        )
     schema = ChatSchema(
         chat_cls=chat_cls,
         message_cls=message_cls,
@@ -364,6 +382,8 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
         message_model_attr=message_model_attr,
         tool_call_message_fk=tool_call_message_fk,
         chat_model_attr=chat_model_attr,
+        messages_attr=options.messages,
+        lease=bool(lease),
         optional=frozenset(c for c in _OPTIONAL_MESSAGE_COLUMNS if has_column(message_cls, c)),
         optional_tool_call=frozenset(
             c for c in ("thought_signature",) if has_column(tool_call_cls, c)

@@ -137,6 +137,40 @@ class Config(BaseModel):
     turn_wait_timeout: float | None = Field(
         None, gt=0, description="Longest wait for a busy chat in seconds (None: no limit)."
     )
+    turn_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "How long a persisted turn's lease on its chat lasts without a heartbeat: a turn "
+            "whose process died is taken over this long after its last renewal."
+        ),
+    )
+    turn_poll_interval: float = Field(
+        0.5,
+        gt=0,
+        description=(
+            "Seconds between a running turn's heartbeats: each reads the cancel flag (so a "
+            "cancel is noticed within this), and renews the lease every third of its length."
+        ),
+    )
+    keep_partial_output: bool = Field(
+        False,
+        description=(
+            "Persisted chats: flush streamed text to the assistant row while it arrives, and "
+            "keep it (status failed/cancelled/interrupted) when the turn does not complete."
+        ),
+    )
+    partial_output_interval: float = Field(
+        0.2, gt=0, description="Seconds between flushes of streamed text (keep_partial_output)."
+    )
+    db_retries: int = Field(
+        2,
+        ge=0,
+        description=(
+            "Retries of a persisted turn's database step that lost its connection before "
+            "committing (a reset, a server restart); then PersistenceError."
+        ),
+    )
     max_attachment_bytes: int = Field(
         50 * 1024 * 1024, gt=0, description="Largest file that may be attached."
     )

@@ -17,6 +17,9 @@ without swallowing the other::
     ├── ToolError                     a tool definition that cannot be used
     ├── StructuredOutputError         a reply that does not match the requested schema
     ├── ChatBusyError                 a turn is already running on this chat
+    ├── TurnCancelledError            the turn was cancelled (chat.cancel(), from any process)
+    ├── PersistenceError              the database failed a step of a turn (carries the reply)
+    │   └── TurnLeaseLostError        the turn's lease expired and another turn took the chat
     └── ProviderError                 anything that went wrong talking to a provider
         ├── APIConnectionError        no response, or the connection was lost while reading it
         │   └── APITimeoutError       the request timed out
@@ -69,6 +72,7 @@ __all__ = [
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
+    "PersistenceError",
     "ProviderError",
     "ProviderNotFoundError",
     "RateLimitError",
@@ -78,6 +82,8 @@ __all__ = [
     "StreamInterruptedError",
     "StructuredOutputError",
     "ToolError",
+    "TurnCancelledError",
+    "TurnLeaseLostError",
     "UnsupportedAttachmentError",
     "UnsupportedFeatureError",
 ]
@@ -213,7 +219,44 @@ class StructuredOutputError(SaLLMError):
 
 
 class ChatBusyError(SaLLMError):
-    """Another turn is already running on this chat."""
+    """Another turn is already running on this chat (in this process or any other)."""
+
+
+class TurnCancelledError(SaLLMError):
+    """The turn was cancelled by a request from any process (``chat.cancel()``).
+
+    The assistant row keeps what was streamed before the cancel, with status ``cancelled``.
+
+    Attributes:
+        partial: the reply as far as it got (text, usage), or ``None`` before it began.
+    """
+
+    def __init__(self, message: str, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class PersistenceError(SaLLMError):
+    """A database step of a turn failed for good (after its retries).
+
+    The driver's error is chained (``__cause__``); psycopg, asyncpg, sqlite3 and aiosqlite
+    failures all arrive as this class. When the provider had already answered, the reply is
+    attached so the application can still show it.
+
+    Attributes:
+        reply: the :class:`~sa_llm.types.Message` the provider produced, or ``None``.
+        step: what was being written (``"begin"``, ``"completion"``, ...).
+    """
+
+    def __init__(self, message: str, reply: Any = None, step: str | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+        self.step = step
+
+
+class TurnLeaseLostError(PersistenceError):
+    """The turn's lease on its chat expired (its heartbeat could not renew it) and another turn
+    took the chat over; this turn's reply was not written (it is attached)."""
 
 
 class ProviderError(SaLLMError):

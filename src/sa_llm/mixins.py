@@ -124,6 +124,25 @@ class AttachmentRecord(AttachmentMethods):
 # -- column mixins --------------------------------------------------------------------------------
 
 
+class _TurnLease:
+    """The turn lease of a chat: which turn holds it, until when, and a cancel request.
+
+    Written by sa_llm only (one short conditional UPDATE in the steps a turn commits anyway);
+    they make one turn per chat hold across processes and hosts (docs/persistence.md).
+    """
+
+    #: The running turn's token; ``None`` when no turn runs.
+    turn_token: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
+    #: When the running turn's lease ends unless its heartbeat renews it.
+    turn_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, default=None
+    )
+    #: Set by ``chat.cancel()`` (from any process); the running turn stops within a second.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, default=None
+    )
+
+
 class _Timestamps:
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, nullable=False
@@ -133,8 +152,9 @@ class _Timestamps:
     )
 
 
-class ChatMixin(ChatRecord, _Timestamps):
-    """Columns of a chat: ``id``, ``model_id`` (FK to the registry), timestamps."""
+class ChatMixin(ChatRecord, _TurnLease, _Timestamps):
+    """Columns of a chat: ``id``, ``model_id`` (FK to the registry), the turn lease,
+    timestamps."""
 
     __sa_llm_tables__: ClassVar[dict[str, str]] = {}
 
@@ -149,7 +169,7 @@ class ChatMixin(ChatRecord, _Timestamps):
         )
 
 
-class LegacyChatMixin(ChatRecord, _Timestamps):
+class LegacyChatMixin(ChatRecord, _TurnLease, _Timestamps):
     """Columns of a chat without the registry: the model id is a plain string."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -159,6 +179,9 @@ class LegacyChatMixin(ChatRecord, _Timestamps):
 class _MessageColumns(_Timestamps):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     role: Mapped[str] = mapped_column(String(20), nullable=False)
+    #: Where the message is: ``pending`` / ``streaming`` (a turn is writing it), ``complete``,
+    #: ``failed`` / ``cancelled`` / ``interrupted`` (kept partial output). ``None``: complete.
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True, default=None)
     content: Mapped[str | None] = mapped_column(Text, nullable=True)
     content_raw: Mapped[Any | None] = mapped_column(_NullableJSON, nullable=True)
     input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -329,7 +329,7 @@ def test_generated_code_is_lint_and_type_clean(
         *(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("alembic/versions/*.py")),
         *(p.relative_to(tmp_path).as_posix() for p in old.glob("migrations/versions/*.py")),
     ]
-    assert len(files) == 6  # models, use, env.py, the install and both upgrade revisions
+    assert len(files) == 7  # models, use, env.py, the install and the three upgrade revisions
     ruff = [sys.executable, "-m", "ruff"]
     isolated = ["--isolated", "--line-length", "100"]
     lint = subprocess.run(

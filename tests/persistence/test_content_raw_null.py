@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 import sa_llm
 from cli_support import Project, open_project, schema_diff
 from persisted import World, close_world, default_models, make_world
+from sa_llm._install import SCHEMA_VERSION
 from sa_llm.testing import FakeLLM, fake_llm
 from sa_llm.types import RawContent
 
@@ -154,17 +155,18 @@ def test_upgrade_converts_the_rows_of_an_earlier_install(project: Project, engin
     (installed,) = (project.root / "alembic" / "versions").glob("*.py")
     # The install revision as an earlier release wrote it (schema version 1).
     source = installed.read_text()
-    assert "# sa_llm-revision: install schema=2" in source
-    installed.write_text(source.replace("install schema=2", "install schema=1"))
+    assert f"# sa_llm-revision: install schema={SCHEMA_VERSION}" in source
+    installed.write_text(source.replace(f"install schema={SCHEMA_VERSION}", "install schema=1"))
     project.alembic("upgrade", "head")
     write_old_rows(engine, timestamps=True)
     assert roles_where(engine, "content_raw IS NULL") == ["assistant"]  # the bug, as it was
 
     result = project.cli("upgrade")
     assert result.exit_code == 0, result.output
-    (written,) = set((project.root / "alembic" / "versions").glob("*.py")) - {installed}
+    new = set((project.root / "alembic" / "versions").glob("*.py")) - {installed}
+    assert len(new) == SCHEMA_VERSION - 1  # one upgrade revision per later schema version
+    (written,) = [p for p in new if "# sa_llm-revision: upgrade schema=2" in p.read_text()]
     assert f"created alembic/versions/{written.name}" in result.output
-    assert "# sa_llm-revision: upgrade schema=2" in written.read_text()
     assert f"after {installed.name.partition('_')[0]}" in result.output
 
     project.alembic("upgrade", "head")
@@ -175,7 +177,7 @@ def test_upgrade_converts_the_rows_of_an_earlier_install(project: Project, engin
     assert schema_diff(engine, models) == []
 
     # The downgrade keeps the rows (SQL NULL reads as JSON null did); upgrading again is a no-op.
-    project.alembic("downgrade", "-1")
+    project.alembic("downgrade", written.name.partition("_")[0] + "-1")
     assert roles_where(engine, "content_raw IS NULL") == ["user", "assistant", "assistant"]
     project.alembic("upgrade", "head")
     assert roles_where(engine, "content_raw IS NOT NULL") == ["user"]
@@ -237,13 +239,14 @@ def test_upgrade_converts_json_columns_of_an_older_schema(project: Project, engi
 
     result = project.cli("upgrade", "--alembic-dir", "migrations")
     assert result.exit_code == 0, result.output
-    assert result.output.count("created migrations/versions/") == 2  # columns, then the rows
+    # The columns, the rows, then the lease and status columns.
+    assert result.output.count("created migrations/versions/") == SCHEMA_VERSION
     command.upgrade(config, "head")
     assert roles_where(engine, "content_raw IS NULL") == ["user", "assistant", "assistant"]
     assert raw_value(engine) == BLOCKS
     # (Down to old0001, the columns revision would drop content_raw: it cannot know the column
     # was there before it.)
-    command.downgrade(config, "-1")
+    command.downgrade(config, "-2")  # below the rows revision (upgrade_v2)
     assert roles_where(engine, "content_raw IS NOT NULL") == ["user"]
     command.upgrade(config, "head")
     assert roles_where(engine, "content_raw IS NULL") == ["user", "assistant", "assistant"]
@@ -253,7 +256,8 @@ def test_upgrade_revision_in_offline_mode(project: Project, engine: Engine) -> N
     """``alembic upgrade --sql`` writes the UPDATE in the database's own terms."""
     assert project.install().exit_code == 0
     (installed,) = (project.root / "alembic" / "versions").glob("*.py")
-    installed.write_text(installed.read_text().replace("install schema=2", "install schema=1"))
+    source = installed.read_text()
+    installed.write_text(source.replace(f"install schema={SCHEMA_VERSION}", "install schema=1"))
     assert project.cli("upgrade").exit_code == 0
     buffer = io.StringIO()
     config = project.config()

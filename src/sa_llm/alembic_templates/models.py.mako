@@ -78,6 +78,10 @@ class ${s.chat.class_name}(ChatRecord, Base):
 
     id: Mapped[${pk}] = ${s.pk_column}
     ${s.fk_column(s.fks.chat_model, s.model, "SET NULL", index=True)}
+    # The turn lease (one turn at a time across processes), written by sa_llm only.
+    turn_token: Mapped[str | None] = mapped_column(String(64))
+    turn_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -102,6 +106,8 @@ class ${s.message.class_name}(MessageRecord, Base):
     id: Mapped[${pk}] = ${s.pk_column}
     ${s.fk_column(s.fks.message_chat, s.chat, "CASCADE", index=False)}
     role: Mapped[str] = mapped_column(String(20))
+    # pending / streaming / complete / failed / cancelled / interrupted (NULL: complete).
+    status: Mapped[str | None] = mapped_column(String(16))
     content: Mapped[str | None] = mapped_column(Text)
     # The provider's own content blocks, when plain text cannot carry them. None is stored as
     # SQL NULL (none_as_null), not as the JSON value null, so `content_raw IS NULL` finds the

@@ -72,6 +72,10 @@ def upgrade() -> None:
             sa.ForeignKey(${q(s.model.table + ".id")}, ondelete="SET NULL"),
             nullable=True,
         ),
+        # The turn lease: which turn holds the chat, until when, and a cancel request for it.
+        sa.Column("turn_token", sa.String(64), nullable=True),
+        sa.Column("turn_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
@@ -87,6 +91,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("role", sa.String(20), nullable=False),
+        sa.Column("status", sa.String(16), nullable=True),
         sa.Column("content", sa.Text(), nullable=True),
         sa.Column(
             "content_raw",

@@ -1,0 +1,71 @@
+"""${message}
+
+Revision ID: ${up_revision}
+${"Revises: " + comma(down_revision) if down_revision else "Revises: (none)"}
+Create Date: ${create_date}
+
+${wrap(f"Written by ``sa-llm upgrade``. Adds the turn lease to ``{s.chat.table}``: ``turn_token``, ``turn_expires_at``, ``cancel_requested_at`` (one turn per chat across processes, crash recovery, cancel from anywhere); and ``status`` to ``{s.message.table}`` (pending, streaming, complete, failed, cancelled, interrupted). Existing rows keep NULL, which reads as no turn running and complete.")}
+A column that exists already is left alone, so the revision fits any older schema. The
+downgrade drops the columns of this revision that exist (Alembic keeps no record of which ones
+the upgrade found already there); the rows stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+# sa_llm-revision: upgrade schema=3 (sa-llm finds its revisions by this line)
+
+# revision identifiers, used by Alembic.
+revision: str = ${q(up_revision)}
+down_revision: str | Sequence[str] | None = ${q(down_revision)}
+branch_labels: str | Sequence[str] | None = ${q(branch_labels)}
+depends_on: str | Sequence[str] | None = ${q(depends_on)}
+
+
+def _columns() -> dict[str, list[sa.Column[Any]]]:
+    """The columns of this revision, per table, in the order they are added."""
+    return {
+        ${q(s.chat.table)}: [
+            sa.Column("turn_token", sa.String(64), nullable=True),
+            sa.Column("turn_expires_at", sa.DateTime(timezone=True), nullable=True),
+            sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True),
+        ],
+        ${q(s.message.table)}: [
+            sa.Column("status", sa.String(16), nullable=True),
+        ],
+    }
+
+
+def _existing(table: str) -> set[str] | None:
+    """The table's column names; None in offline mode (``--sql``), which has no database."""
+    if op.get_context().as_sql:
+        return None
+    return {column["name"] for column in sa.inspect(op.get_bind()).get_columns(table)}
+
+
+def upgrade() -> None:
+    """Add the columns each table lacks."""
+    for table, columns in _columns().items():
+        present = _existing(table) or set()
+        missing = [column for column in columns if column.name not in present]
+        if missing:
+            # Batch mode: where SQLite cannot ALTER, Alembic copies the table (rows included).
+            with op.batch_alter_table(table) as batch_op:
+                for column in missing:
+                    batch_op.add_column(column)
+
+
+def downgrade() -> None:
+    """Drop this revision's columns that exist, newest first; the rows stay."""
+    for table, columns in reversed(_columns().items()):
+        present = _existing(table)
+        names = [c.name for c in reversed(columns) if present is None or c.name in present]
+        if names:
+            with op.batch_alter_table(table) as batch_op:
+                for name in names:
+                    batch_op.drop_column(name)
