@@ -29,7 +29,22 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from sa_llm.errors import ConfigurationError, MissingAPIKeyError
 
-__all__ = ["API_KEY_ENV_VARS", "Config", "configure", "get_config", "reset_config"]
+__all__ = [
+    "API_KEY_ENV_VARS",
+    "CONNECT_TIMEOUT_ENV_VAR",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "Config",
+    "configure",
+    "get_config",
+    "reset_config",
+]
+
+#: The environment variable ``connect_timeout`` falls back to.
+CONNECT_TIMEOUT_ENV_VAR = "SA_LLM_CONNECT_TIMEOUT"
+#: Seconds to open a connection when neither the setting nor the variable says: a host that
+#: answers at all does so in well under a second; one that does not should fail fast, not
+#: after the read timeout that long replies need.
+DEFAULT_CONNECT_TIMEOUT = 10.0
 
 #: The environment variable each provider's key falls back to.
 API_KEY_ENV_VARS: dict[str, str] = {
@@ -124,7 +139,17 @@ class Config(BaseModel):
     )
     # Behaviour
     default_model: str = Field("gpt-4.1-nano", description="Model of chats created without one.")
-    request_timeout: float = Field(300.0, gt=0, description="Seconds per request (and per read).")
+    request_timeout: float = Field(
+        300.0, gt=0, description="Seconds per read, write and wait for a pooled connection."
+    )
+    connect_timeout: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Seconds to open a connection (TCP and TLS), at most request_timeout. Default: "
+            "SA_LLM_CONNECT_TIMEOUT, else 10."
+        ),
+    )
     max_retries: int = Field(3, ge=0, description="Retries of a failed request (0 disables).")
     retry_interval: float = Field(0.5, ge=0, description="First retry delay in seconds.")
     retry_backoff_factor: float = Field(2.0, ge=1, description="Delay multiplier per retry.")
@@ -220,6 +245,35 @@ class Config(BaseModel):
         if key is None and required:
             raise MissingAPIKeyError(provider, env_var)
         return key
+
+    def connect_seconds(self) -> float:
+        """Seconds allowed to open a connection: ``connect_timeout``, else
+        ``SA_LLM_CONNECT_TIMEOUT``, else 10; never more than ``request_timeout``.
+
+        Raises:
+            ConfigurationError: the environment variable is not a positive number.
+        """
+        seconds = self.connect_timeout
+        if seconds is None:
+            raw = os.environ.get(CONNECT_TIMEOUT_ENV_VAR, "").strip()
+            if raw:
+                try:
+                    seconds = float(raw)
+                except ValueError:
+                    seconds = -1.0
+                if not seconds > 0 or seconds == float("inf"):
+                    raise ConfigurationError(
+                        f"{CONNECT_TIMEOUT_ENV_VAR} must be a positive number of seconds, "
+                        f"not {raw!r}."
+                    )
+            else:
+                seconds = DEFAULT_CONNECT_TIMEOUT
+        return min(seconds, self.request_timeout)
+
+    def timeout(self) -> httpx.Timeout:
+        """The httpx timeout of every provider request: :meth:`connect_seconds` to connect,
+        ``request_timeout`` for each read, each write and the wait for a pooled connection."""
+        return httpx.Timeout(self.request_timeout, connect=self.connect_seconds())
 
     def base_url(self, provider: str, default: str) -> str:
         """The base URL of ``provider``: configured, else from the env var, else ``default``."""

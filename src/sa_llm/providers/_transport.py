@@ -247,11 +247,19 @@ class Transport:
             request.url,
             headers=headers,
             content=content,
-            timeout=self.config.request_timeout,
+            # Its own short connect timeout: a host that never answers fails in seconds, not
+            # after the read timeout that a long reply needs.
+            timeout=self.config.timeout(),
         )
 
     def connection_error(self, exc: Exception) -> errors.APIConnectionError:
         name = self.provider.name
+        if isinstance(exc, httpx.ConnectTimeout):
+            return errors.APITimeoutError(
+                f"Connecting to {name} timed out after {self.config.connect_seconds():g}s "
+                f"({type(exc).__name__}).",
+                provider=name,
+            )
         if isinstance(exc, httpx.TimeoutException):
             return errors.APITimeoutError(
                 f"Request to {name} timed out after {self.config.request_timeout:g}s "
