@@ -40,6 +40,7 @@ from sa_llm.config import Config, get_config
 from sa_llm.content import AttachmentSource, ensure_model_accepts, to_attachments
 from sa_llm.errors import (
     ConfigurationError,
+    ProviderError,
     StructuredOutputError,
     ToolError,
     UnsupportedFeatureError,
@@ -489,16 +490,22 @@ class Chat(ChatSettings):
                 raise ToolError(f"The model kept calling tools for {_MAX_TOOL_ROUNDS} rounds.")
             yield from self._download_attachments()
             http = self.provider.build_request(self.chat_request(stream))
-            if stream:
-                message = yield from self._stream_reply(http, on_chunk)
-            else:
-                yield from self._reply_started()
-                response: HttpResponse = yield SendRequest(self.transport, http)
-                accumulator = Accumulator(self.provider.name)
-                for chunk in self.provider.parse_response(response):
-                    accumulator.add(chunk)
-                accumulator.raw = response
-                message = accumulator.message()
+            try:
+                if stream:
+                    message = yield from self._stream_reply(http, on_chunk)
+                else:
+                    yield from self._reply_started()
+                    response: HttpResponse = yield SendRequest(self.transport, http)
+                    accumulator = Accumulator(self.provider.name)
+                    for chunk in self.provider.parse_response(response):
+                        accumulator.add(chunk)
+                    accumulator.raw = response
+                    message = accumulator.message()
+            except ProviderError as exc:
+                # A reply or stream event that echoes a key (an error event, a garbled body
+                # kept in the error) must not carry it to the caller.
+                self.provider.redact_error(exc)
+                raise
             parse_error = self._parse_structured(message)
             yield from self._reply_completed(message)
             yield from self._fire("end_message", message)

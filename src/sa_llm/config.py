@@ -25,8 +25,17 @@ import threading
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
+from sa_llm._redact import redact_url, strip_userinfo, url_secrets
 from sa_llm.errors import ConfigurationError, MissingAPIKeyError
 
 __all__ = [
@@ -71,8 +80,16 @@ _BASE_URL_ENV_VARS: dict[str, str] = {
 }
 
 
+# Credentials some environments hold for Bedrock's credential chain: redacted like the keys.
+_AWS_SECRET_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
 class Config(BaseModel):
-    """All settings of sa_llm. Immutable; change it with :func:`configure` or :meth:`replace`."""
+    """All settings of sa_llm. Immutable; change it with :func:`configure` or :meth:`replace`.
+
+    Credentials written into a base URL (``https://user:pass@host``) are shown as ``***`` in its
+    repr and JSON dump and are never sent (see :meth:`base_url`).
+    """
 
     model_config = ConfigDict(
         frozen=True,
@@ -200,6 +217,20 @@ class Config(BaseModel):
             f"fsspec URL, not {type(value).__name__}"
         )
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if isinstance(value, str) and name is not None and name.endswith("_base_url"):
+                value = redact_url(value)
+            yield name, value
+
+    @field_serializer("*")
+    def _redacted_url(self, value: Any, info: Any) -> Any:
+        # A URL's credentials are never sent (base_url strips them): a dump loses nothing
+        # by showing them as "***", as a key dumps as SecretStr('**********').
+        if isinstance(value, str) and str(info.field_name).endswith("_base_url"):
+            return redact_url(value)
+        return value
+
     def replace(self, **changes: Any) -> Config:
         """A validated copy with some settings changed.
 
@@ -276,13 +307,37 @@ class Config(BaseModel):
         return httpx.Timeout(self.request_timeout, connect=self.connect_seconds())
 
     def base_url(self, provider: str, default: str) -> str:
-        """The base URL of ``provider``: configured, else from the env var, else ``default``."""
+        """The base URL of ``provider``: configured, else from the env var, else ``default``.
+
+        Credentials written into it (``https://user:pass@host``) are removed: httpx would send
+        them as HTTP Basic auth in place of the provider's own key, and they would show in
+        every log line and error that names the URL.
+        """
         configured = getattr(self, f"{provider}_base_url", None)
         if configured:
-            return str(configured).rstrip("/")
+            return strip_userinfo(str(configured)).rstrip("/")
         env_var = _BASE_URL_ENV_VARS.get(provider)
         from_env = os.environ.get(env_var) if env_var else None
-        return (from_env or default).rstrip("/")
+        return strip_userinfo(from_env or default).rstrip("/")
+
+    def secret_values(self) -> set[str]:
+        """Every secret this configuration may send or hold, to be redacted where it is echoed:
+        the keys (settings, ``api_keys`` and their environment variables), AWS credentials,
+        and credentials written into base URLs."""
+        values: set[str] = set()
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                values.add(value.get_secret_value())
+            elif isinstance(value, str) and name.endswith("_base_url"):
+                values |= url_secrets(value)
+        values.update(key.get_secret_value() for key in self.api_keys.values())
+        for env_var in (*API_KEY_ENV_VARS.values(), *_AWS_SECRET_ENV_VARS):
+            values.add(os.environ.get(env_var) or "")
+        for env_var in _BASE_URL_ENV_VARS.values():
+            values |= url_secrets(os.environ.get(env_var))
+        values.discard("")
+        return values
 
 
 _lock = threading.Lock()

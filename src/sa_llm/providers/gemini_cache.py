@@ -26,7 +26,7 @@ from urllib.parse import quote
 from sa_llm._context import Context
 from sa_llm._flow import Flow, adrive, drive
 from sa_llm.config import get_config
-from sa_llm.errors import ConfigurationError
+from sa_llm.errors import ConfigurationError, ProviderError
 from sa_llm.providers._transport import SendRequest, Transport
 from sa_llm.providers.base import HttpRequest, HttpResponse
 from sa_llm.providers.gemini import Gemini, model_resource
@@ -179,7 +179,11 @@ class GeminiCaches:
 
     def _fetch(self, request: HttpRequest) -> Flow[CachedContent]:
         response = yield SendRequest(self.transport, request)
-        return self.parse(response)
+        try:
+            return self.parse(response)
+        except ProviderError as exc:
+            self.provider.redact_error(exc)  # a body kept in the error may echo the key
+            raise
 
     def _delete(self, request: HttpRequest) -> Flow[None]:
         yield SendRequest(self.transport, request)
