@@ -50,7 +50,15 @@ from sa_llm.providers._transport import Download, OpenStream, ReadStream, SendRe
 from sa_llm.providers.base import ChatRequest, HttpResponse, deep_merge
 from sa_llm.schema import OutputSchema
 from sa_llm.streaming import Accumulator
-from sa_llm.tools import Halt, Tool, ToolResult, checked_tool, error_result, result_content
+from sa_llm.tools import (
+    Halt,
+    Tool,
+    ToolResult,
+    checked_tool,
+    error_result,
+    invalid_arguments_result,
+    result_content,
+)
 from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
 
 if TYPE_CHECKING:
@@ -565,6 +573,9 @@ class Chat(ChatSettings):
         tool = self.tools.get(call.name)
         if tool is None:
             return error_result(call.name, ToolError(f"no tool named {call.name!r} is available"))
+        if call.arguments_error is not None:
+            # Unreadable arguments: the tool is not run; the model reads why and can retry.
+            return invalid_arguments_result(call.name, call.arguments_error)
         try:
             arguments = tool.validate(call.arguments)
         except Exception as exc:

@@ -334,3 +334,12 @@ def error_result(tool_name: str, error: BaseException) -> ToolResult:
     else:
         message = f"Tool {tool_name!r} failed: {type(error).__name__}: {error}"
     return ToolResult(json.dumps({"error": message}), is_error=True)
+
+
+def invalid_arguments_result(tool_name: str, problem: str) -> ToolResult:
+    """The result the model sees when its arguments could not be read; the tool did not run."""
+    message = (
+        f"Invalid arguments for tool {tool_name!r}: {problem}. The tool was not run; "
+        "send the arguments as one JSON object."
+    )
+    return ToolResult(json.dumps({"error": message}), is_error=True)
