@@ -258,13 +258,34 @@ class ChatCompletionsCodec(Provider):
     def reasoning_delta(self, delta: Mapping[str, Any]) -> str | None:
         """Visible reasoning in a reply message or a stream delta.
 
-        DeepSeek calls it ``reasoning_content``; OpenRouter and Ollama ``reasoning``.
+        DeepSeek calls it ``reasoning_content``; OpenRouter and Ollama ``reasoning``; Mistral
+        sends it as ``thinking`` parts of ``content`` (:meth:`content_thinking`).
         """
         for key in ("reasoning_content", "reasoning"):
             value = delta.get(key)
             if isinstance(value, str) and value:
                 return value
-        return None
+        return self.content_thinking(delta.get("content"))
+
+    def content_thinking(self, content: Any) -> str | None:
+        """The text of the ``thinking`` parts of ``content``, when it is a list of parts:
+        ``{"type": "thinking", "thinking": [{"type": "text", "text": "..."}]}``."""
+        if type(content) is not list:
+            return None
+        texts: list[str] = []
+        for part in content:
+            if not isinstance(part, Mapping) or part.get("type") != "thinking":
+                continue
+            inner = part.get("thinking")
+            if isinstance(inner, str):
+                texts.append(inner)
+            elif isinstance(inner, list):
+                texts.extend(
+                    str(piece["text"])
+                    for piece in inner
+                    if isinstance(piece, Mapping) and isinstance(piece.get("text"), str)
+                )
+        return "".join(texts) or None
 
     def content_text(self, content: Any) -> str | None:
         """The text of ``content``: a string, or the text parts some providers return."""
