@@ -117,7 +117,8 @@ _PROVIDER_SPECIFIC = {
     "mistral/chat_multimodal_tool_attachments_mistral_mistral-small-latest_describes_images_"
     "returned_from_tools",
 }
-# Reasoning replayed on assistant turns (DeepSeek, Ollama, OpenRouter) is each provider's own.
+# Reasoning replayed on assistant turns (DeepSeek, Ollama, OpenRouter, Mistral) is each
+# provider's own (tests/test_compatible_corpus.py and tests/test_mistral_thinking.py check it).
 _REPLAY_KEYS = ("reasoning", "reasoning_content", "reasoning_details")
 
 
@@ -302,6 +303,17 @@ def text_of(content: Any) -> str:
     return "".join(p["text"] for p in content or () if p.get("type") == "text")
 
 
+def thinking_of(message: Mapping[str, Any]) -> str | None:
+    """Reasoning as a field (DeepSeek, OpenRouter, Ollama) or as Mistral's thinking parts."""
+    field = message.get("reasoning_content") or message.get("reasoning")
+    if field:
+        return str(field)
+    content = message.get("content")
+    parts = content if isinstance(content, list) else ()
+    texts = [i["text"] for p in parts if p.get("type") == "thinking" for i in p["thinking"]]
+    return "".join(texts) or None
+
+
 def expected_tokens(usage: Mapping[str, Any]) -> dict[str, Any]:
     prompt = usage.get("prompt_tokens_details") or {}
     completion = usage.get("completion_tokens_details") or {}
@@ -412,8 +424,7 @@ def test_reply_matches_recording(path: Path, item: Mapping[str, Any]) -> None:
     wire = body["choices"][0]["message"]
 
     assert (message.text or "") == text_of(wire["content"])
-    thinking = wire.get("reasoning_content") or wire.get("reasoning")
-    assert (message.thinking.text if message.thinking else None) == (thinking or None)
+    assert (message.thinking.text if message.thinking else None) == thinking_of(wire)
     assert [(c.id, c.name, dict(c.arguments)) for c in message.tool_calls] == [
         (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"))
         for c in wire.get("tool_calls") or ()
@@ -457,7 +468,7 @@ def test_stream_matches_recording(path: Path, item: Mapping[str, Any]) -> None:
 
     deltas = [p["choices"][0]["delta"] for p in payloads if p.get("choices")]
     assert (message.text or "") == "".join(text_of(d.get("content")) for d in deltas)
-    thinking = "".join(d.get("reasoning_content") or d.get("reasoning") or "" for d in deltas)
+    thinking = "".join(thinking_of(d) or "" for d in deltas)
     assert (message.thinking.text if message.thinking else None) == (thinking or None)
     calls: dict[int, dict[str, Any]] = {}
     for delta in deltas:
