@@ -450,6 +450,20 @@ def test_deepseek_cached_tokens_are_read() -> None:
     assert message.input_tokens == usage["prompt_tokens"]
 
 
+@pytest.mark.parametrize("garbage", [True, 1, "call", {"id": "x"}])
+def test_tool_calls_that_are_not_a_list_are_no_calls(garbage: Any) -> None:
+    """A garbled ``tool_calls`` (found by the fuzzer: ``true``) is read as no call, whole and
+    streamed, instead of a TypeError escaping the codec."""
+    message = {"role": "assistant", "content": "Hi", "tool_calls": garbage}
+    body = {"model": "m", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+    whole = fold(codec().parse_response(HttpResponse(200, {}, json.dumps(body).encode())))
+    assert (whole.text, whole.tool_calls) == ("Hi", ())
+    delta = {"content": "Hi", "tool_calls": garbage}
+    event = {"model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": "stop"}]}
+    streamed = fold(feed_in_pieces(f"data: {json.dumps(event)}\n\ndata: [DONE]\n\n".encode()))
+    assert (streamed.text, streamed.tool_calls) == ("Hi", ())
+
+
 def test_deepseek_cache_hits_without_prompt_tokens_details() -> None:
     # Older DeepSeek replies have only prompt_cache_hit_tokens.
     usage = {"prompt_tokens": 30, "completion_tokens": 5, "prompt_cache_hit_tokens": 24}

@@ -74,6 +74,11 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if type(value) is dict or isinstance(value, Mapping) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one (``null``, or a garbled reply)."""
+    return value if type(value) is list else []
+
+
 class ChatCompletionsCodec(Provider):
     """Codec for ``POST {base_url}/chat/completions``. Subclasses set ``name`` and the base URL.
 
@@ -316,7 +321,7 @@ class ChatCompletionsCodec(Provider):
     def message_chunk(self, message: Mapping[str, Any]) -> Chunk:
         """The content, reasoning and tool calls of a whole reply's ``choices[0].message``."""
         calls = []
-        for index, call in enumerate(message.get("tool_calls") or ()):
+        for index, call in enumerate(_list(message.get("tool_calls"))):
             call = _mapping(call)
             function = _mapping(call.get("function"))
             arguments = function.get("arguments")
@@ -475,7 +480,7 @@ class ChatCompletionsStreamParser(StreamParser):
     def delta_chunk(self, delta: Mapping[str, Any]) -> Chunk:
         """The content, reasoning and tool-call pieces of one ``choices[0].delta``."""
         calls = []
-        for position, call in enumerate(delta.get("tool_calls") or ()):
+        for position, call in enumerate(_list(delta.get("tool_calls"))):
             call = _mapping(call)
             function = _mapping(call.get("function"))
             arguments = function.get("arguments")
