@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -39,6 +40,7 @@ from sa_llm.config import Config, get_config
 from sa_llm.content import AttachmentSource, ensure_model_accepts, to_attachments
 from sa_llm.errors import (
     ConfigurationError,
+    ProviderError,
     StructuredOutputError,
     ToolError,
     UnsupportedFeatureError,
@@ -48,7 +50,15 @@ from sa_llm.providers._transport import Download, OpenStream, ReadStream, SendRe
 from sa_llm.providers.base import ChatRequest, HttpResponse, deep_merge
 from sa_llm.schema import OutputSchema
 from sa_llm.streaming import Accumulator
-from sa_llm.tools import Halt, Tool, ToolResult, coerce_tool, error_result, result_content
+from sa_llm.tools import (
+    Halt,
+    Tool,
+    ToolResult,
+    checked_tool,
+    error_result,
+    invalid_arguments_result,
+    result_content,
+)
 from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
 
 if TYPE_CHECKING:
@@ -93,7 +103,21 @@ class ChatSettings:
         self._callbacks = {event: list(cbs) for event, cbs in other._callbacks.items()}
 
     def with_temperature(self: Self, temperature: float | None) -> Self:
-        """Sampling temperature for the following requests (``None``: provider default)."""
+        """Sampling temperature for the following requests (``None``: provider default).
+
+        Raises:
+            ConfigurationError: not a finite number of at least 0 (e.g. ``"hot"``); the
+                provider decides the upper bound (OpenAI 2, Anthropic 1).
+        """
+        if temperature is not None:
+            if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+                raise ConfigurationError(
+                    f"with_temperature() takes a number (e.g. 0.2) or None, not {temperature!r}."
+                )
+            if not math.isfinite(temperature) or temperature < 0:
+                raise ConfigurationError(
+                    f"with_temperature() takes a finite number of at least 0, not {temperature!r}."
+                )
         self.temperature = temperature
         return self
 
@@ -112,8 +136,18 @@ class ChatSettings:
         ``budget``, translated by each provider."""
         thinking: dict[str, Any] = {}
         if effort is not None:
+            if not isinstance(effort, str) or not effort:
+                raise ConfigurationError(
+                    "with_thinking(effort=...) takes a name such as 'low' or 'high', "
+                    f"not {effort!r}."
+                )
             thinking["effort"] = effort
         if budget is not None:
+            if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+                raise ConfigurationError(
+                    "with_thinking(budget=...) takes a number of tokens (an int >= 0), "
+                    f"not {budget!r}."
+                )
             thinking["budget"] = budget
         self.params = {k: v for k, v in self.params.items() if k != "_thinking"}
         if thinking:
@@ -142,13 +176,29 @@ class ChatSettings:
         choice: str | None = None,
         calls: Literal["one", "many"] | None = None,
     ) -> Self:
-        """Add several tools (``replace=True`` drops the current ones first)."""
+        """Add several tools (``replace=True`` drops the current ones first).
+
+        Each tool is checked here, not when the model is first asked: its name and the JSON
+        Schema of its arguments are built now.
+
+        Raises:
+            ToolError: not a tool, a name providers refuse (a lambda's ``<lambda>``), or a
+                signature that cannot become a schema (``*args``, positional-only parameters,
+                a builtin without a signature, unreadable type hints).
+            ConfigurationError: ``calls`` other than ``"one"``/``"many"``, or a ``choice``
+                that is not a string.
+        """
+        if calls not in (None, "one", "many"):
+            raise ConfigurationError(f"calls must be 'one' or 'many', not {calls!r}.")
+        if choice is not None and not isinstance(choice, str):
+            raise ConfigurationError(
+                f"choice must be 'auto', 'none', 'required' or a tool name, not {choice!r}."
+            )
+        # Every tool is checked before any is added: a bad one leaves the chat as it was.
+        instances = [checked_tool(tool) for tool in tools]
         if replace:
             self.tools = {}
-        for tool in tools:
-            instance = coerce_tool(tool)
-            if not instance.name:
-                raise ToolError(f"Tool {instance!r} has no name.")
+        for instance in instances:
             self.tools[instance.name] = instance
         if choice is not None:
             self.tool_choice = choice
@@ -197,6 +247,7 @@ class Chat(ChatSettings):
     Raises:
         ModelNotFoundError: unknown model, with close matches.
         ProviderNotFoundError: unknown provider.
+        ConfigurationError: a model or provider that is not a string.
     """
 
     def __init__(
@@ -447,16 +498,22 @@ class Chat(ChatSettings):
                 raise ToolError(f"The model kept calling tools for {_MAX_TOOL_ROUNDS} rounds.")
             yield from self._download_attachments()
             http = self.provider.build_request(self.chat_request(stream))
-            if stream:
-                message = yield from self._stream_reply(http, on_chunk)
-            else:
-                yield from self._reply_started()
-                response: HttpResponse = yield SendRequest(self.transport, http)
-                accumulator = Accumulator(self.provider.name)
-                for chunk in self.provider.parse_response(response):
-                    accumulator.add(chunk)
-                accumulator.raw = response
-                message = accumulator.message()
+            try:
+                if stream:
+                    message = yield from self._stream_reply(http, on_chunk)
+                else:
+                    yield from self._reply_started()
+                    response: HttpResponse = yield SendRequest(self.transport, http)
+                    accumulator = Accumulator(self.provider.name)
+                    for chunk in self.provider.parse_response(response):
+                        accumulator.add(chunk)
+                    accumulator.raw = response
+                    message = accumulator.message()
+            except ProviderError as exc:
+                # A reply or stream event that echoes a key (an error event, a garbled body
+                # kept in the error) must not carry it to the caller.
+                self.provider.redact_error(exc)
+                raise
             parse_error = self._parse_structured(message)
             yield from self._reply_completed(message)
             yield from self._fire("end_message", message)
@@ -516,6 +573,9 @@ class Chat(ChatSettings):
         tool = self.tools.get(call.name)
         if tool is None:
             return error_result(call.name, ToolError(f"no tool named {call.name!r} is available"))
+        if call.arguments_error is not None:
+            # Unreadable arguments: the tool is not run; the model reads why and can retry.
+            return invalid_arguments_result(call.name, call.arguments_error)
         try:
             arguments = tool.validate(call.arguments)
         except Exception as exc:
@@ -593,6 +653,12 @@ def resolve_model(
     """
     if isinstance(model, registry.ModelInfo):
         return model
+    if not isinstance(model, str):
+        raise ConfigurationError(
+            f"A model is a model id such as 'gpt-4.1-nano' (or a ModelInfo), not {model!r}."
+        )
+    if provider is not None and not isinstance(provider, str):
+        raise ConfigurationError(f"A provider is a name such as 'openai', not {provider!r}.")
     if provider is not None:
         known = provider in registry.SUPPORTED_PROVIDERS
         if not known:

@@ -25,11 +25,35 @@ import threading
 from typing import Any, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
 
+from sa_llm._redact import redact_url, strip_userinfo, url_secrets
 from sa_llm.errors import ConfigurationError, MissingAPIKeyError
 
-__all__ = ["API_KEY_ENV_VARS", "Config", "configure", "get_config", "reset_config"]
+__all__ = [
+    "API_KEY_ENV_VARS",
+    "CONNECT_TIMEOUT_ENV_VAR",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "Config",
+    "configure",
+    "get_config",
+    "reset_config",
+]
+
+#: The environment variable ``connect_timeout`` falls back to.
+CONNECT_TIMEOUT_ENV_VAR = "SA_LLM_CONNECT_TIMEOUT"
+#: Seconds to open a connection when neither the setting nor the variable says: a host that
+#: answers at all does so in well under a second; one that does not should fail fast, not
+#: after the read timeout that long replies need.
+DEFAULT_CONNECT_TIMEOUT = 10.0
 
 #: The environment variable each provider's key falls back to.
 API_KEY_ENV_VARS: dict[str, str] = {
@@ -56,8 +80,16 @@ _BASE_URL_ENV_VARS: dict[str, str] = {
 }
 
 
+# Credentials some environments hold for Bedrock's credential chain: redacted like the keys.
+_AWS_SECRET_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
 class Config(BaseModel):
-    """All settings of sa_llm. Immutable; change it with :func:`configure` or :meth:`replace`."""
+    """All settings of sa_llm. Immutable; change it with :func:`configure` or :meth:`replace`.
+
+    Credentials written into a base URL (``https://user:pass@host``) are shown as ``***`` in its
+    repr and JSON dump and are never sent (see :meth:`base_url`).
+    """
 
     model_config = ConfigDict(
         frozen=True,
@@ -124,7 +156,17 @@ class Config(BaseModel):
     )
     # Behaviour
     default_model: str = Field("gpt-4.1-nano", description="Model of chats created without one.")
-    request_timeout: float = Field(300.0, gt=0, description="Seconds per request (and per read).")
+    request_timeout: float = Field(
+        300.0, gt=0, description="Seconds per read, write and wait for a pooled connection."
+    )
+    connect_timeout: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Seconds to open a connection (TCP and TLS), at most request_timeout. Default: "
+            "SA_LLM_CONNECT_TIMEOUT, else 10."
+        ),
+    )
     max_retries: int = Field(3, ge=0, description="Retries of a failed request (0 disables).")
     retry_interval: float = Field(0.5, ge=0, description="First retry delay in seconds.")
     retry_backoff_factor: float = Field(2.0, ge=1, description="Delay multiplier per retry.")
@@ -209,6 +251,20 @@ class Config(BaseModel):
             f"fsspec URL, not {type(value).__name__}"
         )
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if isinstance(value, str) and name is not None and name.endswith("_base_url"):
+                value = redact_url(value)
+            yield name, value
+
+    @field_serializer("*")
+    def _redacted_url(self, value: Any, info: Any) -> Any:
+        # A URL's credentials are never sent (base_url strips them): a dump loses nothing
+        # by showing them as "***", as a key dumps as SecretStr('**********').
+        if isinstance(value, str) and str(info.field_name).endswith("_base_url"):
+            return redact_url(value)
+        return value
+
     def replace(self, **changes: Any) -> Config:
         """A validated copy with some settings changed.
 
@@ -255,14 +311,67 @@ class Config(BaseModel):
             raise MissingAPIKeyError(provider, env_var)
         return key
 
+    def connect_seconds(self) -> float:
+        """Seconds allowed to open a connection: ``connect_timeout``, else
+        ``SA_LLM_CONNECT_TIMEOUT``, else 10; never more than ``request_timeout``.
+
+        Raises:
+            ConfigurationError: the environment variable is not a positive number.
+        """
+        seconds = self.connect_timeout
+        if seconds is None:
+            raw = os.environ.get(CONNECT_TIMEOUT_ENV_VAR, "").strip()
+            if raw:
+                try:
+                    seconds = float(raw)
+                except ValueError:
+                    seconds = -1.0
+                if not seconds > 0 or seconds == float("inf"):
+                    raise ConfigurationError(
+                        f"{CONNECT_TIMEOUT_ENV_VAR} must be a positive number of seconds, "
+                        f"not {raw!r}."
+                    )
+            else:
+                seconds = DEFAULT_CONNECT_TIMEOUT
+        return min(seconds, self.request_timeout)
+
+    def timeout(self) -> httpx.Timeout:
+        """The httpx timeout of every provider request: :meth:`connect_seconds` to connect,
+        ``request_timeout`` for each read, each write and the wait for a pooled connection."""
+        return httpx.Timeout(self.request_timeout, connect=self.connect_seconds())
+
     def base_url(self, provider: str, default: str) -> str:
-        """The base URL of ``provider``: configured, else from the env var, else ``default``."""
+        """The base URL of ``provider``: configured, else from the env var, else ``default``.
+
+        Credentials written into it (``https://user:pass@host``) are removed: httpx would send
+        them as HTTP Basic auth in place of the provider's own key, and they would show in
+        every log line and error that names the URL.
+        """
         configured = getattr(self, f"{provider}_base_url", None)
         if configured:
-            return str(configured).rstrip("/")
+            return strip_userinfo(str(configured)).rstrip("/")
         env_var = _BASE_URL_ENV_VARS.get(provider)
         from_env = os.environ.get(env_var) if env_var else None
-        return (from_env or default).rstrip("/")
+        return strip_userinfo(from_env or default).rstrip("/")
+
+    def secret_values(self) -> set[str]:
+        """Every secret this configuration may send or hold, to be redacted where it is echoed:
+        the keys (settings, ``api_keys`` and their environment variables), AWS credentials,
+        and credentials written into base URLs."""
+        values: set[str] = set()
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                values.add(value.get_secret_value())
+            elif isinstance(value, str) and name.endswith("_base_url"):
+                values |= url_secrets(value)
+        values.update(key.get_secret_value() for key in self.api_keys.values())
+        for env_var in (*API_KEY_ENV_VARS.values(), *_AWS_SECRET_ENV_VARS):
+            values.add(os.environ.get(env_var) or "")
+        for env_var in _BASE_URL_ENV_VARS.values():
+            values |= url_secrets(os.environ.get(env_var))
+        values.discard("")
+        return values
 
 
 _lock = threading.Lock()

@@ -74,6 +74,11 @@ _EXTRA_TYPES = {
     # Platforms disagree here (text/xml, audio/x-wav); these are the types providers document.
     ".xml": "application/xml",
     ".wav": "audio/wav",
+    ".aac": "audio/aac",
+    ".avif": "image/avif",
+    ".mov": "video/quicktime",
+    ".3gp": "video/3gpp",
+    ".3g2": "video/3gpp2",
 }
 
 _HEAD = 512
@@ -93,22 +98,85 @@ def _sniff(head: bytes) -> str | None:
         return "audio/wav"
     if head.startswith(b"%PDF-"):
         return "application/pdf"
-    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return "audio/mpeg"
+    if head.startswith(b"ID3"):
+        # An ID3 tag opens MP3s and some AAC streams: the first frame after it decides.
+        return _audio_frame(head[10 + _syncsafe(head[6:10]) :]) or "audio/mpeg"
+    frame = _audio_frame(head)
+    if frame:
+        return frame
     if head.startswith(b"OggS"):
         return "audio/ogg"
     if head.startswith(b"fLaC"):
         return "audio/flac"
     if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"M4A ", b"M4B "):
-            return "audio/mp4"
-        if brand in (b"heic", b"heix", b"mif1"):
-            return "image/heic"
-        return "video/mp4"
+        return _iso_media_type(head)
     if head.startswith(b"\x1a\x45\xdf\xa3"):
         return "video/webm"
     return None
+
+
+def _syncsafe(size: bytes) -> int:
+    """An ID3v2 tag size: four bytes of seven bits each."""
+    value = 0
+    for byte in size:
+        value = (value << 7) | (byte & 0x7F)
+    return value
+
+
+def _audio_frame(head: bytes) -> str | None:
+    """AAC (ADTS) or MPEG audio (MP1/2/3), from the header of the first frame.
+
+    Both start with a sync word of ones. ADTS has twelve of them and a layer of ``00``; MPEG
+    audio has eleven, and ``00`` is not one of its layers (so the two never overlap). A JPEG
+    (``FF D8``) matches neither.
+    """
+    if len(head) < 2 or head[0] != 0xFF:
+        return None
+    if head[1] & 0xF6 == 0xF0:  # 1111 x 00 x: sync, MPEG-2/4 id, layer 00, protection
+        return "audio/aac"
+    version, layer = (head[1] >> 3) & 0b11, (head[1] >> 1) & 0b11
+    if head[1] & 0xE0 == 0xE0 and version != 0b01 and layer != 0b00:
+        return "audio/mpeg"
+    return None
+
+
+# ISO base media (``ftyp``) brands that are not plain MP4 video; the rest is ``video/mp4``.
+_BRANDS = {
+    b"M4A ": "audio/mp4",
+    b"M4B ": "audio/mp4",
+    b"M4P ": "audio/mp4",
+    b"avif": "image/avif",
+    b"avis": "image/avif",  # an AVIF image sequence
+    b"heic": "image/heic",
+    b"heix": "image/heic",
+    b"heim": "image/heic",
+    b"heis": "image/heic-sequence",
+    b"hevc": "image/heic-sequence",
+    b"mif1": "image/heif",
+    b"msf1": "image/heif-sequence",
+    b"qt  ": "video/quicktime",
+}
+
+
+def _iso_media_type(head: bytes) -> str:
+    """The type an ``ftyp`` box announces: its major brand, refined by compatible brands.
+
+    A HEIF container (``mif1``/``msf1``) names what it holds among its compatible brands
+    (``avif``, ``heic``); 3GPP brands are ``3gp4``...``3gp9``, ``3g2a``... for 3GPP2.
+    """
+    brand = head[8:12]
+    if brand.startswith(b"3g2"):
+        return "video/3gpp2"
+    if brand.startswith((b"3gp", b"3ge", b"3gg", b"3gr", b"3gs")):
+        return "video/3gpp"
+    if brand in (b"mif1", b"msf1"):
+        size = int.from_bytes(head[0:4], "big")
+        compatible = head[16 : min(size, len(head))]
+        brands = {compatible[i : i + 4] for i in range(0, len(compatible) - 3, 4)}
+        for candidate in (b"avif", b"avis", b"heic", b"heix"):
+            if candidate in brands:
+                return _BRANDS[candidate]
+    return _BRANDS.get(brand, "video/mp4")
 
 
 def _guess_from_name(name: str | None) -> str | None:

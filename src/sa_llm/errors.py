@@ -300,7 +300,8 @@ class APIConnectionError(ProviderError):
 
 
 class APITimeoutError(APIConnectionError):
-    """The request took longer than ``request_timeout``."""
+    """The request timed out: connecting took longer than ``connect_timeout``, or a read, a
+    write or the wait for a pooled connection longer than ``request_timeout``."""
 
 
 class ResponseParseError(ProviderError):

@@ -33,6 +33,29 @@ class _PendingCall:
         self.extra: dict[str, Any] = {}
 
 
+def parse_arguments(text: str) -> tuple[dict[str, Any], str | None]:
+    """A tool call's arguments from the JSON text the model sent, and what was wrong with it.
+
+    Empty text and ``null`` are no arguments. Text that is not a JSON object is kept whole as
+    ``{"_raw": text}`` (how stored rows have always kept unreadable arguments), so it can be
+    stored and sent back to the model next to the error result.
+    """
+    text = text.strip()
+    if not text:
+        return {}, None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {"_raw": text}, f"the arguments are not valid JSON ({exc})"
+    except (ValueError, RecursionError):
+        return {"_raw": text}, "the arguments are not valid JSON"
+    if value is None:
+        return {}, None
+    if not isinstance(value, dict):
+        return {"_raw": text}, f"the arguments are not a JSON object but {type(value).__name__!s}"
+    return value, None
+
+
 class Accumulator:
     """Collects chunks of one reply and builds the assistant :class:`Message` from them."""
 
@@ -101,8 +124,12 @@ class Accumulator:
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """The complete tool calls, with their JSON arguments parsed.
 
+        Arguments that are not a JSON object are the model's mistake, not a broken reply: the
+        call keeps them as ``{"_raw": text}`` with ``arguments_error`` saying why, so the turn
+        goes on and the model is told (see ``Chat._execute_tool``).
+
         Raises:
-            ResponseParseError: a call without a name, or arguments that are not a JSON object.
+            ResponseParseError: a call without a name (nothing could answer it).
         """
         calls = []
         for key, pending in self._calls.items():
@@ -110,30 +137,14 @@ class Accumulator:
                 raise errors.ResponseParseError(
                     f"Tool call {pending.id or key!r} has no name.", provider=self.provider
                 )
-            text = "".join(pending.arguments).strip()
-            try:
-                arguments = json.loads(text) if text else {}
-            except ValueError:
-                raise errors.ResponseParseError(
-                    f"Tool call {pending.name!r} has arguments that are not valid JSON: "
-                    f"{text[:200]!r}",
-                    provider=self.provider,
-                    body=text,
-                ) from None
-            if arguments is None:
-                arguments = {}
-            if not isinstance(arguments, dict):
-                raise errors.ResponseParseError(
-                    f"Tool call {pending.name!r} has arguments that are not a JSON object.",
-                    provider=self.provider,
-                    body=text,
-                )
+            arguments, problem = parse_arguments("".join(pending.arguments))
             calls.append(
                 ToolCall(
                     id=pending.id or f"call_{key}",
                     name=pending.name,
                     arguments=arguments,
                     extra=pending.extra,
+                    arguments_error=problem,
                 )
             )
         return tuple(calls)

@@ -167,6 +167,12 @@ class Tool:
                     continue
                 if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
                     raise ToolError(f"{cls.__name__}.execute cannot take *args.")
+                if parameter.kind is inspect.Parameter.POSITIONAL_ONLY:
+                    # The model's arguments are passed by name: this one could never be set.
+                    raise ToolError(
+                        f"{cls.__name__}.execute cannot take the positional-only "
+                        f"parameter {pname!r}."
+                    )
                 annotation, description = _described(hints.get(pname, Any))
                 default = ... if parameter.default is inspect.Parameter.empty else parameter.default
                 if isinstance(default, FieldInfo):
@@ -220,8 +226,19 @@ class _FunctionTool(Tool):
 
 
 def as_tool(function: Callable[..., Any], *, name: str | None = None) -> type[Tool]:
-    """A :class:`Tool` class from a typed function; its docstring is the description."""
+    """A :class:`Tool` class from a typed function; its docstring is the description.
+
+    Raises:
+        ToolError: a callable without a signature Python can read (some builtins).
+    """
     is_async = inspect.iscoroutinefunction(function)
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError) as exc:
+        raise ToolError(
+            f"{function!r} has no signature to build a tool from ({exc}); wrap it in a "
+            "typed function."
+        ) from None
 
     async def execute_async(self: Tool, **kwargs: Any) -> Any:
         return await function(**kwargs)
@@ -231,21 +248,21 @@ def as_tool(function: Callable[..., Any], *, name: str | None = None) -> type[To
 
     execute: Callable[..., Any] = execute_async if is_async else execute_sync
 
-    execute.__signature__ = inspect.signature(function).replace(  # type: ignore[attr-defined]
+    execute.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[
-            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-            *inspect.signature(function).parameters.values(),
+            inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY),
+            *signature.parameters.values(),
         ]
     )
     execute.__annotations__ = dict(getattr(function, "__annotations__", {}))
     execute.__wrapped__ = function  # type: ignore[attr-defined]
     namespace = {
-        "name": name or function.__name__,
+        "name": name or getattr(function, "__name__", ""),
         "description": inspect.getdoc(function) or "",
         "execute": execute,
         "__module__": function.__module__,
     }
-    return type(f"{function.__name__}_tool", (Tool,), namespace)
+    return type(f"{getattr(function, '__name__', 'function')}_tool", (Tool,), namespace)
 
 
 def coerce_tool(tool: Tool | type[Tool] | Callable[..., Any]) -> Tool:
@@ -255,8 +272,43 @@ def coerce_tool(tool: Tool | type[Tool] | Callable[..., Any]) -> Tool:
     if isinstance(tool, type) and issubclass(tool, Tool):
         return tool()
     if callable(tool):
+        if getattr(tool, "__name__", None) == "<lambda>":
+            raise ToolError(
+                "A lambda has no name the model could call: define a function, or name it "
+                "with sa_llm.as_tool(fn, name='...')."
+            )
         return as_tool(tool)()
-    raise ToolError(f"Not a tool: {tool!r}")
+    raise ToolError(f"Not a tool: {tool!r} (a Tool class or instance, or a typed function).")
+
+
+# The names every provider takes: OpenAI and Anthropic allow letters, digits, "_" and "-" (up
+# to 64), Gemini also "." and ":"; anything else is refused by one of them at request time.
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
+
+
+def checked_tool(tool: Tool | type[Tool] | Callable[..., Any]) -> Tool:
+    """:func:`coerce_tool`, then the checks a provider would otherwise fail on at ask time:
+    a usable name and an argument schema that can be built.
+
+    Raises:
+        ToolError: not a tool, a bad name, or a signature that cannot become a schema.
+    """
+    instance = coerce_tool(tool)
+    name = instance.name
+    if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+        raise ToolError(
+            f"Tool name {name!r} is not usable: 1 to 64 letters, digits, '_', '-', '.' or ':', "
+            "starting with a letter, digit or '_'."
+        )
+    try:
+        instance.spec()
+    except ToolError:
+        raise
+    except Exception as exc:
+        raise ToolError(
+            f"Tool {name!r} cannot describe its arguments: {type(exc).__name__}: {exc}"
+        ) from exc
+    return instance
 
 
 def result_content(value: Any) -> str | Content:
@@ -281,4 +333,13 @@ def error_result(tool_name: str, error: BaseException) -> ToolResult:
         message = f"Invalid arguments for tool {tool_name!r}: {problems}"
     else:
         message = f"Tool {tool_name!r} failed: {type(error).__name__}: {error}"
+    return ToolResult(json.dumps({"error": message}), is_error=True)
+
+
+def invalid_arguments_result(tool_name: str, problem: str) -> ToolResult:
+    """The result the model sees when its arguments could not be read; the tool did not run."""
+    message = (
+        f"Invalid arguments for tool {tool_name!r}: {problem}. The tool was not run; "
+        "send the arguments as one JSON object."
+    )
     return ToolResult(json.dumps({"error": message}), is_error=True)

@@ -94,12 +94,17 @@ class ToolCall:
         arguments: the parsed JSON arguments.
         extra: provider data that must be sent back verbatim on replay (e.g. Gemini's
             thought signature); empty for most providers.
+        arguments_error: why the arguments the model sent could not be read (not valid JSON,
+            not a JSON object), ``None`` when they could. ``arguments`` is then
+            ``{"_raw": <the text as sent>}``; the tool is not run and the model receives an
+            error result instead.
     """
 
     id: str
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    arguments_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,8 @@ _PROVIDER_SPECIFIC = {
     "mistral/chat_multimodal_tool_attachments_mistral_mistral-small-latest_describes_images_"
     "returned_from_tools",
 }
-# Reasoning replayed on assistant turns (DeepSeek, Ollama, OpenRouter) is each provider's own.
+# Reasoning replayed on assistant turns (DeepSeek, Ollama, OpenRouter, Mistral) is each
+# provider's own (tests/test_compatible_corpus.py and tests/test_mistral_thinking.py check it).
 _REPLAY_KEYS = ("reasoning", "reasoning_content", "reasoning_details")
 
 
@@ -302,6 +303,17 @@ def text_of(content: Any) -> str:
     return "".join(p["text"] for p in content or () if p.get("type") == "text")
 
 
+def thinking_of(message: Mapping[str, Any]) -> str | None:
+    """Reasoning as a field (DeepSeek, OpenRouter, Ollama) or as Mistral's thinking parts."""
+    field = message.get("reasoning_content") or message.get("reasoning")
+    if field:
+        return str(field)
+    content = message.get("content")
+    parts = content if isinstance(content, list) else ()
+    texts = [i["text"] for p in parts if p.get("type") == "thinking" for i in p["thinking"]]
+    return "".join(texts) or None
+
+
 def expected_tokens(usage: Mapping[str, Any]) -> dict[str, Any]:
     prompt = usage.get("prompt_tokens_details") or {}
     completion = usage.get("completion_tokens_details") or {}
@@ -412,8 +424,7 @@ def test_reply_matches_recording(path: Path, item: Mapping[str, Any]) -> None:
     wire = body["choices"][0]["message"]
 
     assert (message.text or "") == text_of(wire["content"])
-    thinking = wire.get("reasoning_content") or wire.get("reasoning")
-    assert (message.thinking.text if message.thinking else None) == (thinking or None)
+    assert (message.thinking.text if message.thinking else None) == thinking_of(wire)
     assert [(c.id, c.name, dict(c.arguments)) for c in message.tool_calls] == [
         (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"))
         for c in wire.get("tool_calls") or ()
@@ -439,6 +450,20 @@ def test_deepseek_cached_tokens_are_read() -> None:
     assert message.input_tokens == usage["prompt_tokens"]
 
 
+@pytest.mark.parametrize("garbage", [True, 1, "call", {"id": "x"}])
+def test_tool_calls_that_are_not_a_list_are_no_calls(garbage: Any) -> None:
+    """A garbled ``tool_calls`` (found by the fuzzer: ``true``) is read as no call, whole and
+    streamed, instead of a TypeError escaping the codec."""
+    message = {"role": "assistant", "content": "Hi", "tool_calls": garbage}
+    body = {"model": "m", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+    whole = fold(codec().parse_response(HttpResponse(200, {}, json.dumps(body).encode())))
+    assert (whole.text, whole.tool_calls) == ("Hi", ())
+    delta = {"content": "Hi", "tool_calls": garbage}
+    event = {"model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": "stop"}]}
+    streamed = fold(feed_in_pieces(f"data: {json.dumps(event)}\n\ndata: [DONE]\n\n".encode()))
+    assert (streamed.text, streamed.tool_calls) == ("Hi", ())
+
+
 def test_deepseek_cache_hits_without_prompt_tokens_details() -> None:
     # Older DeepSeek replies have only prompt_cache_hit_tokens.
     usage = {"prompt_tokens": 30, "completion_tokens": 5, "prompt_cache_hit_tokens": 24}
@@ -457,7 +482,7 @@ def test_stream_matches_recording(path: Path, item: Mapping[str, Any]) -> None:
 
     deltas = [p["choices"][0]["delta"] for p in payloads if p.get("choices")]
     assert (message.text or "") == "".join(text_of(d.get("content")) for d in deltas)
-    thinking = "".join(d.get("reasoning_content") or d.get("reasoning") or "" for d in deltas)
+    thinking = "".join(thinking_of(d) or "" for d in deltas)
     assert (message.thinking.text if message.thinking else None) == (thinking or None)
     calls: dict[int, dict[str, Any]] = {}
     for delta in deltas:

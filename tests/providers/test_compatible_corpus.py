@@ -33,6 +33,8 @@ _KNOWN = {
     "parallel_tool_calls", "temperature", "response_format",
 }  # fmt: skip
 _THINKING_FIELDS = ("reasoning", "reasoning_effort", "thinking")
+# The field each dialect sends an earlier reply's reasoning back in.
+_REASONING_SENT_BACK = {"deepseek": "reasoning_content", "ollama": "reasoning"}
 
 
 def thinking_of(body: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -111,8 +113,28 @@ def split(content: Any) -> tuple[str | None, list[Attachment]]:
     return ("".join(texts) or None), files
 
 
+def thinking_in(message: Mapping[str, Any]) -> str:
+    """The reasoning of a recorded message or delta, in whichever dialect's form it came:
+    DeepSeek's ``reasoning_content``, OpenRouter's and Ollama's ``reasoning``, Mistral's
+    ``thinking`` content parts."""
+    for key in ("reasoning_content", "reasoning"):
+        if isinstance(message.get(key), str) and message[key]:
+            return str(message[key])
+    content = message.get("content")
+    if not isinstance(content, list):
+        return ""
+    return "".join(
+        inner["text"]
+        for part in content
+        if part.get("type") == "thinking"
+        for inner in part["thinking"]
+        if inner.get("type") == "text"
+    )
+
+
 def reply_of(response: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Text, tool calls and usage of a recorded reply, streamed or not (read independently)."""
+    """Text, thinking, tool calls and usage of a recorded reply, streamed or not (read
+    independently)."""
     body = response["body"]
     if "event-stream" not in response["headers"].get("content-type", ""):
         data = json.loads(body)
@@ -126,8 +148,14 @@ def reply_of(response: Mapping[str, Any]) -> dict[str, Any] | None:
             (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"] or "{}"))
             for c in message.get("tool_calls") or []
         ]
-        return {"text": content or None, "calls": whole, "usage": data.get("usage") or {}}
+        return {
+            "text": content or None,
+            "thinking": thinking_in(message) or None,
+            "calls": whole,
+            "usage": data.get("usage") or {},
+        }
     text: list[str] = []
+    thinking: list[str] = []
     usage: dict[str, Any] = {}
     calls: dict[str, dict[str, str]] = {}
     order: list[str] = []
@@ -140,6 +168,7 @@ def reply_of(response: Mapping[str, Any]) -> dict[str, Any] | None:
             usage = event["usage"]
         for choice in event.get("choices") or []:
             delta = choice.get("delta") or {}
+            thinking.append(thinking_in(delta))
             content = delta.get("content")
             if isinstance(content, str):
                 text.append(content)
@@ -156,7 +185,12 @@ def reply_of(response: Mapping[str, Any]) -> dict[str, Any] | None:
                 target["name"] += function.get("name") or ""
                 target["args"] += function.get("arguments") or ""
     parsed = [(i, calls[i]["name"], json.loads(calls[i]["args"] or "{}")) for i in order]
-    return {"text": "".join(text) or None, "calls": parsed, "usage": usage}
+    return {
+        "text": "".join(text) or None,
+        "thinking": "".join(thinking) or None,
+        "calls": parsed,
+        "usage": usage,
+    }
 
 
 def tool_results(recording: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
@@ -323,6 +357,8 @@ async def test_replay_chat_completions_recording(path: Path, mode: str) -> None:
             assert reply.role == "tool"  # the recording ends on a tool call: the tool halted
             final = [m for m in chat.messages if m.role == "assistant"][-1]
         assert (final.text or None) == expected["text"]
+        # Reasoning, in every dialect's form, becomes message.thinking (Mistral's parts too).
+        assert (final.thinking.text if final.thinking else None) == expected["thinking"]
         if expected["usage"].get("prompt_tokens") is not None:
             assert final.tokens is not None
             assert final.tokens.input == expected["usage"]["prompt_tokens"]
@@ -351,6 +387,10 @@ async def test_replay_chat_completions_recording(path: Path, mode: str) -> None:
         for mine, theirs in zip(sent.body["messages"], recorded["messages"], strict=True):
             # OpenRouter: a reply's reasoning goes back exactly as it came (signatures too).
             assert mine.get("reasoning_details") == theirs.get("reasoning_details")
+            if theirs["role"] == "assistant" and provider in _REASONING_SENT_BACK:
+                # DeepSeek and Ollama: the reply's reasoning text, in their own field.
+                field = _REASONING_SENT_BACK[provider]
+                assert mine.get(field) == theirs.get(field), field
             if theirs["role"] == "user" and isinstance(theirs["content"], list):
                 # Files: each part's type, and images exactly as the provider wants them.
                 kinds = [p["type"] for p in theirs["content"]]

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Literal
+from typing import Literal, TypeVar
 
 import anyio
 import httpx
@@ -28,6 +28,7 @@ from anyio.lowlevel import RunVar
 
 from sa_llm import errors
 from sa_llm._flow import Effect, Flow, Scope, adrive, drive
+from sa_llm._redact import redact_url, strip_userinfo
 from sa_llm.config import Config
 from sa_llm.providers.base import HttpRequest, HttpResponse, Provider, parse_retry_after
 
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("sa_llm.http")
+E = TypeVar("E", bound=BaseException)
 
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _MAX_HONOURED_RETRY_AFTER = 60.0
@@ -247,27 +249,45 @@ class Transport:
             headers.setdefault("content-type", "application/json")
         return client.build_request(
             request.method,
-            request.url,
+            # Credentials in a URL are never sent: httpx would turn them into HTTP Basic auth
+            # over the provider's own key, and proxies and servers log URLs.
+            strip_userinfo(request.url),
             headers=headers,
             content=content,
-            timeout=self.config.request_timeout,
+            # Its own short connect timeout: a host that never answers fails in seconds, not
+            # after the read timeout that a long reply needs.
+            timeout=self.config.timeout(),
         )
+
+    def redact(self, error: E) -> E:
+        """``error`` with every secret of the configuration redacted (see
+        :func:`sa_llm._redact.redact_error`), before it reaches the caller."""
+        return self.provider.redact_error(error)
 
     def connection_error(self, exc: Exception) -> errors.APIConnectionError:
         name = self.provider.name
+        if isinstance(exc, httpx.ConnectTimeout):
+            return errors.APITimeoutError(
+                f"Connecting to {name} timed out after {self.config.connect_seconds():g}s "
+                f"({type(exc).__name__}).",
+                provider=name,
+            )
         if isinstance(exc, httpx.TimeoutException):
             return errors.APITimeoutError(
                 f"Request to {name} timed out after {self.config.request_timeout:g}s "
                 f"({type(exc).__name__}).",
                 provider=name,
             )
-        return errors.APIConnectionError(
-            f"Connection to {name} failed: {type(exc).__name__}: {exc}", provider=name
+        return self.redact(
+            errors.APIConnectionError(
+                f"Connection to {name} failed: {type(exc).__name__}: {exc}", provider=name
+            )
         )
 
     def _attempts(self, request: HttpRequest, stream: bool) -> Flow[httpx.Response]:
         """The retry loop, written once: yields attempts and sleeps, returns a 2xx response."""
         attempt = 0
+        url = redact_url(request.url)  # as logged
         while True:
             started = time.perf_counter()
             response: httpx.Response | None = None
@@ -281,7 +301,7 @@ class Transport:
                     logger.debug(
                         "%s %s -> %s in %.0f ms",
                         request.method,
-                        request.url,
+                        url,
                         response.status_code,
                         (time.perf_counter() - started) * 1000,
                     )
@@ -289,10 +309,10 @@ class Transport:
                 body = yield _ReadBody(response)
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 status = response.status_code
-                error = self.provider.error_for(HttpResponse(status, headers, body))
+                error = self.redact(self.provider.error_for(HttpResponse(status, headers, body)))
             delay = retry_delay(attempt, self.config, status, headers)
             if delay is None:
-                logger.debug("%s %s failed: %s", request.method, request.url, type(error).__name__)
+                logger.debug("%s %s failed: %s", request.method, url, type(error).__name__)
                 raise error
             attempt += 1
             logger.info(
@@ -467,7 +487,7 @@ class Download(Effect[tuple[bytes, str | None]]):
         limit = self.transport.config.max_attachment_bytes
         if len(response.body) > limit:
             raise errors.AttachmentError(
-                f"Remote attachment {self.url!r} is {len(response.body):,} bytes; "
+                f"Remote attachment {redact_url(self.url)!r} is {len(response.body):,} bytes; "
                 f"the limit is {limit:,}."
             )
         return response.body, response.headers.get("content-type")
@@ -478,7 +498,7 @@ class Download(Effect[tuple[bytes, str | None]]):
             return self._result(self.transport.send(request))
         except errors.APIStatusError as exc:
             raise errors.AttachmentError(
-                f"Could not download {self.url!r}: HTTP {exc.status}"
+                f"Could not download {redact_url(self.url)!r}: HTTP {exc.status}"
             ) from exc
 
     async def arun(self, scope: Scope) -> tuple[bytes, str | None]:
@@ -487,5 +507,5 @@ class Download(Effect[tuple[bytes, str | None]]):
             return self._result(await self.transport.asend(request))
         except errors.APIStatusError as exc:
             raise errors.AttachmentError(
-                f"Could not download {self.url!r}: HTTP {exc.status}"
+                f"Could not download {redact_url(self.url)!r}: HTTP {exc.status}"
             ) from exc

@@ -21,11 +21,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sa_llm import errors
+from sa_llm._redact import redact_error, redact_url
 from sa_llm.config import Config
 from sa_llm.types import Chunk, Content, Message, RawContent
+
+E = TypeVar("E", bound=BaseException)
 
 if TYPE_CHECKING:
     import httpx
@@ -105,8 +108,8 @@ class HttpRequest:
     content: bytes | None = None
 
     def __repr__(self) -> str:
-        # Headers carry credentials: never show them.
-        return f"HttpRequest({self.method} {self.url})"
+        # Headers carry credentials: never show them (nor those written into the URL).
+        return f"HttpRequest({self.method} {redact_url(self.url)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +303,12 @@ class Provider:
     def api_key(self) -> str | None:
         """The key for this provider (raises :class:`MissingAPIKeyError` when required)."""
         return self.config.api_key(self.name, required=self.requires_api_key)
+
+    def redact_error(self, error: E) -> E:
+        """``error`` with every secret of the configuration (keys, URL credentials) found in
+        its message, args or body replaced by ``***``, in place: a proxy that echoes the
+        ``Authorization`` header must not put the key into an exception."""
+        return redact_error(error, self.config.secret_values())
 
     # -- codec ---------------------------------------------------------------------------
 

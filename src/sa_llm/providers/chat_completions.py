@@ -74,6 +74,11 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if type(value) is dict or isinstance(value, Mapping) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one (``null``, or a garbled reply)."""
+    return value if type(value) is list else []
+
+
 class ChatCompletionsCodec(Provider):
     """Codec for ``POST {base_url}/chat/completions``. Subclasses set ``name`` and the base URL.
 
@@ -258,13 +263,34 @@ class ChatCompletionsCodec(Provider):
     def reasoning_delta(self, delta: Mapping[str, Any]) -> str | None:
         """Visible reasoning in a reply message or a stream delta.
 
-        DeepSeek calls it ``reasoning_content``; OpenRouter and Ollama ``reasoning``.
+        DeepSeek calls it ``reasoning_content``; OpenRouter and Ollama ``reasoning``; Mistral
+        sends it as ``thinking`` parts of ``content`` (:meth:`content_thinking`).
         """
         for key in ("reasoning_content", "reasoning"):
             value = delta.get(key)
             if isinstance(value, str) and value:
                 return value
-        return None
+        return self.content_thinking(delta.get("content"))
+
+    def content_thinking(self, content: Any) -> str | None:
+        """The text of the ``thinking`` parts of ``content``, when it is a list of parts:
+        ``{"type": "thinking", "thinking": [{"type": "text", "text": "..."}]}``."""
+        if type(content) is not list:
+            return None
+        texts: list[str] = []
+        for part in content:
+            if not isinstance(part, Mapping) or part.get("type") != "thinking":
+                continue
+            inner = part.get("thinking")
+            if isinstance(inner, str):
+                texts.append(inner)
+            elif isinstance(inner, list):
+                texts.extend(
+                    str(piece["text"])
+                    for piece in inner
+                    if isinstance(piece, Mapping) and isinstance(piece.get("text"), str)
+                )
+        return "".join(texts) or None
 
     def content_text(self, content: Any) -> str | None:
         """The text of ``content``: a string, or the text parts some providers return."""
@@ -295,7 +321,7 @@ class ChatCompletionsCodec(Provider):
     def message_chunk(self, message: Mapping[str, Any]) -> Chunk:
         """The content, reasoning and tool calls of a whole reply's ``choices[0].message``."""
         calls = []
-        for index, call in enumerate(message.get("tool_calls") or ()):
+        for index, call in enumerate(_list(message.get("tool_calls"))):
             call = _mapping(call)
             function = _mapping(call.get("function"))
             arguments = function.get("arguments")
@@ -453,7 +479,7 @@ class ChatCompletionsStreamParser(StreamParser):
     def delta_chunk(self, delta: Mapping[str, Any]) -> Chunk:
         """The content, reasoning and tool-call pieces of one ``choices[0].delta``."""
         calls = []
-        for position, call in enumerate(delta.get("tool_calls") or ()):
+        for position, call in enumerate(_list(delta.get("tool_calls"))):
             call = _mapping(call)
             function = _mapping(call.get("function"))
             arguments = function.get("arguments")

@@ -1,4 +1,4 @@
-"""Gemini explicit context caching: create, look up and delete ``cachedContents``.
+"""Gemini explicit context caching: create, look up, extend and delete ``cachedContents``.
 
 A long document or system prompt cached once is billed at the cached rate on every request
 that names the cache; its hits show in ``message.tokens.cached``. The cache is a resource of
@@ -11,6 +11,7 @@ Example::
     cache = caches.create("gemini-2.5-flash", long_document, ttl=300)
     chat = sa_llm.chat("gemini-2.5-flash").with_params(cachedContent=cache.name)
     chat.ask("What does chapter 3 say?")
+    caches.update(cache.name, ttl=600)          # keep it ten more minutes
     caches.delete(cache.name)
 """
 
@@ -18,11 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 from sa_llm._context import Context
 from sa_llm._flow import Flow, adrive, drive
 from sa_llm.config import get_config
+from sa_llm.errors import ConfigurationError, ProviderError
 from sa_llm.providers._transport import SendRequest, Transport
 from sa_llm.providers.base import HttpRequest, HttpResponse
 from sa_llm.providers.gemini import Gemini, model_resource
@@ -51,8 +55,25 @@ class CachedContent:
     total_tokens: int | None = None
 
 
+def _expire_time(value: str | datetime) -> str:
+    """An RFC 3339 timestamp in UTC, as the API takes it (``2026-08-10T23:36:27Z``).
+
+    Raises:
+        ConfigurationError: a ``datetime`` without a time zone (its instant is unknown).
+    """
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ConfigurationError(
+            "expire_time must be timezone-aware (e.g. datetime.now(timezone.utc) + ...): "
+            "a naive datetime does not say which instant it means."
+        )
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 class GeminiCaches:
-    """Create, get and delete Gemini ``cachedContents`` with a context's key and clients.
+    """Create, get, update and delete Gemini ``cachedContents`` with a context's key and
+    clients.
 
     Args:
         context: the configuration to use (keys, base URL, HTTP clients); the global one
@@ -94,8 +115,39 @@ class GeminiCaches:
 
     def resource_request(self, method: str, name: str) -> HttpRequest:
         """``GET`` or ``DELETE`` of one cache by name (``cachedContents/...`` or its id)."""
+        return HttpRequest(method, self._resource_url(name), self.provider.auth_headers())
+
+    def update_request(
+        self, name: str, *, ttl: float | None = None, expire_time: str | datetime | None = None
+    ) -> HttpRequest:
+        """``PATCH {base}/cachedContents/{id}?updateMask=...`` setting a new expiry.
+
+        Only the expiry of a cache can change (its contents cannot): either ``ttl`` seconds
+        from now or an absolute ``expire_time``, and ``updateMask`` names the one sent.
+
+        Raises:
+            ConfigurationError: neither or both of ``ttl`` and ``expire_time``, a ``ttl`` that
+                is not a positive number, or a naive ``expire_time``.
+        """
+        if (ttl is None) == (expire_time is None):
+            raise ConfigurationError(
+                "Give a cache either ttl=seconds or expire_time=..., not both."
+            )
+        body: dict[str, Any]
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl > 0:
+                raise ConfigurationError(f"ttl must be a positive number of seconds, not {ttl!r}.")
+            body, mask = {"ttl": f"{ttl:g}s"}, "ttl"
+        else:
+            assert expire_time is not None
+            body, mask = {"expireTime": _expire_time(expire_time)}, "expireTime"
+        headers = {**self.provider.auth_headers(), "content-type": "application/json"}
+        url = f"{self._resource_url(name)}?updateMask={quote(mask)}"
+        return HttpRequest("PATCH", url, headers, json=body)
+
+    def _resource_url(self, name: str) -> str:
         path = name if name.startswith("cachedContents/") else f"cachedContents/{name}"
-        return HttpRequest(method, f"{self.provider.base_url}/{path}", self.provider.auth_headers())
+        return f"{self.provider.base_url}/{path}"
 
     def parse(self, response: HttpResponse) -> CachedContent:
         """A :class:`CachedContent` from the API's reply.
@@ -127,7 +179,11 @@ class GeminiCaches:
 
     def _fetch(self, request: HttpRequest) -> Flow[CachedContent]:
         response = yield SendRequest(self.transport, request)
-        return self.parse(response)
+        try:
+            return self.parse(response)
+        except ProviderError as exc:
+            self.provider.redact_error(exc)  # a body kept in the error may echo the key
+            raise
 
     def _delete(self, request: HttpRequest) -> Flow[None]:
         yield SendRequest(self.transport, request)
@@ -173,6 +229,32 @@ class GeminiCaches:
     async def aget(self, name: str) -> CachedContent:
         """Async twin of :meth:`get`."""
         return await adrive(self._fetch(self.resource_request("GET", name)))
+
+    def update(
+        self, name: str, *, ttl: float | None = None, expire_time: str | datetime | None = None
+    ) -> CachedContent:
+        """Extend (or shorten) the life of the cache called ``name``.
+
+        Args:
+            ttl: seconds from now until Google drops it.
+            expire_time: when Google drops it: an aware ``datetime`` or an RFC 3339 string.
+
+        Returns:
+            The cache as the API describes it after the change (its new ``expire_time``).
+
+        Raises:
+            ConfigurationError: neither or both of ``ttl`` and ``expire_time`` (see
+                :meth:`update_request`); nothing is sent.
+            NotFoundError: no such cache (expired or deleted).
+        """
+        return drive(self._fetch(self.update_request(name, ttl=ttl, expire_time=expire_time)))
+
+    async def aupdate(
+        self, name: str, *, ttl: float | None = None, expire_time: str | datetime | None = None
+    ) -> CachedContent:
+        """Async twin of :meth:`update`."""
+        request = self.update_request(name, ttl=ttl, expire_time=expire_time)
+        return await adrive(self._fetch(request))
 
     def delete(self, name: str) -> None:
         """Drop the cache called ``name``."""

@@ -4,8 +4,9 @@ Each speaks the Chat Completions wire format of :mod:`sa_llm.providers.chat_comp
 subclasses it only where it really differs: the base URL, which key it needs, OpenRouter's
 ``developer`` role for system prompts, its attribution headers and its ``reasoning_details``
 (kept on the reply and sent back with it, so a reasoning model's chain survives tool rounds),
-DeepSeek's thinking switch and its ``/responses`` dialect, Mistral's bare image URLs, Ollama's
-keyless local server.
+DeepSeek's thinking switch, ``reasoning_content`` sent back and its ``/responses`` dialect,
+Mistral's bare image URLs and ``thinking`` content parts sent back, Ollama's keyless local
+server and its ``reasoning`` sent back.
 
 Example::
 
@@ -25,7 +26,7 @@ from sa_llm.providers import register_provider
 from sa_llm.providers.base import Provider, StreamParser, reasoning_effort
 from sa_llm.providers.chat_completions import ChatCompletionsCodec, ChatCompletionsStreamParser
 from sa_llm.providers.responses import ResponsesCodec
-from sa_llm.types import Chunk, Message
+from sa_llm.types import Chunk, Message, RawContent
 
 __all__ = ["DeepSeek", "DeepSeekResponses", "Mistral", "Ollama", "OpenRouter"]
 
@@ -184,6 +185,14 @@ class DeepSeek(ChatCompletionsCodec):
             return DeepSeekResponses(config)
         return cls(config)
 
+    def format_assistant_message(self, message: Message) -> dict[str, Any]:
+        """An earlier reply with its reasoning as ``reasoning_content``: a thinking model that
+        called tools needs it on the requests that carry their results."""
+        data = super().format_assistant_message(message)
+        if message.thinking is not None and message.thinking.text:
+            data["reasoning_content"] = message.thinking.text
+        return data
+
     def format_thinking(self, thinking: Mapping[str, Any], model: str) -> dict[str, Any]:
         """``deepseek-reasoner`` always thinks and takes an effort; the hybrid models (V4)
         switch thinking on and off with ``thinking.type`` (effort ``"none"`` = off)."""
@@ -211,7 +220,8 @@ class DeepSeekResponses(ResponsesCodec):
 
 @register_provider
 class Mistral(ChatCompletionsCodec):
-    """Mistral La Plateforme: takes an image part's URL as a bare string."""
+    """Mistral La Plateforme: takes an image part's URL as a bare string; reasoning comes as
+    ``thinking`` parts of ``content`` (read by the base class) and goes back the same way."""
 
     name: ClassVar[str] = "mistral"
     default_base_url: ClassVar[str] = "https://api.mistral.ai/v1"
@@ -222,6 +232,29 @@ class Mistral(ChatCompletionsCodec):
             return {"type": "image_url", "image_url": part["image_url"]["url"]}
         return part
 
+    def format_assistant_message(self, message: Message) -> dict[str, Any]:
+        """An earlier reply; one that thought is sent as Mistral returned it: a ``thinking``
+        part, then a ``text`` part (none when the reply only called tools).
+
+        Reasoning models continue from their own thinking; without it the next request reads
+        as if the model had answered without any.
+        """
+        data = super().format_assistant_message(message)
+        thinking = message.thinking
+        if thinking is None or not thinking.text or isinstance(message.content, RawContent):
+            return data
+        parts: list[dict[str, Any]] = [
+            {
+                "type": "thinking",
+                "thinking": [{"type": "text", "text": thinking.text}],
+                "closed": True,
+            }
+        ]
+        if message.text:
+            parts.append({"type": "text", "text": message.text})
+        data["content"] = parts
+        return data
+
 
 @register_provider
 class Ollama(ChatCompletionsCodec):
@@ -230,3 +263,11 @@ class Ollama(ChatCompletionsCodec):
     name: ClassVar[str] = "ollama"
     default_base_url: ClassVar[str] = "http://localhost:11434/v1"
     requires_api_key: ClassVar[bool] = False
+
+    def format_assistant_message(self, message: Message) -> dict[str, Any]:
+        """An earlier reply with its ``reasoning`` (the field Ollama returns it in): thinking
+        models such as gpt-oss reason on from it across tool rounds."""
+        data = super().format_assistant_message(message)
+        if message.thinking is not None and message.thinking.text:
+            data["reasoning"] = message.thinking.text
+        return data
