@@ -143,16 +143,30 @@ class StatementCounter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.statements: list[str] = []
+        self.sql: list[str] = []
         event.listen(engine, "before_cursor_execute", self._record)
 
     def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.statements.append(statement.strip().split(None, 1)[0].upper())
+        sql = " ".join(statement.split())
+        verb = sql.split(None, 1)[0].upper()
+        self.statements.append("NOTIFY" if sql.startswith("SELECT pg_notify(") else verb)
+        self.sql.append(sql)
 
     def count(self, *verbs: str) -> int:
-        return sum(1 for s in self.statements if s in verbs)
+        """Statements whose verb is one of ``verbs``; a verb with a table (``"UPDATE chats"``)
+        counts the statements that start so. PostgreSQL's ``SELECT pg_notify(...)`` (a
+        released chat wakes its waiters) is counted as ``NOTIFY``, not as a read."""
+        plain = {verb for verb in verbs if " " not in verb}
+        prefixed = [verb.upper() for verb in verbs if " " in verb]
+        return sum(
+            1
+            for verb, sql in zip(self.statements, self.sql, strict=True)
+            if verb in plain or any(sql.upper().startswith(prefix) for prefix in prefixed)
+        )
 
     def reset(self) -> None:
         self.statements.clear()
+        self.sql.clear()
 
     def close(self) -> None:
         event.remove(self.engine, "before_cursor_execute", self._record)

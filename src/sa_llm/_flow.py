@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import inspect
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -38,6 +39,7 @@ __all__ = [
     "Emit",
     "Flow",
     "Scope",
+    "Sleep",
     "StreamAbandoned",
     "adrive",
     "adrive_iter",
@@ -205,6 +207,22 @@ class Emit(Effect[None]):
     async def arun(self, scope: Scope) -> None:
         if self.callback is not None:
             await Call(self.callback, self.value).arun(scope)
+
+
+class Sleep(Effect[None]):
+    """Wait ``seconds`` (blocking, or on the event loop); an abort cuts it short."""
+
+    __slots__ = ("seconds",)
+    interruptible = True
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def run(self, scope: Scope) -> None:
+        time.sleep(self.seconds)
+
+    async def arun(self, scope: Scope) -> None:
+        await anyio.sleep(self.seconds)
 
 
 Flow = Generator[Effect[Any], Any, R]

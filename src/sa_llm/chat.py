@@ -262,9 +262,8 @@ class Chat(ChatSettings):
         super().__init__()
         self.context = context
         self.messages: list[Message] = list(messages)
-        # The gate's turn count when the history was loaded from elsewhere (a database), so
-        # a turn that had to wait knows to reload it; None: the history is this list alone.
-        self._history_version: int | None = None
+        # The reply being streamed, while it streams (what a turn that stops early got).
+        self._accumulator: Accumulator | None = None
         self.with_model(
             model or self.config.default_model,
             provider=provider,
@@ -436,6 +435,7 @@ class Chat(ChatSettings):
     ) -> Flow[Message]:
         # A missing or oversized file, or a feature the provider lacks, fails here: before the
         # turn takes the chat, saves a row or sends anything.
+        require_content(content, attachments)
         message = self.user_message(
             content, attachments, max_bytes=self.config.max_attachment_bytes
         )
@@ -456,14 +456,7 @@ class Chat(ChatSettings):
         The gate is released when the drive ends, however it ends (see :mod:`sa_llm._busy`).
         """
         config = self.config
-        gate = yield Occupy(
-            self._turn_key(), config.concurrent_turns == "wait", config.turn_wait_timeout
-        )
-        if self._history_version is not None:
-            if gate.version != self._history_version:
-                # Another turn ended since this history was loaded (while this one waited).
-                yield from self._history_changed()
-            self._history_version = gate.version + 1  # what the count will be after this turn
+        yield Occupy(self._turn_key(), config.concurrent_turns == "wait", config.turn_wait_timeout)
 
     def _check_supported(self) -> None:
         """Refuse what the provider cannot do, before anything is saved or sent.
@@ -482,12 +475,6 @@ class Chat(ChatSettings):
     def _turn_key(self) -> Hashable:
         """What identifies this chat among concurrent turns: the chat object itself."""
         return self
-
-    def _history_changed(self) -> Flow[None]:
-        """Another turn ended on this chat since its history was loaded: reload it (persisted
-        chats; a plain chat's history is its own list, always current)."""
-        return
-        yield
 
     def _reply_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
         self._current_provider()
@@ -531,7 +518,7 @@ class Chat(ChatSettings):
     def _stream_reply(self, http: Any, on_chunk: ChunkCallback | None) -> Flow[Message]:
         handle = yield OpenStream(self.transport, http)
         parser = self.provider.stream_parser()
-        accumulator = Accumulator(self.provider.name)
+        accumulator = self._accumulator = Accumulator(self.provider.name)
         # The provider accepted the request and its reply has begun (status and headers are
         # in): the reply's message starts now, before its first chunk is read, so the work that
         # goes with it (a persisted chat's row) is done while the model produces that chunk.
@@ -544,6 +531,8 @@ class Chat(ChatSettings):
                 yield Emit(chunk, on_chunk)
             if not data:
                 break
+            yield from self._reply_progress(accumulator)
+        self._accumulator = None
         return accumulator.message()
 
     def _parse_structured(self, message: Message) -> StructuredOutputError | None:
@@ -622,6 +611,11 @@ class Chat(ChatSettings):
     def _reply_started(self) -> Flow[None]:
         yield from self._fire("new_message")
 
+    def _reply_progress(self, accumulator: Accumulator) -> Flow[None]:
+        """More of a streamed reply arrived (once per read, after its chunks were handed on)."""
+        return
+        yield
+
     def _reply_completed(self, message: Message) -> Flow[None]:
         self.messages.append(message)
         return
@@ -635,6 +629,32 @@ class Chat(ChatSettings):
         self.messages.append(message)
         return
         yield
+
+
+def require_content(
+    content: str | Content | RawContent | None,
+    attachments: AttachmentSource | Sequence[AttachmentSource] | None,
+) -> None:
+    """Refuse an ``ask`` with nothing to say, before any row is written or request sent.
+
+    Raises:
+        ConfigurationError: no text (``None`` or blank) and no file.
+    """
+    if isinstance(content, RawContent):
+        return
+    text = content.text if isinstance(content, Content) else content
+    files = content.attachments if isinstance(content, Content) else ()
+    if attachments is not None or files:
+        return
+    if text is not None and not isinstance(text, str):
+        raise ConfigurationError(
+            f"ask() takes the message as a str, Content or RawContent, not {type(text).__name__}."
+        )
+    if not text or not text.strip():
+        raise ConfigurationError(
+            "ask() needs a message: the text is empty and nothing is attached (to answer the "
+            "conversation as it stands, call complete())."
+        )
 
 
 def resolve_model(

@@ -49,7 +49,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,10 +59,12 @@ from sqlalchemy.orm.attributes import instance_state
 from sa_llm._mapping import ChatSchema
 from sa_llm._persisted import attachments as _attachments
 from sa_llm._persisted.history import HistoryCache, call_from_values
-from sa_llm._persisted.steps import loaded_values, restore
+from sa_llm._persisted.lease import Lease
+from sa_llm._persisted.steps import loaded_values, mark_commit_failure, restore
 from sa_llm.types import Content, Message, RawContent, Tokens, ToolCall
 
 __all__ = [
+    "ChatMemory",
     "InTransactionStrategy",
     "PersistenceStrategy",
     "SaveOnCompletionStrategy",
@@ -83,6 +85,21 @@ _STRATEGY_KEY = "sa_llm.persistence_strategy"
 
 
 @dataclass
+class ChatMemory:
+    """What one chat row instance remembers between its turns (never persisted).
+
+    Attributes:
+        history: the history of its last turn, reused while the rows are unchanged.
+        stale_lease: the token of its last turn when that turn could not release its lease
+            (the database was down): the next turn takes it over at once instead of waiting
+            for it to expire.
+    """
+
+    history: HistoryCache = field(default_factory=HistoryCache)
+    stale_lease: str | None = None
+
+
+@dataclass
 class Turn:
     """What one ``ask``/``complete`` on one chat row knows while it runs.
 
@@ -95,9 +112,17 @@ class Turn:
         placeholder: the assistant (or tool) row being filled, if any.
         tool_call_rows: provider tool-call id -> ``tool_calls`` primary key, for this chat.
         model_name: the model id string that assistant rows reference (as a rebuild reads it).
-        history: the chat row instance's history cache (see :class:`HistoryCache`).
+        memory: the chat row instance's memory between turns (history cache, stale lease).
         written_calls: message key -> the ``tool_calls`` rows :meth:`PersistenceStrategy.
             persist_tool_calls` wrote for it in this turn.
+        lease: the turn's lease on the chat (``None`` for schemas without the lease columns).
+        streaming: whether the reply being written streams (its placeholder is ``streaming``
+            rather than ``pending``).
+        keep_partial: keep what streamed when the turn does not complete
+            (``keep_partial_output``).
+        outcome: how a turn that did not complete ended, for the clean-up: ``failed``,
+            ``cancelled`` or ``interrupted``.
+        partial: the reply as far as it got when the turn did not complete (text, usage).
     """
 
     schema: ChatSchema
@@ -107,8 +132,13 @@ class Turn:
     placeholder: Any = None
     tool_call_rows: dict[str, Any] = field(default_factory=dict)
     model_name: str | None = None
-    history: HistoryCache | None = None
+    memory: ChatMemory = field(default_factory=ChatMemory)
     written_calls: dict[Any, list[ToolCall | None]] = field(default_factory=dict)
+    lease: Lease | None = None
+    streaming: bool = False
+    keep_partial: bool = False
+    outcome: str = "failed"
+    partial: Message | None = None
 
 
 # -- strategies -----------------------------------------------------------------------------------
@@ -119,7 +149,18 @@ class PersistenceStrategy:
 
     Override single hooks in a subclass; each hook does its work on ``session`` and leaves the
     commit to :meth:`run_step`.
+
+    Args:
+        keep_partial_output: keep streamed text when a turn does not complete (and flush it
+            while it streams); ``None``: the ``keep_partial_output`` setting decides.
     """
+
+    #: Whether :meth:`run_step` commits each step (so others see it at once). The turn lease is
+    #: renewed by a heartbeat only then; inside the caller's transaction the row lock holds it.
+    commits_steps: ClassVar[bool] = True
+
+    def __init__(self, *, keep_partial_output: bool | None = None) -> None:
+        self.keep_partial_output = keep_partial_output
 
     def run_step(self, session: Session, step: Callable[[], T], *, keep: Sequence[Any] = ()) -> T:
         """Run one step and make it durable (here: commit; subclasses: savepoint/flush).
@@ -133,7 +174,11 @@ class PersistenceStrategy:
         try:
             result = step()
             after = [(row, loaded_values(row)) for row in (result, *keep)]
-            session.commit()
+            try:
+                session.commit()
+            except BaseException as exc:
+                mark_commit_failure(exc)  # it may have committed: not retried blindly
+                raise
         except BaseException:
             session.rollback()
             restore(before)
@@ -151,6 +196,7 @@ class PersistenceStrategy:
     def persist_user_message(self, session: Session, turn: Turn, message: Message) -> Any:
         """Save a message the caller added (user, system, or ``add_message``)."""
         row = self.new_row(turn, message.role)
+        self.assign_status(turn, row, "complete")
         self.assign_content(turn, row, message)
         if message.tool_call_id:
             parent = self.find_tool_call_row(session, turn, message.tool_call_id)
@@ -164,10 +210,28 @@ class PersistenceStrategy:
         return row
 
     def persist_new_message(self, session: Session, turn: Turn) -> Any:
-        """Create the empty assistant row that the reply will fill (the placeholder)."""
+        """Create the empty assistant row that the reply will fill (the placeholder).
+
+        Its status is ``streaming`` when the reply streams (the row is written when the stream
+        opens), else ``pending``.
+        """
         row = self.new_row(turn, "assistant")
         row.content = ""
+        self.assign_status(turn, row, "streaming" if turn.streaming else "pending")
         session.add(row)
+        session.flush()
+        return row
+
+    def persist_partial_output(
+        self, session: Session, turn: Turn, row: Any, message: Message
+    ) -> Any:
+        """Write the reply as far as it streamed into its row (``keep_partial_output``).
+
+        Called at most every ``partial_output_interval`` seconds while a reply streams, one
+        short transaction each, never per chunk.
+        """
+        self.assign_content(turn, row, message)
+        self.assign_status(turn, row, "streaming")
         session.flush()
         return row
 
@@ -177,6 +241,7 @@ class PersistenceStrategy:
         """Fill the placeholder with the finished message (content, tokens, model, tool calls)."""
         schema = turn.schema
         row.role = message.role
+        self.assign_status(turn, row, "complete")
         self.assign_content(turn, row, message)
         self.assign_tokens(turn, row, message)
         if schema.message_model_attr is not None and message.role == "assistant":
@@ -231,7 +296,15 @@ class PersistenceStrategy:
         return rows
 
     def cleanup_failed_turn(self, session: Session, turn: Turn) -> None:
-        """Delete the blank placeholder and any incomplete tool-call round (complete ones stay)."""
+        """After a turn that did not complete: settle its placeholder, drop an incomplete
+        tool-call round (complete rounds stay).
+
+        The placeholder keeps the reply as far as it got, with the turn's ``outcome`` as its
+        status (``failed`` / ``cancelled`` / ``interrupted``), when there is something to keep
+        and it should be kept: always after a cancel (the user asked to stop what they saw),
+        otherwise with ``keep_partial_output``. Else a blank placeholder is deleted, as the
+        reference flow does.
+        """
         schema = turn.schema
         M, TC = schema.message_cls, schema.tool_call_cls
         placeholder = turn.placeholder
@@ -239,10 +312,21 @@ class PersistenceStrategy:
         if identity is not None:
             pk = identity[0]
             row = session.get(M, pk)
-            if row is not None and _is_blank(row) and not _tool_call_ids(session, turn, [pk]):
-                logger.warning("Deleting the empty %s row %s after a failure", M.__name__, pk)
-                session.delete(row)
-                session.flush()
+            if row is not None and not _tool_call_ids(session, turn, [pk]):
+                partial = turn.partial
+                keep = (turn.keep_partial or turn.outcome == "cancelled") and partial is not None
+                if keep and partial is not None and (partial.text or partial.thinking):
+                    self.assign_content(turn, row, partial)
+                    self.assign_tokens(turn, row, partial)
+                    self.assign_status(turn, row, turn.outcome)
+                    session.flush()
+                elif _is_blank(row) or not turn.keep_partial:
+                    logger.warning("Deleting the empty %s row %s after a failure", M.__name__, pk)
+                    session.delete(row)
+                    session.flush()
+                else:  # text flushed earlier (keep_partial_output) and nothing newer
+                    self.assign_status(turn, row, turn.outcome)
+                    session.flush()
         chat_fk = getattr(M, schema.message_chat_fk)
         last = session.scalars(
             select(M)
@@ -299,6 +383,11 @@ class PersistenceStrategy:
         setattr(row, turn.schema.message_chat_fk, turn.chat_id)
         row.role = role
         return row
+
+    def assign_status(self, turn: Turn, row: Any, status: str) -> None:
+        """Set the row's ``status`` (when the message table has the column)."""
+        if "status" in turn.schema.optional:
+            row.status = status
 
     def assign_content(self, turn: Turn, row: Any, message: Message) -> None:
         """Split a message's content into ``content`` / ``content_raw`` columns."""
@@ -361,7 +450,11 @@ class InTransactionStrategy(PersistenceStrategy):
 
     The caller commits (or rolls back) the whole turn. The transaction stays open during the
     provider call, which is the point: nothing of the turn is visible until the caller commits.
+    The chat row stays locked meanwhile (PostgreSQL; SQLite: the database), so a second turn
+    waits for the caller's commit, and a cancel from elsewhere waits too.
     """
+
+    commits_steps = False
 
     def run_step(self, session: Session, step: Callable[[], T], *, keep: Sequence[Any] = ()) -> T:
         with session.begin_nested():

@@ -116,6 +116,20 @@ class Accumulator:
         if chunk.finish_reason:
             self.finish_reason = chunk.finish_reason
 
+    def partial(self) -> Message:
+        """The reply as far as it arrived: text, thinking and usage (no tool calls, whose
+        arguments may be cut), for a turn that stops before the reply ends."""
+        thinking = None
+        if self._thinking or self.thinking_signature:
+            thinking = Thinking("".join(self._thinking) or None, self.thinking_signature)
+        return Message(
+            role="assistant",
+            content="".join(self._content),
+            tokens=self.tokens,
+            model_id=self.model_id,
+            thinking=thinking,
+        )
+
     @property
     def text(self) -> str:
         """The reply text received so far."""

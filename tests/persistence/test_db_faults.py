@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, event, exc, text
 
+import sa_llm
 from persisted import World
 from sa_llm.testing import FakeLLM
 
@@ -112,7 +113,23 @@ async def test_the_connection_is_killed_during_the_provider_call(
     await continues(world, chat, fake, history)
 
 
-async def test_a_serialization_failure_on_the_completion(world: World, fake: FakeLLM) -> None:
+def _inject(world: World, conflict: Any) -> Any:
+    engines = [world.sync_engine]
+    if world.async_engine is not None:
+        engines.append(world.async_engine.sync_engine)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", conflict)
+
+    def remove() -> None:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", conflict)
+
+    return remove
+
+
+async def test_a_serialization_failure_on_the_completion_is_retried(
+    world: World, fake: FakeLLM
+) -> None:
     _postgres_only(world)
     import psycopg.errors
 
@@ -125,15 +142,41 @@ async def test_a_serialization_failure_on_the_completion(world: World, fake: Fak
             armed[0] = False
             raise psycopg.errors.SerializationFailure("could not serialize access (injected)")
 
-    event.listen(world.sync_engine, "before_cursor_execute", conflict)
-    if world.async_engine is not None:
-        event.listen(world.async_engine.sync_engine, "before_cursor_execute", conflict)
+    remove = _inject(world, conflict)
     try:
-        with pytest.raises(exc.OperationalError, match="serialize"):
+        reply = await world.call(chat.ask, "capital of France?")
+    finally:
+        remove()
+    assert not armed[0] and reply.text == "Paris"  # the failure happened, and was retried
+    rows = [(r.role, r.content) for r in world.messages()]
+    assert rows == [("user", "capital of France?"), ("assistant", "Paris")]
+    await continues(world, chat, fake, ["capital of France?", "Paris"])
+
+
+async def test_a_completion_that_keeps_failing_raises_with_the_reply(
+    world: World, fake: FakeLLM
+) -> None:
+    _postgres_only(world)
+    import psycopg.errors
+
+    chat = await new_chat(world)
+    fake.reply("Paris")
+    failures = [0]
+
+    def conflict(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE messages"):
+            failures[0] += 1
+            raise psycopg.errors.SerializationFailure("could not serialize access (injected)")
+
+    remove = _inject(world, conflict)
+    try:
+        with pytest.raises(sa_llm.PersistenceError, match="serialize") as caught:
             await world.call(chat.ask, "capital of France?")
     finally:
-        event.remove(world.sync_engine, "before_cursor_execute", conflict)
-        if world.async_engine is not None:
-            event.remove(world.async_engine.sync_engine, "before_cursor_execute", conflict)
+        remove()
+    error = caught.value
+    assert error.reply is not None and error.reply.text == "Paris"  # the app can still show it
+    assert isinstance(error.__cause__, exc.OperationalError)
+    assert failures[0] == 1 + sa_llm.get_config().db_retries
     assert [(r.role, r.content) for r in world.messages()] == [("user", "capital of France?")]
     await continues(world, chat, fake, ["capital of France?"])

@@ -83,9 +83,11 @@ async def test_a_later_turn_reads_one_select_and_commits_per_write_step(
     with counting(world) as (counter, commits):
         await world.call(chat.ask, "second", **kwargs)
     assert counter.count("SELECT") == 1  # count(*), max(updated_at): the history is reused
-    assert (counter.count("INSERT"), counter.count("UPDATE")) == (2, 1)
-    # Not streamed: the user message and the empty reply row in one commit, the reply in
-    # another. Streamed: the reply's row is written when the stream opens, so three.
+    # Two rows; the chat's lease claimed, the reply written, the lease released.
+    assert (counter.count("INSERT"), counter.count("UPDATE")) == (2, 3)
+    # Not streamed: the claim, the user message and the empty reply row in one commit, the
+    # reply and the release in another. Streamed: the reply's row is written when the stream
+    # opens, so three.
     assert commits[0] == (3 if streamed else 2)
     assert sent(fake) == [("user", "first"), ("assistant", "one"), ("user", "second")]
 

@@ -310,7 +310,7 @@ async def test_statement_counts_do_not_grow_with_chunks(world: World, fake: Fake
             writes.append(counter.count("INSERT", "UPDATE"))
         finally:
             counter.close()
-    assert writes[0] == writes[1] <= 3
+    assert writes[0] == writes[1] <= 3 + 2  # rows: user, placeholder, reply; lease: claim, release
 
 
 @pytest.mark.postgres

@@ -1,38 +1,69 @@
 """The persisted chat: the plain conversation engine whose flow hooks write rows.
 
 :class:`PersistedChat` subclasses :class:`sa_llm.chat.Chat` and overrides its hooks
-(``_add_user_message``, ``_reply_started``, ``_reply_completed``, ...) to run the strategy's
-steps (:mod:`sa_llm.persistence`) at the points the reference flow fixes. Built by
+(``_reply_started``, ``_reply_completed``, ...) to run the strategy's steps
+(:mod:`sa_llm.persistence`) at the points the reference flow fixes. Built by
 ``chat_record.to_llm()``; the record API (:mod:`sa_llm._records`) drives it.
+
+One turn, step by step (each step is one transaction; the default strategy commits it):
+
+1. **begin**: claim the chat's lease (:mod:`.lease`; a turn that died before is settled first),
+   read or reuse the history (:class:`~.history.HistoryCache`), write the user message and,
+   for a reply that does not stream, its placeholder. A busy chat: wait (woken by
+   :mod:`.wakeups`) or raise :class:`~sa_llm.errors.ChatBusyError`.
+2. the heartbeat starts (:mod:`.heartbeat`): it renews the lease and watches for a cancel.
+3. the provider is called; a streamed reply writes its placeholder when the stream opens, and
+   with ``keep_partial_output`` its text so far every ``partial_output_interval`` seconds.
+4. **completion**: the reply fills its placeholder, and the last reply of the turn releases the
+   lease in the same transaction. Tool rounds write a placeholder and a result per call.
+5. on any failure, cancellation or interruption: **clean-up** settles the placeholder (kept
+   with its status, or deleted when blank) and any incomplete tool round, and releases the
+   lease; it completes however often the task is cancelled meanwhile.
+
+A database step that loses its connection before committing is retried (``db_retries``); one
+that fails for good raises :class:`~sa_llm.errors.PersistenceError` carrying the reply.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 
-from sa_llm._flow import Flow
+from sa_llm._flow import Flow, Sleep, StreamAbandoned
 from sa_llm._persisted import attachments as _attachments
-from sa_llm._persisted.history import (
-    Mirror,
-    _History,
-    _queries,
-    history_fingerprint,
-    mirror_row,
-    read_history,
+from sa_llm._persisted.heartbeat import Heartbeat, StartHeartbeat
+from sa_llm._persisted.history import Mirror, mirror_row
+from sa_llm._persisted.lease import (
+    Claim,
+    Lease,
+    claim,
+    lease_state,
+    release,
+    settle,
+    wakeup_key,
 )
-from sa_llm._persisted.steps import DbStep
-from sa_llm.chat import Chat
+from sa_llm._persisted.steps import DbStep, commit_failed, show_messages
+from sa_llm._persisted.wakeups import Listen, WaitForWakeup, hub
+from sa_llm.chat import Chat, ChunkCallback, require_content
 from sa_llm.content import AttachmentSource, ensure_model_accepts
-from sa_llm.errors import ConfigurationError
+from sa_llm.errors import (
+    ChatBusyError,
+    ConfigurationError,
+    PersistenceError,
+    TurnCancelledError,
+    TurnLeaseLostError,
+)
 from sa_llm.persistence import PersistenceStrategy, Turn
 from sa_llm.providers._transport import Download
 from sa_llm.storage import Storage
+from sa_llm.streaming import Accumulator
 from sa_llm.types import Content, Message, RawContent, ToolCall
 
 __all__ = ["PersistedChat"]
@@ -40,6 +71,18 @@ __all__ = ["PersistedChat"]
 logger = logging.getLogger("sa_llm.persistence")
 
 T = TypeVar("T")
+
+# A busy chat is tried again after a wake-up, or after a delay growing to _MAX_WAIT.
+_FIRST_WAIT = 0.01
+_MAX_WAIT = 1.0
+# Pauses before the retries of a database step that lost its connection.
+_DB_RETRY_DELAYS = (0.05, 0.25, 1.0)
+# SQLSTATEs after which the transaction was rolled back whole: safe to run the step again.
+_RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+class _LeaseGone(Exception):
+    """Raised inside a completion step whose release found the lease taken (rolls it back)."""
 
 
 class PersistedChat(Chat):
@@ -54,10 +97,10 @@ class PersistedChat(Chat):
     _session: Session
     _async_session: AsyncSession | None = None
     _mirror: Mirror | None = None
-    # The history came from the cache unchecked: the user message's step checks it (asks only).
-    _unchecked: bool = False
-    _streamed: bool = True  # whether the reply of this ask streams (set by _ask_flow)
-    _placeholder_ready: bool = False  # the user message's step wrote the reply's placeholder
+    _streamed: bool = True  # whether the reply of this turn streams
+    _heartbeat: Heartbeat | None = None
+    _flush_interval: float | None = None  # seconds between partial-output flushes (None: off)
+    _next_flush: float = 0.0
 
     def bind(
         self,
@@ -74,39 +117,24 @@ class PersistedChat(Chat):
         self._async_session = async_session
         self.storage = storage
 
-    @staticmethod
-    def turn_key_of(chat_class: type[Any], chat_id: Any) -> Hashable:
-        """The turn-gate key of a chat row: its class and primary key, whatever the session."""
-        return ("sa_llm.chat", chat_class, chat_id)
+    def _bind(self) -> Any:
+        """What the session talks to for the chat table (an Engine, or a Connection)."""
+        return self._session.get_bind(mapper=self.turn.schema.chat_cls)
 
     def _turn_key(self) -> Hashable:
-        return self.turn_key_of(type(self.turn.record), self.turn.chat_id)
+        """The in-process gate of a chat whose table has no lease columns (older schemas):
+        its database, table and key, so two tenants' chats with one key stay apart."""
+        bind = self._bind()
+        url = getattr(bind, "url", None) or getattr(getattr(bind, "engine", None), "url", None)
+        table = self.turn.schema.chat_cls.__table__
+        return ("sa_llm.chat", str(url), table.fullname, self.turn.chat_id)
 
-    def _history_changed(self) -> Flow[None]:
-        """Another session's turn ended on this chat while this one waited: reload the rows."""
-        schema, chat_id, storage = self.turn.schema, self.turn.chat_id, self.storage
-        history = yield self._step(lambda s: read_history(s, schema, chat_id, storage))
-        self.use_history(history)
+    # -- the history cache --
 
-    # -- the history cache (see HistoryCache) --
-
-    def use_history(self, history: _History | list[Message]) -> None:
-        """Start from ``history``: rows just read (``_History``) or reused from the cache."""
-        cache = self.turn.history
-        self._unchecked = False
-        if isinstance(history, list):  # reused: the cache describes these rows
-            self.messages = history
-            if cache is not None:
-                self._mirror = Mirror(history, cache.rows, cache.last_updated)
-            return
-        self.messages = history.messages
-        self._mirror = None
-        if cache is None:
-            return
-        cache.clear()
-        if not history.has_files and _queries(self.turn.schema).fingerprint is not None:
-            self._mirror = Mirror(history.messages, history.rows, history.last_updated)
-            self._remember(self._history_version)
+    def use_history(self, messages: list[Message], mirror: Mirror | None) -> None:
+        """Start from ``messages`` (as the rows hold them); ``mirror`` follows this turn."""
+        self.messages = messages
+        self._mirror = mirror
 
     def _note(self, row: Any, message: Message) -> None:
         """A message row this turn wrote: keep the mirrored history in step with the table."""
@@ -123,33 +151,67 @@ class PersistedChat(Chat):
             mirror_row(turn.schema, turn.written_calls, turn.model_name, row, message), state.key
         )
 
-    def _remember(self, version: int | None) -> None:
-        """Hand the mirrored history to the row instance's cache, valid at gate ``version``."""
-        cache, mirror = self.turn.history, self._mirror
-        if cache is None:
-            return
-        if mirror is None or mirror.messages is None or version is None:
-            cache.clear()
-            return
-        cache.messages = tuple(mirror.messages)
-        cache.rows = mirror.rows
-        cache.last_updated = mirror.last_updated
-        cache.version = version
-        cache.chat_id = self.turn.chat_id
+    def _remember(self) -> None:
+        self.turn.memory.history.keep(self._mirror, self.turn.chat_id)
 
     def _forget(self) -> None:
         self._mirror = None
-        if self.turn.history is not None:
-            self.turn.history.clear()
+        self.turn.memory.history.clear()
 
-    def _step(self, hook: Callable[[Session], T]) -> DbStep[T]:
-        strategy, record = self.strategy, self.turn.record
+    # -- database steps --
+
+    def _run(
+        self,
+        hook: Callable[[Session, list[Any]], T],
+        *,
+        what: str,
+        reply: Message | None = None,
+    ) -> Flow[T]:
+        """Run ``hook(session, kept)`` as one step of the strategy; return its result.
+
+        ``kept`` starts as ``[chat row]``; a hook appends the rows it writes. They all read as
+        the step left them after its commit (no reload), and the chat's loaded ``messages``
+        collection shows the new rows. A step that lost its connection before committing (or
+        hit a serialization failure or deadlock, which roll the transaction back whole) is
+        run again, ``db_retries`` times; then :class:`PersistenceError` carries ``reply``.
+        """
+        strategy, record, schema = self.strategy, self.turn.record, self.turn.schema
 
         def step(session: Session) -> T:
-            # Our commits must not expire the caller's chat row (see run_step).
-            return strategy.run_step(session, lambda: hook(session), keep=(record,))
+            kept: list[Any] = [record]
+            result = strategy.run_step(session, lambda: hook(session, kept), keep=kept)
+            show_messages(record, schema.messages_attr, kept[1:])
+            return result
 
-        return DbStep(step, self._session, self._async_session)
+        retries = self.config.db_retries
+        attempt = 0
+        while True:
+            try:
+                result: T = yield DbStep(step, self._session, self._async_session)
+                return result
+            except sa_exc.DBAPIError as exc:
+                if attempt < retries and _retriable(exc):
+                    delay = _DB_RETRY_DELAYS[min(attempt, len(_DB_RETRY_DELAYS) - 1)]
+                    attempt += 1
+                    logger.warning("Retrying the step to %s after %s", what, type(exc).__name__)
+                    yield Sleep(delay)
+                    continue
+                raise PersistenceError(
+                    f"The database could not {what}: {type(exc.orig).__name__}: {exc.orig}"
+                    + (" (the reply is attached to this error)" if reply is not None else ""),
+                    reply=reply,
+                    step=what,
+                ) from exc
+
+    def _write(self, hook: Callable[[Session], Any], what: str) -> Flow[Any]:
+        """A step whose hook writes one row; returns the row."""
+
+        def write(session: Session, kept: list[Any]) -> Any:
+            row = hook(session)
+            kept.append(row)
+            return row
+
+        return (yield from self._run(write, what=what))
 
     # -- files --
 
@@ -229,7 +291,9 @@ class PersistedChat(Chat):
         turn, strategy = self.turn, self.strategy
         yield from self._store_files_of(message)
         self._forget()  # a message outside a turn: the next turn reads the rows
-        row = yield self._step(lambda s: strategy.persist_user_message(s, turn, message))
+        row = yield from self._write(
+            lambda s: strategy.persist_user_message(s, turn, message), "save the message"
+        )
         self.messages.append(message)
         return row
 
@@ -239,135 +303,325 @@ class PersistedChat(Chat):
         attachments: AttachmentSource | Sequence[AttachmentSource] | None,
     ) -> Flow[Any]:
         """Save a user message (files checked and stored) without calling the model."""
+        require_content(content, attachments)
         message = yield from self.user_message_flow(content, attachments)
-        turn, strategy = self.turn, self.strategy
-        self._forget()  # a message outside a turn: the next turn reads the rows
-        row = yield self._step(lambda s: strategy.persist_user_message(s, turn, message))
-        self.messages.append(message)
-        return row
+        return (yield from self.persist_message_flow(message))
 
-    # -- flow hooks --
+    # -- the turn --
 
     def _ask_flow(
         self,
         content: str | Content | RawContent | None,
         attachments: AttachmentSource | Sequence[AttachmentSource] | None,
-        on_chunk: Any,
+        on_chunk: ChunkCallback | None,
         stream: bool,
     ) -> Flow[Message]:
-        # Files are checked and stored first; the engine's own turn (feature checks, the turn
-        # gate, the user message row, the reply) then runs on the prepared content.
+        # Everything that can be refused is refused before any row is written: the content,
+        # a feature the provider lacks, then the files (checked and stored before the turn).
+        require_content(content, attachments)
+        self._check_supported()
         message = yield from self.user_message_flow(content, attachments)
         self._streamed = stream
-        return (yield from super()._ask_flow(message.content, None, on_chunk, stream))
+        yield from self._begin(message)
+        return (yield from self._reply_flow(on_chunk, stream))
 
-    def _add_user_message(self, message: Message) -> Flow[None]:
-        """Save the user message; for a non-streamed reply, its placeholder in the same step.
+    def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
+        self._check_supported()
+        self._streamed = stream
+        yield from self._begin(None)
+        return (yield from self._reply_flow(on_chunk, stream))
 
-        Both rows are written before the provider call either way; one transaction instead of
-        two saves a commit per turn. The history check of a turn that took its history from
-        the cache runs first, in the same transaction (``_unchecked``). Should the combined step
-        fail (a table that refuses the empty placeholder), the user message is saved alone, as
-        it would have been, and the placeholder's own step then raises.
-        """
-        turn, strategy, record = self.turn, self.strategy, self.turn.record
-        mirror = self._mirror
-        check = self._unchecked and mirror is not None
-        expected = (mirror.rows, mirror.last_updated) if mirror is not None else None
-        self._unchecked = False
-        with_placeholder = not self._streamed
-        changed: list[bool] = []
+    def _begin(self, message: Message | None) -> Flow[None]:
+        """Take the chat (waiting for a running turn, or raising), read the history, write
+        the user message (and a non-streamed reply's placeholder): one transaction."""
+        turn, config, schema = self.turn, self.config, self.turn.schema
+        turn.streaming = self._streamed
+        turn.keep_partial = self._keep_partial()
+        if schema.lease:
+            turn.lease = Lease(turn.chat_id, config.turn_lease_seconds)
+            turn.lease.stale = turn.memory.stale_lease
+        else:
+            yield from self._take_turn()  # an older schema: one turn at a time per process
+        wait = config.concurrent_turns == "wait"
+        timeout = config.turn_wait_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = _FIRST_WAIT
+        waiter = None
+        while (yield from self._begin_step(message)) == Claim.BUSY:
+            if not wait:
+                raise ChatBusyError(
+                    "Another turn is running on this chat; with concurrent_turns='raise' a "
+                    "second turn fails instead of waiting."
+                )
+            if waiter is None:
+                # Listen first, then claim again: a release in between is not missed.
+                waiter = yield Listen(wakeup_key(schema, turn.chat_id), self._bind())
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ChatBusyError(
+                    f"Another turn kept this chat busy for {timeout:g} s (turn_wait_timeout); "
+                    "try again later."
+                )
+            yield WaitForWakeup(waiter, delay if remaining is None else min(delay, remaining))
+            delay = min(delay * 2, _MAX_WAIT)
+        turn.memory.stale_lease = None
+        if turn.lease is not None and self.strategy.commits_steps:
+            self._heartbeat = yield StartHeartbeat(
+                schema, turn.lease, config.turn_poll_interval, self._bind(), self._async_bind
+            )
+        self._flush_interval = config.partial_output_interval if turn.keep_partial else None
+        if message is not None:
+            yield from self._fire("end_message", message)
+
+    def _begin_step(self, message: Message | None) -> Flow[str]:
+        turn, strategy, schema = self.turn, self.strategy, self.turn.schema
+        lease = turn.lease
+        with_placeholder = message is not None and not self._streamed
         refused: list[BaseException] = []
-        kept: list[Any] = [record]
+        found: dict[str, Any] = {}
 
-        def write(session: Session) -> Any:
-            changed.clear()
-            if check:
-                changed.append(history_fingerprint(session, turn.schema, turn.chat_id) != expected)
-            row = strategy.persist_user_message(session, turn, message)
-            if with_placeholder and not any(changed):
-                try:
-                    placeholder = strategy.persist_new_message(session, turn)
-                except Exception as exc:
-                    refused.append(exc)
-                    raise
-                kept.append(placeholder)  # read after the commit too (see run_step's keep)
-                turn.placeholder = placeholder
-            return row
-
-        def step(session: Session) -> Any:
-            del kept[1:]
-            return strategy.run_step(session, lambda: write(session), keep=kept)
+        def begin(session: Session, kept: list[Any]) -> str:
+            outcome = Claim.CLAIMED
+            if lease is not None:
+                outcome = claim(session, schema, lease, turn.record)
+                if outcome == Claim.BUSY:
+                    return outcome
+                if outcome == Claim.TAKEN_OVER:
+                    settle(session, schema, turn.chat_id)
+            found["history"] = turn.memory.history.current(
+                session, schema, turn.chat_id, self.storage
+            )
+            if message is not None:
+                found["row"] = strategy.persist_user_message(session, turn, message)
+                kept.append(found["row"])
+                if with_placeholder:
+                    try:
+                        placeholder = strategy.persist_new_message(session, turn)
+                    except Exception as exc:
+                        refused.append(exc)
+                        raise
+                    kept.append(placeholder)
+                    turn.placeholder = placeholder
+            return outcome
 
         try:
-            row = yield DbStep(step, self._session, self._async_session)
+            outcome = yield from self._run(begin, what="save the user message")
         except Exception:
             if not refused:  # the user message itself failed (nothing was committed)
                 raise
+            # A table that refuses the empty placeholder: save the user message alone, as the
+            # reference flow does; the placeholder's own step then raises.
             turn.placeholder = None
             with_placeholder = False
-            row = yield DbStep(step, self._session, self._async_session)
-        self._placeholder_ready = turn.placeholder is not None
-        if any(changed):
-            # Someone else changed the rows since the last turn: read them all (with this
-            # user message, now one of them).
-            yield from self._history_changed()
-            yield from self._fire("end_message", message)
-            return
-        self._note(row, message)
-        self.messages.append(message)
-        yield from self._fire("end_message", message)
+            outcome = yield from self._run(begin, what="save the user message")
+        if outcome == Claim.BUSY:
+            if lease is not None:
+                lease.held = False
+            return outcome
+        messages, mirror = found["history"]
+        self.use_history(messages, mirror)
+        if message is not None:
+            self._note(found["row"], message)
+            self.messages.append(message)
+        return outcome
+
+    def _async_bind(self) -> AsyncEngine | None:
+        """The async engine behind the async session (for the heartbeat), if any."""
+        if self._async_session is None:
+            return None
+        bind = self._bind()
+        return AsyncEngine(bind) if getattr(bind.dialect, "is_async", False) else None
+
+    def _keep_partial(self) -> bool:
+        setting = getattr(self.turn.record, "keep_partial_output", None)
+        if isinstance(setting, bool):
+            return setting
+        strategy_setting = getattr(self.strategy, "keep_partial_output", None)
+        if isinstance(strategy_setting, bool):
+            return strategy_setting
+        return self.config.keep_partial_output
+
+    def _stop_heartbeat(self) -> None:
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.stop()
+
+    def _released(self) -> None:
+        """The lease was released (committed): wake this process's waiters at once."""
+        lease = self.turn.lease
+        if lease is not None:
+            lease.held = False
+            hub.notify(wakeup_key(self.turn.schema, self.turn.chat_id))
+
+    # -- flow hooks --
 
     def _reply_started(self) -> Flow[None]:
         turn, strategy = self.turn, self.strategy
-        if self._placeholder_ready:  # written with the user message
-            self._placeholder_ready = False
-        else:
-            turn.placeholder = yield self._step(lambda s: strategy.persist_new_message(s, turn))
+        if turn.placeholder is None:  # the begin step writes a non-streamed reply's own
+            turn.placeholder = yield from self._write(
+                lambda s: strategy.persist_new_message(s, turn), "write the reply's placeholder"
+            )
+        if self._flush_interval is not None:
+            self._next_flush = time.monotonic() + self._flush_interval
         yield from self._fire("new_message")
 
+    def _reply_progress(self, accumulator: Accumulator) -> Flow[None]:
+        """Flush the reply so far to its row (``keep_partial_output``), at most every
+        ``partial_output_interval`` seconds; the same short transaction reads the cancel flag."""
+        interval = self._flush_interval
+        if interval is None or time.monotonic() < self._next_flush:
+            return
+        self._next_flush = time.monotonic() + interval
+        turn, strategy, schema = self.turn, self.strategy, self.turn.schema
+        row = turn.placeholder
+        if row is None or instance_state(row).key is None:
+            return
+        partial = accumulator.partial()
+        lease = turn.lease
+
+        def flush(session: Session, kept: list[Any]) -> str | None:
+            kept.append(strategy.persist_partial_output(session, turn, row, partial))
+            if lease is None:
+                return None
+            state = lease_state(session, schema, turn.chat_id)
+            if state.token != lease.token:
+                return "lost"
+            return "cancelled" if state.cancel_requested_at is not None else None
+
+        found = yield from self._run(flush, what="write the partial reply")
+        if found == "lost":
+            raise TurnLeaseLostError(
+                "This turn's lease on the chat expired and another turn took the chat over."
+            )
+        if found == "cancelled":
+            raise TurnCancelledError("The turn was cancelled (chat.cancel()).")
+
     def _reply_completed(self, message: Message) -> Flow[None]:
-        turn, strategy = self.turn, self.strategy
+        turn, strategy, schema = self.turn, self.strategy, self.turn.schema
         row = turn.placeholder
         if row is None:  # a strategy that skipped the placeholder, or a hook that cleared it
             row = strategy.new_row(turn, message.role)
         yield from self._store_files_of(message)
-        row = yield self._step(lambda s: strategy.persist_message_completion(s, turn, row, message))
+        lease = turn.lease
+        # The turn's last reply releases the lease in its own transaction: no commit of its own.
+        ends = lease is not None and lease.held and message.role == "assistant"
+        ends = ends and not message.tool_calls
+        if ends:
+            self._stop_heartbeat()
+
+        def complete(session: Session, kept: list[Any]) -> Any:
+            done = strategy.persist_message_completion(session, turn, row, message)
+            kept.append(done)
+            if ends and lease is not None and not release(session, schema, lease, turn.record):
+                raise _LeaseGone
+            return done
+
+        try:
+            row = yield from self._run(complete, what="write the reply", reply=message)
+        except _LeaseGone:
+            raise TurnLeaseLostError(
+                "This turn's lease on the chat expired and another turn took the chat over; "
+                "the reply was not written (it is attached to this error).",
+                reply=message,
+                step="write the reply",
+            ) from None
+        if ends:
+            self._released()
         self._note(row, message)
         turn.placeholder = None
         self.messages.append(message)
 
     def _tool_result_started(self, call: ToolCall) -> Flow[None]:
         turn, strategy = self.turn, self.strategy
-        turn.placeholder = yield self._step(lambda s: strategy.persist_new_message(s, turn))
+        streaming, turn.streaming = turn.streaming, False
+        turn.placeholder = yield from self._write(
+            lambda s: strategy.persist_new_message(s, turn), "write the tool result's placeholder"
+        )
+        turn.streaming = streaming
 
     def _add_tool_result(self, message: Message, call: ToolCall) -> Flow[None]:
         yield from self._reply_completed(message)
 
-    def _reply_flow(self, on_chunk: Any, stream: bool) -> Flow[Message]:
+    def _reply_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
         try:
             reply = yield from super()._reply_flow(on_chunk, stream)
-            self._remember(self._history_version)
-            return reply
         except GeneratorExit:
             # The flow is being closed, not failed: it may not yield again. Drivers throw
             # StreamAbandoned first when they want the clean-up to run.
+            self._stop_heartbeat()
             self._forget()
             raise
-        except BaseException:
-            turn, strategy = self.turn, self.strategy
-            self._forget()
-            self._placeholder_ready = False
-            try:
-                yield DbStep(
-                    lambda s: strategy.run_cleanup(
-                        s, lambda: strategy.cleanup_failed_turn(s, turn)
-                    ),
-                    self._session,
-                    self._async_session,
-                )
-            except Exception:
-                # The original error matters more; the clean-up failure is logged, not raised.
-                logger.exception("Clean-up after a failed turn failed")
-            turn.placeholder = None
+        except BaseException as exc:
+            yield from self._clean_up(exc)
             raise
+        lease = self.turn.lease
+        if lease is not None and lease.held:  # a tool halted the turn: release on its own
+            self._stop_heartbeat()
+            yield from self._run(
+                lambda s, kept: release(s, self.turn.schema, lease, self.turn.record),
+                what="release the chat",
+            )
+            self._released()
+        self._remember()
+        return reply
+
+    def _clean_up(self, error: BaseException) -> Flow[None]:
+        """After a turn that did not complete: settle its rows and release the chat."""
+        turn, strategy, schema = self.turn, self.strategy, self.turn.schema
+        self._stop_heartbeat()
+        self._forget()
+        accumulator, self._accumulator = self._accumulator, None
+        if isinstance(error, TurnLeaseLostError):
+            return  # another turn holds the chat and settled this one's rows
+        turn.outcome = _outcome(error)
+        turn.partial = accumulator.partial() if accumulator is not None else None
+        if isinstance(error, TurnCancelledError) and error.partial is None:
+            error.partial = turn.partial
+        lease = turn.lease
+
+        def cleanup(session: Session) -> None:
+            def work() -> None:
+                strategy.cleanup_failed_turn(session, turn)
+                if lease is not None and lease.held:
+                    release(session, schema, lease, turn.record)
+
+            strategy.run_cleanup(session, work)
+            show_messages(turn.record, schema.messages_attr, ())
+
+        try:
+            yield DbStep(cleanup, self._session, self._async_session)
+        except Exception:
+            # The original error matters more; the clean-up failure is logged, not raised.
+            # The next turn of this row instance takes the lease over at once.
+            logger.exception("Clean-up after a failed turn failed")
+            if lease is not None and lease.held:
+                turn.memory.stale_lease = lease.token
+        else:
+            if lease is not None and lease.held:
+                self._released()
+        turn.placeholder = None
+
+
+def _outcome(error: BaseException) -> str:
+    """The status a turn that ended with ``error`` leaves on its partial reply."""
+    if isinstance(error, TurnCancelledError):
+        return "cancelled"
+    if isinstance(error, Exception) and not isinstance(error, StreamAbandoned):
+        return "failed"
+    return "interrupted"  # the task was cancelled, the stream abandoned, the process stopping
+
+
+def _retriable(error: sa_exc.DBAPIError) -> bool:
+    """Whether a step that failed with ``error`` can simply run again: it did not reach its
+    commit and its transaction is gone (lost connection, serialization failure, deadlock,
+    SQLite's busy timeout)."""
+    if commit_failed(error):
+        return False
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    if state in _RETRY_SQLSTATES:
+        return True
+    return isinstance(error, sa_exc.OperationalError) and "database is locked" in str(original)

@@ -1,12 +1,18 @@
 """The history of a persisted chat: read from its rows, mapped to value messages, reused.
 
-* :func:`load_history` rebuilds a chat's conversation with two Core SELECTs (three with stored
+* :func:`read_history` rebuilds a chat's conversation with two Core SELECTs (three with stored
   files) whatever its length: rows are read as tuples and become
   :class:`~sa_llm.types.Message` values through one mapping (:func:`message_from_columns`),
-  the same one :meth:`MessageMethods.to_llm` and the history cache use.
-* :class:`HistoryCache` is what one chat row instance remembers between turns (D9): the next
-  turn reuses it when one aggregate ``SELECT count(*), max(updated_at)`` of the chat's messages
-  matches; :class:`Mirror` keeps it in step with the rows a turn writes.
+  which :func:`row_to_message` (``message.to_llm()``) and the history cache use too.
+* Only a **valid** history is rebuilt, whatever the table holds (rows left by a process that
+  died, by raw SQL, by an older version): assistant rows that are unfinished or kept only as
+  partial output (any ``status`` but ``complete``), blank assistant rows, and tool calls
+  without a result are left out; tool results follow the message that asked for them, in call
+  order. The table keeps every row; ``chat.messages`` shows them all.
+* :class:`HistoryCache` is what one chat row instance remembers between turns (D9):
+  :meth:`HistoryCache.current` reuses it when one aggregate ``SELECT count(*),
+  max(updated_at)`` of the chat's messages matches; :class:`Mirror` keeps it in step with the
+  rows a turn writes.
 """
 
 from __future__ import annotations
@@ -30,50 +36,24 @@ from sa_llm.storage import Storage
 from sa_llm.types import Content, Message, RawContent, Thinking, Tokens, ToolCall
 
 __all__ = [
+    "History",
     "HistoryCache",
     "Mirror",
-    "call_from_values",
     "history_fingerprint",
     "load_history",
     "message_from_columns",
     "mirror_row",
     "read_history",
-    "reusable",
-    "reuse_history",
     "row_to_message",
+    "tool_call_from_columns",
 ]
 
 logger = logging.getLogger("sa_llm.persistence")
 
-
-@dataclass
-class HistoryCache:
-    """What one chat row instance remembers of its history between turns (never persisted).
-
-    A turn rebuilds the conversation from the database (D9); when the rows have not changed
-    since the last turn on this instance, the messages it already holds are reused, checked by
-    one aggregate ``SELECT count(*), max(updated_at)`` of the chat's messages instead of reading
-    them all again. ``messages`` are exactly what a rebuild would read (built from the written
-    rows' values, not from the provider's reply), so a reused history sends the same request as
-    a rebuilt one.
-
-    Attributes:
-        messages: the history as a rebuild reads it, or ``None`` (nothing to reuse).
-        rows: how many message rows it mirrors.
-        last_updated: the newest ``updated_at`` among them (naive UTC).
-        version: the turn gate's count it is valid for (another turn in this process clears it).
-        chat_id: the chat it belongs to.
-    """
-
-    messages: tuple[Message, ...] | None = None
-    rows: int = 0
-    last_updated: Any = None
-    version: int = -1
-    chat_id: Any = None
-
-    def clear(self) -> None:
-        """Forget the history: the next turn reads it from the database."""
-        self.messages = None
+#: Assistant statuses a history sends (``None``: rows of releases without the column).
+_SENT = (None, "complete")
+#: Statuses of rows a turn is still writing.
+_UNFINISHED = ("pending", "streaming")
 
 
 class Mirror:
@@ -105,9 +85,68 @@ class Mirror:
             self.last_updated = updated_at
 
 
+class HistoryCache:
+    """What one chat row instance remembers of its history between turns (never persisted).
+
+    A turn reads the conversation from the database (D9); when the chat's rows have not changed
+    since the last turn on this instance, the messages it holds are reused, checked by one
+    aggregate ``SELECT count(*), max(updated_at)`` of the chat's messages instead of reading
+    them all again. The messages are exactly what a rebuild would read (built from the written
+    rows' values, not from the provider's reply), so a reused history sends the same request as
+    a rebuilt one. Rows added, deleted or edited through SQLAlchemy anywhere change the
+    fingerprint (the mixins' ``updated_at`` has ``onupdate``); an UPDATE in raw SQL that leaves
+    ``updated_at`` alone does not: :meth:`clear` (``chat.expire_history()``) forces a rebuild.
+    """
+
+    __slots__ = ("chat_id", "last_updated", "messages", "rows")
+
+    def __init__(self) -> None:
+        self.messages: tuple[Message, ...] | None = None
+        self.rows = 0
+        self.last_updated: Any = None
+        self.chat_id: Any = None
+
+    def clear(self) -> None:
+        """Forget the history: the next turn reads it from the database."""
+        self.messages = None
+
+    def current(
+        self, session: Session, schema: ChatSchema, chat_id: Any, storage: Storage | None
+    ) -> tuple[list[Message], Mirror | None]:
+        """The chat's history as its rows hold it now, and a mirror to follow this turn's writes.
+
+        Reused when the fingerprint matches (one SELECT), else read (two or three). The mirror
+        is ``None`` when the history cannot be kept (no ``updated_at`` column, stored files).
+        """
+        queries = _queries(schema)
+        if (
+            self.messages is not None
+            and self.chat_id == chat_id
+            and queries.fingerprint is not None
+            and history_fingerprint(session, schema, chat_id) == (self.rows, self.last_updated)
+        ):
+            return list(self.messages), Mirror(list(self.messages), self.rows, self.last_updated)
+        history = read_history(session, schema, chat_id, storage)
+        self.clear()
+        if history.has_files or queries.fingerprint is None:
+            return history.messages, None
+        return history.messages, Mirror(history.messages, history.rows, history.last_updated)
+
+    def keep(self, mirror: Mirror | None, chat_id: Any) -> None:
+        """Remember what ``mirror`` followed (a turn ended well), or forget (``None``)."""
+        if mirror is None or mirror.messages is None:
+            self.clear()
+            return
+        self.messages = tuple(mirror.messages)
+        self.rows = mirror.rows
+        self.last_updated = mirror.last_updated
+        self.chat_id = chat_id
+
+
 _HISTORY_COLUMNS = (
     "id",
     "role",
+    "status",
     "content",
     "content_raw",
     "input_tokens",
@@ -120,21 +159,12 @@ _HISTORY_COLUMNS = (
     "updated_at",
 )
 
-_TOKEN_KEYS = (
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cache_creation_tokens",
-    "thinking_tokens",
-)
-
 
 @dataclass(frozen=True)
 class _HistoryQueries:
     """The history SELECTs of one chat schema, built once (the chat id is a parameter)."""
 
     schema: ChatSchema
-
     messages: Any
     calls: Any
     has_signature: bool
@@ -167,6 +197,8 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
 
     columns: list[Any] = [column(name) for name in _HISTORY_COLUMNS]
     columns.append(parent.c[tc["tool_call_id"].key].label("parent_call_id"))
+    # The message that asked for the call a tool result answers: results are sent after it.
+    columns.append(parent.c[tc[schema.tool_call_message_fk].key].label("parent_message_id"))
     if schema.model_cls is not None and schema.message_model_attr is not None:
         model = sa_inspect(schema.model_cls).c
         columns.append(model["model_id"].label("model_name"))
@@ -222,7 +254,8 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
 def load_history(
     session: Session, schema: ChatSchema, chat_id: Any, storage: Storage | None = None
 ) -> list[Message]:
-    """The chat's messages as value objects: system messages first, then by (created_at, id).
+    """The chat's valid history as value objects: system messages first, then by
+    (created_at, id), tool results right after the message that asked for them.
 
     Two SELECTs whatever the length: the messages (joined with their model and parent call) and
     the tool calls of the chat; a third for the stored files when the message class has an
@@ -234,7 +267,7 @@ def load_history(
 
 
 @dataclass
-class _History:
+class History:
     """A rebuilt history and the fingerprint of the rows it was read from."""
 
     messages: list[Message]
@@ -245,7 +278,8 @@ class _History:
 
 def read_history(
     session: Session, schema: ChatSchema, chat_id: Any, storage: Storage | None
-) -> _History:
+) -> History:
+    """Read the chat's valid history (see the module docstring) and its fingerprint."""
     queries = _queries(schema)
     params = {"sa_llm_chat_id": chat_id}
     files: dict[Any, tuple[Any, ...]] = {}
@@ -255,35 +289,64 @@ def read_history(
     for call in session.execute(queries.calls, params):
         signature = call[4] if queries.has_signature else None
         collected.setdefault(call[0], []).append(
-            ToolCall(
-                id=call[1],
-                name=call[2],
-                arguments=_arguments(call[3]),
-                extra={"thought_signature": signature} if signature else {},
-            )
+            tool_call_from_columns(call[1], call[2], call[3], signature)
         )
-    calls_by_message = {pk: tuple(calls) for pk, calls in collected.items()}
     system: list[Message] = []
-    others: list[Message] = []
+    others: list[tuple[Any, Message]] = []
+    results: dict[Any, dict[str, Message]] = {}  # asking message -> call id -> its result
     no_calls: tuple[ToolCall, ...] = ()
     rows = 0
     last_updated: Any = None
     for (
-        pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation,
+        pk, role, status, content, raw, tokens_in, tokens_out, cached, cache_creation,
         thinking_text, thinking_signature, thinking_tokens, updated_at, parent_call_id,
-        model_name,
+        parent_message_id, model_name,
     ) in session.execute(queries.messages, params):  # fmt: skip
         # This loop is the cost of a long history: positional unpacking, no per-row lookups.
         rows += 1
         if updated_at is not None and (last_updated is None or updated_at > last_updated):
             last_updated = updated_at
+        calls = collected.get(pk)
+        if role == "assistant":
+            if status not in _SENT or (not calls and not content and _blank(raw)):
+                continue  # unfinished, kept partial output, or a placeholder left behind
+        elif role == "tool" and (status in _UNFINISHED or parent_message_id is None):
+            continue  # a result still being written, or one whose call is gone
         message = message_from_columns(
             pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation,
             thinking_text, thinking_signature, thinking_tokens, parent_call_id, model_name,
-            calls_by_message.get(pk, no_calls), files,
+            tuple(calls) if calls else no_calls, files,
         )  # fmt: skip
-        (system if role == "system" else others).append(message)
-    return _History(system + others, rows, _naive_utc(last_updated), bool(files))
+        if role == "tool":
+            results.setdefault(parent_message_id, {}).setdefault(parent_call_id, message)
+        elif role == "system":
+            system.append(message)
+        else:
+            others.append((pk, message))
+    return History(system + _paired(others, results), rows, _naive_utc(last_updated), bool(files))
+
+
+def _blank(raw: Any) -> bool:
+    return raw is None or raw in ("", [], {})
+
+
+def _paired(
+    messages: list[tuple[Any, Message]], results: Mapping[Any, Mapping[str, Message]]
+) -> list[Message]:
+    """The messages with each tool call's result right after the message that asked, in call
+    order; a message whose calls are not all answered is left out, with its results."""
+    if not results and not any(message.tool_calls for _, message in messages):
+        return [message for _, message in messages]
+    paired: list[Message] = []
+    for pk, message in messages:
+        if not message.tool_calls:
+            paired.append(message)
+            continue
+        answers = results.get(pk, {})
+        if all(call.id in answers for call in message.tool_calls):
+            paired.append(message)
+            paired.extend(answers[call.id] for call in message.tool_calls)
+    return paired
 
 
 def message_from_columns(
@@ -303,8 +366,10 @@ def message_from_columns(
     calls: tuple[ToolCall, ...],
     files: Mapping[Any, tuple[Any, ...]],
 ) -> Message:
-    """One history message from a row's values: the rebuild and the history cache share it."""
+    """One message from a row's column values: the one mapping of rows to messages (the
+    rebuild, the history cache and ``message.to_llm()`` all use it)."""
     tokens = None
+    # Most rows (user, system, tool) carry no counts: skip building a Tokens for them.
     if not (
         tokens_in is None
         and tokens_out is None
@@ -332,15 +397,49 @@ def message_from_columns(
     )
 
 
+def row_to_message(row: Mapping[str, Any], tool_calls: Sequence[ToolCall] = ()) -> Message:
+    """A message row's column values (by attribute name) as a value message (``to_llm``)."""
+    return message_from_columns(
+        None,
+        row["role"],
+        row.get("content"),
+        row.get("content_raw"),
+        row.get("input_tokens"),
+        row.get("output_tokens"),
+        row.get("cached_tokens"),
+        row.get("cache_creation_tokens"),
+        row.get("thinking_text"),
+        row.get("thinking_signature"),
+        row.get("thinking_tokens"),
+        row.get("parent_call_id"),
+        row.get("model_name"),
+        tuple(tool_calls),
+        {},
+    )
+
+
+def tool_call_from_columns(
+    call_id: Any, name: Any, arguments: Any, signature: Any = None
+) -> ToolCall:
+    """One tool call from a ``tool_calls`` row's values (the rebuild, the cache, ``to_llm``).
+
+    Arguments stored as JSON text are parsed; text that is not JSON reads as ``{"_raw": text}``
+    (what the model sent when its arguments were not valid JSON).
+    """
+    return ToolCall(
+        id=call_id,
+        name=name,
+        arguments=_arguments(arguments),
+        extra={"thought_signature": signature} if signature else {},
+    )
+
+
 def call_from_values(values: Mapping[str, Any], has_signature: bool) -> ToolCall | None:
-    """A ``tool_calls`` row's values as a rebuild reads them (``None``: not all known)."""
+    """A ``tool_calls`` row just written, as a rebuild reads it (``None``: not all known)."""
     try:
         signature = values.get("thought_signature") if has_signature else None
-        return ToolCall(
-            id=values["tool_call_id"],
-            name=values["name"],
-            arguments=_arguments(values["arguments"]),
-            extra={"thought_signature": signature} if signature else {},
+        return tool_call_from_columns(
+            values["tool_call_id"], values["name"], values["arguments"], signature
         )
     except KeyError:
         return None
@@ -359,32 +458,6 @@ def history_fingerprint(session: Session, schema: ChatSchema, chat_id: Any) -> t
     assert query is not None, "the message table has no updated_at column"
     rows, last_updated = session.execute(query, {"sa_llm_chat_id": chat_id}).one()
     return int(rows), _naive_utc(last_updated)
-
-
-def reusable(cache: HistoryCache, schema: ChatSchema, chat_id: Any, version: int) -> bool:
-    """Whether ``cache`` may hold this chat's history: the rows decide (see reuse_history)."""
-    return (
-        cache.messages is not None
-        and cache.chat_id == chat_id
-        and cache.version == version
-        and _queries(schema).fingerprint is not None
-    )
-
-
-def reuse_history(
-    session: Session, schema: ChatSchema, chat_id: Any, cache: HistoryCache, version: int
-) -> list[Message] | None:
-    """The cached history when the chat's rows are as the cache left them, else ``None``.
-
-    One aggregate SELECT (count and newest ``updated_at`` of the chat's messages). A turn of
-    this chat in this process since (``version``), a row added, deleted or updated through
-    SQLAlchemy by anyone (the mixins' ``updated_at`` has ``onupdate``) all mean ``None``.
-    """
-    if not reusable(cache, schema, chat_id, version) or cache.messages is None:
-        return None
-    if history_fingerprint(session, schema, chat_id) != (cache.rows, cache.last_updated):
-        return None
-    return list(cache.messages)
 
 
 def mirror_row(
@@ -456,32 +529,3 @@ def _arguments(value: Any) -> dict[str, Any]:
         except ValueError:
             return {"_raw": value}
     return dict(value) if isinstance(value, Mapping) else {}
-
-
-def row_to_message(row: Mapping[Any, Any], tool_calls: Sequence[ToolCall] = ()) -> Message:
-    """A value :class:`~sa_llm.types.Message` from a message row's columns (``to_llm``)."""
-    raw = row.get("content_raw")
-    content: str | RawContent | None
-    content = RawContent(raw) if raw is not None else row.get("content")
-    tokens = None
-    # Most rows (user, system, tool) carry no counts: skip building a Tokens for them.
-    if any(row.get(key) is not None for key in _TOKEN_KEYS):
-        tokens = Tokens(
-            input=row.get("input_tokens"),
-            output=row.get("output_tokens"),
-            cached=row.get("cached_tokens"),
-            cache_creation=row.get("cache_creation_tokens"),
-            reasoning=row.get("thinking_tokens"),
-        )
-    thinking = None
-    if row.get("thinking_text") or row.get("thinking_signature"):
-        thinking = Thinking(text=row.get("thinking_text"), signature=row.get("thinking_signature"))
-    return Message(
-        role=row["role"],
-        content=content,
-        tool_calls=tuple(tool_calls),
-        tool_call_id=row.get("parent_call_id"),
-        tokens=tokens,
-        model_id=row.get("model_name"),
-        thinking=thinking,
-    )

@@ -7,16 +7,25 @@ calls it, the async driver runs it through ``AsyncSession.run_sync``. :func:`loa
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
+from sqlalchemy.orm.collections import collection_adapter
 
 from sa_llm._flow import Effect, Scope
 
-__all__ = ["DbStep", "loaded_values", "restore"]
+__all__ = [
+    "DbStep",
+    "commit_failed",
+    "loaded_values",
+    "mark_commit_failure",
+    "restore",
+    "show_messages",
+]
 
 T = TypeVar("T")
 
@@ -63,3 +72,51 @@ def restore(rows: Sequence[tuple[Any, dict[str, Any] | None]]) -> None:
         for key, value in values.items():
             if key not in state.dict:
                 set_committed_value(row, key, value)
+
+
+_COMMIT_FAILED = "_sa_llm_commit_failed"
+
+
+def mark_commit_failure(error: BaseException) -> None:
+    """Note on ``error`` that it came from ``COMMIT``: the step may have been committed."""
+    with contextlib.suppress(AttributeError):  # exceptions with __slots__
+        setattr(error, _COMMIT_FAILED, True)
+
+
+def commit_failed(error: BaseException) -> bool:
+    """Whether ``error`` came from the ``COMMIT`` of a step (see :func:`mark_commit_failure`)."""
+    return bool(getattr(error, _COMMIT_FAILED, False))
+
+
+def show_messages(record: Any, attribute: str, added: Sequence[Any]) -> None:
+    """Keep a loaded ``record.<attribute>`` collection in step with a step's writes.
+
+    With ``expire_on_commit=False`` (or inside the caller's transaction) a collection loaded
+    before a turn would not show the rows the turn wrote: the new ``added`` rows are appended
+    and deleted ones dropped, in place (the list a caller holds sees it too), without events
+    (nothing to flush) and without a SELECT. A collection that is not loaded is left alone: it
+    loads with everything when it is read.
+    """
+    try:
+        state = instance_state(record)
+    except Exception:  # pragma: no cover - not a mapped row
+        return
+    collection = state.dict.get(attribute)
+    if collection is None:
+        return
+    adapter = collection_adapter(collection)
+    if adapter is None:  # pragma: no cover - not an instrumented collection
+        return
+    for row in list(collection):
+        row_state = instance_state(row)
+        if row_state.was_deleted or row_state.deleted or row_state.detached:
+            adapter.remove_without_event(row)
+    present = {id(row) for row in collection}
+    for row in added:
+        try:
+            row_state = instance_state(row)
+        except Exception:
+            continue
+        if row_state.key is not None and not row_state.was_deleted and id(row) not in present:
+            adapter.append_without_event(row)
+            present.add(id(row))

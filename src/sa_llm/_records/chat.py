@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from sqlalchemy import Engine, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_object_session
 from sqlalchemy.orm import Session, object_session
 
 from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
@@ -28,7 +28,7 @@ from sa_llm._mapping import ChatSchema, chat_schema
 from sa_llm.chat import ChatSettings, ChunkCallback, resolve_model
 from sa_llm.config import get_config
 from sa_llm.content import AttachmentSource
-from sa_llm.errors import DetachedRecordError
+from sa_llm.errors import ConfigurationError, DetachedRecordError
 from sa_llm.registry_table import resolve_model_row
 from sa_llm.tools import Tool
 from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
@@ -36,7 +36,7 @@ from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
 if TYPE_CHECKING:
     from sa_llm._context import Context
     from sa_llm._persisted.chat import PersistedChat
-    from sa_llm.persistence import PersistenceStrategy
+    from sa_llm.persistence import ChatMemory, PersistenceStrategy
     from sa_llm.registry import ModelInfo
 
 __all__ = ["ChatMethods"]
@@ -60,8 +60,10 @@ class _Runtime(ChatSettings):
         self.pending_provider: str | None = None
         # (registry row key, its ModelInfo): saves reloading the row on every turn.
         self.resolved: tuple[Any, ModelInfo] | None = None
-        # The history of the last turn, reused while the rows are unchanged (HistoryCache).
-        self.history: Any = None
+        # What the row instance remembers between turns (history cache, a stale lease).
+        self.memory: ChatMemory | None = None
+        # keep_partial_output for this row's turns (None: the strategy's, else the setting).
+        self.keep_partial_output: bool | None = None
 
 
 def _runtime(record: Any) -> _Runtime:
@@ -231,15 +233,17 @@ class ChatMethods:
 
     # -- building the in-memory chat --
 
-    def _prepare(self, session: Session, async_session: AsyncSession | None) -> PersistedChat:
-        """Sync DB step: resolve the model, rebuild history, bind a turn.
-
-        The history is reused when its rows are unchanged (one SELECT, see
-        :class:`~sa_llm.persistence.HistoryCache`), else rebuilt (two or three SELECTs). The
-        step ends its transaction like any other, so no read transaction (a SQLite read lock,
-        a PostgreSQL snapshot) is held while the turn waits for its gate or downloads files.
-        """
-        from sa_llm._persisted.history import read_history, reuse_history
+    def _prepare(
+        self,
+        session: Session,
+        async_session: AsyncSession | None,
+        *,
+        with_history: bool = False,
+    ) -> PersistedChat:
+        """Sync DB step: resolve the model (saving the row when new or changed), bind a turn,
+        and with ``with_history`` read the history (``to_llm``; a turn reads it itself, in the
+        transaction that takes the chat). The step ends its transaction like any other, so no
+        read transaction (a SQLite read lock, a PostgreSQL snapshot) outlives it."""
         from sa_llm.persistence import strategy_for
 
         strategy = strategy_for(session, type(self))
@@ -251,31 +255,24 @@ class ChatMethods:
             info, model_ref = self._resolve_model(session, schema)
             if sa_inspect(self).key is None or session.is_modified(self):
                 session.flush()
-            llm, version = self._new_llm(session, async_session, strategy, info, model_ref)
-            turn = llm.turn
-            assert turn.history is not None
-            reused = reuse_history(session, schema, turn.chat_id, turn.history, version)
-            llm.use_history(
-                reused
-                if reused is not None
-                else read_history(session, schema, turn.chat_id, llm.storage)
-            )
+            llm = self._new_llm(session, async_session, strategy, info, model_ref)
+            if with_history:
+                turn = llm.turn
+                llm.use_history(
+                    *turn.memory.history.current(session, schema, turn.chat_id, llm.storage)
+                )
             return llm
 
         return _run_step(strategy, session, self, prepare)
 
-    def _prepare_for_ask(
+    def _prepare_for_turn(
         self, session: Session, async_session: AsyncSession | None
     ) -> PersistedChat | None:
-        """The turn's chat without any I/O, or ``None`` when it needs the database.
+        """The turn's chat without any I/O, or ``None`` when the row needs the database first.
 
-        When the chat row is saved and unchanged, its model known and the last turn's history
-        cached, an ``ask`` needs no step of its own before the user message: the history check
-        runs in the user message's step (``PersistedChat._add_user_message``).
+        When the chat row is saved and unchanged and its model known, a turn needs no step of
+        its own before its first one (which takes the chat and checks the history).
         """
-        from sa_llm._busy import gate_for
-        from sa_llm._persisted.chat import PersistedChat
-        from sa_llm._persisted.history import reusable
         from sa_llm.persistence import strategy_for
 
         runtime = _runtime(self)
@@ -283,7 +280,6 @@ class ChatMethods:
         if (
             runtime.pending_model is not None
             or runtime.resolved is None
-            or runtime.history is None
             or state.key is None
             or self not in session
             or session.is_modified(self)
@@ -295,16 +291,18 @@ class ChatMethods:
         key, info = runtime.resolved
         if self.__dict__.get(schema.chat_model_attr, _MISSING) != key:
             return None
-        cache = runtime.history
-        version = gate_for(PersistedChat.turn_key_of(type(self), state.identity[0])).version
-        if not reusable(cache, schema, state.identity[0], version) or cache.messages is None:
-            return None  # decided before anything is built: _prepare will build it
-        llm, _ = self._new_llm(
-            session, async_session, strategy_for(session, type(self)), info, key, version
-        )
-        llm.use_history(list(cache.messages))
-        llm._unchecked = True
-        return llm
+        return self._new_llm(session, async_session, strategy_for(session, type(self)), info, key)
+
+    def _llm_for_turn(self) -> PersistedChat:
+        session = _sync_session(self)
+        return self._prepare_for_turn(session, None) or self._prepare(session, None)
+
+    async def _allm_for_turn(self) -> PersistedChat:
+        session = _async_session(self)
+        quick = self._prepare_for_turn(session.sync_session, session)
+        if quick is not None:
+            return quick  # no I/O, so no hop into the session's greenlet
+        return await session.run_sync(lambda s: self._prepare(s, session))
 
     def _new_llm(
         self,
@@ -313,41 +311,31 @@ class ChatMethods:
         strategy: PersistenceStrategy,
         info: ModelInfo,
         model_ref: Any,
-        version: int | None = None,
-    ) -> tuple[PersistedChat, int]:
-        """A persisted chat bound to this row's turn (no history yet), and the gate's count
-        (read here unless the caller already read it)."""
-        from sa_llm._busy import gate_for
+    ) -> PersistedChat:
+        """A persisted chat bound to this row's turn (its history is read by the turn)."""
         from sa_llm._persisted.chat import PersistedChat
-        from sa_llm._persisted.history import HistoryCache
-        from sa_llm.persistence import Turn
+        from sa_llm.persistence import ChatMemory, Turn
         from sa_llm.storage import open_storage
 
         schema = chat_schema(type(self))
         runtime = _runtime(self)
-        if runtime.history is None:
-            runtime.history = HistoryCache()
-        chat_id = sa_inspect(self).identity[0]
+        if runtime.memory is None:
+            runtime.memory = ChatMemory()
         llm = PersistedChat(info, context=runtime.context)
         storage = None
         if schema.attachment_cls is not None:
             storage = open_storage(llm.config.attachment_storage)
-        # The turn count first, the rows second: a turn ending in between only costs a
-        # reload (see PersistedChat._history_changed), never a stale history.
-        if version is None:
-            version = gate_for(PersistedChat.turn_key_of(type(self), chat_id)).version
-        llm._history_version = version
         turn = Turn(
             schema=schema,
             record=self,
-            chat_id=chat_id,
+            chat_id=sa_inspect(self).identity[0],
             model_ref=model_ref,
             model_name=info.id,
-            history=runtime.history,
+            memory=runtime.memory,
         )
         llm.bind(turn, strategy, session, async_session, storage)
         llm.use_settings(runtime)
-        return llm, version
+        return llm
 
     def _resolve_model(self, session: Session, schema: ChatSchema) -> tuple[ModelInfo, Any]:
         runtime = _runtime(self)
@@ -394,29 +382,95 @@ class ChatMethods:
         chat's messages have the same count and newest ``updated_at``. Changes that keep both
         (an UPDATE in raw SQL that leaves ``updated_at`` alone) are only seen after this.
         """
-        runtime = _runtime(self)
-        if runtime.history is not None:
-            runtime.history.clear()
+        memory = _runtime(self).memory
+        if memory is not None:
+            memory.history.clear()
 
     def to_llm(self) -> PersistedChat:
         """The plain chat rebuilt from the rows: system messages first, then by (created_at, id).
 
-        Runtime configuration (tools, schema, ...) is applied. Needs a sync session.
+        Only what a provider may be sent: unfinished or partial replies and unanswered tool
+        calls are left out (``chat.messages`` shows every row). Runtime configuration (tools,
+        schema, ...) is applied. Needs a sync session.
         """
         session = _sync_session(self)
-        return self._prepare(session, None)
+        return self._prepare(session, None, with_history=True)
 
     async def ato_llm(self) -> PersistedChat:
         """Async twin of :meth:`to_llm`."""
         session = _async_session(self)
-        return await session.run_sync(lambda s: self._prepare(s, session))
+        return await session.run_sync(lambda s: self._prepare(s, session, with_history=True))
 
-    async def _aprepare_for_ask(self) -> PersistedChat:
-        session = _async_session(self)
-        quick = self._prepare_for_ask(session.sync_session, session)
-        if quick is not None:
-            return quick  # no I/O, so no hop into the session's greenlet
-        return await session.run_sync(lambda s: self._prepare(s, session))
+    # -- partial output and cancellation --
+
+    @property
+    def keep_partial_output(self) -> bool | None:
+        """Keep what streamed when this row's turns do not complete (runtime only).
+
+        ``None`` (default): the strategy's choice, else the ``keep_partial_output`` setting.
+        """
+        return _runtime(self).keep_partial_output
+
+    @keep_partial_output.setter
+    def keep_partial_output(self, value: bool | None) -> None:
+        _runtime(self).keep_partial_output = value
+
+    def with_partial_output(self: Self, keep: bool | None = True) -> Self:
+        """Flush streamed text to the reply's row while it arrives and keep it (status
+        ``failed`` / ``cancelled`` / ``interrupted``) if the turn does not complete."""
+        self.keep_partial_output = keep
+        return self
+
+    def cancel(self) -> bool:
+        """Ask the turn running on this chat, in any process, to stop.
+
+        Durable: a flag in the chat row, which the running turn reads at its heartbeat (within
+        ``turn_poll_interval``) and at each partial-output flush. The turn closes the provider
+        stream, keeps what streamed with status ``cancelled`` (and the usage it got), releases
+        the chat and raises :class:`~sa_llm.errors.TurnCancelledError`. Committed at once, in a
+        transaction of its own (the session's own transaction is left alone).
+
+        Returns:
+            Whether a turn was running.
+        """
+        return type(self).cancel_turn(_sync_session(self), sa_inspect(self).identity[0])
+
+    async def acancel(self) -> bool:
+        """Async twin of :meth:`cancel`."""
+        return await type(self).acancel_turn(_async_session(self), sa_inspect(self).identity[0])
+
+    @classmethod
+    def cancel_turn(cls, session: Session, chat_id: Any) -> bool:
+        """Cancel the turn running on the chat ``chat_id`` (see :meth:`cancel`), e.g. from a
+        request handler that has only the id; ``session`` gives the database.
+
+        Raises:
+            ConfigurationError: the chat table has no turn-lease columns (``sa-llm upgrade``).
+        """
+        from sa_llm._persisted.lease import request_cancel
+
+        schema = _lease_schema(cls)
+        bind = session.get_bind(mapper=cls)
+        if isinstance(bind, Engine):
+            with bind.begin() as connection:
+                return request_cancel(connection, schema, chat_id)
+        found = request_cancel(session, schema, chat_id)
+        session.commit()
+        return found
+
+    @classmethod
+    async def acancel_turn(cls, session: AsyncSession, chat_id: Any) -> bool:
+        """Async twin of :meth:`cancel_turn`."""
+        from sa_llm._persisted.lease import request_cancel
+
+        schema = _lease_schema(cls)
+        bind = session.sync_session.get_bind(mapper=cls)
+        if isinstance(bind, Engine):
+            async with AsyncEngine(bind).begin() as connection:
+                return await connection.run_sync(lambda sync: request_cancel(sync, schema, chat_id))
+        found = await session.run_sync(lambda sync: request_cancel(sync, schema, chat_id))
+        await session.commit()
+        return found
 
     # -- turns --
 
@@ -428,8 +482,7 @@ class ChatMethods:
         on_chunk: ChunkCallback | None = None,
     ) -> Message:
         """Save the user message, run the turn (streaming with ``on_chunk``), persist the reply."""
-        session = _sync_session(self)
-        llm = self._prepare_for_ask(session, None) or self._prepare(session, None)
+        llm = self._llm_for_turn()
         return drive(llm._ask_flow(content, attachments, on_chunk, on_chunk is not None))
 
     async def aask(
@@ -440,16 +493,16 @@ class ChatMethods:
         on_chunk: ChunkCallback | None = None,
     ) -> Message:
         """Async twin of :meth:`ask` (the row must belong to an ``AsyncSession``)."""
-        llm = await self._aprepare_for_ask()
+        llm = await self._allm_for_turn()
         return await adrive(llm._ask_flow(content, attachments, on_chunk, on_chunk is not None))
 
     def complete(self, *, on_chunk: ChunkCallback | None = None) -> Message:
         """Answer the conversation as stored (e.g. after :meth:`create_user_message`)."""
-        llm = self.to_llm()
+        llm = self._llm_for_turn()
         return drive(llm._complete_flow(on_chunk, on_chunk is not None))
 
     async def acomplete(self, *, on_chunk: ChunkCallback | None = None) -> Message:
-        llm = await self.ato_llm()
+        llm = await self._allm_for_turn()
         return await adrive(llm._complete_flow(on_chunk, on_chunk is not None))
 
     def stream(
@@ -459,8 +512,7 @@ class ChatMethods:
         attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
     ) -> Iterator[Chunk]:
         """Ask and iterate over the reply's chunks; rows are written as in :meth:`ask`."""
-        session = _sync_session(self)
-        llm = self._prepare_for_ask(session, None) or self._prepare(session, None)
+        llm = self._llm_for_turn()
         return drive_iter(llm._ask_flow(content, attachments, None, True))
 
     async def astream(
@@ -470,7 +522,7 @@ class ChatMethods:
         attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
     ) -> AsyncIterator[Chunk]:
         """Async twin of :meth:`stream`; stopping early cleans up like a failed turn."""
-        llm = await self._aprepare_for_ask()
+        llm = await self._allm_for_turn()
         chunks = adrive_iter(llm._ask_flow(content, attachments, None, True))
         try:
             async for chunk in chunks:
@@ -596,7 +648,7 @@ class ChatMethods:
         """
         if attachments is None and not _has_files(content):
             return self._add_step(_sync_session(self), Message(role="user", content=content))
-        llm = self.to_llm()
+        llm = self._llm_for_turn()
         return drive(llm.create_user_message_flow(content, attachments))
 
     async def acreate_user_message(
@@ -609,7 +661,7 @@ class ChatMethods:
             session = _async_session(self)
             message = Message(role="user", content=content)
             return await session.run_sync(lambda s: self._add_step(s, message))
-        llm = await self.ato_llm()
+        llm = await self._allm_for_turn()
         return await adrive(llm.create_user_message_flow(content, attachments))
 
     def add_message(self, message: Message | None = None, **fields: Any) -> Any:
@@ -620,15 +672,26 @@ class ChatMethods:
         value = message or Message(**fields)
         if not value.attachments:
             return self._add_step(_sync_session(self), value)
-        return drive(self.to_llm().persist_message_flow(value))
+        return drive(self._llm_for_turn().persist_message_flow(value))
 
     async def aadd_message(self, message: Message | None = None, **fields: Any) -> Any:
         value = message or Message(**fields)
         if not value.attachments:
             session = _async_session(self)
             return await session.run_sync(lambda s: self._add_step(s, value))
-        llm = await self.ato_llm()
+        llm = await self._allm_for_turn()
         return await adrive(llm.persist_message_flow(value))
+
+
+def _lease_schema(chat_cls: type[Any]) -> ChatSchema:
+    schema = chat_schema(chat_cls)
+    if not schema.lease:
+        raise ConfigurationError(
+            f"{chat_cls.__name__} has no turn-lease columns (turn_token, turn_expires_at, "
+            "cancel_requested_at), so a turn cannot be cancelled from elsewhere: add them "
+            "(`sa-llm upgrade` writes the migration)."
+        )
+    return schema
 
 
 def _has_files(content: Any) -> bool:

@@ -22,12 +22,11 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Literal, TypeVar
 
-import anyio
 import httpx
 from anyio.lowlevel import RunVar
 
 from sa_llm import errors
-from sa_llm._flow import Effect, Flow, Scope, adrive, drive
+from sa_llm._flow import Effect, Flow, Scope, Sleep, adrive, drive
 from sa_llm._redact import redact_url, strip_userinfo
 from sa_llm.config import Config
 from sa_llm.providers.base import HttpRequest, HttpResponse, Provider, parse_retry_after
@@ -323,7 +322,7 @@ class Transport:
                 delay,
                 type(error).__name__,
             )
-            yield _Sleep(delay)
+            yield Sleep(delay)
 
     # -- blocking --
 
@@ -399,19 +398,6 @@ class _ReadBody(Effect[bytes]):
             return b""
         finally:
             await self.response.aclose()
-
-
-class _Sleep(Effect[None]):
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def run(self, scope: Scope) -> None:
-        time.sleep(self.seconds)
-
-    async def arun(self, scope: Scope) -> None:
-        await anyio.sleep(self.seconds)
 
 
 class SendRequest(Effect[HttpResponse]):

@@ -1,0 +1,309 @@
+"""The turn lease: one turn per chat across sessions, processes and hosts, kept in the chat row.
+
+A turn claims its chat with one conditional ``UPDATE`` of three columns of the chat row
+(``turn_token``, ``turn_expires_at``, ``cancel_requested_at``), in the same transaction as its
+first rows (the user message), so claiming costs no commit of its own::
+
+    UPDATE chats SET turn_token = :token, turn_expires_at = :now + ttl, cancel_requested_at = NULL
+     WHERE id = :chat AND turn_token IS NULL
+
+When no row matches, a second statement takes over a lease whose holder stopped renewing it
+(``... AND turn_expires_at < :now``); the turn that takes over first settles what the dead turn
+left (:func:`settle`). Nothing stays locked: no transaction, row lock or connection is held while
+the provider answers. The holder renews the lease from a heartbeat (:mod:`.heartbeat`), which
+also reads the cancel flag, and releases it in the commit that completes the turn (or cleans it
+up), where a ``NOTIFY`` (PostgreSQL) wakes the turns waiting for the chat.
+
+Time comes from the database on PostgreSQL (``now()``, one clock for every host); elsewhere
+(SQLite: one host) from this process, in UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+
+from sa_llm._mapping import LEASE_COLUMNS, ChatSchema
+
+__all__ = [
+    "CHANNEL",
+    "Claim",
+    "Lease",
+    "LeaseState",
+    "claim",
+    "lease_state",
+    "notify_released",
+    "release",
+    "renew",
+    "request_cancel",
+    "settle",
+    "wakeup_key",
+]
+
+logger = logging.getLogger("sa_llm.persistence")
+
+#: The PostgreSQL channel released turns are announced on (payload: :func:`wakeup_key`).
+CHANNEL = "sa_llm_turns"
+
+#: The content of the result that closes a tool call whose turn died before it returned.
+INTERRUPTED_TOOL_RESULT = json.dumps(
+    {"error": "The turn was interrupted before this tool call returned a result."}
+)
+
+#: Statuses of rows a turn is still writing.
+UNFINISHED = ("pending", "streaming")
+
+
+@dataclass
+class Lease:
+    """One turn's hold on its chat (never persisted: the row has the token, this the rest).
+
+    Attributes:
+        chat_id: the chat's primary key.
+        token: this turn's token, unique across hosts (a random UUID).
+        ttl: seconds the lease lasts without a renewal.
+        held: whether the turn holds the lease now (set by claim, cleared by release).
+        stale: a token of an earlier turn of this chat in this process whose release failed
+            (the database was down): the next claim may take it over at once.
+    """
+
+    chat_id: Any
+    ttl: float
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    held: bool = False
+    stale: str | None = None
+
+
+class Claim:
+    """What a claim found: the chat was free (``CLAIMED``), held by a dead turn that is taken
+    over (``TAKEN_OVER``), or held by a running turn (``BUSY``)."""
+
+    CLAIMED = "claimed"
+    TAKEN_OVER = "taken over"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """The lease columns of a chat row as read now."""
+
+    token: str | None
+    expires_at: datetime | None
+    cancel_requested_at: datetime | None
+
+    @property
+    def running(self) -> bool:
+        """Whether a turn holds the chat (its lease may have expired: the holder died)."""
+        return self.token is not None
+
+
+def _columns(schema: ChatSchema) -> tuple[Any, Any, Any, Any, Any]:
+    """The chat table, its primary key and the three lease columns (Core)."""
+    mapper = sa_inspect(schema.chat_cls)
+    table = mapper.local_table
+    columns = [mapper.column_attrs[name].columns[0] for name in LEASE_COLUMNS]
+    return table, mapper.primary_key[0], columns[0], columns[1], columns[2]
+
+
+def _clock(session: Session | Connection, column: Any) -> tuple[Any, Any, datetime]:
+    """The time now and ``ttl`` from now as SQL, and this process's UTC time.
+
+    PostgreSQL's ``now()`` serves every host with one clock; elsewhere (SQLite serves one host)
+    the time is this process's, bound with the column's own type so values compare as stored.
+    """
+    here = datetime.now(timezone.utc)
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "postgresql":
+        return func.now(), lambda seconds: func.now() + literal(timedelta(seconds=seconds)), here
+    return (
+        literal(here, type_=column.type),
+        lambda seconds: literal(here + timedelta(seconds=seconds), type_=column.type),
+        here,
+    )
+
+
+def _set_loaded(record: Any, values: dict[str, Any]) -> None:
+    """Make the chat row instance show the lease as written (without loading anything)."""
+    if record is None:
+        return
+    state = instance_state(record)
+    for name, value in values.items():
+        if name in state.mapper.column_attrs and name not in state.committed_state:
+            set_committed_value(record, name, value)
+
+
+def claim(session: Session, schema: ChatSchema, lease: Lease, record: Any = None) -> str:
+    """Claim the chat for ``lease`` in the session's transaction; a :class:`Claim` value.
+
+    Runs first in its transaction, so on SQLite the write lock is taken before any read (a read
+    transaction that later writes can fail at once instead of waiting). The caller commits.
+    """
+    table, pk, token_col, expires_col, cancel_col = _columns(schema)
+    now, later, here = _clock(session, expires_col)
+    values = {token_col.key: lease.token, expires_col.key: later(lease.ttl), cancel_col.key: None}
+    free = token_col.is_(None)
+    if lease.stale is not None:
+        free = or_(free, token_col == lease.stale)
+    result = session.execute(update(table).where(pk == lease.chat_id, free).values(values))
+    outcome = Claim.CLAIMED
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        dead = and_(token_col.is_not(None), expires_col < now)
+        result = session.execute(update(table).where(pk == lease.chat_id, dead).values(values))
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return Claim.BUSY
+        outcome = Claim.TAKEN_OVER
+    elif lease.stale is not None:
+        outcome = Claim.TAKEN_OVER  # our own earlier turn, which could not clean up
+    lease.held = True
+    lease.stale = None
+    _set_loaded(
+        record,
+        {
+            "turn_token": lease.token,
+            "turn_expires_at": here + timedelta(seconds=lease.ttl),
+            "cancel_requested_at": None,
+        },
+    )
+    return outcome
+
+
+def renew(connection: Session | Connection, schema: ChatSchema, lease: Lease) -> bool:
+    """Extend the lease by its ttl; ``False`` when this turn no longer holds it."""
+    table, pk, token_col, expires_col, _ = _columns(schema)
+    _, later, _ = _clock(connection, expires_col)
+    result = connection.execute(
+        update(table)
+        .where(pk == lease.chat_id, token_col == lease.token)
+        .values({expires_col.key: later(lease.ttl)})
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def lease_state(connection: Session | Connection, schema: ChatSchema, chat_id: Any) -> LeaseState:
+    """The chat's lease columns, read now (one primary-key SELECT)."""
+    _, pk, token_col, expires_col, cancel_col = _columns(schema)
+    row = connection.execute(
+        select(token_col, expires_col, cancel_col).where(pk == chat_id)
+    ).first()
+    if row is None:
+        return LeaseState(None, None, None)
+    return LeaseState(row[0], row[1], row[2])
+
+
+def release(session: Session, schema: ChatSchema, lease: Lease, record: Any = None) -> bool:
+    """Give the chat up in the session's transaction (the caller commits): ``False`` when the
+    lease was no longer this turn's (it expired and another turn took the chat over)."""
+    table, pk, token_col, expires_col, cancel_col = _columns(schema)
+    result = session.execute(
+        update(table)
+        .where(pk == lease.chat_id, token_col == lease.token)
+        .values({token_col.key: None, expires_col.key: None, cancel_col.key: None})
+    )
+    lease.held = False
+    released = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if released:
+        notify_released(session, schema, lease.chat_id)
+        _set_loaded(
+            record, {"turn_token": None, "turn_expires_at": None, "cancel_requested_at": None}
+        )
+    return released
+
+
+def wakeup_key(schema: ChatSchema, chat_id: Any) -> str:
+    """What names a chat among waiters: its table and key (a NOTIFY payload too)."""
+    return f"turn:{sa_inspect(schema.chat_cls).local_table.name}:{chat_id}"
+
+
+def notify_released(session: Session | Connection, schema: ChatSchema, chat_id: Any) -> None:
+    """On PostgreSQL, ``pg_notify`` the release: delivered to listeners when this commits."""
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "postgresql":
+        session.execute(
+            select(func.pg_notify(bindparam("channel", CHANNEL), wakeup_key(schema, chat_id)))
+        )
+
+
+def request_cancel(session: Session | Connection, schema: ChatSchema, chat_id: Any) -> bool:
+    """Ask the turn running on the chat to stop (the caller commits); ``False``: none runs."""
+    table, pk, token_col, _, cancel_col = _columns(schema)
+    now, _, _ = _clock(session, cancel_col)
+    result = session.execute(
+        update(table)
+        .where(pk == chat_id, token_col.is_not(None), cancel_col.is_(None))
+        .values({cancel_col.key: now})
+    )
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    return lease_state(session, schema, chat_id).running  # already requested: still running
+
+
+def settle(session: Session, schema: ChatSchema, chat_id: Any) -> int:
+    """Put right what a turn that died on this chat left behind; returns the rows changed.
+
+    * a placeholder it was writing (status ``pending`` / ``streaming``): deleted when blank,
+      else (its text was flushed: ``keep_partial_output``) kept as ``interrupted``;
+    * tool calls it asked for without a result: each gets a result saying the turn was
+      interrupted, so the model sees every call answered and the chat can continue.
+
+    Call it with the chat's lease held (after a takeover) or while no turn runs (repair).
+    """
+    M, TC = schema.message_cls, schema.tool_call_cls
+    chat_fk = getattr(M, schema.message_chat_fk)
+    changed = 0
+    if "status" in schema.optional:
+        unfinished = session.scalars(
+            select(M).where(chat_fk == chat_id, M.status.in_(UNFINISHED)).order_by(M.id)
+        ).all()
+        for row in unfinished:
+            blank = not row.content and getattr(row, "content_raw", None) in (None, "", [], {})
+            calls = session.scalars(
+                select(TC.id).where(getattr(TC, schema.tool_call_message_fk) == row.id)
+            ).first()
+            if calls is not None:  # a hook wrote the calls but not the status: complete
+                row.status = "complete"
+            elif blank:  # nothing came (or, without keep_partial_output, nothing was kept)
+                session.delete(row)
+            else:  # the text flushed so far (keep_partial_output)
+                row.status = "interrupted"
+            changed += 1
+        session.flush()
+    changed += _close_unanswered_calls(session, schema, chat_id)
+    if changed:
+        logger.warning("Settled %d row(s) a dead turn left on chat %s", changed, chat_id)
+    return changed
+
+
+def _close_unanswered_calls(session: Session, schema: ChatSchema, chat_id: Any) -> int:
+    """Answer every tool call of the chat that has no result with an "interrupted" result."""
+    M, TC = schema.message_cls, schema.tool_call_cls
+    chat_fk = getattr(M, schema.message_chat_fk)
+    parent_fk = getattr(M, schema.message_parent_fk)
+    call_message_fk = getattr(TC, schema.tool_call_message_fk)
+    answered = select(parent_fk).where(parent_fk.is_not(None))
+    open_calls = session.execute(
+        select(TC.id, TC.tool_call_id)
+        .join(M, call_message_fk == M.id)
+        .where(chat_fk == chat_id, TC.id.not_in(answered))
+        .order_by(TC.id)
+    ).all()
+    for call_pk, _provider_id in open_calls:
+        row = schema.message_cls()
+        setattr(row, schema.message_chat_fk, chat_id)
+        row.role = "tool"
+        row.content = INTERRUPTED_TOOL_RESULT
+        setattr(row, schema.message_parent_fk, call_pk)
+        if "status" in schema.optional:
+            row.status = "complete"
+        session.add(row)
+    if open_calls:
+        session.flush()
+    return len(open_calls)
