@@ -74,6 +74,10 @@ class World:
     def Model(self) -> Any:
         return self.models["Model"]
 
+    def sync_engine_for_async(self) -> Engine:
+        """The engine the session's statements run on (an async engine's sync one)."""
+        return self.async_engine.sync_engine if self.async_engine is not None else self.sync_engine
+
     async def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``method`` in sync mode, its ``a``-prefixed twin in async mode."""
         if self.mode == "async":

@@ -380,5 +380,40 @@ def gc(
     )
 
 
+@main.group()
+def chats() -> None:
+    """Persisted chats as a whole."""
+
+
+@chats.command("repair")
+@_database_url(required=True)
+@click.option(
+    "--module",
+    "module_path",
+    type=click.Path(path_type=Path),
+    default=Path("models.py"),
+    show_default=True,
+    help="The module that defines the chat class.",
+)
+@click.option("--class", "class_name", default="Chat", show_default=True)
+def repair(database_url: str, module_path: Path, class_name: str) -> None:
+    """Settle what turns that died left behind, in every chat no turn holds now.
+
+    Blank unfinished replies are deleted, unfinished replies with text kept as
+    "interrupted", and tool calls without a result answered with an "interrupted" result.
+    """
+    from sa_llm._db_url import check_driver, run_in_session
+    from sa_llm.persistence import repair_chats
+    from sa_llm.registry_table import import_model_class
+
+    check_driver(database_url)
+    chat_cls = import_model_class(module_path, class_name)
+    report = run_in_session(database_url, lambda session: repair_chats(session, chat_cls))
+    click.echo(
+        f"repaired {len(report.chats)} chat(s), {report.rows} row(s) changed"
+        + (f"; {len(report.busy)} busy chat(s) skipped" if report.busy else "")
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

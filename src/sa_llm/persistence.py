@@ -59,7 +59,7 @@ from sqlalchemy.orm.attributes import instance_state
 from sa_llm._mapping import ChatSchema
 from sa_llm._persisted import attachments as _attachments
 from sa_llm._persisted.history import HistoryCache, call_from_values
-from sa_llm._persisted.lease import Lease
+from sa_llm._persisted.lease import Lease, RepairReport, repair
 from sa_llm._persisted.steps import loaded_values, mark_commit_failure, restore
 from sa_llm.types import Content, Message, RawContent, Tokens, ToolCall
 
@@ -70,6 +70,7 @@ __all__ = [
     "SaveOnCompletionStrategy",
     "Turn",
     "enable_sqlite_savepoints",
+    "repair_chats",
     "strategy_for",
     "use_strategy",
 ]
@@ -500,6 +501,26 @@ def enable_sqlite_savepoints(engine: Any) -> None:
     @event.listens_for(sync_engine, "begin")
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
+
+
+# -- repair ---------------------------------------------------------------------------------------
+
+
+def repair_chats(session: Session, chat_cls: type[Any], chat_ids: Any = None) -> RepairReport:
+    """Put right what turns that died left in a whole database (or in the chats ``chat_ids``).
+
+    A turn that takes over a dead turn's chat does this for that chat; this does it for every
+    chat at once (after an outage, before a deploy): unfinished placeholders are deleted when
+    blank, kept as ``interrupted`` when they hold text, and tool calls without a result get one
+    saying the turn was interrupted. Chats a live turn holds are skipped. Also ``sa-llm chats
+    repair``. Commits once per chat.
+
+    Returns:
+        The chats repaired, the rows changed and the chats skipped as busy.
+    """
+    from sa_llm._mapping import chat_schema
+
+    return repair(session, chat_schema(chat_cls), chat_ids)
 
 
 # -- binding strategies ---------------------------------------------------------------------------

@@ -39,11 +39,13 @@ __all__ = [
     "Claim",
     "Lease",
     "LeaseState",
+    "RepairReport",
     "claim",
     "lease_state",
     "notify_released",
     "release",
     "renew",
+    "repair",
     "request_cancel",
     "settle",
     "wakeup_key",
@@ -307,3 +309,73 @@ def _close_unanswered_calls(session: Session, schema: ChatSchema, chat_id: Any) 
     if open_calls:
         session.flush()
     return len(open_calls)
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What :func:`repair_chats` did.
+
+    Attributes:
+        chats: the chats whose rows were put right.
+        rows: the message rows deleted, re-labelled or added (closed tool calls).
+        busy: chats skipped because a turn holds them now (a live lease).
+    """
+
+    chats: tuple[Any, ...]
+    rows: int
+    busy: tuple[Any, ...]
+
+
+def repair(session: Session, schema: ChatSchema, chat_ids: Any = None) -> RepairReport:
+    """Settle what dead turns left in every chat (or those in ``chat_ids``) that no turn holds.
+
+    Each chat is taken with a lease of its own while it is settled, so a turn cannot start on
+    it meanwhile; chats held by a live turn are skipped. Commits per chat.
+    """
+    M = schema.message_cls
+    chat_fk = getattr(M, schema.message_chat_fk)
+    found: list[Any] = []
+    if "status" in schema.optional:  # without it, nothing tells a placeholder from a reply
+        candidates = select(chat_fk).distinct().where(M.status.in_(UNFINISHED))
+        if chat_ids is not None:
+            candidates = candidates.where(chat_fk.in_(list(chat_ids)))
+        found += session.scalars(candidates).all()
+    found += _chats_with_open_calls(session, schema, chat_ids)
+    session.commit()
+    repaired: list[Any] = []
+    busy: list[Any] = []
+    rows = 0
+    for chat_id in dict.fromkeys(found):
+        lease = Lease(chat_id, ttl=60.0)
+        try:
+            outcome = claim(session, schema, lease) if schema.lease else Claim.CLAIMED
+            if outcome == Claim.BUSY:
+                session.rollback()
+                busy.append(chat_id)
+                continue
+            changed = settle(session, schema, chat_id)
+            if schema.lease:
+                release(session, schema, lease)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        if changed:
+            repaired.append(chat_id)
+            rows += changed
+    return RepairReport(tuple(repaired), rows, tuple(busy))
+
+
+def _chats_with_open_calls(session: Session, schema: ChatSchema, chat_ids: Any) -> list[Any]:
+    M, TC = schema.message_cls, schema.tool_call_cls
+    chat_fk = getattr(M, schema.message_chat_fk)
+    parent_fk = getattr(M, schema.message_parent_fk)
+    query = (
+        select(chat_fk)
+        .distinct()
+        .join(TC, getattr(TC, schema.tool_call_message_fk) == M.id)
+        .where(TC.id.not_in(select(parent_fk).where(parent_fk.is_not(None))))
+    )
+    if chat_ids is not None:
+        query = query.where(chat_fk.in_(list(chat_ids)))
+    return list(session.scalars(query).all())

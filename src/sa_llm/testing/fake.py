@@ -165,9 +165,15 @@ class FakeLLM:
             )
         return self
 
-    def broken_stream(self, content: str, *, after_chunks: int = 2) -> FakeLLM:
-        """Queue a streamed answer whose connection drops after ``after_chunks`` pieces."""
-        self._queue.append(ScriptedReply(content=content, fail_after_chunks=after_chunks))
+    def broken_stream(
+        self, content: str, *, after_chunks: int = 2, chunks: int | None = None
+    ) -> FakeLLM:
+        """Queue a streamed answer, cut into ``chunks`` pieces (default 5), whose connection
+        drops after ``after_chunks`` of them."""
+        reply = ScriptedReply(content=content, fail_after_chunks=after_chunks)
+        if chunks is not None:
+            reply.chunks = chunks
+        self._queue.append(reply)
         return self
 
     def raw(self, body: bytes, status: int = 200) -> FakeLLM:
