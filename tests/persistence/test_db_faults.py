@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, event, exc, text
+from sqlalchemy import create_engine, event, exc, make_url, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 import sa_llm
-from persisted import World
+from conftest import engine_arguments
+from persisted import World, default_models
 from sa_llm.testing import FakeLLM
 
 
@@ -85,6 +87,8 @@ def _terminate_others(world: World) -> None:
 async def test_the_connection_is_killed_during_the_provider_call(
     world: World, fake: FakeLLM
 ) -> None:
+    """The pooled connection dies while the provider answers (a failover, a DBA): the reply's
+    step finds it dead before it commits anything, and runs again on a new connection."""
     _postgres_only(world)
     chat = await new_chat(world)
     fake.reply("Paris")
@@ -96,21 +100,53 @@ async def test_the_connection_is_killed_during_the_provider_call(
 
     fake.handle = kill_then_answer  # type: ignore[method-assign]
     try:
-        await world.call(chat.ask, "capital of France?")
-        answered = True
-    except exc.DBAPIError:
-        answered = False
+        reply = await world.call(chat.ask, "capital of France?")
     finally:
         fake.handle = original  # type: ignore[method-assign]
+    assert reply.text == "Paris"
     world.sync_engine.dispose()  # the test's own reader lost its pooled connection too
     rows = [(r.role, r.content) for r in world.messages()]
-    if answered:  # the pool replaced the dead connection before the completion was written
-        assert rows == [("user", "capital of France?"), ("assistant", "Paris")]
-        history = ["capital of France?", "Paris"]
-    else:
-        assert rows == [("user", "capital of France?")]
-        history = ["capital of France?"]
-    await continues(world, chat, fake, history)
+    assert rows == [("user", "capital of France?"), ("assistant", "Paris")]
+    await continues(world, chat, fake, ["capital of France?", "Paris"])
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+async def test_every_driver_fails_with_persistence_error(
+    db_url: str, fake: FakeLLM, driver: str
+) -> None:
+    """psycopg and asyncpg: a step that keeps failing is a PersistenceError with the reply."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL driver")
+    models = default_models()
+    sync_engine = create_engine(db_url)
+    models["Base"].metadata.create_all(sync_engine)
+    url, connect_args = engine_arguments(make_url(db_url).set(drivername=f"postgresql+{driver}"))
+    engine = create_async_engine(url, connect_args=connect_args)
+    dbapi = engine.sync_engine.dialect.loaded_dbapi
+
+    def down(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("UPDATE messages"):
+            raise dbapi.OperationalError("the database went away (injected)")
+
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            chat = models["Chat"](model="fake-model", provider="fake")
+            session.add(chat)
+            await session.commit()
+            fake.reply("Paris")
+            event.listen(engine.sync_engine, "before_cursor_execute", down)
+            try:
+                with pytest.raises(sa_llm.PersistenceError, match="went away") as caught:
+                    await chat.aask("capital of France?")
+            finally:
+                event.remove(engine.sync_engine, "before_cursor_execute", down)
+            assert caught.value.reply.text == "Paris"
+            assert isinstance(caught.value.__cause__, exc.DBAPIError)
+            fake.reply("Madrid")
+            assert (await chat.aask("and of Spain?")).text == "Madrid"
+    finally:
+        await engine.dispose()
+        sync_engine.dispose()
 
 
 def _inject(world: World, conflict: Any) -> Any:

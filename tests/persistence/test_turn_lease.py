@@ -509,13 +509,8 @@ async def test_the_database_failing_at_completion_raises_with_the_reply(
 
 
 def _driver_error(engine: Any, message: str) -> Exception:
-    if engine.dialect.name == "postgresql":
-        import psycopg
-
-        return psycopg.OperationalError(message)
-    import sqlite3
-
-    return sqlite3.OperationalError(message)
+    """An error of the engine's own driver (psycopg, sqlite3, ...), as it raises them."""
+    return engine.dialect.loaded_dbapi.OperationalError(message)  # type: ignore[no-any-return]
 
 
 # -- bad input -------------------------------------------------------------------------------------
