@@ -16,6 +16,8 @@ Example::
 
     for chunk in chat.stream("And of Spain?"):
         print(chunk.content or "", end="")
+
+One concept, one module (over 600 lines): the conversation engine, its settings and its flow.
 """
 
 from __future__ import annotations

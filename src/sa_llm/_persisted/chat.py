@@ -22,6 +22,8 @@ One turn, step by step (each step is one transaction; the default strategy commi
 
 A database step that loses its connection before committing is retried (``db_retries``); one
 that fails for good raises :class:`~sa_llm.errors.PersistenceError` carrying the reply.
+
+One concept, one module (over 600 lines): the persisted turn, every step of it.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@
 Runtime configuration (tools, schema, temperature, params, headers, callbacks, context,
 ``assume_model_exists``) lives on the row instance only and is never stored: a row loaded anew
 starts without it, as in the reference.
+
+One concept, one module (over 600 lines): the record API of a chat row, with its sync and
+async twins side by side.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ Example::
 
     sa_llm.configure(gemini_api_key="...")
     sa_llm.chat("gemini-2.5-flash").with_thinking(budget=1024).ask("What's 2 + 2?")
+
+One concept, one module (over 600 lines): the Gemini provider and its wire format.
 """
 
 from __future__ import annotations

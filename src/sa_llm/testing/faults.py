@@ -45,6 +45,9 @@ is a context manager, sync and async, counts every request and keeps it in
                              max_retries=1, retry_interval=0)
         ctx.chat("claude-haiku-4-5").ask("Hello")  # overloaded, retried, answered
         assert server.request_count == 2
+
+One concept, one module (over 600 lines): recorded replies served with faults, in every
+provider's format.
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ The server is bounded and stops by itself: after ``max_requests`` requests (late
 503), after ``idle_timeout`` seconds without a request, and after ``max_seconds`` in all. It is
 a context manager, sync (``with``) and async (``async with``); handler threads never touch the
 caller's event loop. Every request is counted and kept in :attr:`FakeOpenAIServer.exchanges`.
+
+One concept, one module (over 600 lines): the scripted fake OpenAI server, both of its APIs.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ The wire format, in short:
 Example::
 
     body = ConverseCodec(config).converse_body(ChatRequest(model=model_id, messages=[...]))
+
+One concept, one module (over 600 lines): the Converse wire format, both directions.
 """
 
 from __future__ import annotations
