@@ -76,7 +76,7 @@ T = TypeVar("T")
 
 # A busy chat is tried again after a wake-up, or after a delay growing to _MAX_WAIT.
 _FIRST_WAIT = 0.01
-_MAX_WAIT = 1.0
+_MAX_WAIT = 0.25
 # Pauses before the retries of a database step that lost its connection.
 _DB_RETRY_DELAYS = (0.05, 0.25, 1.0)
 # SQLSTATEs after which the transaction was rolled back whole: safe to run the step again.

@@ -1,9 +1,10 @@
 """The heartbeat of a running turn: it renews the turn's lease and watches for a cancel.
 
-While a turn runs, a heartbeat (a thread for sync turns, a task of the event loop for async
-ones) takes a connection from the engine's pool every ``turn_poll_interval`` seconds for one
-short transaction: it reads the chat's ``cancel_requested_at`` and, every third of the lease,
-renews ``turn_expires_at``. When a cancel was requested it aborts the turn's drive with
+While a turn runs, a heartbeat (one thread of the process beats for every sync turn; an async
+turn has a task of its event loop) takes a connection from the engine's pool every
+``turn_poll_interval`` seconds for one short transaction: it reads the chat's
+``cancel_requested_at`` and, every third of the lease, renews ``turn_expires_at``. When a cancel
+was requested it aborts the turn's drive with
 :class:`~sa_llm.errors.TurnCancelledError`; when the lease is no longer the turn's (it expired
 and another turn took over) with :class:`~sa_llm.errors.TurnLeaseLostError`. Between beats no
 connection is held. A beat that fails (the database restarts) is logged and the next one tries
@@ -18,6 +19,7 @@ is not visible to anyone before the caller commits anyway).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -63,6 +65,8 @@ class Heartbeat:
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- one beat, written once over a sync connection --
 
@@ -96,42 +100,123 @@ class Heartbeat:
         self.scope.abort(error)
 
     def stop(self) -> None:
-        """Stop beating (the turn is releasing its lease); no beat aborts the turn after this."""
+        """Stop beating (the turn is releasing its lease); no beat aborts the turn after this.
+
+        An async heartbeat is woken, not cancelled: cancelling it inside a beat's transaction
+        could leave the connection holding its read (a SQLite lock) in the pool.
+        """
         with self._lock:
             self._stopped.set()
+        _beats.remove(self)
+        wake, loop = self._wake, self._loop
+        if wake is not None and loop is not None and not loop.is_closed():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                wake.set()
+            else:
+                loop.call_soon_threadsafe(wake.set)
+
+    async def aclose(self) -> None:
+        """Stop, and wait for the async heartbeat's task to end (its beat finishes first)."""
+        self.stop()
         task = self._task
-        if task is not None and not task.done():
-            task.cancel()
+        if task is not None:
+            await asyncio.wait([task])
 
     # -- drivers --
 
     def start_thread(self) -> None:
-        thread = threading.Thread(target=self._run, name="sa_llm-heartbeat", daemon=True)
-        thread.start()
+        _beats.add(self)
 
-    def _run(self) -> None:
-        while not self._stopped.wait(self.interval):
-            try:
-                with self.engine.begin() as connection:
-                    self.beat(connection)
-            except Exception:
-                logger.warning("A turn's heartbeat failed; retrying", exc_info=True)
+    def beat_now(self) -> None:
+        """One beat on a connection of the engine's pool (called by the beating thread)."""
+        try:
+            with self.engine.begin() as connection:
+                self.beat(connection)
+        except Exception:
+            logger.warning("A turn's heartbeat failed; retrying", exc_info=True)
 
     def start_task(self, engine: AsyncEngine) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._arun(engine))
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = self._loop.create_task(self._arun(engine, self._wake))
 
-    async def _arun(self, engine: AsyncEngine) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
+    async def _arun(self, engine: AsyncEngine, wake: asyncio.Event) -> None:
+        while not self._stopped.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.interval)
             if self._stopped.is_set():
                 return
             try:
                 async with engine.begin() as connection:
                     await connection.run_sync(self.beat)
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 logger.warning("A turn's heartbeat failed; retrying", exc_info=True)
+
+
+class _Beats:
+    """The thread that beats for every sync turn of the process.
+
+    Starting a thread per turn would cost a turn more than its statements do (the new thread
+    must be scheduled before ``start`` returns); one thread serves them all, started on demand
+    and ending after a while without turns.
+    """
+
+    _IDLE = 5.0  # seconds without a turn before the thread ends
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due: dict[Heartbeat, float] = {}
+        self._changed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sleeping_until = 0.0  # when the thread wakes next by itself
+
+    def add(self, heartbeat: Heartbeat) -> None:
+        due = time.monotonic() + heartbeat.interval
+        with self._lock:
+            self._due[heartbeat] = due
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="sa_llm-heartbeat", daemon=True
+                )
+                self._thread.start()
+            wake = due < self._sleeping_until
+        if wake:  # only when it would sleep past this beat: waking it costs the turn
+            self._changed.set()
+
+    def remove(self, heartbeat: Heartbeat) -> None:
+        with self._lock:
+            self._due.pop(heartbeat, None)
+
+    def _run(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                if not self._due:
+                    if now - idle_since >= self._IDLE:
+                        self._thread = None
+                        return
+                    wait = self._IDLE
+                else:
+                    idle_since = now
+                    due = [beat for beat, at in self._due.items() if at <= now]
+                    for beat in due:
+                        self._due[beat] = now + beat.interval
+                    wait = max(0.0, min(self._due.values()) - now) if not due else 0.0
+                self._sleeping_until = now + wait
+            if wait:
+                self._changed.wait(wait)
+                self._changed.clear()
+                continue
+            for beat in due:
+                beat.beat_now()
+
+
+_beats = _Beats()
 
 
 class StartHeartbeat(Effect[Heartbeat | None]):
@@ -179,5 +264,5 @@ class StartHeartbeat(Effect[Heartbeat | None]):
         heartbeat = Heartbeat(self.schema, self.lease, scope, self.interval, engine)
         scope.abortable = True
         heartbeat.start_task(async_engine)
-        scope.on_close(heartbeat.stop)
+        scope.on_aclose(heartbeat.aclose)
         return heartbeat

@@ -1,0 +1,322 @@
+"""Durable turns: what the turn lease costs and how fast a waiting turn starts.
+
+Run from the repository root with ``python bench/bench_turns.py`` (``--before-src PATH`` adds the
+first table; PostgreSQL rows need ``SA_LLM_TEST_POSTGRES_URL``). It prints markdown tables and
+writes them to ``bench/results/turns.md``.
+
+1. **W1 per turn, before and after the lease** (``--before-src``: the ``src`` directory of a
+   checkout without the lease, e.g. ``git worktree add /tmp/before <commit>``). 50 non-streamed
+   asks on one chat, sync, SQLite file in the default (DELETE) journal, the scripted fake model
+   in process; each version runs in a fresh process of its own, alternating, 7 rounds. Reported:
+   the median ms per turn of each, the per-round paired ratio (after / before) with its min and
+   max, and statements and commits per turn (a ``before_cursor_execute`` listener and the
+   engine's ``commit`` events, on a warm chat).
+2. **Wait-to-start latency.** A worker process holds the chat (a turn whose provider answers
+   after 300 ms); a second worker, started meanwhile, waits for it. The latency is the wall
+   time from the first turn's release (its ``ask`` returned) to the second turn's start (its
+   ``on_new_message``, right after the commit that claimed the chat), both on this host's
+   clock. PostgreSQL with ``LISTEN``/``NOTIFY``, PostgreSQL polling only (the listener off),
+   and SQLite (polling). 20 trials each; median, p95 and max. Target: <= 50 ms after release on
+   PostgreSQL with NOTIFY.
+3. **Partial-output flush writes.** A streamed reply of ~1 s (the fake OpenAI server sends N
+   chunks at an even pace) with ``keep_partial_output``: ``UPDATE messages`` statements during
+   the reply, against the bound ``duration / partial_output_interval + 1`` (flushes are timed,
+   never per chunk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "turns.md"
+sys.path.insert(0, str(ROOT / "tests"))
+
+TURNS = 50
+ROUNDS = 7
+TRIALS = 20
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+# -- 1. W1 before and after ------------------------------------------------------------------------
+
+
+def w1_worker(db_path: str) -> dict[str, Any]:
+    """Runs in a fresh process with one version of sa_llm on sys.path."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.orm import Session
+
+    import sa_llm
+    from persisted import default_models
+    from sa_llm.testing import fake_llm
+
+    models = default_models()
+    engine = create_engine(f"sqlite:///{db_path}")
+    models["Base"].metadata.create_all(engine)
+    sa_llm.configure(max_retries=0)
+    statements: list[str] = []
+    commits: list[int] = []
+    with fake_llm(echo=True), Session(engine) as session:
+        chat = models["Chat"](model="fake-model", provider="fake")
+        session.add(chat)
+        session.commit()
+        chat.ask("warm up")
+        event.listen(engine, "before_cursor_execute", lambda c, cu, s, *a: statements.append(s))
+        event.listen(engine, "commit", lambda c: commits.append(1))
+        chat.ask("counted")
+        counted = (len(statements), len(commits))
+        times = []
+        for turn in range(TURNS):
+            started = time.perf_counter_ns()
+            chat.ask(f"question {turn}")
+            times.append((time.perf_counter_ns() - started) / 1e6)
+    engine.dispose()
+    return {"median_ms": statistics.median(times), "statements": counted[0], "commits": counted[1]}
+
+
+def _run_w1(src: Path, tmp: Path, label: str, round_: int) -> dict[str, Any]:
+    db = tmp / f"w1-{label}-{round_}.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(ROOT / "tests")])}
+    out = subprocess.run(
+        [sys.executable, __file__, "--w1-worker", str(db)],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def bench_w1(before_src: Path, tmp: Path) -> list[str]:
+    after_src = ROOT / "src"
+    befores, afters, ratios = [], [], []
+    counts: dict[str, Any] = {}
+    for round_ in range(ROUNDS):
+        order = [("before", before_src), ("after", after_src)]
+        if round_ % 2:
+            order.reverse()
+        result = {label: _run_w1(src, tmp, label, round_) for label, src in order}
+        befores.append(result["before"]["median_ms"])
+        afters.append(result["after"]["median_ms"])
+        ratios.append(result["after"]["median_ms"] / result["before"]["median_ms"])
+        counts = {label: (r["statements"], r["commits"]) for label, r in result.items()}
+    return [
+        "## W1 per turn, before and after the lease",
+        "",
+        f"{TURNS} non-streamed asks per round, sync, SQLite file (DELETE journal), fake model in "
+        f"process; {ROUNDS} rounds, each version in a fresh process, alternating.",
+        "",
+        "| | median ms / turn (min-max over rounds) | statements / turn | commits / turn |",
+        "| --- | --- | --- | --- |",
+        f"| before the lease | {statistics.median(befores):.2f} ({min(befores):.2f}-{max(befores):.2f})"
+        f" | {counts['before'][0]} | {counts['before'][1]} |",
+        f"| with the lease | {statistics.median(afters):.2f} ({min(afters):.2f}-{max(afters):.2f})"
+        f" | {counts['after'][0]} | {counts['after'][1]} |",
+        "",
+        f"Paired ratio (with / before), per round: median **{statistics.median(ratios):.2f}x**, "
+        f"min {min(ratios):.2f}x, max {max(ratios):.2f}x (target <= 1.1x).",
+        "",
+    ]
+
+
+# -- 2. wait-to-start ------------------------------------------------------------------------------
+
+
+def wait_worker(job: dict[str, Any]) -> None:
+    """One turn on the chat; prints when it started and when it ended (this host's clock)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    import sa_llm
+    from persisted import default_models
+
+    if job.get("no_listen"):
+        import sa_llm._persisted.wakeups as wakeups
+
+        wakeups.listen = lambda bind: None  # type: ignore[assignment]
+    sa_llm.configure(
+        openai_base_url=job["server"], openai_api_key="k", max_retries=0, turn_wait_timeout=60
+    )
+    models = default_models()
+    engine = create_engine(job["db_url"])
+    started: list[float] = []
+    with Session(engine) as session:
+        chat = session.get(models["Chat"], job["chat_id"])
+        assert chat is not None
+        chat.on_new_message(lambda: started.append(time.time()))
+        print(json.dumps({"ready": True}), flush=True)
+        sys.stdin.readline()  # go
+        chat.ask("hello")
+        ended = time.time()
+    engine.dispose()
+    print(json.dumps({"started": started[0], "ended": ended}), flush=True)
+
+
+def _worker(job: dict[str, Any]) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--wait-worker", json.dumps(job)],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert json.loads(process.stdout.readline()) == {"ready": True}
+    return process
+
+
+def _go(process: subprocess.Popen[str]) -> None:
+    assert process.stdin is not None
+    process.stdin.write("go\n")
+    process.stdin.flush()
+
+
+def _done(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = process.communicate(timeout=120)
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def bench_wait(db_url: str, label: str, *, no_listen: bool = False) -> tuple[str, list[float]]:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from persisted import default_models
+    from sa_llm.testing.server import FakeOpenAIServer
+
+    models = default_models()
+    engine = create_engine(db_url)
+    models["Base"].metadata.drop_all(engine)
+    models["Base"].metadata.create_all(engine)
+    latencies = []
+    with FakeOpenAIServer(latency=0.3) as server:
+        for _ in range(TRIALS):
+            with Session(engine) as session:
+                chat = models["Chat"](model="gpt-4.1-nano")
+                session.add(chat)
+                session.commit()
+                chat_id = chat.id
+            job = {"db_url": db_url, "chat_id": chat_id, "server": server.url}
+            first = _worker({**job, "no_listen": no_listen})
+            second = _worker({**job, "no_listen": no_listen})
+            _go(first)
+            time.sleep(0.1)  # the first turn holds the chat; the second one waits for it
+            _go(second)
+            one, two = _done(first), _done(second)
+            latencies.append((two["started"] - one["ended"]) * 1000)
+    models["Base"].metadata.drop_all(engine)
+    engine.dispose()
+    return label, latencies
+
+
+def wait_table(rows: list[tuple[str, list[float]]]) -> list[str]:
+    lines = [
+        "## Wait-to-start latency of a queued second turn",
+        "",
+        f"{TRIALS} trials each: ms from the first turn's release (its ask returned) to the second "
+        "turn's start (its claim committed), two worker processes, this host's clock.",
+        "",
+        "| database, wake-up | median ms | p95 ms | max ms |",
+        "| --- | --- | --- | --- |",
+    ]
+    for label, values in rows:
+        lines.append(
+            f"| {label} | {statistics.median(values):.1f} | {_percentile(values, 0.95):.1f} | "
+            f"{max(values):.1f} |"
+        )
+    return [*lines, "", "Target: <= 50 ms after release on PostgreSQL with NOTIFY.", ""]
+
+
+# -- 3. partial-output flushes -----------------------------------------------------------------------
+
+
+def bench_flushes(db_url: str) -> list[str]:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    import sa_llm
+    from persisted import StatementCounter, default_models
+    from sa_llm.testing.server import FakeOpenAIServer
+
+    lines = [
+        "## Partial-output flushes per streamed reply",
+        "",
+        "A streamed reply of N chunks sent over ~1 s; `UPDATE messages` during the turn, less the "
+        "completion's one, against `duration / partial_output_interval + 1`.",
+        "",
+        "| chunks | interval s | duration s | flushes | bound |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    models = default_models()
+    engine = create_engine(db_url)
+    models["Base"].metadata.create_all(engine)
+    for chunks in (100, 1000):
+        for interval in (0.05, 0.2):
+            with FakeOpenAIServer(chunks=chunks, chunk_interval=1.0 / chunks) as server:
+                sa_llm.configure(
+                    openai_base_url=server.url, openai_api_key="k", max_retries=0,
+                    keep_partial_output=True, partial_output_interval=interval,
+                )  # fmt: skip
+                with Session(engine) as session:
+                    chat = models["Chat"](model="gpt-4.1-nano")
+                    session.add(chat)
+                    session.commit()
+                    chat.ask("warm up")
+                    counter = StatementCounter(engine)
+                    started = time.perf_counter()
+                    chat.ask("stream", on_chunk=lambda chunk: None)
+                    duration = time.perf_counter() - started
+                    counter.close()
+                sa_llm.reset_config()
+            flushes = counter.count("UPDATE messages") - 1
+            bound = int(duration / interval) + 1
+            lines.append(f"| {chunks} | {interval} | {duration:.2f} | {flushes} | {bound} |")
+    engine.dispose()
+    return [*lines, ""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--before-src", type=Path, default=None)
+    parser.add_argument("--w1-worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--wait-worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.w1_worker:
+        print(json.dumps(w1_worker(args.w1_worker)))
+        return
+    if args.wait_worker:
+        wait_worker(json.loads(args.wait_worker))
+        return
+    import tempfile
+
+    load = os.getloadavg()
+    report = [
+        "# Durable turns",
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} CPUs, load average at "
+        f"start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. `python bench/bench_turns.py`.",
+        "",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.before_src is not None:
+            report += bench_w1(args.before_src.resolve(), Path(tmp))
+        waits = [bench_wait(f"sqlite:///{Path(tmp) / 'wait.db'}", "SQLite, polling")]
+        postgres = os.environ.get("SA_LLM_TEST_POSTGRES_URL")
+        if postgres:
+            waits.append(bench_wait(postgres, "PostgreSQL, LISTEN/NOTIFY"))
+            waits.append(bench_wait(postgres, "PostgreSQL, polling only", no_listen=True))
+        report += wait_table(waits)
+        report += bench_flushes(f"sqlite:///{Path(tmp) / 'flush.db'}")
+    text = "\n".join(report)
+    print(text)
+    RESULTS.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
