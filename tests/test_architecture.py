@@ -47,7 +47,8 @@ LAYERS: dict[str, int] = {
     "sa_llm.persistence": 5,
     # 6: the persisted turn
     "sa_llm._persisted.chat": 6,
-    # 7: the record API, then the ORM surface
+    # 7: the record API, then the ORM surface (and the event log's readers)
+    "sa_llm.events": 7,
     "sa_llm._records": 7,
     "sa_llm.declarative": 8,
     "sa_llm.mixins": 8,

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sa_llm.persistence import PersistenceStrategy
 
 __all__ = [
+    "EVENT_OPTIONS",
     "LEASE_COLUMNS",
     "AttachmentOptions",
     "ChatOptions",
@@ -43,6 +44,7 @@ MESSAGE_OPTIONS = "__sa_llm_message__"
 TOOL_CALL_OPTIONS = "__sa_llm_tool_call__"
 MODEL_OPTIONS = "__sa_llm_model__"
 ATTACHMENT_OPTIONS = "__sa_llm_attachment__"
+EVENT_OPTIONS = "__sa_llm_event__"
 
 
 def underscore(name: str) -> str:
@@ -129,6 +131,15 @@ class AttachmentOptions:
 
 
 @dataclass
+class EventOptions:
+    """Options of ``@acts_as_event``."""
+
+    chat: str = "chat"
+    chat_class: str | None = None
+    chat_foreign_key: str | None = None
+
+
+@dataclass
 class ModelOptions:
     """Options of ``@acts_as_model``."""
 
@@ -211,6 +222,8 @@ class ChatSchema:
         attachment_cls: the ``@acts_as_attachment`` class, ``None`` when files are not stored.
         attachment_message_fk: the attachment's FK attribute to its message.
         message_attachments_attr: the message's relationship to its attachments.
+        event_cls: the ``@acts_as_event`` class of this chat (its event log), or ``None``.
+        event_chat_fk: the event's FK attribute to its chat.
     """
 
     chat_cls: type[Any]
@@ -229,6 +242,8 @@ class ChatSchema:
     attachment_cls: type[Any] | None = None
     attachment_message_fk: str | None = None
     message_attachments_attr: str | None = None
+    event_cls: type[Any] | None = None
+    event_chat_fk: str | None = None
 
     @property
     def legacy(self) -> bool:
@@ -372,6 +387,17 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
             f"{chat_cls.__name__} has some of the turn-lease columns but not {missing}: add "
             "them all (sa-llm upgrade writes the migration) or none."
         )
+    event_cls = event_class(chat_cls)
+    event_chat_fk = None
+    if event_cls is not None:
+        e_options: EventOptions = getattr(event_cls, EVENT_OPTIONS)
+        event_chat_fk = foreign_key(
+            event_cls, e_options.chat_foreign_key, [f"{e_options.chat}_id", "chat_id"],
+            "chat_foreign_key",
+        )  # fmt: skip
+        for attr in ("seq", "kind", "message_id", "data"):
+            column_attribute(event_cls, attr, option=f"{event_cls.__name__}.{attr}")
+        column_attribute(chat_cls, "event_seq", option=f"{chat_cls.__name__}.event_seq")
     schema = ChatSchema(
         chat_cls=chat_cls,
         message_cls=message_cls,
@@ -395,9 +421,34 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
             else None
         ),
         message_attachments_attr=m_options.attachments if attachment_cls is not None else None,
+        event_cls=event_cls,
+        event_chat_fk=event_chat_fk,
     )
     chat_cls.__sa_llm_schema__ = schema
     return schema
+
+
+def event_class(chat_cls: type[Any]) -> type[Any] | None:
+    """The ``@acts_as_event`` class whose ``chat`` is ``chat_cls``, or ``None`` (no event log).
+
+    Raises:
+        ConfigurationError: two event classes for one chat class.
+    """
+    found = []
+    for mapper in list(chat_cls.registry.mappers):
+        other = mapper.class_
+        options: EventOptions | None = getattr(other, EVENT_OPTIONS, None)
+        if options is None:
+            continue
+        target = find_class(
+            other, options.chat_class or classify(options.chat), owner=other, option="chat_class"
+        )
+        if target is chat_cls:
+            found.append(other)
+    if len(found) > 1:
+        names = ", ".join(cls.__name__ for cls in found)
+        raise ConfigurationError(f"{chat_cls.__name__} has several event classes: {names}.")
+    return found[0] if found else None
 
 
 def attachment_class(message_cls: type[Any]) -> type[Any] | None:

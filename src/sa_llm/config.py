@@ -205,6 +205,14 @@ class Config(BaseModel):
     partial_output_interval: float = Field(
         0.2, gt=0, description="Seconds between flushes of streamed text (keep_partial_output)."
     )
+    stream_event_interval: float = Field(
+        0.075,
+        gt=0,
+        description=(
+            "Seconds between the message.delta events a streamed reply writes to its chat's "
+            "event log (chats with an @acts_as_event class): a batch, never one per chunk."
+        ),
+    )
     db_retries: int = Field(
         2,
         ge=0,

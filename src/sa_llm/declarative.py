@@ -60,12 +60,14 @@ from sqlalchemy.orm import Mapper, relationship
 from sa_llm._mapping import (
     ATTACHMENT_OPTIONS,
     CHAT_OPTIONS,
+    EVENT_OPTIONS,
     MESSAGE_OPTIONS,
     MODEL_OPTIONS,
     TOOL_CALL_OPTIONS,
     AttachmentOptions,
     ChatOptions,
     ChatSchema,
+    EventOptions,
     MessageOptions,
     ModelOptions,
     ToolCallOptions,
@@ -87,6 +89,7 @@ from sa_llm.registry_table import find_model_key, model_row_key
 __all__ = [
     "acts_as_attachment",
     "acts_as_chat",
+    "acts_as_event",
     "acts_as_message",
     "acts_as_model",
     "acts_as_tool_call",
@@ -692,6 +695,41 @@ def acts_as_attachment(
             )
 
         _add_relationship(cls, message, message_relationship)
+        return cls
+
+    return decorate
+
+
+# -- acts_as_event ---------------------------------------------------------------------------------
+
+
+def acts_as_event(
+    chat: str = "chat",
+    *,
+    chat_class: str | None = None,
+    chat_foreign_key: str | None = None,
+) -> Callable[[C], C]:
+    """Make a mapped class the event log of a chat class (see :mod:`sa_llm.events`).
+
+    Every change a viewer needs (a message created, streamed text, a reply completed, failed
+    or cancelled, a turn started or ended) becomes a row with a per-chat, gap-free ``seq``,
+    written in the transaction of the change. The chat class needs an ``event_seq`` column
+    (the mixins declare it); the class needs ``seq``, ``kind``, ``message_id`` and ``data``
+    (:class:`~sa_llm.mixins.EventMixin`).
+
+    Args:
+        chat: the name of the chat association (its class defaults to its CamelCase).
+        chat_class: the chat class, when it is not the CamelCase of ``chat``.
+        chat_foreign_key: the FK attribute to the chat (default ``<chat>_id``, then
+            ``chat_id``).
+    """
+    options = EventOptions(chat=chat, chat_class=chat_class, chat_foreign_key=chat_foreign_key)
+
+    def decorate(cls: C) -> C:
+        _check_mapped(cls, "acts_as_event")
+        for attr in ("seq", "kind", "message_id", "data"):
+            column_attribute(cls, attr, option=f"{cls.__name__}.{attr}")
+        setattr(cls, EVENT_OPTIONS, options)
         return cls
 
     return decorate

@@ -60,6 +60,7 @@ __all__ = [
     "AttachmentRecord",
     "ChatMixin",
     "ChatRecord",
+    "EventMixin",
     "JSONType",
     "LegacyChatMixin",
     "LegacyMessageMixin",
@@ -143,6 +144,12 @@ class _TurnLease:
     )
 
 
+class _EventCounter:
+    """The chat's event-log counter: the ``seq`` of its last event (chats with an event log)."""
+
+    event_seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+
+
 class _Timestamps:
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, nullable=False
@@ -152,7 +159,7 @@ class _Timestamps:
     )
 
 
-class ChatMixin(ChatRecord, _TurnLease, _Timestamps):
+class ChatMixin(ChatRecord, _TurnLease, _EventCounter, _Timestamps):
     """Columns of a chat: ``id``, ``model_id`` (FK to the registry), the turn lease,
     timestamps."""
 
@@ -169,7 +176,7 @@ class ChatMixin(ChatRecord, _TurnLease, _Timestamps):
         )
 
 
-class LegacyChatMixin(ChatRecord, _TurnLease, _Timestamps):
+class LegacyChatMixin(ChatRecord, _TurnLease, _EventCounter, _Timestamps):
     """Columns of a chat without the registry: the model id is a plain string."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -324,3 +331,40 @@ class AttachmentMixin(AttachmentRecord):
             nullable=False,
             index=True,
         )
+
+
+class EventMixin:
+    """Columns of a chat's event log (``@acts_as_event``): chat FK, ``seq``, ``kind``,
+    ``message_id``, ``data``, ``created_at``; unique ``(chat_id, seq)``.
+
+    One row per change a viewer needs (see :mod:`sa_llm.events`), written by sa_llm in the
+    transaction of the change itself.
+    """
+
+    __sa_llm_tables__: ClassVar[dict[str, str]] = {}
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    #: The event's place in its chat's log: 1, 2, 3, ... with no gap.
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: What happened: ``message.created``, ``message.delta``, ``message.completed``, ...
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    #: The message it is about, as a string (integer and UUID keys alike); no foreign key: the
+    #: event of a deleted placeholder outlives it.
+    message_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The details (text of a delta, status, content, ...).
+    data: Mapped[Any] = mapped_column(JSONType, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, nullable=False
+    )
+
+    @declared_attr
+    def chat_id(cls) -> Mapped[Any]:
+        return mapped_column(
+            ForeignKey(f"{_table(cls, 'chats')}.id", ondelete="CASCADE"), nullable=False
+        )
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        # Viewers read a chat's events in seq order; the pair is unique (no doubled seq).
+        table = cls.__tablename__  # type: ignore[attr-defined]
+        return (UniqueConstraint("chat_id", "seq", name=f"uq_{table}_chat_seq"),)

@@ -40,6 +40,7 @@ from sqlalchemy.orm.attributes import instance_state
 
 from sa_llm._flow import Flow, Sleep, StreamAbandoned
 from sa_llm._persisted import attachments as _attachments
+from sa_llm._persisted import events as _events
 from sa_llm._persisted.heartbeat import Heartbeat, StartHeartbeat
 from sa_llm._persisted.history import Mirror, mirror_row
 from sa_llm._persisted.lease import (
@@ -101,8 +102,10 @@ class PersistedChat(Chat):
     _mirror: Mirror | None = None
     _streamed: bool = True  # whether the reply of this turn streams
     _heartbeat: Heartbeat | None = None
-    _flush_interval: float | None = None  # seconds between partial-output flushes (None: off)
+    _flush_interval: float | None = None  # seconds between flushes of streamed text (None: off)
     _next_flush: float = 0.0
+    _flushed: int = 0  # characters of the streaming reply already in the event log
+    _buffer: _events.EventBuffer | None = None  # the events of the step running now
 
     def bind(
         self,
@@ -179,9 +182,22 @@ class PersistedChat(Chat):
         """
         strategy, record, schema = self.strategy, self.turn.record, self.turn.schema
 
+        chat_id = self.turn.chat_id
+        wrote: list[int | None] = []
+
         def step(session: Session) -> T:
             kept: list[Any] = [record]
-            result = strategy.run_step(session, lambda: hook(session, kept), keep=kept)
+            buffer = self._buffer = _events.EventBuffer()
+
+            def body() -> T:
+                result = hook(session, kept)
+                wrote.append(_events.write(session, schema, chat_id, buffer.items))
+                return result
+
+            try:
+                result = strategy.run_step(session, body, keep=kept)
+            finally:
+                self._buffer = None
             show_messages(record, schema.messages_attr, kept[1:])
             return result
 
@@ -190,6 +206,8 @@ class PersistedChat(Chat):
         while True:
             try:
                 result: T = yield DbStep(step, self._session, self._async_session)
+                if wrote and wrote[-1] is not None:
+                    hub.notify(_events.events_key(schema, chat_id))  # viewers in this process
                 return result
             except sa_exc.DBAPIError as exc:
                 if attempt < retries and _retriable(exc):
@@ -204,6 +222,22 @@ class PersistedChat(Chat):
                     reply=reply,
                     step=what,
                 ) from exc
+
+    def _emit(self, kind: str, message_id: Any = None, **data: Any) -> None:
+        """Add an event to the running step's transaction (a no-op without an event log)."""
+        if self._buffer is not None and self.turn.schema.event_cls is not None:
+            self._buffer.add(kind, message_id, **data)
+
+    def _created(self, row: Any, message: Message | None = None) -> None:
+        """A ``message.created`` event for a row just written."""
+        if self._buffer is None or self.turn.schema.event_cls is None:
+            return
+        data: dict[str, Any] = {"role": row.role, "status": getattr(row, "status", None)}
+        if message is not None:
+            data["content"] = message.text
+        if message is not None and message.tool_call_id:
+            data["tool_call_id"] = message.tool_call_id
+        self._emit("message.created", _pk(row), **data)
 
     def _write(self, hook: Callable[[Session], Any], what: str) -> Flow[Any]:
         """A step whose hook writes one row; returns the row."""
@@ -293,9 +327,13 @@ class PersistedChat(Chat):
         turn, strategy = self.turn, self.strategy
         yield from self._store_files_of(message)
         self._forget()  # a message outside a turn: the next turn reads the rows
-        row = yield from self._write(
-            lambda s: strategy.persist_user_message(s, turn, message), "save the message"
-        )
+
+        def save(session: Session) -> Any:
+            row = strategy.persist_user_message(session, turn, message)
+            self._created(row, message)
+            return row
+
+        row = yield from self._write(save, "save the message")
         self.messages.append(message)
         return row
 
@@ -372,7 +410,12 @@ class PersistedChat(Chat):
             self._heartbeat = yield StartHeartbeat(
                 schema, turn.lease, config.turn_poll_interval, self._bind(), self._async_bind
             )
-        self._flush_interval = config.partial_output_interval if turn.keep_partial else None
+        intervals = []
+        if turn.keep_partial:
+            intervals.append(config.partial_output_interval)
+        if schema.event_cls is not None:
+            intervals.append(config.stream_event_interval)
+        self._flush_interval = min(intervals) if intervals else None
         if message is not None:
             yield from self._fire("end_message", message)
 
@@ -390,13 +433,15 @@ class PersistedChat(Chat):
                 if outcome == Claim.BUSY:
                     return outcome
                 if outcome == Claim.TAKEN_OVER:
-                    settle(session, schema, turn.chat_id)
+                    settle(session, schema, turn.chat_id, self._buffer)
             found["history"] = turn.memory.history.current(
                 session, schema, turn.chat_id, self.storage
             )
+            self._emit("turn.started")
             if message is not None:
                 found["row"] = strategy.persist_user_message(session, turn, message)
                 kept.append(found["row"])
+                self._created(found["row"], message)
                 if with_placeholder:
                     try:
                         placeholder = strategy.persist_new_message(session, turn)
@@ -405,6 +450,7 @@ class PersistedChat(Chat):
                         raise
                     kept.append(placeholder)
                     turn.placeholder = placeholder
+                    self._created(placeholder)
             return outcome
 
         try:
@@ -461,9 +507,15 @@ class PersistedChat(Chat):
     def _reply_started(self) -> Flow[None]:
         turn, strategy = self.turn, self.strategy
         if turn.placeholder is None:  # the begin step writes a non-streamed reply's own
-            turn.placeholder = yield from self._write(
-                lambda s: strategy.persist_new_message(s, turn), "write the reply's placeholder"
-            )
+
+            def start(session: Session) -> Any:
+                row = strategy.persist_new_message(session, turn)
+                if instance_state(row).key is not None:  # SaveOnCompletion writes none
+                    self._created(row)
+                return row
+
+            turn.placeholder = yield from self._write(start, "write the reply's placeholder")
+        self._flushed = 0
         if self._flush_interval is not None:
             self._next_flush = time.monotonic() + self._flush_interval
         yield from self._fire("new_message")
@@ -481,9 +533,14 @@ class PersistedChat(Chat):
             return
         partial = accumulator.partial()
         lease = turn.lease
+        text = partial.text or ""
+        fresh, offset = text[self._flushed :], self._flushed
 
         def flush(session: Session, kept: list[Any]) -> str | None:
-            kept.append(strategy.persist_partial_output(session, turn, row, partial))
+            if turn.keep_partial:
+                kept.append(strategy.persist_partial_output(session, turn, row, partial))
+            if fresh:
+                self._emit("message.delta", _pk(row), text=fresh, offset=offset)
             if lease is None:
                 return None
             state = lease_state(session, schema, turn.chat_id)
@@ -491,7 +548,10 @@ class PersistedChat(Chat):
                 return "lost"
             return "cancelled" if state.cancel_requested_at is not None else None
 
+        if not turn.keep_partial and not fresh and lease is None:
+            return
         found = yield from self._run(flush, what="write the partial reply")
+        self._flushed = len(text)
         if found == "lost":
             raise TurnLeaseLostError(
                 "This turn's lease on the chat expired and another turn took the chat over."
@@ -517,6 +577,12 @@ class PersistedChat(Chat):
             kept.append(done)
             if ends and lease is not None and not release(session, schema, lease, turn.record):
                 raise _LeaseGone
+            if schema.event_cls is not None:
+                pk = _pk(done)
+                _events.forget_deltas(session, schema, turn.chat_id, pk)
+                self._emit("message.completed", pk, **_completed(done, message))
+                if ends:
+                    self._emit("turn.ended", outcome="complete")
             return done
 
         try:
@@ -537,9 +603,17 @@ class PersistedChat(Chat):
     def _tool_result_started(self, call: ToolCall) -> Flow[None]:
         turn, strategy = self.turn, self.strategy
         streaming, turn.streaming = turn.streaming, False
-        turn.placeholder = yield from self._write(
-            lambda s: strategy.persist_new_message(s, turn), "write the tool result's placeholder"
-        )
+
+        def start(session: Session) -> Any:
+            row = strategy.persist_new_message(session, turn)
+            if instance_state(row).key is not None:
+                self._emit(
+                    "message.created", _pk(row), role="tool", status=getattr(row, "status", None),
+                    tool_call_id=call.id, name=call.name,
+                )  # fmt: skip
+            return row
+
+        turn.placeholder = yield from self._write(start, "write the tool result's placeholder")
         turn.streaming = streaming
 
     def _add_tool_result(self, message: Message, call: ToolCall) -> Flow[None]:
@@ -560,10 +634,12 @@ class PersistedChat(Chat):
         lease = self.turn.lease
         if lease is not None and lease.held:  # a tool halted the turn: release on its own
             self._stop_heartbeat()
-            yield from self._run(
-                lambda s, kept: release(s, self.turn.schema, lease, self.turn.record),
-                what="release the chat",
-            )
+
+            def finish(session: Session, kept: list[Any]) -> bool:
+                self._emit("turn.ended", outcome="complete")
+                return release(session, self.turn.schema, lease, self.turn.record)
+
+            yield from self._run(finish, what="release the chat")
             self._released()
         self._remember()
         return reply
@@ -582,11 +658,33 @@ class PersistedChat(Chat):
             error.partial = turn.partial
         lease = turn.lease
 
+        placeholder = turn.placeholder
+
         def cleanup(session: Session) -> None:
             def work() -> None:
-                strategy.cleanup_failed_turn(session, turn)
+                deleted = _deleted_messages(session, schema) if schema.event_cls else None
+                try:
+                    strategy.cleanup_failed_turn(session, turn)
+                finally:
+                    if deleted is not None:
+                        deleted.close()
                 if lease is not None and lease.held:
                     release(session, schema, lease, turn.record)
+                if deleted is None:
+                    return
+                buffer = _events.EventBuffer()
+                for pk in deleted.keys:
+                    buffer.add("message.deleted", pk)
+                if placeholder is not None and not instance_state(placeholder).was_deleted:
+                    state = instance_state(placeholder)
+                    if state.key is not None:
+                        buffer.add(
+                            "message.status", state.key[1][0],
+                            status=getattr(placeholder, "status", None),
+                            content=placeholder.content,
+                        )  # fmt: skip
+                buffer.add("turn.ended", outcome=turn.outcome, error=_describe(error))
+                _events.write(session, schema, turn.chat_id, buffer.items)
 
             strategy.run_cleanup(session, work)
             show_messages(turn.record, schema.messages_attr, ())
@@ -602,7 +700,71 @@ class PersistedChat(Chat):
         else:
             if lease is not None and lease.held:
                 self._released()
+            if schema.event_cls is not None:
+                hub.notify(_events.events_key(schema, turn.chat_id))
         turn.placeholder = None
+
+
+def _pk(row: Any) -> Any:
+    """A written row's primary key (its identity: readable after the commit without I/O)."""
+    state = instance_state(row)
+    return state.key[1][0] if state.key is not None else None
+
+
+def _completed(row: Any, message: Message) -> dict[str, Any]:
+    """The data of a ``message.completed`` event: what a viewer shows of the final row."""
+    data: dict[str, Any] = {
+        "role": message.role,
+        "status": getattr(row, "status", None) or "complete",
+        "content": message.text,
+    }
+    if message.thinking is not None and message.thinking.text:
+        data["thinking"] = message.thinking.text
+    if message.tool_calls:
+        data["tool_calls"] = [
+            {"id": call.id, "name": call.name, "arguments": dict(call.arguments)}
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id:
+        data["tool_call_id"] = message.tool_call_id
+    if message.tokens is not None:
+        tokens = message.tokens
+        data["tokens"] = {"input": tokens.input, "output": tokens.output}
+    return data
+
+
+def _describe(error: BaseException) -> str:
+    """What a viewer is told about the error that ended a turn (no traceback, no secrets:
+    sa_llm's own messages are redacted)."""
+    message = getattr(error, "message", None) or str(error)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+class _DeletedMessages:
+    """Collects the keys of the message rows a step deletes (a clean-up hook may delete any)."""
+
+    def __init__(self, session: Session, message_cls: type[Any]) -> None:
+        from sqlalchemy import event
+
+        self.keys: list[Any] = []
+        self._session = session
+        self._message_cls = message_cls
+        self._event = event
+        event.listen(session, "after_flush", self._collect)
+
+    def _collect(self, session: Session, context: Any) -> None:
+        for row in session.deleted:
+            if isinstance(row, self._message_cls):
+                key = instance_state(row).key
+                if key is not None:
+                    self.keys.append(key[1][0])
+
+    def close(self) -> None:
+        self._event.remove(self._session, "after_flush", self._collect)
+
+
+def _deleted_messages(session: Session, schema: Any) -> _DeletedMessages:
+    return _DeletedMessages(session, schema.message_cls)
 
 
 def _outcome(error: BaseException) -> str:

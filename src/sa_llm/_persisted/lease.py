@@ -33,6 +33,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from sa_llm._mapping import LEASE_COLUMNS, ChatSchema
+from sa_llm._persisted.events import EventBuffer
+from sa_llm._persisted.events import write as write_events
 
 __all__ = [
     "CHANNEL",
@@ -248,7 +250,9 @@ def request_cancel(session: Session | Connection, schema: ChatSchema, chat_id: A
     return lease_state(session, schema, chat_id).running  # already requested: still running
 
 
-def settle(session: Session, schema: ChatSchema, chat_id: Any) -> int:
+def settle(
+    session: Session, schema: ChatSchema, chat_id: Any, events: EventBuffer | None = None
+) -> int:
     """Put right what a turn that died on this chat left behind; returns the rows changed.
 
     * a placeholder it was writing (status ``pending`` / ``streaming``): deleted when blank,
@@ -257,6 +261,7 @@ def settle(session: Session, schema: ChatSchema, chat_id: Any) -> int:
       interrupted, so the model sees every call answered and the chat can continue.
 
     Call it with the chat's lease held (after a takeover) or while no turn runs (repair).
+    ``events`` (the step's event buffer) receives what changed, for the chat's event log.
     """
     M, TC = schema.message_cls, schema.tool_call_cls
     chat_fk = getattr(M, schema.message_chat_fk)
@@ -273,18 +278,26 @@ def settle(session: Session, schema: ChatSchema, chat_id: Any) -> int:
             if calls is not None:  # a hook wrote the calls but not the status: complete
                 row.status = "complete"
             elif blank:  # nothing came (or, without keep_partial_output, nothing was kept)
+                if events is not None:
+                    events.add("message.deleted", row.id)
                 session.delete(row)
             else:  # the text flushed so far (keep_partial_output)
                 row.status = "interrupted"
+                if events is not None:
+                    events.add("message.status", row.id, status="interrupted", content=row.content)
             changed += 1
         session.flush()
-    changed += _close_unanswered_calls(session, schema, chat_id)
+    changed += _close_unanswered_calls(session, schema, chat_id, events)
+    if changed and events is not None:
+        events.add("turn.ended", outcome="interrupted", error="The process running it stopped.")
     if changed:
         logger.warning("Settled %d row(s) a dead turn left on chat %s", changed, chat_id)
     return changed
 
 
-def _close_unanswered_calls(session: Session, schema: ChatSchema, chat_id: Any) -> int:
+def _close_unanswered_calls(
+    session: Session, schema: ChatSchema, chat_id: Any, events: EventBuffer | None = None
+) -> int:
     """Answer every tool call of the chat that has no result with an "interrupted" result."""
     M, TC = schema.message_cls, schema.tool_call_cls
     chat_fk = getattr(M, schema.message_chat_fk)
@@ -297,6 +310,7 @@ def _close_unanswered_calls(session: Session, schema: ChatSchema, chat_id: Any) 
         .where(chat_fk == chat_id, TC.id.not_in(answered))
         .order_by(TC.id)
     ).all()
+    rows = []
     for call_pk, _provider_id in open_calls:
         row = schema.message_cls()
         setattr(row, schema.message_chat_fk, chat_id)
@@ -306,8 +320,15 @@ def _close_unanswered_calls(session: Session, schema: ChatSchema, chat_id: Any) 
         if "status" in schema.optional:
             row.status = "complete"
         session.add(row)
+        rows.append((row, _provider_id))
     if open_calls:
         session.flush()
+    if events is not None:
+        for row, provider_id in rows:
+            events.add(
+                "message.completed", row.id, role="tool", status="complete",
+                content=INTERRUPTED_TOOL_RESULT, tool_call_id=provider_id,
+            )  # fmt: skip
     return len(open_calls)
 
 
@@ -353,7 +374,9 @@ def repair(session: Session, schema: ChatSchema, chat_ids: Any = None) -> Repair
                 session.rollback()
                 busy.append(chat_id)
                 continue
-            changed = settle(session, schema, chat_id)
+            events = EventBuffer()
+            changed = settle(session, schema, chat_id, events)
+            write_events(session, schema, chat_id, events.items)
             if schema.lease:
                 release(session, schema, lease)
             session.commit()

@@ -187,9 +187,11 @@ _RETRY_AFTER = 30.0  # seconds before a listener that could not connect tries ag
 class _Listener:
     """A thread with one PostgreSQL connection doing ``LISTEN``, waking this process's waiters."""
 
-    def __init__(self, conninfo: str, channel: str, on_payload: Callable[[str], None]) -> None:
+    def __init__(
+        self, conninfo: str, channels: tuple[str, ...], on_payload: Callable[[str], None]
+    ) -> None:
         self.conninfo = conninfo
-        self.channel = channel
+        self.channels = channels
         self.on_payload = on_payload
         self.failed_at: float | None = None
         self.ready = threading.Event()
@@ -210,7 +212,8 @@ class _Listener:
         while True:
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as connection:
-                    connection.execute(f"LISTEN {self.channel}")
+                    for channel in self.channels:
+                        connection.execute(f"LISTEN {channel}")
                     self.failed_at = None
                     self.ready.set()
                     while True:
@@ -218,7 +221,7 @@ class _Listener:
                             self.on_payload(notice.payload)
             except Exception as exc:
                 # Waiters fall back to polling meanwhile; try again later.
-                logger.debug("LISTEN %s failed (%s); polling instead", self.channel, exc)
+                logger.debug("LISTEN failed (%s); polling instead", exc)
                 self.failed_at = time.monotonic()
                 self.ready.set()
                 time.sleep(_RETRY_AFTER)
@@ -237,10 +240,18 @@ def _conninfo(url: URL) -> str | None:
     return plain.render_as_string(hide_password=False)
 
 
+def _on_payload(payload: str) -> None:
+    """A NOTIFY: wake the waiters of its key (an event write's payload ends with ``:<seq>``)."""
+    if payload.startswith("events:"):
+        payload = payload.rpartition(":")[0]
+    hub.notify(payload)
+
+
 def listen(bind: Any) -> None:
     """Make sure this process listens for turn releases on ``bind``'s database (PostgreSQL with
     psycopg installed; elsewhere nothing: waiters poll)."""
-    from sa_llm._persisted.lease import CHANNEL
+    from sa_llm._persisted.events import CHANNEL as EVENTS
+    from sa_llm._persisted.lease import CHANNEL as TURNS
 
     url = getattr(bind, "url", None)
     if not isinstance(url, URL):
@@ -252,7 +263,7 @@ def listen(bind: Any) -> None:
         listener = _listeners.get(conninfo)
         if listener is not None and listener.alive:
             return
-        listener = _listeners[conninfo] = _Listener(conninfo, CHANNEL, hub.notify)
+        listener = _listeners[conninfo] = _Listener(conninfo, (TURNS, EVENTS), _on_payload)
     # The first waiter waits (briefly) for LISTEN to be in place, so a release right after its
     # failed claim is not missed; a listener that cannot connect leaves it to polling.
     listener.ready.wait(2.0)

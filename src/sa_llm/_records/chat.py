@@ -618,23 +618,6 @@ class ChatMethods:
         await session.run_sync(lambda s: self._model_step(s, model, provider, assume_model_exists))
         return self
 
-    def _add_step(self, session: Session, message: Message) -> Any:
-        from sa_llm.persistence import Turn, strategy_for
-
-        schema = chat_schema(type(self))
-        strategy = strategy_for(session, type(self))
-
-        def step() -> Any:
-            if self not in session:
-                session.add(self)
-            if sa_inspect(self).key is None:
-                self._resolve_model(session, schema)
-                session.flush()
-            turn = Turn(schema=schema, record=self, chat_id=sa_inspect(self).identity[0])
-            return strategy.persist_user_message(session, turn, message)
-
-        return _run_step(strategy, session, self, step)
-
     def create_user_message(
         self,
         content: str | Content | RawContent | None,
@@ -646,11 +629,10 @@ class ChatMethods:
         Files are checked and stored as in :meth:`ask` (a later :meth:`complete` sends them).
 
         Raises:
+            ConfigurationError: no text and no file.
             AttachmentError: a file is missing, unreadable or too large (nothing is saved).
             UnsupportedAttachmentError: the model cannot read a file's type (nothing is saved).
         """
-        if attachments is None and not _has_files(content):
-            return self._add_step(_sync_session(self), Message(role="user", content=content))
         llm = self._llm_for_turn()
         return drive(llm.create_user_message_flow(content, attachments))
 
@@ -660,10 +642,6 @@ class ChatMethods:
         *,
         attachments: AttachmentSource | Sequence[AttachmentSource] | None = None,
     ) -> Any:
-        if attachments is None and not _has_files(content):
-            session = _async_session(self)
-            message = Message(role="user", content=content)
-            return await session.run_sync(lambda s: self._add_step(s, message))
         llm = await self._allm_for_turn()
         return await adrive(llm.create_user_message_flow(content, attachments))
 
@@ -673,15 +651,10 @@ class ChatMethods:
         Files in a :class:`~sa_llm.types.Content` are stored with it.
         """
         value = message or Message(**fields)
-        if not value.attachments:
-            return self._add_step(_sync_session(self), value)
         return drive(self._llm_for_turn().persist_message_flow(value))
 
     async def aadd_message(self, message: Message | None = None, **fields: Any) -> Any:
         value = message or Message(**fields)
-        if not value.attachments:
-            session = _async_session(self)
-            return await session.run_sync(lambda s: self._add_step(s, value))
         llm = await self._allm_for_turn()
         return await adrive(llm.persist_message_flow(value))
 
