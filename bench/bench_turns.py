@@ -47,7 +47,7 @@ TRIALS = 20
 
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 # -- 1. W1 before and after ------------------------------------------------------------------------
@@ -96,6 +96,11 @@ def _run_w1(src: Path, tmp: Path, label: str, round_: int) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def _w1_row(label: str, times: list[float], counts: tuple[int, int]) -> str:
+    spread = f"{min(times):.2f}-{max(times):.2f}"
+    return f"| {label} | {statistics.median(times):.2f} ({spread}) | {counts[0]} | {counts[1]} |"
+
+
 def bench_w1(before_src: Path, tmp: Path) -> list[str]:
     after_src = ROOT / "src"
     befores, afters, ratios = [], [], []
@@ -117,10 +122,8 @@ def bench_w1(before_src: Path, tmp: Path) -> list[str]:
         "",
         "| | median ms / turn (min-max over rounds) | statements / turn | commits / turn |",
         "| --- | --- | --- | --- |",
-        f"| before the lease | {statistics.median(befores):.2f} ({min(befores):.2f}-{max(befores):.2f})"
-        f" | {counts['before'][0]} | {counts['before'][1]} |",
-        f"| with the lease | {statistics.median(afters):.2f} ({min(afters):.2f}-{max(afters):.2f})"
-        f" | {counts['after'][0]} | {counts['after'][1]} |",
+        _w1_row("before the lease", befores, counts["before"]),
+        _w1_row("with the lease", afters, counts["after"]),
         "",
         f"Paired ratio (with / before), per round: median **{statistics.median(ratios):.2f}x**, "
         f"min {min(ratios):.2f}x, max {max(ratios):.2f}x (target <= 1.1x).",
@@ -233,7 +236,7 @@ def wait_table(rows: list[tuple[str, list[float]]]) -> list[str]:
     return [*lines, "", "Target: <= 50 ms after release on PostgreSQL with NOTIFY.", ""]
 
 
-# -- 3. partial-output flushes -----------------------------------------------------------------------
+# -- 3. partial-output flushes -----------------------------------------------------------------
 
 
 def bench_flushes(db_url: str) -> list[str]:
