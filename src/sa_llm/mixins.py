@@ -4,10 +4,12 @@
 ``AttachmentMixin`` and the legacy ``LegacyChatMixin``/``LegacyMessageMixin``) make a
 persisted model a few lines. Each mixin declares the columns sa_llm reads and writes, with the
 default names of ``docs/decisions.md`` and the Alembic templates. Foreign keys point at the
-default table names (``chats``, ``messages``, ``tool_calls``, ``models``); set
-``__sa_llm_tables__`` on your class to point them elsewhere, or declare the foreign-key column
-yourself. Foreign keys take the type
-of the primary key they reference, so integer and UUID keys both work.
+table of the class that plays the other part (``chat_id`` at the chat class's table, ...)
+whatever it is named, so Flask-SQLAlchemy's generated names (``chat``, ``message``) work as
+well as the default ``chats``, ``messages``, ``tool_calls`` and ``models``; with several
+classes of one part in one registry, set ``__sa_llm_tables__`` on your class to say which, or
+declare the foreign-key column yourself. Foreign keys take the type of the primary key they
+reference, so integer and UUID keys both work.
 
 Example::
 
@@ -35,6 +37,7 @@ The column mixins inherit the record bases.
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -48,10 +51,20 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, Mapper, declared_attr, mapped_column
+from sqlalchemy.sql.schema import Table
 
+from sa_llm._mapping import (
+    ATTACHMENT_OPTIONS,
+    CHAT_OPTIONS,
+    MESSAGE_OPTIONS,
+    MODEL_OPTIONS,
+    TOOL_CALL_OPTIONS,
+)
 from sa_llm._records.chat import ChatMethods
 from sa_llm._records.rows import AttachmentMethods, MessageMethods, ModelMethods, ToolCallMethods
 
@@ -69,6 +82,7 @@ __all__ = [
     "ModelRecord",
     "ToolCallMixin",
     "ToolCallRecord",
+    "link_foreign_keys",
     "utcnow",
 ]
 
@@ -93,11 +107,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _table(cls: Any, role: str) -> str:
-    tables = getattr(cls, "__sa_llm_tables__", None) or {}
-    return str(tables.get(role, _DEFAULT_TABLES[role]))
-
-
 # -- record bases ---------------------------------------------------------------------------------
 
 
@@ -119,6 +128,113 @@ class ModelRecord(ModelMethods):
 
 class AttachmentRecord(AttachmentMethods):
     """The record API of an attachment row (``open``, ``read``, ``to_llm``), without columns."""
+
+
+# -- foreign keys that follow the referenced class's table ---------------------------------------
+#
+# A mixin's foreign key is declared while its class is created, when the class it references may
+# not exist yet, and frameworks name tables their own way (Flask-SQLAlchemy: ``chat``, not
+# ``chats``). So the target is taken from the class that plays the referenced part when one is
+# mapped already; otherwise the default name is used and the key is remembered, and when the
+# referenced class is mapped under another name the key is pointed at its table (see
+# docs/decisions.md, "Foreign keys follow the referenced class").
+
+#: Options attribute of the ``@acts_as_*`` decorator, and record base, of each part.
+_PARTS: dict[str, tuple[str, type[Any]]] = {}
+
+#: The mapped classes that play a part, as they are mapped.
+_mapped: weakref.WeakKeyDictionary[type[Any], tuple[str, Table]] = weakref.WeakKeyDictionary()
+
+#: Foreign keys declared with a default table name that may still need pointing elsewhere.
+_pending: weakref.WeakKeyDictionary[ForeignKey, str] = weakref.WeakKeyDictionary()
+
+
+def _part_of(cls: type[Any]) -> str | None:
+    """The part (``"chats"``, ``"messages"``, ...) ``cls`` plays, from its record base or the
+    ``@acts_as_*`` decorator applied to it."""
+    for part, (options, record) in _PARTS.items():
+        if options in vars(cls) or issubclass(cls, record):
+            return part
+    return None
+
+
+def _tables_of(metadata: Any, part: str) -> list[Table]:
+    """The tables in ``metadata`` of the mapped classes that play ``part``."""
+    tables: list[Table] = []
+    for played, table in list(_mapped.values()):
+        if played == part and table.metadata is metadata and table not in tables:
+            tables.append(table)
+    return tables
+
+
+def _foreign_key(cls: Any, part: str, **options: Any) -> ForeignKey:
+    """A foreign key to the ``id`` of the table playing ``part`` for the class ``cls``."""
+    explicit = (getattr(cls, "__sa_llm_tables__", None) or {}).get(part)
+    if explicit:
+        return ForeignKey(f"{explicit}.id", **options)
+    default = _DEFAULT_TABLES[part]
+    metadata = getattr(cls, "metadata", None)
+    tables = getattr(metadata, "tables", {})
+    candidates = _tables_of(metadata, part)
+    if default not in tables and len(candidates) == 1:
+        return ForeignKey(f"{candidates[0].key}.id", **options)
+    key = ForeignKey(f"{default}.id", **options)
+    if default not in tables:
+        _pending[key] = part
+    return key
+
+
+def _repoint(key: ForeignKey, table: Table) -> None:
+    """Point ``key`` (unresolved, at a default table name) at ``table.id`` instead."""
+    column = key.parent
+    parent = column.table
+    # The unresolved key waits in its metadata's memo for a table of the default name.
+    key._remove_from_metadata(parent.metadata)
+    if key.constraint is not None:
+        parent.constraints.discard(key.constraint)
+    parent.foreign_keys.discard(key)
+    column.foreign_keys.discard(key)
+    column.append_foreign_key(
+        ForeignKey(
+            f"{table.key}.id",
+            name=key.name,
+            ondelete=key.ondelete,
+            onupdate=key.onupdate,
+            use_alter=key.use_alter,
+        )
+    )
+
+
+def link_foreign_keys(cls: type[Any]) -> None:
+    """Point the mixins' pending foreign keys at the table of ``cls`` (a mapped class playing
+    a part: chat, message, tool call, model or attachment) when it is not the default name.
+
+    Called for you when a subclass of a mixin or record base is mapped, and by every
+    ``@acts_as_*`` decorator; idempotent. A key is left alone when its metadata has a table of
+    the default name, or when more than one class plays the part (name the table with
+    ``__sa_llm_tables__`` then).
+    """
+    mapper = sa_inspect(cls, raiseerr=False)
+    if isinstance(mapper, Mapper):
+        _link(mapper, cls)
+
+
+def _link(mapper: Mapper[Any], cls: type[Any]) -> None:
+    part = _part_of(cls)
+    table = mapper.local_table
+    if part is None or not isinstance(table, Table):
+        return
+    metadata = table.metadata
+    _mapped[cls] = (part, table)
+    for key, wanted in list(_pending.items()):
+        parent = getattr(getattr(key, "parent", None), "table", None)
+        if wanted != part or not isinstance(parent, Table) or parent.metadata is not metadata:
+            continue
+        if _DEFAULT_TABLES[part] in metadata.tables:
+            _pending.pop(key, None)  # resolves by its name
+        elif _tables_of(metadata, part) == [table]:
+            _pending.pop(key, None)
+            _repoint(key, table)
 
 
 # -- column mixins --------------------------------------------------------------------------------
@@ -163,7 +279,7 @@ class ChatMixin(ChatRecord, _TurnLease, _Timestamps):
     @declared_attr
     def model_id(cls) -> Mapped[Any]:
         return mapped_column(
-            ForeignKey(f"{_table(cls, 'models')}.id", ondelete="SET NULL"),
+            _foreign_key(cls, "models", ondelete="SET NULL"),
             nullable=True,
             index=True,
         )
@@ -194,16 +310,15 @@ class _MessageColumns(_Timestamps):
 
     @declared_attr
     def chat_id(cls) -> Mapped[Any]:
-        return mapped_column(
-            ForeignKey(f"{_table(cls, 'chats')}.id", ondelete="CASCADE"), nullable=False
-        )
+        return mapped_column(_foreign_key(cls, "chats", ondelete="CASCADE"), nullable=False)
 
     @declared_attr
     def tool_call_id(cls) -> Mapped[Any]:
         # The call this tool result answers (an FK), not the provider's string id.
         return mapped_column(
-            ForeignKey(
-                f"{_table(cls, 'tool_calls')}.id",
+            _foreign_key(
+                cls,
+                "tool_calls",
                 ondelete="SET NULL",
                 use_alter=True,
                 # ALTER-created constraints need a name to be dropped again (PostgreSQL).
@@ -226,9 +341,7 @@ class MessageMixin(MessageRecord, _MessageColumns):
 
     @declared_attr
     def model_id(cls) -> Mapped[Any]:
-        return mapped_column(
-            ForeignKey(f"{_table(cls, 'models')}.id", ondelete="SET NULL"), nullable=True
-        )
+        return mapped_column(_foreign_key(cls, "models", ondelete="SET NULL"), nullable=True)
 
 
 class LegacyMessageMixin(MessageRecord, _MessageColumns):
@@ -256,7 +369,7 @@ class ToolCallMixin(ToolCallRecord):
     @declared_attr
     def message_id(cls) -> Mapped[Any]:
         return mapped_column(
-            ForeignKey(f"{_table(cls, 'messages')}.id", ondelete="CASCADE"),
+            _foreign_key(cls, "messages", ondelete="CASCADE"),
             nullable=False,
             index=True,
         )
@@ -320,7 +433,19 @@ class AttachmentMixin(AttachmentRecord):
     @declared_attr
     def message_id(cls) -> Mapped[Any]:
         return mapped_column(
-            ForeignKey(f"{_table(cls, 'messages')}.id", ondelete="CASCADE"),
+            _foreign_key(cls, "messages", ondelete="CASCADE"),
             nullable=False,
             index=True,
         )
+
+
+_PARTS.update(
+    chats=(CHAT_OPTIONS, ChatRecord),
+    messages=(MESSAGE_OPTIONS, MessageRecord),
+    tool_calls=(TOOL_CALL_OPTIONS, ToolCallRecord),
+    models=(MODEL_OPTIONS, ModelRecord),
+    attachments=(ATTACHMENT_OPTIONS, AttachmentRecord),
+)
+for _record in (ChatRecord, MessageRecord, ToolCallRecord, ModelRecord, AttachmentRecord):
+    # Per record base (so per mixin), not Mapper-wide: only sa_llm's classes are looked at.
+    event.listen(_record, "after_mapper_constructed", _link, propagate=True)
