@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 _loaded: dict[str, ModuleType] = {}
 
@@ -25,3 +27,13 @@ def load_example(name: str) -> ModuleType:
         spec.loader.exec_module(module)
         _loaded[name] = module
     return _loaded[name]
+
+
+def parse_sse(body: str) -> list[tuple[str, Any]]:
+    """``(event, JSON data)`` of each server-sent event in ``body`` (any line ending)."""
+    events = []
+    text = body.replace("\r\n", "\n").replace("\r", "\n").strip()
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events

@@ -67,6 +67,7 @@ from sa_llm._mapping import (
 )
 from sa_llm._records.chat import ChatMethods
 from sa_llm._records.rows import AttachmentMethods, MessageMethods, ModelMethods, ToolCallMethods
+from sa_llm.errors import ConfigurationError
 
 __all__ = [
     "AttachmentMixin",
@@ -240,6 +241,29 @@ def _link(mapper: Mapper[Any], cls: type[Any]) -> None:
 # -- column mixins --------------------------------------------------------------------------------
 
 
+class _Columns:
+    """Base of the column mixins: refuses SQLModel, which cannot take them (see below)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if any(
+            base.__name__ == "SQLModel" and base.__module__.startswith("sqlmodel")
+            for base in cls.__mro__
+        ):
+            mixin = next(b.__name__ for b in cls.__mro__ if b.__module__ == __name__)
+            # SQLModel makes a table model's columns from pydantic fields; the mixins' columns
+            # are SQLAlchemy ``Mapped[...]`` declarations (with ``declared_attr`` foreign keys)
+            # that pydantic cannot read, so the class would fail to build with a pydantic error.
+            raise ConfigurationError(
+                f"{cls.__name__}: sa_llm's column mixins ({mixin}) cannot be used with SQLModel: "
+                "SQLModel builds a table model's columns from pydantic fields, and the mixins "
+                "declare SQLAlchemy Mapped[...] columns that pydantic cannot read. Declare the "
+                f"columns as SQLModel fields and inherit {mixin.replace('Legacy', '')[:-5]}"
+                "Record instead (it adds the methods, no columns), then decorate the class as "
+                "usual; see docs/recipes/sqlmodel.md."
+            )
+        super().__init_subclass__(**kwargs)
+
+
 class _TurnLease:
     """The turn lease of a chat: which turn holds it, until when, and a cancel request.
 
@@ -268,7 +292,7 @@ class _Timestamps:
     )
 
 
-class ChatMixin(ChatRecord, _TurnLease, _Timestamps):
+class ChatMixin(ChatRecord, _TurnLease, _Timestamps, _Columns):
     """Columns of a chat: ``id``, ``model_id`` (FK to the registry), the turn lease,
     timestamps."""
 
@@ -285,14 +309,14 @@ class ChatMixin(ChatRecord, _TurnLease, _Timestamps):
         )
 
 
-class LegacyChatMixin(ChatRecord, _TurnLease, _Timestamps):
+class LegacyChatMixin(ChatRecord, _TurnLease, _Timestamps, _Columns):
     """Columns of a chat without the registry: the model id is a plain string."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
-class _MessageColumns(_Timestamps):
+class _MessageColumns(_Timestamps, _Columns):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     role: Mapped[str] = mapped_column(String(20), nullable=False)
     #: Where the message is: ``pending`` / ``streaming`` (a turn is writing it), ``complete``,
@@ -352,7 +376,7 @@ class LegacyMessageMixin(MessageRecord, _MessageColumns):
     model_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
-class ToolCallMixin(ToolCallRecord):
+class ToolCallMixin(ToolCallRecord, _Columns):
     """Columns of a tool call: provider id, name, JSON arguments, message FK."""
 
     __sa_llm_tables__: ClassVar[dict[str, str]] = {}
@@ -386,7 +410,7 @@ class ToolCallMixin(ToolCallRecord):
         )
 
 
-class ModelMixin(ModelRecord, _Timestamps):
+class ModelMixin(ModelRecord, _Timestamps, _Columns):
     """Columns of a registry row: ids, provider, limits, modalities, capabilities, pricing."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -412,7 +436,7 @@ class ModelMixin(ModelRecord, _Timestamps):
         )
 
 
-class AttachmentMixin(AttachmentRecord):
+class AttachmentMixin(AttachmentRecord, _Columns):
     """Columns of a stored file: message FK, filename, content type, size, SHA-256, storage key.
 
     The bytes live in a :mod:`sa_llm.storage` backend, never in the database.

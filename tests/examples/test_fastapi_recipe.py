@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import sa_llm
-from examples_support import load_example
+from examples_support import load_example, parse_sse
 from sa_llm.testing import FakeLLM
 
 app_module = load_example("fastapi_chat")
@@ -123,13 +123,3 @@ def test_an_unknown_chat_is_a_404(
     assert response.status_code == 404
     assert response.json() == {"detail": "No such chat"}
     assert fake.requests == []
-
-
-def parse_sse(body: str) -> list[tuple[str, Any]]:
-    import json
-
-    events = []
-    for block in body.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((fields["event"], json.loads(fields["data"])))
-    return events

@@ -4,7 +4,6 @@ Flask-SQLAlchemy's generated table names."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from sqlalchemy import inspect
 
 import sa_llm
 from conftest import sync_url
-from examples_support import load_example
+from examples_support import load_example, parse_sse
 from sa_llm.testing import FakeLLM
 
 app_module = load_example("flask_chat")
@@ -134,11 +133,3 @@ def test_an_unknown_chat_is_a_404(
     assert response.status_code == 404
     assert response.get_json() == {"detail": "No such chat"}
     assert fake.requests == []
-
-
-def parse_sse(body: str) -> list[tuple[str, Any]]:
-    events = []
-    for block in body.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((fields["event"], json.loads(fields["data"])))
-    return events
