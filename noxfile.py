@@ -50,8 +50,11 @@ def tests(session: nox.Session, sqlalchemy: str) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict over src and tests."""
-    session.install("-e", ".[test,typing]")
+    session.install("-e", ".[test,typing,recipes]")
     session.run("mypy", "--strict", "src", "tests", *session.posargs)
+    # Each recipe is its own program (every one has an app.py): checked one by one.
+    for app in sorted(ROOT.glob("examples/*/app.py")):
+        session.run("mypy", "--strict", str(app.relative_to(ROOT)))
 
 
 @nox.session

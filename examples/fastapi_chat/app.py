@@ -14,14 +14,14 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, selectinload
+from sqlalchemy.orm import DeclarativeBase, Mapped, selectinload
 
 import sa_llm
 from sa_llm.declarative import (
@@ -44,10 +44,16 @@ class Base(DeclarativeBase):
 class Chat(ChatMixin, Base):
     __tablename__ = "chats"
 
+    if TYPE_CHECKING:  # added by the decorators; declared for type checkers
+        messages: Mapped[list[Message]]
+
 
 @acts_as_message()
 class Message(MessageMixin, Base):
     __tablename__ = "messages"
+
+    if TYPE_CHECKING:
+        attachments: Mapped[list[Attachment]]
 
 
 @acts_as_tool_call()

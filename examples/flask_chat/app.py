@@ -109,7 +109,6 @@ def create_app(
 
         # The generator runs after the view has returned, in a context of its own
         # (stream_with_context) with a session of its own: load the chat there.
-        @stream_with_context
         def events() -> Iterator[str]:
             chat = db.session.get_one(Chat, chat_id)
             try:
@@ -121,7 +120,7 @@ def create_app(
             else:
                 yield sse("done", {})
 
-        return Response(events(), mimetype="text/event-stream")
+        return Response(stream_with_context(events()), mimetype="text/event-stream")
 
     @app.errorhandler(404)
     def not_found(error: Any) -> tuple[dict[str, str], int]:

@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from advanced_alchemy.extensions.litestar import (
@@ -34,7 +34,7 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, JSONBody, MultipartBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Mapped, selectinload
 
 import sa_llm
 from sa_llm.declarative import (
@@ -47,30 +47,33 @@ from sa_llm.declarative import (
 from sa_llm.mixins import AttachmentMixin, ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
 
 # -- models: advanced-alchemy's audit base first, sa_llm's mixins after ------------------------
+# (Type checkers see the audit base's UUID ``id`` replace the mixins' integer one, as it does.)
 
 
 @acts_as_chat()
-class Chat(base.UUIDAuditBase, ChatMixin):
-    pass
+class Chat(base.UUIDAuditBase, ChatMixin):  # type: ignore[misc]  # a UUID id, not the mixin's int
+    if TYPE_CHECKING:  # added by the decorators; declared for type checkers
+        messages: Mapped[list[Message]]
 
 
 @acts_as_message()
-class Message(base.UUIDAuditBase, MessageMixin):
-    pass
+class Message(base.UUIDAuditBase, MessageMixin):  # type: ignore[misc]  # a UUID id, not the mixin's int
+    if TYPE_CHECKING:
+        attachments: Mapped[list[Attachment]]
 
 
 @acts_as_tool_call()
-class ToolCall(base.UUIDAuditBase, ToolCallMixin):
+class ToolCall(base.UUIDAuditBase, ToolCallMixin):  # type: ignore[misc]  # a UUID id, not the mixin's int
     pass
 
 
 @acts_as_model()
-class Model(base.UUIDAuditBase, ModelMixin):
+class Model(base.UUIDAuditBase, ModelMixin):  # type: ignore[misc]  # a UUID id, not the mixin's int
     pass
 
 
 @acts_as_attachment()
-class Attachment(base.UUIDAuditBase, AttachmentMixin):
+class Attachment(base.UUIDAuditBase, AttachmentMixin):  # type: ignore[misc]  # a UUID id, not the mixin's int
     pass
 
 

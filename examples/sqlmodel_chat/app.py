@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from sqlalchemy import JSON, Column
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, create_engine
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
 from sa_llm.mixins import ChatRecord, MessageRecord, ModelRecord, ToolCallRecord
@@ -128,10 +128,14 @@ def create_chat(new: NewChat, session: SessionDep, request: Request) -> dict[str
 
 
 @app.get("/chats/{chat_id}")
-def show_chat(chat: ChatDep) -> dict[str, Any]:
+def show_chat(chat: ChatDep, session: SessionDep) -> dict[str, Any]:
+    # chat.messages (added by @acts_as_chat) works too; a query reads well to type checkers.
+    messages = session.exec(
+        select(Message).where(Message.chat_id == chat.id).order_by(col(Message.created_at))
+    )
     return {
         "id": chat.id,
-        "messages": [MessageOut(role=m.role, content=m.content) for m in chat.messages],
+        "messages": [MessageOut(role=m.role, content=m.content) for m in messages],
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from sa_llm.mixins import (
 )
 from sa_llm.testing import fake_llm
 
-PARTS = {
+PARTS: dict[str, tuple[Callable[..., Any], type[Any]]] = {
     "chat": (acts_as_chat, ChatMixin),
     "message": (acts_as_message, MessageMixin),
     "tool_call": (acts_as_tool_call, ToolCallMixin),
@@ -110,16 +111,16 @@ def test_custom_table_names_need_no_sa_llm_tables(fresh_base: Any, order: tuple[
 
 def test_foreign_keys_take_the_uuid_type_of_a_repointed_key(fresh_base: Any) -> None:
     @acts_as_message(model=None)
-    class Message(LegacyMessageMixin, fresh_base):  # type: ignore[valid-type,misc]
+    class Message(LegacyMessageMixin, fresh_base):  # type: ignore[misc]
         __tablename__ = "line"
 
     @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, fresh_base):  # type: ignore[valid-type,misc]
+    class ToolCall(ToolCallMixin, fresh_base):  # type: ignore[misc]
         __tablename__ = "call"
 
     # Declared last, with a UUID key and by hand: the message's key was pending on "chats".
     @acts_as_chat(model=None)
-    class Chat(ChatRecord, fresh_base):  # type: ignore[valid-type,misc]
+    class Chat(ChatRecord, fresh_base):  # type: ignore[misc]
         __tablename__ = "conversation"
         id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
         model_id: Mapped[str | None] = mapped_column(String(255))
@@ -149,11 +150,11 @@ def test_default_names_and_explicit_tables_are_left_alone(fresh_base: Any) -> No
     declare(fresh_base, tuple(PARTS), {p: p + "s" for p in PARTS})
 
     @acts_as_chat(messages="support_messages")
-    class SupportChat(ChatMixin, fresh_base):  # type: ignore[valid-type,misc]
+    class SupportChat(ChatMixin, fresh_base):  # type: ignore[misc]
         __tablename__ = "support_chats"
 
     @acts_as_message(chat="support_chat")
-    class SupportMessage(MessageMixin, fresh_base):  # type: ignore[valid-type,misc]
+    class SupportMessage(MessageMixin, fresh_base):  # type: ignore[misc]
         __tablename__ = "support_messages"
         __sa_llm_tables__ = {"chats": "support_chats"}  # noqa: RUF012
 

@@ -22,7 +22,7 @@ INCLUDE = re.compile(r'```python\n--8<-- "(?P<path>[^"]+)"\n```')
 
 
 def test_every_example_is_a_recipe() -> None:
-    assert EXAMPLES == sorted(PAGES)
+    assert sorted(PAGES) == EXAMPLES
 
 
 @pytest.mark.parametrize("example", EXAMPLES)

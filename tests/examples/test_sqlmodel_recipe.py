@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, select
-from sqlmodel import Session, SQLModel
+from sqlalchemy import create_engine
+from sqlmodel import Session, SQLModel, col, select
 
 import sa_llm
 from conftest import engine_arguments, sync_url
@@ -78,14 +78,14 @@ def test_tool_calls_and_the_registry_row_are_sqlmodel_rows(engine: Any, fake: Fa
         fake.tool_call("weather", {"city": "Berlin"}).reply("It is 15°C in Berlin.")
         reply = chat.with_tool(Weather).ask("Weather in Berlin?")
         assert reply.text == "It is 15°C in Berlin."
-        rows = session.exec(select(Message).order_by(Message.id)).scalars().all()
+        rows = session.exec(select(Message).order_by(col(Message.id))).all()
         assert [(m.role, m.content) for m in rows] == [
             ("user", "Weather in Berlin?"),
             ("assistant", None),
             ("tool", "15°C in Berlin"),
             ("assistant", "It is 15°C in Berlin."),
         ]
-        call = session.exec(select(ToolCall)).scalars().one()
+        call = session.exec(select(ToolCall)).one()
         assert (call.name, call.arguments, call.message_id) == ("weather", {"city": "Berlin"}, 2)
         assert rows[2].tool_call_id == call.id
         assert chat.model is not None and chat.model.model_id == "fake-model"
