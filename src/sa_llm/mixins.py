@@ -49,6 +49,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     event,
@@ -56,7 +57,6 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Mapper, declared_attr, mapped_column
-from sqlalchemy.sql.schema import Table
 
 from sa_llm._mapping import (
     ATTACHMENT_OPTIONS,
