@@ -1,4 +1,5 @@
-"""nox sessions: ``nox -s tests``, ``nox -s typing``, ``nox -s lint``, ``nox -s docs``, ...
+"""nox sessions: ``nox -s tests``, ``nox -s tests_httpx2``, ``nox -s typing``, ``nox -s lint``,
+``nox -s docs``, ...
 
 ``python3 scripts/test.py`` (see the README) is the primary way to run the tests; these sessions
 add a SQLAlchemy version matrix and the other checks. The ``tests`` session runs against SQLite
@@ -9,13 +10,14 @@ start`` prints one); without it the PostgreSQL tests are skipped.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "typing", "lint"]
+nox.options.sessions = ["tests", "tests_httpx2", "typing", "lint"]
 
 ROOT = Path(__file__).resolve().parent
 POSTGRES_URL_ENV = "SA_LLM_TEST_POSTGRES_URL"
@@ -48,10 +50,25 @@ def tests(session: nox.Session, sqlalchemy: str) -> None:
 
 
 @nox.session
+def tests_httpx2(session: nox.Session) -> None:
+    """The whole suite again with httpx2 as the library of the clients sa_llm makes (the shared
+    ones, the fake model's, every Replay's): SA_LLM_HTTP_LIBRARY=httpx2. httpx2 needs Python
+    3.11+."""
+    if sys.version_info < (3, 11):
+        session.skip("httpx2 needs Python 3.11+")
+    session.install("-e", ".[test,httpx2]")
+    session.run("python", "-c", "import httpx2; print('httpx2', httpx2.__version__)")
+    session.run("python", "-m", "pytest", *session.posargs, env={"SA_LLM_HTTP_LIBRARY": "httpx2"})
+
+
+@nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict over src and tests."""
     session.install("-e", ".[test,typing]")
     session.run("mypy", "--strict", "src", "tests", *session.posargs)
+    # Each recipe is its own program (every one has an app.py): checked one by one.
+    for app in sorted(ROOT.glob("examples/*/app.py")):
+        session.run("mypy", "--strict", str(app.relative_to(ROOT)))
 
 
 @nox.session

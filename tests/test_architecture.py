@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "sa_llm._flow": 0,
     "sa_llm._optional": 0,
     "sa_llm._redact": 0,
+    "sa_llm._http": 0,
     "sa_llm.config": 0,
     "sa_llm._context": 0,
     "sa_llm.registry": 0,

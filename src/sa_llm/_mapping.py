@@ -158,7 +158,7 @@ def find_class(anchor: type[Any], name: str, *, owner: type[Any], option: str) -
         ConfigurationError: no such class; names the class and option that refer to it.
     """
     candidates: list[type[Any]] = []
-    for mapper in anchor.registry.mappers:
+    for mapper in sa_inspect(anchor).registry.mappers:
         cls = mapper.class_
         # "module.Class" as SQLAlchemy's own string resolver reads it (by __name__), so
         # classes made inside a function resolve too, and with their full qualified name.
@@ -435,7 +435,7 @@ def event_class(chat_cls: type[Any]) -> type[Any] | None:
         ConfigurationError: two event classes for one chat class.
     """
     found = []
-    for mapper in list(chat_cls.registry.mappers):
+    for mapper in list(sa_inspect(chat_cls).registry.mappers):
         other = mapper.class_
         options: EventOptions | None = getattr(other, EVENT_OPTIONS, None)
         if options is None:
@@ -481,7 +481,7 @@ def attachment_class(message_cls: type[Any]) -> type[Any] | None:
             f"{message_cls.__name__}: attachment class {name!r} is not decorated with "
             "@acts_as_attachment."
         )
-    for mapper in list(message_cls.registry.mappers):
+    for mapper in list(sa_inspect(message_cls).registry.mappers):
         other = mapper.class_
         if other is found or getattr(other, ATTACHMENT_OPTIONS, None) is None:
             continue

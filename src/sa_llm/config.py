@@ -22,9 +22,9 @@ from __future__ import annotations
 import difflib
 import os
 import threading
+from types import ModuleType
 from typing import Any, Literal
 
-import httpx
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,6 +35,7 @@ from pydantic import (
     field_validator,
 )
 
+from sa_llm import _http
 from sa_llm._redact import redact_url, strip_userinfo, url_secrets
 from sa_llm.errors import ConfigurationError, MissingAPIKeyError
 
@@ -42,12 +43,15 @@ __all__ = [
     "API_KEY_ENV_VARS",
     "CONNECT_TIMEOUT_ENV_VAR",
     "DEFAULT_CONNECT_TIMEOUT",
+    "HTTP_LIBRARY_ENV_VAR",
     "Config",
     "configure",
     "get_config",
     "reset_config",
 ]
 
+#: The environment variable ``http_library`` falls back to (``httpx`` or ``httpx2``).
+HTTP_LIBRARY_ENV_VAR = "SA_LLM_HTTP_LIBRARY"
 #: The environment variable ``connect_timeout`` falls back to.
 CONNECT_TIMEOUT_ENV_VAR = "SA_LLM_CONNECT_TIMEOUT"
 #: Seconds to open a connection when neither the setting nor the variable says: a host that
@@ -232,11 +236,24 @@ class Config(BaseModel):
             "./storage/attachments."
         ),
     )
-    http_client: httpx.Client | None = Field(
-        None, description="Your httpx.Client, used for every sync provider call."
+    http_client: Any = Field(
+        None,
+        description=(
+            "Your httpx.Client or httpx2.Client, used for every sync provider call (its own "
+            "library's timeouts and errors are used)."
+        ),
     )
-    async_http_client: httpx.AsyncClient | None = Field(
-        None, description="Your httpx.AsyncClient, used for every async provider call."
+    async_http_client: Any = Field(
+        None,
+        description="Your httpx.AsyncClient or httpx2.AsyncClient, used for every async call.",
+    )
+    http_library: Literal["httpx", "httpx2"] | None = Field(
+        None,
+        description=(
+            "The library of the clients sa_llm makes itself (the shared ones, the fake model's, "
+            'a Replay\'s): httpx or httpx2 (pip install "sa-llm[httpx2]"). Default: '
+            "SA_LLM_HTTP_LIBRARY, else httpx."
+        ),
     )
     async_http_backend: Literal["httpx", "aiohttp"] = Field(
         "httpx",
@@ -246,6 +263,22 @@ class Config(BaseModel):
             "async_http_client, when set, wins."
         ),
     )
+
+    @field_validator("http_client")
+    @classmethod
+    def _sync_client(cls, value: Any) -> Any:
+        if value is None or _http.is_sync_client(value):
+            return value
+        raise ValueError(f"expected an httpx.Client or httpx2.Client, not {type(value).__name__}")
+
+    @field_validator("async_http_client")
+    @classmethod
+    def _async_client(cls, value: Any) -> Any:
+        if value is None or _http.is_async_client(value):
+            return value
+        raise ValueError(
+            f"expected an httpx.AsyncClient or httpx2.AsyncClient, not {type(value).__name__}"
+        )
 
     @field_validator("attachment_storage")
     @classmethod
@@ -343,10 +376,23 @@ class Config(BaseModel):
                 seconds = DEFAULT_CONNECT_TIMEOUT
         return min(seconds, self.request_timeout)
 
-    def timeout(self) -> httpx.Timeout:
-        """The httpx timeout of every provider request: :meth:`connect_seconds` to connect,
-        ``request_timeout`` for each read, each write and the wait for a pooled connection."""
-        return httpx.Timeout(self.request_timeout, connect=self.connect_seconds())
+    def timeout(self, library: ModuleType | None = None) -> Any:
+        """The timeout of every provider request, a ``Timeout`` of ``library`` (httpx or
+        httpx2; default httpx): :meth:`connect_seconds` to connect, ``request_timeout`` for each
+        read, each write and the wait for a pooled connection."""
+        module = library or _http.library("httpx")
+        return module.Timeout(self.request_timeout, connect=self.connect_seconds())
+
+    def http_module(self) -> ModuleType:
+        """The library of the clients sa_llm makes: ``http_library``, else
+        ``SA_LLM_HTTP_LIBRARY``, else httpx.
+
+        Raises:
+            ConfigurationError: the variable names another library.
+            MissingDependencyError: httpx2 is asked for and not installed.
+        """
+        name = self.http_library or os.environ.get(HTTP_LIBRARY_ENV_VAR, "").strip() or "httpx"
+        return _http.library(name)
 
     def base_url(self, provider: str, default: str) -> str:
         """The base URL of ``provider``: configured, else from the env var, else ``default``.

@@ -84,6 +84,7 @@ from sa_llm._mapping import (
 from sa_llm._records.chat import ChatMethods, _runtime
 from sa_llm._records.rows import AttachmentMethods, MessageMethods, ModelMethods, ToolCallMethods
 from sa_llm.errors import ConfigurationError
+from sa_llm.mixins import link_foreign_keys
 from sa_llm.registry_table import find_model_key, model_row_key
 
 __all__ = [
@@ -232,6 +233,7 @@ def acts_as_chat(
         import sa_llm.persistence  # noqa: F401
 
         setattr(cls, CHAT_OPTIONS, options)
+        link_foreign_keys(cls)
         _attach_methods(cls, ChatMethods)
         _wrap_init(cls, options)
 
@@ -417,6 +419,7 @@ def acts_as_message(
     def decorate(cls: C) -> C:
         _check_mapped(cls, "acts_as_message")
         setattr(cls, MESSAGE_OPTIONS, options)
+        link_foreign_keys(cls)
         _attach_methods(cls, MessageMethods)
 
         def chat_cls() -> type[Any]:
@@ -577,6 +580,7 @@ def acts_as_tool_call(
     def decorate(cls: C) -> C:
         _check_mapped(cls, "acts_as_tool_call")
         setattr(cls, TOOL_CALL_OPTIONS, options)
+        link_foreign_keys(cls)
         _attach_methods(cls, ToolCallMethods)
 
         def message_cls() -> type[Any]:
@@ -669,6 +673,7 @@ def acts_as_attachment(
         for attr in ("filename", "content_type", "storage_key"):
             column_attribute(cls, attr, option=f"{cls.__name__}.{attr}")
         setattr(cls, ATTACHMENT_OPTIONS, options)
+        link_foreign_keys(cls)
         _attach_methods(cls, AttachmentMethods)
 
         def message_cls() -> type[Any]:
@@ -753,6 +758,7 @@ def acts_as_model(
     def decorate(cls: C) -> C:
         _check_mapped(cls, "acts_as_model")
         setattr(cls, MODEL_OPTIONS, options)
+        link_foreign_keys(cls)
         _attach_methods(cls, ModelMethods)
         for attr in ("model_id", "provider", "name"):
             column_attribute(cls, attr, option=f"{cls.__name__}.{attr}")
@@ -772,8 +778,9 @@ def acts_as_model(
             return [getattr(klass, schema.chat_model_attr)]
 
         def chats_relationship() -> Any:
+            mappers = sa_inspect(cls).registry.mappers
             if options.chat_class is None and not any(
-                getattr(m.class_, CHAT_OPTIONS, None) is not None for m in cls.registry.mappers
+                getattr(m.class_, CHAT_OPTIONS, None) is not None for m in mappers
             ):
                 # A registry used on its own (no chat class declared): no ``chats`` to link.
                 return None

@@ -4,10 +4,12 @@
 ``AttachmentMixin`` and the legacy ``LegacyChatMixin``/``LegacyMessageMixin``) make a
 persisted model a few lines. Each mixin declares the columns sa_llm reads and writes, with the
 default names of ``docs/decisions.md`` and the Alembic templates. Foreign keys point at the
-default table names (``chats``, ``messages``, ``tool_calls``, ``models``); set
-``__sa_llm_tables__`` on your class to point them elsewhere, or declare the foreign-key column
-yourself. Foreign keys take the type
-of the primary key they reference, so integer and UUID keys both work.
+table of the class that plays the other part (``chat_id`` at the chat class's table, ...)
+whatever it is named, so Flask-SQLAlchemy's generated names (``chat``, ``message``) work as
+well as the default ``chats``, ``messages``, ``tool_calls`` and ``models``; with several
+classes of one part in one registry, set ``__sa_llm_tables__`` on your class to say which, or
+declare the foreign-key column yourself. Foreign keys take the type of the primary key they
+reference, so integer and UUID keys both work.
 
 Example::
 
@@ -35,6 +37,7 @@ The column mixins inherit the record bases.
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -46,14 +49,25 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
+    event,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, Mapper, declared_attr, mapped_column
 
+from sa_llm._mapping import (
+    ATTACHMENT_OPTIONS,
+    CHAT_OPTIONS,
+    MESSAGE_OPTIONS,
+    MODEL_OPTIONS,
+    TOOL_CALL_OPTIONS,
+)
 from sa_llm._records.chat import ChatMethods
 from sa_llm._records.rows import AttachmentMethods, MessageMethods, ModelMethods, ToolCallMethods
+from sa_llm.errors import ConfigurationError
 
 __all__ = [
     "AttachmentMixin",
@@ -70,6 +84,7 @@ __all__ = [
     "ModelRecord",
     "ToolCallMixin",
     "ToolCallRecord",
+    "link_foreign_keys",
     "utcnow",
 ]
 
@@ -92,11 +107,6 @@ _DEFAULT_TABLES = {
 def utcnow() -> datetime:
     """Timestamps are timezone-aware UTC with microseconds, so ordering rarely ties."""
     return datetime.now(timezone.utc)
-
-
-def _table(cls: Any, role: str) -> str:
-    tables = getattr(cls, "__sa_llm_tables__", None) or {}
-    return str(tables.get(role, _DEFAULT_TABLES[role]))
 
 
 # -- record bases ---------------------------------------------------------------------------------
@@ -122,7 +132,137 @@ class AttachmentRecord(AttachmentMethods):
     """The record API of an attachment row (``open``, ``read``, ``to_llm``), without columns."""
 
 
+# -- foreign keys that follow the referenced class's table ---------------------------------------
+#
+# A mixin's foreign key is declared while its class is created, when the class it references may
+# not exist yet, and frameworks name tables their own way (Flask-SQLAlchemy: ``chat``, not
+# ``chats``). So the target is taken from the class that plays the referenced part when one is
+# mapped already; otherwise the default name is used and the key is remembered, and when the
+# referenced class is mapped under another name the key is pointed at its table (see
+# docs/decisions.md, "Foreign keys follow the referenced class").
+
+#: Options attribute of the ``@acts_as_*`` decorator, and record base, of each part.
+_PARTS: dict[str, tuple[str, type[Any]]] = {}
+
+#: The mapped classes that play a part, as they are mapped.
+_mapped: weakref.WeakKeyDictionary[type[Any], tuple[str, Table]] = weakref.WeakKeyDictionary()
+
+#: Foreign keys declared with a default table name that may still need pointing elsewhere.
+_pending: weakref.WeakKeyDictionary[ForeignKey, str] = weakref.WeakKeyDictionary()
+
+
+def _part_of(cls: type[Any]) -> str | None:
+    """The part (``"chats"``, ``"messages"``, ...) ``cls`` plays, from its record base or the
+    ``@acts_as_*`` decorator applied to it."""
+    for part, (options, record) in _PARTS.items():
+        if options in vars(cls) or issubclass(cls, record):
+            return part
+    return None
+
+
+def _tables_of(metadata: Any, part: str) -> list[Table]:
+    """The tables in ``metadata`` of the mapped classes that play ``part``."""
+    tables: list[Table] = []
+    for played, table in list(_mapped.values()):
+        if played == part and table.metadata is metadata and table not in tables:
+            tables.append(table)
+    return tables
+
+
+def _foreign_key(cls: Any, part: str, **options: Any) -> ForeignKey:
+    """A foreign key to the ``id`` of the table playing ``part`` for the class ``cls``."""
+    explicit = (getattr(cls, "__sa_llm_tables__", None) or {}).get(part)
+    if explicit:
+        return ForeignKey(f"{explicit}.id", **options)
+    default = _DEFAULT_TABLES[part]
+    metadata = getattr(cls, "metadata", None)
+    tables = getattr(metadata, "tables", {})
+    candidates = _tables_of(metadata, part)
+    if default not in tables and len(candidates) == 1:
+        return ForeignKey(f"{candidates[0].key}.id", **options)
+    key = ForeignKey(f"{default}.id", **options)
+    if default not in tables:
+        _pending[key] = part
+    return key
+
+
+def _repoint(key: ForeignKey, table: Table) -> None:
+    """Point ``key`` (unresolved, at a default table name) at ``table.id`` instead."""
+    column = key.parent
+    parent = column.table
+    # The unresolved key waits in its metadata's memo for a table of the default name.
+    key._remove_from_metadata(parent.metadata)
+    if key.constraint is not None:
+        parent.constraints.discard(key.constraint)
+    parent.foreign_keys.discard(key)
+    column.foreign_keys.discard(key)
+    column.append_foreign_key(
+        ForeignKey(
+            f"{table.key}.id",
+            name=key.name,
+            ondelete=key.ondelete,
+            onupdate=key.onupdate,
+            use_alter=key.use_alter,
+        )
+    )
+
+
+def link_foreign_keys(cls: type[Any]) -> None:
+    """Point the mixins' pending foreign keys at the table of ``cls`` (a mapped class playing
+    a part: chat, message, tool call, model or attachment) when it is not the default name.
+
+    Called for you when a subclass of a mixin or record base is mapped, and by every
+    ``@acts_as_*`` decorator; idempotent. A key is left alone when its metadata has a table of
+    the default name, or when more than one class plays the part (name the table with
+    ``__sa_llm_tables__`` then).
+    """
+    mapper = sa_inspect(cls, raiseerr=False)
+    if isinstance(mapper, Mapper):
+        _link(mapper, cls)
+
+
+def _link(mapper: Mapper[Any], cls: type[Any]) -> None:
+    part = _part_of(cls)
+    table = mapper.local_table
+    if part is None or not isinstance(table, Table):
+        return
+    metadata = table.metadata
+    _mapped[cls] = (part, table)
+    for key, wanted in list(_pending.items()):
+        parent = getattr(getattr(key, "parent", None), "table", None)
+        if wanted != part or not isinstance(parent, Table) or parent.metadata is not metadata:
+            continue
+        if _DEFAULT_TABLES[part] in metadata.tables:
+            _pending.pop(key, None)  # resolves by its name
+        elif _tables_of(metadata, part) == [table]:
+            _pending.pop(key, None)
+            _repoint(key, table)
+
+
 # -- column mixins --------------------------------------------------------------------------------
+
+
+class _Columns:
+    """Base of the column mixins: refuses SQLModel, which cannot take them (see below)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if any(
+            base.__name__ == "SQLModel" and base.__module__.startswith("sqlmodel")
+            for base in cls.__mro__
+        ):
+            mixin = next(b.__name__ for b in cls.__mro__ if b.__module__ == __name__)
+            # SQLModel makes a table model's columns from pydantic fields; the mixins' columns
+            # are SQLAlchemy ``Mapped[...]`` declarations (with ``declared_attr`` foreign keys)
+            # that pydantic cannot read, so the class would fail to build with a pydantic error.
+            raise ConfigurationError(
+                f"{cls.__name__}: sa_llm's column mixins ({mixin}) cannot be used with SQLModel: "
+                "SQLModel builds a table model's columns from pydantic fields, and the mixins "
+                "declare SQLAlchemy Mapped[...] columns that pydantic cannot read. Declare the "
+                f"columns as SQLModel fields and inherit {mixin.replace('Legacy', '')[:-5]}"
+                "Record instead (it adds the methods, no columns), then decorate the class as "
+                "usual; see docs/recipes/sqlmodel.md."
+            )
+        super().__init_subclass__(**kwargs)
 
 
 class _TurnLease:
@@ -159,7 +299,7 @@ class _Timestamps:
     )
 
 
-class ChatMixin(ChatRecord, _TurnLease, _EventCounter, _Timestamps):
+class ChatMixin(ChatRecord, _TurnLease, _EventCounter, _Timestamps, _Columns):
     """Columns of a chat: ``id``, ``model_id`` (FK to the registry), the turn lease,
     timestamps."""
 
@@ -170,20 +310,20 @@ class ChatMixin(ChatRecord, _TurnLease, _EventCounter, _Timestamps):
     @declared_attr
     def model_id(cls) -> Mapped[Any]:
         return mapped_column(
-            ForeignKey(f"{_table(cls, 'models')}.id", ondelete="SET NULL"),
+            _foreign_key(cls, "models", ondelete="SET NULL"),
             nullable=True,
             index=True,
         )
 
 
-class LegacyChatMixin(ChatRecord, _TurnLease, _EventCounter, _Timestamps):
+class LegacyChatMixin(ChatRecord, _TurnLease, _EventCounter, _Timestamps, _Columns):
     """Columns of a chat without the registry: the model id is a plain string."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
-class _MessageColumns(_Timestamps):
+class _MessageColumns(_Timestamps, _Columns):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     role: Mapped[str] = mapped_column(String(20), nullable=False)
     #: Where the message is: ``pending`` / ``streaming`` (a turn is writing it), ``complete``,
@@ -201,16 +341,15 @@ class _MessageColumns(_Timestamps):
 
     @declared_attr
     def chat_id(cls) -> Mapped[Any]:
-        return mapped_column(
-            ForeignKey(f"{_table(cls, 'chats')}.id", ondelete="CASCADE"), nullable=False
-        )
+        return mapped_column(_foreign_key(cls, "chats", ondelete="CASCADE"), nullable=False)
 
     @declared_attr
     def tool_call_id(cls) -> Mapped[Any]:
         # The call this tool result answers (an FK), not the provider's string id.
         return mapped_column(
-            ForeignKey(
-                f"{_table(cls, 'tool_calls')}.id",
+            _foreign_key(
+                cls,
+                "tool_calls",
                 ondelete="SET NULL",
                 use_alter=True,
                 # ALTER-created constraints need a name to be dropped again (PostgreSQL).
@@ -233,9 +372,7 @@ class MessageMixin(MessageRecord, _MessageColumns):
 
     @declared_attr
     def model_id(cls) -> Mapped[Any]:
-        return mapped_column(
-            ForeignKey(f"{_table(cls, 'models')}.id", ondelete="SET NULL"), nullable=True
-        )
+        return mapped_column(_foreign_key(cls, "models", ondelete="SET NULL"), nullable=True)
 
 
 class LegacyMessageMixin(MessageRecord, _MessageColumns):
@@ -246,7 +383,7 @@ class LegacyMessageMixin(MessageRecord, _MessageColumns):
     model_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
-class ToolCallMixin(ToolCallRecord):
+class ToolCallMixin(ToolCallRecord, _Columns):
     """Columns of a tool call: provider id, name, JSON arguments, message FK."""
 
     __sa_llm_tables__: ClassVar[dict[str, str]] = {}
@@ -263,7 +400,7 @@ class ToolCallMixin(ToolCallRecord):
     @declared_attr
     def message_id(cls) -> Mapped[Any]:
         return mapped_column(
-            ForeignKey(f"{_table(cls, 'messages')}.id", ondelete="CASCADE"),
+            _foreign_key(cls, "messages", ondelete="CASCADE"),
             nullable=False,
             index=True,
         )
@@ -280,7 +417,7 @@ class ToolCallMixin(ToolCallRecord):
         )
 
 
-class ModelMixin(ModelRecord, _Timestamps):
+class ModelMixin(ModelRecord, _Timestamps, _Columns):
     """Columns of a registry row: ids, provider, limits, modalities, capabilities, pricing."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -306,7 +443,7 @@ class ModelMixin(ModelRecord, _Timestamps):
         )
 
 
-class AttachmentMixin(AttachmentRecord):
+class AttachmentMixin(AttachmentRecord, _Columns):
     """Columns of a stored file: message FK, filename, content type, size, SHA-256, storage key.
 
     The bytes live in a :mod:`sa_llm.storage` backend, never in the database.
@@ -327,13 +464,13 @@ class AttachmentMixin(AttachmentRecord):
     @declared_attr
     def message_id(cls) -> Mapped[Any]:
         return mapped_column(
-            ForeignKey(f"{_table(cls, 'messages')}.id", ondelete="CASCADE"),
+            _foreign_key(cls, "messages", ondelete="CASCADE"),
             nullable=False,
             index=True,
         )
 
 
-class EventMixin:
+class EventMixin(_Columns):
     """Columns of a chat's event log (``@acts_as_event``): chat FK, ``seq``, ``kind``,
     ``message_id``, ``data``, ``created_at``; unique ``(chat_id, seq)``.
 
@@ -359,12 +496,22 @@ class EventMixin:
 
     @declared_attr
     def chat_id(cls) -> Mapped[Any]:
-        return mapped_column(
-            ForeignKey(f"{_table(cls, 'chats')}.id", ondelete="CASCADE"), nullable=False
-        )
+        return mapped_column(_foreign_key(cls, "chats", ondelete="CASCADE"), nullable=False)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:
         # Viewers read a chat's events in seq order; the pair is unique (no doubled seq).
         table = cls.__tablename__  # type: ignore[attr-defined]
         return (UniqueConstraint("chat_id", "seq", name=f"uq_{table}_chat_seq"),)
+
+
+_PARTS.update(
+    chats=(CHAT_OPTIONS, ChatRecord),
+    messages=(MESSAGE_OPTIONS, MessageRecord),
+    tool_calls=(TOOL_CALL_OPTIONS, ToolCallRecord),
+    models=(MODEL_OPTIONS, ModelRecord),
+    attachments=(ATTACHMENT_OPTIONS, AttachmentRecord),
+)
+for _record in (ChatRecord, MessageRecord, ToolCallRecord, ModelRecord, AttachmentRecord):
+    # Per record base (so per mixin), not Mapper-wide: only sa_llm's classes are looked at.
+    event.listen(_record, "after_mapper_constructed", _link, propagate=True)

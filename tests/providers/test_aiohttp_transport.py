@@ -131,7 +131,9 @@ async def test_whole_and_streamed_replies(
 async def openai_wire(backend: str) -> list[tuple[str, Any, dict[str, str]]]:
     """Path, body and headers of each request of a conversation with a streamed tool round."""
     async with FakeOpenAIServer(reply=REPLY, chunks=3, tool_turns={2}) as server:
-        chat = context_for(server.url, backend).chat(MODEL).with_tool(Weather)
+        # The aiohttp transport sits under an httpx client: compare with httpx's own pool.
+        context = context_for(server.url, backend, http_library="httpx")
+        chat = context.chat(MODEL).with_tool(Weather)
         await chat.aask("Hello")
         await chat.aask("Weather in Lyon?", on_chunk=lambda chunk: None)
         port = str(server.port)

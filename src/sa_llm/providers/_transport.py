@@ -1,5 +1,9 @@
 """The only module that does HTTP I/O: sending requests, opening streams, retrying.
 
+Clients are httpx's or httpx2's (:mod:`sa_llm._http`): a configured client is used with its own
+library's timeouts and exceptions; the shared ones are made with the configured
+``http_library``.
+
 Retries are decided by pure functions (:func:`retry_delay`): 408, 409, 429 and 5xx statuses
 and connection errors are retried with exponential backoff and jitter, honouring
 ``Retry-After`` / ``retry-after-ms`` and the provider's ``x-should-retry`` hint. A stream is
@@ -20,12 +24,13 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from types import ModuleType
 from typing import Literal, TypeVar
 
 import httpx
 from anyio.lowlevel import RunVar
 
-from sa_llm import errors
+from sa_llm import _http, errors
 from sa_llm._flow import Effect, Flow, Scope, Sleep, adrive, drive
 from sa_llm._redact import redact_url, strip_userinfo
 from sa_llm.config import Config
@@ -95,31 +100,38 @@ def retry_delay(
 # -- default clients ---------------------------------------------------------------------------
 
 _client_lock = threading.Lock()
-_default_client: httpx.Client | None = None
+# One shared client per library (httpx, httpx2), made when first needed.
+_default_clients: dict[str, httpx.Client] = {}
 # Async clients are bound to the event loop that opened their connections: one per loop run
-# (asyncio or trio alike) and backend, held in a RunVar so they go away with their loop.
+# (asyncio or trio alike), backend and library, held in a RunVar so they go away with their loop.
 _async_clients: RunVar[dict[str, httpx.AsyncClient]] = RunVar("sa_llm_default_async_clients")
 
 
-def _limits() -> httpx.Limits:
-    return httpx.Limits(max_connections=200, max_keepalive_connections=50)
+def _limits(library: ModuleType = httpx) -> httpx.Limits:
+    return library.Limits(max_connections=200, max_keepalive_connections=50)  # type: ignore[no-any-return]
 
 
-def default_client() -> httpx.Client:
-    """The shared pooled client used when the config names none."""
-    global _default_client
+def default_client(library: ModuleType = httpx) -> httpx.Client:
+    """The shared pooled client of ``library`` (httpx or httpx2) used when the config names
+    none."""
     with _client_lock:
-        if _default_client is None or _default_client.is_closed:
-            _default_client = httpx.Client(limits=_limits(), follow_redirects=True)
-        return _default_client
+        client = _default_clients.get(library.__name__)
+        if client is None or client.is_closed:
+            client = library.Client(limits=_limits(library), follow_redirects=True)
+            _default_clients[library.__name__] = client
+        return client
 
 
-def default_async_client(backend: Literal["httpx", "aiohttp"] = "httpx") -> httpx.AsyncClient:
+def default_async_client(
+    backend: Literal["httpx", "aiohttp"] = "httpx", library: ModuleType = httpx
+) -> httpx.AsyncClient:
     """A shared pooled async client for the running event loop (clients are loop-bound).
 
     ``backend`` is the config's ``async_http_backend``: ``"aiohttp"`` puts the client on
     :class:`~sa_llm.providers.aiohttp_transport.AiohttpTransport` (which raises
-    ``MissingDependencyError`` when aiohttp is not installed). When the loop ends
+    ``MissingDependencyError`` when aiohttp is not installed); that transport speaks httpx's
+    transport API, so its client is an ``httpx.AsyncClient`` whatever ``library`` says.
+    Otherwise the client is one of ``library`` (httpx or httpx2). When the loop ends
     (``asyncio.run`` returns) the client is closed and forgotten, so neither it, its sockets nor
     the loop outlive the run.
     """
@@ -128,7 +140,8 @@ def default_async_client(backend: Literal["httpx", "aiohttp"] = "httpx") -> http
     except LookupError:
         clients = {}
         _async_clients.set(clients)
-    client = clients.get(backend)
+    key = backend if backend == "aiohttp" else f"{backend}:{library.__name__}"
+    client = clients.get(key)
     if client is None or client.is_closed:
         if backend == "aiohttp":
             from sa_llm.providers.aiohttp_transport import AiohttpTransport
@@ -137,17 +150,17 @@ def default_async_client(backend: Literal["httpx", "aiohttp"] = "httpx") -> http
             transport = AiohttpTransport(limit=_limits().max_connections or 0)
             client = httpx.AsyncClient(transport=transport, follow_redirects=True)
         else:
-            client = httpx.AsyncClient(limits=_limits(), follow_redirects=True)
-        clients[backend] = client
-        guard = _close_with_loop(clients, backend, client)
+            client = library.AsyncClient(limits=_limits(library), follow_redirects=True)
+        clients[key] = client
+        guard = _close_with_loop(clients, key, client)
         _start(guard)
         # The loop holds its async generators weakly: the guard lives as long as the client.
-        client._sa_llm_guard = guard  # type: ignore[attr-defined]
+        client._sa_llm_guard = guard  # type: ignore[union-attr]
     return client
 
 
 async def _close_with_loop(
-    clients: dict[str, httpx.AsyncClient], backend: str, client: httpx.AsyncClient
+    clients: dict[str, httpx.AsyncClient], key: str, client: httpx.AsyncClient
 ) -> AsyncIterator[None]:
     """Closes and forgets ``client`` when its loop finalises async generators.
 
@@ -158,12 +171,12 @@ async def _close_with_loop(
     try:
         yield
     finally:
-        if clients.get(backend) is client:
-            del clients[backend]
+        if clients.get(key) is client:
+            del clients[key]
         client.__dict__.pop("_sa_llm_guard", None)
         # An aiohttp transport closes its session with the loop itself (its own guard,
         # finalised alongside this one); closing it from here too would race that guard.
-        if backend != "aiohttp":
+        if key != "aiohttp":
             try:
                 await client.aclose()
             except Exception:  # the loop is ending: a failed close must not mask anything
@@ -201,7 +214,7 @@ class StreamHandle:
             self._iter = self.response.iter_bytes()
         try:
             return next(self._iter, b"")
-        except httpx.HTTPError as exc:
+        except _http.errors() as exc:
             raise self.transport.connection_error(exc) from exc
 
     async def aread(self) -> bytes:
@@ -211,7 +224,7 @@ class StreamHandle:
             return await self._aiter.__anext__()
         except StopAsyncIteration:
             return b""
-        except httpx.HTTPError as exc:
+        except _http.errors() as exc:
             raise self.transport.connection_error(exc) from exc
 
 
@@ -229,14 +242,20 @@ class Transport:
     # -- helpers shared by both drivers --
 
     def client(self) -> httpx.Client:
+        """The sync client: the provider's own (the fake's), the configured one (httpx or
+        httpx2), else the shared one of the configured ``http_library``."""
         if self._own_clients is not None:
             return self._own_clients[0]
-        return self.config.http_client or default_client()
+        configured: httpx.Client | None = self.config.http_client
+        return configured or default_client(self.config.http_module())
 
     def async_client(self) -> httpx.AsyncClient:
         if self._own_clients is not None:
             return self._own_clients[1]
-        return self.config.async_http_client or default_async_client(self.config.async_http_backend)
+        configured: httpx.AsyncClient | None = self.config.async_http_client
+        return configured or default_async_client(
+            self.config.async_http_backend, self.config.http_module()
+        )
 
     def build(
         self, client: httpx.Client | httpx.AsyncClient, request: HttpRequest
@@ -254,8 +273,9 @@ class Transport:
             headers=headers,
             content=content,
             # Its own short connect timeout: a host that never answers fails in seconds, not
-            # after the read timeout that a long reply needs.
-            timeout=self.config.timeout(),
+            # after the read timeout that a long reply needs. In the client's own library: an
+            # httpx2 client takes no httpx.Timeout.
+            timeout=self.config.timeout(_http.library_of(client)),
         )
 
     def redact(self, error: E) -> E:
@@ -265,13 +285,14 @@ class Transport:
 
     def connection_error(self, exc: Exception) -> errors.APIConnectionError:
         name = self.provider.name
-        if isinstance(exc, httpx.ConnectTimeout):
+        library = _http.library_of(exc)
+        if isinstance(exc, library.ConnectTimeout):
             return errors.APITimeoutError(
                 f"Connecting to {name} timed out after {self.config.connect_seconds():g}s "
                 f"({type(exc).__name__}).",
                 provider=name,
             )
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, library.TimeoutException):
             return errors.APITimeoutError(
                 f"Request to {name} timed out after {self.config.request_timeout:g}s "
                 f"({type(exc).__name__}).",
@@ -292,7 +313,7 @@ class Transport:
             response: httpx.Response | None = None
             try:
                 response = yield _Attempt(self, request, stream)
-            except httpx.HTTPError as exc:
+            except _http.errors() as exc:
                 error: errors.ProviderError = self.connection_error(exc)
                 status, headers = None, {}
             else:
@@ -386,7 +407,7 @@ class _ReadBody(Effect[bytes]):
     def run(self, scope: Scope) -> bytes:
         try:
             return self.response.read()
-        except httpx.HTTPError:
+        except _http.errors():
             return b""
         finally:
             self.response.close()
@@ -394,7 +415,7 @@ class _ReadBody(Effect[bytes]):
     async def arun(self, scope: Scope) -> bytes:
         try:
             return await self.response.aread()
-        except httpx.HTTPError:
+        except _http.errors():
             return b""
         finally:
             await self.response.aclose()

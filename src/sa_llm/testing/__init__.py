@@ -17,6 +17,8 @@ loopback servers.
   127.0.0.1 with injectable faults, for benchmarks, other libraries and other processes.
 * :class:`~sa_llm.testing.faults.FaultInjectingServer`: any provider's recorded replies over
   real HTTP, broken on purpose.
+* :mod:`sa_llm.testing.pytest_plugin`: pytest fixtures (``sa_llm_fake``, ``sa_llm_replay``,
+  ``sa_llm_session``, ...) for your own suite, loaded through the ``pytest11`` entry point.
 """
 
 from __future__ import annotations

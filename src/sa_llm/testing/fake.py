@@ -21,10 +21,12 @@ import json
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, ClassVar
 
 import httpx
 
+from sa_llm import _http
 from sa_llm.providers import register_provider
 from sa_llm.providers.base import (
     ChatRequest,
@@ -44,6 +46,7 @@ __all__ = [
     "ScriptedReply",
     "active_fake",
     "fake_llm",
+    "piece_stream",
     "split_pieces",
 ]
 
@@ -54,7 +57,10 @@ FAKE_BASE_URL = "http://fake-llm.sa-llm.invalid/v1"
 
 
 class PieceStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    """A response body sent in pieces; optionally breaks off after some pieces."""
+    """A response body sent in pieces; optionally breaks off after some pieces (with the
+    library's ``RemoteProtocolError``). For httpx; :func:`piece_stream` makes one for either."""
+
+    library: ClassVar[ModuleType] = httpx
 
     def __init__(self, pieces: Sequence[bytes], fail_after: int | None = None) -> None:
         self.pieces = pieces
@@ -63,12 +69,28 @@ class PieceStream(httpx.SyncByteStream, httpx.AsyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         for index, piece in enumerate(self.pieces):
             if self.fail_after is not None and index >= self.fail_after:
-                raise httpx.RemoteProtocolError("peer closed connection mid-stream")
+                raise self.library.RemoteProtocolError("peer closed connection mid-stream")
             yield piece
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for piece in self.__iter__():
             yield piece
+
+
+_piece_streams: dict[str, type[PieceStream]] = {"httpx": PieceStream}
+
+
+def piece_stream(
+    library: ModuleType, pieces: Sequence[bytes], fail_after: int | None = None
+) -> PieceStream:
+    """A :class:`PieceStream` that ``library``'s responses take (httpx2 checks that a body is
+    one of its own byte streams)."""
+    cls = _piece_streams.get(library.__name__)
+    if cls is None:
+        bases = (PieceStream, library.SyncByteStream, library.AsyncByteStream)
+        cls = type(f"PieceStream_{library.__name__}", bases, {"library": library})
+        _piece_streams[library.__name__] = cls
+    return cls(pieces, fail_after)
 
 
 def split_pieces(data: bytes, size: int) -> list[bytes]:
@@ -207,11 +229,12 @@ class FakeLLM:
             self.requests.append(body)
             self.headers.append(dict(request.headers))
         reply = self._next(body)
+        library = _http.library_of(request)  # answer in the client's own library
         if reply.raw_body is not None:
-            return httpx.Response(reply.status, content=reply.raw_body)
+            return library.Response(reply.status, content=reply.raw_body)  # type: ignore[no-any-return]
         if reply.status >= 400:
             error = {"error": {"message": reply.error_message, "type": "scripted_error"}}
-            return httpx.Response(reply.status, headers=dict(reply.headers), json=error)
+            return library.Response(reply.status, headers=dict(reply.headers), json=error)  # type: ignore[no-any-return]
         model = reply.model or str(body.get("model") or "fake-model")
         usage = _usage(reply.tokens, body)
         if not body.get("stream"):
@@ -222,16 +245,16 @@ class FakeLLM:
                 "tool_calls": reply.tool_calls,
                 "usage": usage,
             }
-            return httpx.Response(200, json=payload)
+            return library.Response(200, json=payload)  # type: ignore[no-any-return]
         events = _stream_events(reply, model, usage)
         data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
         pieces = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events]
         if reply.fail_after_chunks is None:
             pieces = split_pieces(data, self.chunk_size * 8)
-        return httpx.Response(
+        return library.Response(  # type: ignore[no-any-return]
             200,
             headers={"content-type": "text/event-stream"},
-            stream=PieceStream(pieces, reply.fail_after_chunks),
+            stream=piece_stream(library, pieces, reply.fail_after_chunks),
         )
 
 
@@ -315,18 +338,19 @@ class _FakeTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return active_fake().handle(request)
 
 
-_clients: tuple[httpx.Client, httpx.AsyncClient] | None = None
+_clients: dict[str, tuple[httpx.Client, httpx.AsyncClient]] = {}
 
 
-def _fake_clients() -> tuple[httpx.Client, httpx.AsyncClient]:
-    """One pair of clients for every fake chat (they hold no connections to close)."""
-    global _clients
-    if _clients is None:
-        _clients = (
-            httpx.Client(transport=_FakeTransport()),
-            httpx.AsyncClient(transport=_FakeTransport()),
+def _fake_clients(library: ModuleType) -> tuple[httpx.Client, httpx.AsyncClient]:
+    """One pair of clients per library for every fake chat (they hold no connections)."""
+    pair = _clients.get(library.__name__)
+    if pair is None:
+        pair = (
+            library.Client(transport=_FakeTransport()),
+            library.AsyncClient(transport=_FakeTransport()),
         )
-    return _clients
+        _clients[library.__name__] = pair
+    return pair
 
 
 @register_provider
@@ -339,7 +363,8 @@ class FakeProvider(Provider):
     uses_registry: ClassVar[bool] = False
 
     def http_clients(self) -> tuple[httpx.Client, httpx.AsyncClient] | None:
-        return _fake_clients()
+        # Of the configured http_library, so the fake exercises httpx2's client when asked.
+        return _fake_clients(self.config.http_module())
 
     def build_request(self, request: ChatRequest) -> HttpRequest:
         body: dict[str, Any] = {

@@ -21,9 +21,10 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from sa_llm import _http
 from sa_llm._context import Context
 from sa_llm.config import Config, get_config
-from sa_llm.testing.fake import PieceStream, split_pieces
+from sa_llm.testing.fake import piece_stream, split_pieces
 
 __all__ = ["Replay", "ReplayedRequest", "url_matches"]
 
@@ -62,7 +63,10 @@ class ReplayedRequest:
 
 
 class Replay(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """An httpx transport that answers with recorded interactions, in order.
+    """An httpx (or httpx2) transport that answers with recorded interactions, in order.
+
+    Under an httpx2 client it answers with httpx2 responses: ``httpx2.Client(transport=replay)``
+    works (type checkers want a ``cast``), and so does ``replay.context(http_library="httpx2")``.
 
     Attributes:
         pending: interactions not requested yet.
@@ -116,7 +120,10 @@ class Replay(httpx.BaseTransport, httpx.AsyncBaseTransport):
             "content-type", ""
         ) or "eventstream" in headers.get("content-type", "")
         pieces = split_pieces(data, self.piece_size) if streamed else [data]
-        return httpx.Response(int(response["status"]), headers=headers, stream=PieceStream(pieces))
+        library = _http.library_of(request)  # answer in the client's own library
+        return library.Response(  # type: ignore[no-any-return]
+            int(response["status"]), headers=headers, stream=piece_stream(library, pieces)
+        )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
@@ -127,8 +134,14 @@ class Replay(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self._serve(request)
 
     def context(self, config: Config | None = None, **settings: Any) -> Context:
-        """A :class:`Context` whose HTTP clients hit this replay, with test keys set."""
-        base = config or get_config()
+        """A :class:`Context` whose HTTP clients hit this replay, with test keys set.
+
+        The clients are of the configured ``http_library`` (``settings`` may name it).
+        """
+        base = (config or get_config()).replace(
+            **{k: v for k, v in settings.items() if k == "http_library"}
+        )
+        library = base.http_module()
         keys = {
             f"{name}_api_key": "test-key"
             for name in (
@@ -144,8 +157,8 @@ class Replay(httpx.BaseTransport, httpx.AsyncBaseTransport):
         }
         return Context(
             base.replace(
-                http_client=httpx.Client(transport=self),
-                async_http_client=httpx.AsyncClient(transport=self),
+                http_client=library.Client(transport=self),
+                async_http_client=library.AsyncClient(transport=self),
                 max_retries=0,
                 **{**keys, **settings},
             )
