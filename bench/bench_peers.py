@@ -1159,13 +1159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.chat_round:
         cls = load(args.chat_round)
-        found = chat_round(args.chat_round, args.server, Path(args.tmp), args.round)
-        found["_system"] = {
+        runs = chat_round(args.chat_round, args.server, Path(args.tmp), args.round)
+        runs["_system"] = {
             "api": cls.api,
             "unsupported": dict(cls.unsupported),
             "chat_only": cls.chat_only,
         }
-        print(json.dumps(found))
+        print(json.dumps(runs))
         return 0
     if args.parity:
         postgres = os.environ.get(POSTGRES_ENV)
@@ -1176,7 +1176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.w6:
         postgres = os.environ[POSTGRES_ENV]
-        found = run_concurrent(
+        concurrent = run_concurrent(
             load(args.w6),
             args.server,
             args.w6,
@@ -1185,7 +1185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             transport=args.transport,
             profile=args.profile,
         )
-        print(json.dumps(found))
+        print(json.dumps(concurrent))
         return 0
     if args.raw_cold:
         spec = json.loads(args.spec)
@@ -1245,17 +1245,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if name not in CORE and not peers_too:
                         continue
                     note(f"W1 and W3, {mode} journal, round {round_ + 1}: {name}")
-                    runs, error = run_worker(
+                    chats, error = run_worker(
                         ["--chat-round", name, "--round", str(round_), *common],
                         args.timeout,
                         mode,
                     )
-                    if runs is None:
+                    if chats is None:
                         failed = True
                         found[name] = {"error": error}
                         continue
-                    results["systems"][name] = runs.pop("_system")
-                    found[name] = runs
+                    results["systems"][name] = chats.pop("_system")
+                    found[name] = chats
                 rounds.append(found)
             results["chats"][mode] = rounds
         for name in names:
@@ -1293,7 +1293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not os.environ.get(POSTGRES_ENV):
             results["w6"] = f"skipped: {POSTGRES_ENV} is not set"
         else:
-            w6_rounds = []
+            w6_rounds: list[dict[str, Any]] = []
             for round_ in range(args.w6_repeats):
                 found = {}
                 for name, transport in _w6_order(names, round_):

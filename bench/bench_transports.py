@@ -162,8 +162,11 @@ def report(results: dict[str, Any], source: str) -> list[str]:
         )
     for transport in results["missing"]:
         lines.append(f"| {LABELS.get(transport, transport)} | not installed | | | |")
-    profiles = {t: _ok(p) for t, p in results["profiles"].items()}
-    profiles = {t: p for t, p in profiles.items() if p and p.get("profile")}
+    profiles: dict[str, dict[str, Any]] = {}
+    for transport, run in results["profiles"].items():
+        found = _ok(run)
+        if found is not None and found.get("profile"):
+            profiles[transport] = found
     if profiles:
         lines += [
             "",

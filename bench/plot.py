@@ -40,7 +40,7 @@ def long_points(build: dict[str, Any]) -> tuple[list[int], list[float]]:
 def _by_system(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per system: its W1 runs in the run's first journal mode, and its W2 histories."""
     chats = results.get("chats") or {}
-    rounds = next(iter(chats.values()), [])
+    rounds: list[dict[str, Any]] = next(iter(chats.values()), [])
     found: dict[str, dict[str, Any]] = {}
     for round_ in rounds:
         for name, value in round_.items():

@@ -29,7 +29,7 @@ updated from the values written, and is reused while the check says the rows are
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from time import perf_counter_ns
@@ -80,7 +80,7 @@ TOOLS = [
 
 # -- the statements (Core, built once) -----------------------------------------------------------
 
-CHAT_ID = bindparam("chat_id")
+CHAT_ID: Any = bindparam("chat_id")
 _PARENT = TOOL_CALLS.alias("parent_call")
 _OPTIONAL = (
     "input_tokens",
@@ -153,6 +153,14 @@ def _placeholder_row(chat_id: int) -> dict[str, Any]:
     }
 
 
+def _pk(result: Any) -> int:
+    """The primary key an INSERT wrote (``cursor.lastrowid`` on SQLite, RETURNING elsewhere:
+    what the ORM reads too)."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _naive_utc(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(timezone.utc).replace(tzinfo=None)
@@ -217,7 +225,7 @@ def _sse_payloads(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
                 yield json.loads(data)
 
 
-def history_items(messages: list[Any], calls: list[Any]) -> list[dict[str, Any]]:
+def history_items(messages: Sequence[Any], calls: Sequence[Any]) -> list[dict[str, Any]]:
     """The rows of sa_llm's two history SELECTs as the request's input items."""
     by_message: dict[int, list[Any]] = {}
     for call in calls:
@@ -262,14 +270,15 @@ class _Chat:
         self.last_updated: Any = None
         self.ids = {"chat_id": chat_id}
 
-    def loaded(self, messages: list[Any], calls: list[Any]) -> None:
+    def loaded(self, messages: Sequence[Any], calls: Sequence[Any]) -> None:
         self.history = history_items(messages, calls)
         self.rows = len(messages)
         stamps = [_naive_utc(row.updated_at) for row in messages if row.updated_at is not None]
         self.last_updated = max(stamps) if stamps else None
 
-    def wrote(self, params: dict[str, Any], new_row: bool) -> None:
-        """A row written: the fingerprint the next turn's check expects."""
+    def wrote(self, params: Any, new_row: bool) -> None:
+        """A row written (the statement's parameters): the fingerprint the next turn's check
+        expects."""
         self.rows += new_row
         stamp = _naive_utc(params["updated_at"])
         if self.last_updated is None or stamp > self.last_updated:
@@ -300,7 +309,7 @@ class BaselineConversation(Conversation):
     def _insert(self, conn: Connection, row: dict[str, Any]) -> int:
         result = conn.execute(INSERT_MESSAGE, row)
         self.chat.wrote(result.last_inserted_params(), True)
-        return int(result.inserted_primary_key[0])
+        return _pk(result)
 
     def _update(self, conn: Connection, message_id: int, values: dict[str, Any]) -> None:
         result = conn.execute(UPDATE_MESSAGE, {"message_id": message_id, **values})
@@ -372,9 +381,7 @@ class BaselineConversation(Conversation):
             with system.sync_engine.begin() as conn:
                 self._update(conn, empty, reply.completion(system.model_row))
                 call_rows = {
-                    call["call_id"]: conn.execute(
-                        INSERT_CALL, _call_row(empty, call)
-                    ).inserted_primary_key[0]
+                    call["call_id"]: _pk(conn.execute(INSERT_CALL, _call_row(empty, call)))
                     for call in reply.calls
                 }
             if reply.text:
@@ -418,7 +425,7 @@ class BaselineAsyncConversation(AsyncConversation):
     async def _insert(self, conn: AsyncConnection, row: dict[str, Any]) -> int:
         result = await conn.execute(INSERT_MESSAGE, row)
         self.chat.wrote(result.last_inserted_params(), True)
-        return int(result.inserted_primary_key[0])
+        return _pk(result)
 
     async def _read_history(self) -> None:
         chat = self.chat
@@ -536,7 +543,7 @@ class Baseline(SaLLMSync):
         if found is not None:
             return int(found)
         values = {"model_id": MODEL, "name": MODEL, "provider": "openai"}
-        return int(conn.execute(insert(MODELS), values).inserted_primary_key[0])
+        return _pk(conn.execute(insert(MODELS), values))
 
     def close(self) -> None:
         self.client.close()
@@ -544,7 +551,7 @@ class Baseline(SaLLMSync):
 
     def _new_chat_row(self, conn: Connection, key: str) -> int:
         row = {"title": key, "model_id": self.model_row}
-        return int(conn.execute(insert(CHATS), row).inserted_primary_key[0])
+        return _pk(conn.execute(insert(CHATS), row))
 
     def new_chat(self, key: str, *, tools: bool = False) -> Conversation:
         with self.sync_engine.begin() as conn:

@@ -303,7 +303,12 @@ class System(ABC):
 
     # -- W6: async on PostgreSQL --
 
-    async def aopen(self, url: str, schema: str) -> None:
+    async def aopen(self, url: str, schema: str | None) -> None:
+        """Open the async side: PostgreSQL with ``schema`` as search path, or SQLite (None)."""
+        raise NotImplementedError
+
+    async def ajournal(self) -> str:
+        """:meth:`journal` of the async engine."""
         raise NotImplementedError
 
     async def anew_chat(self, key: str) -> AsyncConversation:

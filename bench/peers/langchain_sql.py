@@ -205,7 +205,7 @@ class LangChainSQL(System):
 
     # -- W6 --
 
-    async def aopen(self, url: str, schema: str) -> None:
+    async def aopen(self, url: str, schema: str | None) -> None:
         self.async_engine = create_async_engine(
             url, connect_args={"server_settings": {"search_path": schema}}
         )
