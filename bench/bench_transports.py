@@ -13,10 +13,10 @@ each async transport of :mod:`peers.transports` (httpx with sa_llm's default poo
 with others, httpx2's transport, sa_llm's aiohttp backend), one fresh worker process per run
 (after a small warm-up run in it), ``--repeats`` rounds with the transports in turn (their order
 reversed every other round). *vs default*: per round, the run's wall time over the default's
-(httpx) in the same round. Then one more run of the default, of httpx2 and of aiohttp runs under
-``cProfile``, and the client's own CPU time is split by the package each function belongs to
-(``tottime``: CPU time in the function itself; the profiler slows the run, so only the shares
-are read from it).
+(httpx) in the same round. Then one more run (200 chats x 2 turns) of the default, of httpx2 and
+of aiohttp runs under ``cProfile``, and the client's own CPU time is split by the package each
+function belongs to (``tottime``: CPU time in the function itself; the profiler slows the run, so
+only the shares are read from it).
 """
 
 from __future__ import annotations
@@ -170,10 +170,11 @@ def report(results: dict[str, Any], source: str) -> list[str]:
     if profiles:
         lines += [
             "",
-            "Where the client's CPU goes, from one run of each under cProfile (timing CPU, not "
-            "wall time): the share of the profiled CPU time spent in each package's own "
-            "functions; *socket calls* are the built-in socket methods, *other* the benchmark, "
-            "the standard library outside asyncio and the other built-ins.",
+            "Where the client's CPU goes, from one run of each (200 chats x 2 turns) under "
+            "cProfile (timing CPU, not wall time): the share of the profiled CPU time spent in "
+            "each package's own functions; *socket calls* are the built-in socket methods, "
+            "*other* the benchmark, the standard library outside asyncio and the other "
+            "built-ins.",
             "",
             "| package | " + " | ".join(LABELS[t].split(",")[0] for t in profiles) + " |",
             "| --- | " + " | ".join("---:" for _ in profiles) + " |",

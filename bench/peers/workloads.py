@@ -35,6 +35,7 @@ from peers.common import (
     TOOL_EVERY,
     Conversation,
     System,
+    journal_mode,
     question,
     reply_text,
     tool_city,
@@ -54,6 +55,7 @@ W6_LATENCY = 0.1
 #: shorter than a real model's (hundreds of ms), which would only make the runs longer.
 W3_GAP = 0.02
 PARITY_TURNS = 6
+PROFILE_TURNS = 2
 PARITY_TOOL_EVERY = 3
 HISTORY_SIZES = (100, 1000)
 USAGE = Usage(cached_tokens=32)
@@ -212,7 +214,8 @@ def run_chat(
     stream = workload in STREAMED
     runs = []
     for repeat in range(first, first + repeats):
-        run = f"{workload}-{name}-{repeat}"
+        # The journal mode in the name: each mode's runs get their own files and server log.
+        run = f"{workload}-{name}-{journal_mode()}-{repeat}"
         system = _open(cls, tmp, root, run)
         if stream and hasattr(system, "observe_transport"):
             system.observe_transport = True
@@ -250,7 +253,7 @@ def run_chat_async(
 ) -> dict[str, Any]:
     """W1 async: one fresh 50-turn chat through the system's async API on a SQLite file
     (aiosqlite), in an event loop of its own."""
-    run = f"w1a-{name}-{repeat}"
+    run = f"w1a-{name}-{journal_mode()}-{repeat}"
     system = cls(tmp / f"{run}.db", f"{root}/{run}/v1")
 
     async def go() -> dict[str, Any]:
@@ -513,6 +516,10 @@ def run_concurrent(
                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))
             try:
                 chats, turns = (20, 2) if warm else (W6_CHATS, W6_TURNS)
+                if profile and not warm:
+                    # The profiler slows the run; the shares need the 200 chats in flight,
+                    # not all their turns.
+                    turns = PROFILE_TURNS
                 system = cls(Path("unused.db"), f"{root}/{run}/v1")
                 system.async_transport = transport  # type: ignore[attr-defined]
                 result = asyncio.run(
