@@ -145,7 +145,10 @@ def section(outcome: Outcome) -> list[str]:
     if outcome.returncode == 0:
         return [*lines, outcome.stdout.strip(), ""]
     status = "timed out" if outcome.returncode is None else f"exit status {outcome.returncode}"
-    lines += [f"**Failed: {status}.**", ""]
+    # A benchmark that missed a target exits non-zero after printing its tables: keep them.
+    lines += [f"**Failed: {status}** (a target missed, or an error).", ""]
+    if outcome.stdout.strip():
+        lines += [outcome.stdout.strip(), ""]
     tail = "\n".join(outcome.stderr.strip().splitlines()[-20:])
     return [*lines, "```", tail, "```", ""] if tail else lines
 
