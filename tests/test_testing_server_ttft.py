@@ -24,7 +24,9 @@ DELAY = 0.3
 
 
 def _first_delta_after_open(server: FakeOpenAIServer, path: str, body: dict[str, object]) -> float:
-    """Seconds from the stream's headers to the first event that carries text."""
+    """Seconds from the stream's headers to the first event that carries text (the whole
+    stream is read, so the server finishes its reply)."""
+    first: float | None = None
     with (
         httpx.Client(timeout=10) as client,
         client.stream("POST", f"{server.url}{path}", json={**body, "stream": True}) as response,
@@ -32,15 +34,16 @@ def _first_delta_after_open(server: FakeOpenAIServer, path: str, body: dict[str,
         assert response.status_code == 200
         opened = time.monotonic()
         for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+            if first is not None or not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             event = json.loads(line[6:])
-            if event.get("type") == "response.output_text.delta":
-                return time.monotonic() - opened
             choices = event.get("choices") or [{}]
-            if choices[0].get("delta", {}).get("content"):
-                return time.monotonic() - opened
-    raise AssertionError("no text delta in the stream")
+            if event.get("type") == "response.output_text.delta" or choices[0].get("delta", {}).get(
+                "content"
+            ):
+                first = time.monotonic() - opened
+    assert first is not None, "no text delta in the stream"
+    return first
 
 
 @pytest.mark.parametrize(
