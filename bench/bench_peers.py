@@ -26,13 +26,16 @@ Fairness, checked before anything is measured and on every measured run:
   ``commit`` creating it expired. Every measured W1/W3 run's statement counts per turn are
   compared again, and a difference fails the run.
 * **Same journal.** Every system's SQLite file uses the run's journal mode (``--journal``; both
-  ``delete`` and ``wal`` by default: W1 and W3 run in each; W2, W4 and W5 in the first), and
-  each run records the mode its own connection reports; a system in another mode fails the run.
+  ``delete`` and ``wal`` by default: sa_llm's, the limit's and the plain chat's W1 and W3 run
+  in each; the peers' rounds, W2, W4 and W5 in the first), and each run records the mode its
+  own connection reports; a system in another mode fails the run.
 * **Paired ratios.** W1 and W3 run in rounds: one chat of each system per round, sa_llm and the
   limit next to each other and in alternating order; a ratio is taken per round (sa_llm's time
   over the limit's in that round) and reported as its median, min-max and interquartile range,
-  so that a change in the load of the shared machine falls on both sides of a ratio alike. W6
-  runs in rounds too, each transport divided by the limit on the same transport.
+  so that a change in the load of the shared machine falls on both sides of a ratio alike. The
+  peers run in the first ``--peer-repeats`` rounds (3 of 5 by default), to keep a full run
+  within its budget. W6 runs in rounds too (the peers in the first ``--w6-peer-repeats``), each
+  transport divided by the limit on the same transport.
 * **When.** The load average and the time are read when the run starts, before any work.
 
 Workloads (``bench/peers/workloads.py``): W1 a 50-turn chat (sync; and async for sa_llm and the
