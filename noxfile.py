@@ -95,9 +95,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (bench/run.py): writes bench/results/latest.md and the peers section of
-    docs/benchmarks.md. The peers come from the ``bench`` dependency group; the PostgreSQL
-    workload runs when SA_LLM_TEST_POSTGRES_URL is set."""
+    """Benchmarks (bench/run.py): writes bench/results/latest.md (and a copy named after the
+    run's start time) and the generated sections of docs/benchmarks.md. The peers come from the
+    ``bench`` dependency group; the PostgreSQL workloads (W6 and the transports) run when
+    SA_LLM_TEST_POSTGRES_URL is set. Arguments go to bench/run.py (``-k peers``,
+    ``--journal wal``, ...)."""
     if not (ROOT / "bench" / "run.py").exists():
         session.skip("bench/run.py does not exist yet")
     session.install("-e", ".[test]")
@@ -105,7 +107,8 @@ def bench(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(pyproject, "bench"))
     if not os.environ.get(POSTGRES_URL_ENV):
         session.warn(
-            f"{POSTGRES_URL_ENV} is not set: the concurrency workload (W6) will be skipped "
+            f"{POSTGRES_URL_ENV} is not set: the concurrency workloads (W6, transports) will "
+            "be skipped "
             '(eval "$(python3 scripts/_postgres.py start)" starts a throwaway server)'
         )
     session.run("python", "bench/run.py", *session.posargs, env=NO_BOOTSTRAP)

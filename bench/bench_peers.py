@@ -1,26 +1,50 @@
-"""sa_llm side by side with its Python peers and a hand-written limit, on six workloads.
+"""sa_llm side by side with its Python peers and a fair limit, on six workloads.
 
 Run from the repository root with ``python bench/bench_peers.py`` (``nox -s bench`` runs it with
 the peers installed from the ``bench`` dependency group). It prints markdown tables; with
 ``--docs`` it also rewrites the part of ``docs/benchmarks.md`` between ``<!-- peers:start -->``
-and ``<!-- peers:end -->``, draws ``docs/img/peers.png`` (``bench/plot.py``) and keeps the raw
-numbers in ``bench/results/peers.json``.
+and ``<!-- peers:end -->``, draws ``docs/img/peers.png`` (``bench/plot.py``), keeps the raw
+numbers in ``bench/results/peers.json`` and the report in ``bench/results/peers-<time>.md``
+(the run the docs cite; ``<time>`` is when the run started, UTC).
 
 Systems (``bench/peers/``): sa_llm (a persisted chat row in a sync ``Session`` on a SQLite file;
-an ``AsyncSession`` on PostgreSQL for W6), the OpenAI Agents SDK's ``SQLAlchemySession``,
-LangChain's ``SQLChatMessageHistory`` with ``ChatOpenAI``, simonw/llm with ``log_to_db``, and the
-limit: raw httpx plus sa_llm's row writes in SQLAlchemy Core. All of them talk HTTP to one
-:class:`sa_llm.testing.server.FakeOpenAIServer` running in a child process on 127.0.0.1 (so its
-work does not share the client's interpreter), each system in its own worker processes. W1 and
-W3 run in rounds (one chat of each per system per round, the systems in turn), so that a change
-in the load of the shared machine falls on every system alike.
+an ``AsyncSession`` on aiosqlite and on PostgreSQL for the async workloads), sa_llm's plain
+``Chat`` (nothing stored: the reference for the first chunk), the OpenAI Agents SDK's
+``SQLAlchemySession``, LangChain's ``SQLChatMessageHistory`` with ``ChatOpenAI``, simonw/llm with
+``log_to_db``, and **the limit**: sa_llm's default strategy's statements and commits written by
+hand in SQLAlchemy Core on sa_llm's tables, with httpx and ``json`` (``bench/peers/baseline.py``).
+All of them talk HTTP to one :class:`sa_llm.testing.server.FakeOpenAIServer` in a child process
+on 127.0.0.1, each system in worker processes of its own.
 
-Workloads (``bench/peers/workloads.py``): W1 a 50-turn chat; W2 rebuilding 100- and
-1,000-message histories (a tool round every fifth turn) in fresh processes; W3 a 50-turn chat
-streamed in 50 deltas per reply; W4 HTTP 500 at turn 25; W5 a tool call every fifth turn; W6
-200 concurrent async chats x 5 turns against 100 ms latency on PostgreSQL (needs
-``SA_LLM_TEST_POSTGRES_URL``; skipped without it). Every system runs with its client's retries
-off, so the failure of W4 reaches it.
+Fairness, checked before anything is measured and on every measured run:
+
+* **Same SQL.** A parity run captures sa_llm's and the limit's statements and commits, turn by
+  turn (``before_cursor_execute`` and ``commit`` listeners), not streamed, streamed, with tool
+  rounds, sync and async (aiosqlite; PostgreSQL when configured). Any difference in a statement's
+  text or in the number of commits after the first turn stops the benchmark (exit status 3);
+  on the first turn the one allowed difference is sa_llm refreshing the chat row that the
+  ``commit`` creating it expired. Every measured W1/W3 run's statement counts per turn are
+  compared again, and a difference fails the run.
+* **Same journal.** Every system's SQLite file uses the run's journal mode (``--journal``; both
+  ``delete`` and ``wal`` by default: sa_llm's, the limit's and the plain chat's W1 and W3 run
+  in each; the peers' rounds, W2, W4 and W5 in the first), and each run records the mode its
+  own connection reports; a system in another mode fails the run.
+* **Paired ratios.** W1 and W3 run in rounds: one chat of each system per round, sa_llm and the
+  limit next to each other and in alternating order; a ratio is taken per round (sa_llm's time
+  over the limit's in that round) and reported as its median, min-max and interquartile range,
+  so that a change in the load of the shared machine falls on both sides of a ratio alike. The
+  peers run in the first ``--peer-repeats`` rounds (3 of 5 by default), to keep a full run
+  within its budget. W6 runs in rounds too (the peers in the first ``--w6-peer-repeats``), each
+  transport divided by the limit on the same transport.
+* **When.** The load average and the time are read when the run starts, before any work.
+
+Workloads (``bench/peers/workloads.py``): W1 a 50-turn chat (sync; and async for sa_llm and the
+limit); W2 rebuilding 100- and 1,000-message histories (a tool round every fifth turn) in fresh
+processes; W3 a 50-turn chat streamed in 50 deltas per reply, without and with a
+time-to-first-token gap (the fake server's ``first_token_delay``); W4 HTTP 500 at turn 25; W5 a
+tool call every fifth turn; W6 200 concurrent async chats x 5 turns against 100 ms latency on
+PostgreSQL (needs ``SA_LLM_TEST_POSTGRES_URL``; skipped without it). Every system runs with its
+client's retries off, so the failure of W4 reaches it.
 """
 
 from __future__ import annotations
@@ -37,6 +61,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import metadata
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -47,17 +73,21 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
 from peers import SYSTEMS, label, load  # noqa: E402
+from peers.common import JOURNAL_ENV, JOURNAL_MODES  # noqa: E402
 from peers.workloads import (  # noqa: E402
     CHUNKS,
     FAILING_TURN,
     HISTORY_SIZES,
     TURNS,
+    W3_GAP,
     W6_CHATS,
     W6_LATENCY,
     W6_TURNS,
     BenchPlanner,
     build_histories,
+    parity_traces,
     run_chat,
+    run_chat_async,
     run_concurrent,
     run_failure,
     run_tools,
@@ -75,6 +105,8 @@ PACKAGES = (
     "sa-llm",
     "sqlalchemy",
     "httpx",
+    "httpx2",
+    "aiohttp",
     "openai",
     "openai-agents",
     "langchain-community",
@@ -85,6 +117,31 @@ PACKAGES = (
     "aiosqlite",
     "asyncpg",
 )
+#: Systems with an async API on aiosqlite for W1 async (the limit and sa_llm).
+ASYNC_W1 = ("sa_llm", "baseline")
+#: The systems every round runs; the peers run in fewer (``--peer-repeats``), in the first
+#: journal mode only, to keep a full run within its budget.
+CORE = ("sa_llm", "baseline", "plain")
+#: W6's (system, transport) pairs: each transport of sa_llm has the limit on the same one.
+W6_PAIRS = (
+    ("sa_llm", "httpx"),
+    ("baseline", "httpx"),
+    ("sa_llm", "aiohttp"),
+    ("baseline", "aiohttp"),
+    ("agents", "httpx"),
+    ("langchain", "httpx"),
+)
+#: The targets of issue 16, as ratios in one run.
+W1_TARGET = 1.15
+W3_TARGET = 1.15
+FIRST_CHUNK_TARGET = 1.2
+W6_TARGET = 1.2
+W2_TARGET = 2.0
+#: The one step sa_llm may run on a chat's first turn that the limit does not: the refresh of the
+#: chat row the commit that created it expired (an ORM object, not the library's work), and the
+#: COMMIT that ends that read transaction (so no SQLite read lock or PostgreSQL snapshot
+#: outlives it). The model it resolves is then known for every later turn.
+CHAT_REFRESH = "SELECT chats.title, chats.id, chats.model_id, "
 
 
 # -- the fake server in its own process ---------------------------------------------------------
@@ -131,18 +188,21 @@ class ServerProcess:
 
 
 def chat_round(name: str, root: str, tmp: Path, round_: int) -> dict[str, Any]:
-    """One W1 chat and one W3 chat (the rounds alternate the systems, so that a change in the
-    machine's load falls on all of them alike)."""
+    """One chat of each of W1, W3 and W3 with a first-token gap (and W1 async for sa_llm and
+    the limit), in this process, in the journal mode of the environment."""
     cls = load(name)
-    warm_up(cls, tmp, root, f"{name}-{round_}")
-    return {
-        workload: run_chat(cls, tmp, root, name, workload, 1, first=round_)
-        for workload in ("w1", "w3")
+    warm_up(cls, tmp, root, f"{name}-{round_}-{os.environ.get(JOURNAL_ENV, '')}")
+    found: dict[str, Any] = {
+        workload: run_chat(cls, tmp, root, name, workload, 1, first=round_)[0]
+        for workload in ("w1", "w3", "w3g")
     }
+    if name in ASYNC_W1:
+        found["w1a"] = run_chat_async(cls, tmp, root, name, round_)
+    return found
 
 
-def worker(name: str, root: str, tmp: Path, w6_repeats: int) -> dict[str, Any]:
-    """Every workload but W1 and W3 (see :func:`chat_round`)."""
+def worker(name: str, root: str, tmp: Path) -> dict[str, Any]:
+    """W4, W5 and the histories of W2 (W1 and W3: :func:`chat_round`; W6: ``--w6``)."""
     cls = load(name)
     began = time.perf_counter()
 
@@ -159,31 +219,16 @@ def worker(name: str, root: str, tmp: Path, w6_repeats: int) -> dict[str, Any]:
     results["w5"] = run_tools(cls, tmp, root, name)
     log("w2 (building histories)")
     results["w2_build"] = build_histories(cls, tmp, root, name)
-    postgres = os.environ.get(POSTGRES_ENV)
-    if "W6" in cls.unsupported:
-        results["w6"] = None
-    elif not postgres:
-        results["w6"] = f"skipped: {POSTGRES_ENV} is not set"
-    else:
-        variants = {"w6": False}
-        if hasattr(cls, "new_async_client"):
-            variants["w6_aiohttp"] = True
-        for key, aiohttp_transport in variants.items():
-            log(key)
-            try:
-                results[key] = run_concurrent(
-                    cls, root, name, postgres, w6_repeats, aiohttp_transport=aiohttp_transport
-                )
-            except Exception as exc:  # one failed workload must not lose the others
-                results[key] = f"failed: {type(exc).__name__}: {str(exc)[:160]}"
     log("done")
     return results
 
 
-def worker_env() -> dict[str, str]:
+def worker_env(journal: str | None = None) -> dict[str, str]:
     """The workers' environment: Python may cache bytecode, as for any installed package."""
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if journal is not None:
+        env[JOURNAL_ENV] = journal
     return env
 
 
@@ -194,23 +239,138 @@ def compile_sources() -> None:
         compileall.compile_dir(str(folder), quiet=1)
 
 
-def run_worker(args: list[str], timeout: float) -> tuple[dict[str, Any] | None, str]:
-    done = subprocess.run(
-        [sys.executable, __file__, *args],
-        cwd=ROOT,
-        env=worker_env(),
-        stdout=subprocess.PIPE,
-        stderr=None,  # progress goes straight to the terminal
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def run_worker(
+    args: list[str], timeout: float, journal: str | None = None
+) -> tuple[Any | None, str]:
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, *args],
+            cwd=ROOT,
+            env=worker_env(journal),
+            stdout=subprocess.PIPE,
+            stderr=None,  # progress goes straight to the terminal
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:.0f} s"
     if done.returncode != 0:
         return None, f"exit status {done.returncode}"
     return json.loads(done.stdout.strip().splitlines()[-1]), ""
 
 
+# -- the statement check --------------------------------------------------------------------------
+
+
+def parity_problems(
+    ours: dict[str, list[list[str]]], limit: dict[str, list[list[str]]]
+) -> list[str]:
+    """Where the limit's statements or commits differ from sa_llm's (empty: none)."""
+    problems = []
+    for case, turns in ours.items():
+        theirs = limit.get(case)
+        if theirs is None or len(theirs) != len(turns):
+            problems.append(f"{case}: the limit ran {len(theirs or [])} turns, sa_llm {len(turns)}")
+            continue
+        for number, (mine, other) in enumerate(zip(turns, theirs, strict=True), 1):
+            if number == 1 and mine and mine[0].startswith(CHAT_REFRESH):
+                mine = mine[2:] if mine[1:2] == ["COMMIT"] else mine[1:]
+            if mine != other:
+                first = next(
+                    (i for i, (a, b) in enumerate(zip(mine, other, strict=False)) if a != b),
+                    min(len(mine), len(other)),
+                )
+                problems.append(
+                    f"{case}, turn {number}: statement {first + 1} differs: sa_llm "
+                    f"{(mine[first : first + 1] or ['(none)'])[0][:160]!r}, the limit "
+                    f"{(other[first : first + 1] or ['(none)'])[0][:160]!r} "
+                    f"(commits: {mine.count('COMMIT')} and {other.count('COMMIT')})"
+                )
+    return problems
+
+
+def shape(counts: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((verb, n) for verb, n in counts.items() if verb != "BEGIN"))
+
+
+def run_checks(results: dict[str, Any]) -> list[str]:
+    """Journal modes and per-turn statement counts of the measured runs (empty: all fair)."""
+    problems = []
+    for mode, rounds in results["chats"].items():
+        for number, round_ in enumerate(rounds, 1):
+            for name, found in round_.items():
+                if not isinstance(found, dict) or "error" in found:
+                    continue
+                for workload, run in found.items():
+                    journal = run.get("journal")
+                    if journal not in (mode, "none"):
+                        problems.append(
+                            f"{mode}, round {number}: {name} {workload} ran in journal mode "
+                            f"{journal!r}"
+                        )
+            ours, limit = round_.get("sa_llm"), round_.get("baseline")
+            if not (isinstance(ours, dict) and isinstance(limit, dict)):
+                continue
+            if "error" in ours or "error" in limit:
+                continue
+            for workload in ("w1", "w3", "w3g", "w1a"):
+                if workload not in ours or workload not in limit:
+                    continue
+                mine = [shape(c) for c in ours[workload]["stmts"][1:]]
+                other = [shape(c) for c in limit[workload]["stmts"][1:]]
+                if mine != other:
+                    at = next(
+                        (i for i, (a, b) in enumerate(zip(mine, other, strict=False)) if a != b),
+                        min(len(mine), len(other)),
+                    )
+                    problems.append(
+                        f"{mode}, round {number}, {workload} turn {at + 2}: sa_llm ran "
+                        f"{dict(mine[at]) if at < len(mine) else None}, the limit "
+                        f"{dict(other[at]) if at < len(other) else None}"
+                    )
+    return problems
+
+
 # -- statistics and formatting -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median, extremes and interquartile range of some samples."""
+
+    median: float
+    low: float
+    high: float
+    q1: float
+    q3: float
+    count: int
+
+
+def spread(values: Sequence[float | None]) -> Spread | None:
+    present = sorted(v for v in values if v is not None)
+    if not present:
+        return None
+    if len(present) == 1:
+        q1 = q3 = present[0]
+    else:
+        q1, _, q3 = statistics.quantiles(present, n=4, method="inclusive")
+    return Spread(statistics.median(present), present[0], present[-1], q1, q3, len(present))
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def fmt_spread(found: Spread | None, digits: int = 2, unit: str = "", iqr: bool = True) -> str:
+    """``1.47x [1.31-1.59], IQR 1.40-1.52`` (median [min-max], interquartile range)."""
+    if found is None:
+        return "n/a"
+    d = digits
+    text = f"{found.median:,.{d}f}{unit} [{found.low:,.{d}f}-{found.high:,.{d}f}]"
+    if iqr and found.count >= 4:
+        text += f", IQR {found.q1:,.{d}f}-{found.q3:,.{d}f}"
+    return text
 
 
 def median(values: Sequence[float | None]) -> float | None:
@@ -225,111 +385,174 @@ def p95(values: Sequence[float | None]) -> float | None:
     return present[min(len(present) - 1, round(0.95 * (len(present) - 1)))]
 
 
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
-def ratio(value: float | None, reference: float | None) -> str:
-    if value is None or not reference:
-        return "n/a"
-    return f"{value / reference:.2f}x"
-
-
 def per_turn(counts: list[dict[str, int]], verb: str) -> float:
     return statistics.median(c.get(verb, 0) for c in counts)
 
 
-def steady(counts: list[dict[str, int]]) -> list[dict[str, int]]:
-    """Turns after the first (which also creates the chat's model row and the like)."""
-    return counts[1:] if len(counts) > 1 else counts
+def _status(met: bool | None, miss: str) -> str:
+    if met is None:
+        return "not measured"
+    return "met" if met else f"**missed** ({miss})"
 
 
-def versions() -> str:
-    found = []
+def _stmts(counts: dict[str, int]) -> int:
+    return sum(n for verb, n in counts.items() if verb not in ("BEGIN", "COMMIT"))
+
+
+def _span(values: list[int]) -> str:
+    if not values:
+        return "n/a"
+    return str(values[0]) if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+
+def versions() -> dict[str, str]:
+    found = {}
     for package in PACKAGES:
         try:
-            found.append(f"{package} {metadata.version(package)}")
+            found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
-            found.append(f"{package} (not installed)")
-    return ", ".join(found)
+            found[package] = "not installed"
+    return found
 
 
-def machine() -> list[str]:
+def cpu_model() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return [
-        f"Machine: {cpu}, {os.cpu_count()} cores, load {load} at the start; Python "
-        f"{platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        "",
-        f"Versions: {versions()}.",
-    ]
+    return cpu
+
+
+def git_revision() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def start_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """What the run is, taken before it does anything: time, load, machine, versions."""
+    started = datetime.now(timezone.utc)
+    return {
+        "started": started.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "stamp": started.strftime("%Y%m%dT%H%M%SZ"),
+        "load_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "git": git_revision(),
+        "versions": versions(),
+        "journal_modes": args.journal,
+        "rounds": args.repeats,
+        "peer_rounds": min(args.peer_repeats, args.repeats),
+        "w6_rounds": args.w6_repeats,
+        "w6_peer_rounds": min(args.w6_peer_repeats, args.w6_repeats),
+        "w2_processes": args.processes,
+    }
 
 
 # -- the report -----------------------------------------------------------------------------------
 
 
-class Report:
-    def __init__(self, results: dict[str, Any], repeats: int, w6_repeats: int) -> None:
-        self.results = results
-        self.repeats = repeats
-        self.w6_repeats = w6_repeats
+def async_label(name: str) -> str:
+    """The async workloads run sa_llm's and the limit's async APIs: their rows say so."""
+    if name == "sa_llm":
+        return "sa_llm (`AsyncSession`)"
+    if name == "baseline":
+        return "limit: sa_llm's SQL by hand (`AsyncConnection`)"
+    return label(name)
 
-    def ok(self, name: str) -> dict[str, Any] | None:
-        value = self.results.get(name)
-        return value if isinstance(value, dict) and "error" not in value else None
+
+TRANSPORT_LABEL = {
+    "httpx": "httpx (default)",
+    "aiohttp": 'aiohttp (`async_http_backend="aiohttp"`)',
+}
+
+
+class Report:
+    def __init__(self, results: dict[str, Any], source: str) -> None:
+        self.results = results
+        self.meta = results["meta"]
+        self.source = source  # the file the docs cite for this run
+
+    # -- access --
+
+    def modes(self) -> list[str]:
+        return list(self.results["chats"])
+
+    def primary(self) -> str:
+        return self.modes()[0]
 
     def names(self) -> list[str]:
-        return list(self.results)
+        return list(self.results["systems"])
 
-    def failed_rows(self, columns: int) -> list[str]:
-        rows = []
-        for name in self.names():
-            value = self.results[name]
-            if isinstance(value, dict) and "error" in value:
-                rows.append(f"| {label(name)} | failed: {value['error']} |" + " |" * (columns - 2))
-        return rows
+    def runs(self, mode: str, name: str, workload: str) -> list[dict[str, Any] | None]:
+        """The system's run of ``workload`` in each round (``None``: it failed that round)."""
+        found = []
+        for round_ in self.results["chats"][mode]:
+            value = round_.get(name)
+            ok = isinstance(value, dict) and "error" not in value and workload in value
+            found.append(value[workload] if ok else None)
+        return found
 
-    # W1 / W3
+    def ran(self, mode: str) -> list[str]:
+        """The systems that ran (or failed) in at least one round of ``mode``."""
+        rounds = self.results["chats"][mode]
+        return [name for name in self.names() if any(name in round_ for round_ in rounds)]
 
-    def chat_stats(self, name: str, workload: str) -> dict[str, Any] | None:
-        result = self.ok(name)
-        if result is None:
-            return None
-        runs = result[workload]
-        counts = [c for run in runs for c in steady(run["stmts"])]
-        return {
-            "wall_ms": statistics.median(run["wall_s"] * 1000 for run in runs),
-            "turn_ms": statistics.median(t for run in runs for t in run["turn_ms"]),
-            "counts": counts,
-            "rows": runs[-1]["rows"],
-            "db_bytes": runs[-1]["db_bytes"],
-            "runs": runs,
-        }
-
-    def w1(self) -> list[str]:
-        limit = self.chat_stats("baseline", "w1")
-        lines = [
-            f"### W1: a {TURNS}-turn chat, not streamed",
-            "",
-            f"Median of {self.repeats} chats (each a fresh SQLite file); statements are per turn "
-            "after the first (median), COMMITs included in neither column.",
-            "",
-            "| system | API | 50 turns ms | ms / turn | vs limit | SELECT | INSERT | UPDATE | "
-            "other | COMMIT | rows | DB KiB |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for name in self.names():
-            stats = self.chat_stats(name, "w1")
-            if stats is None:
+    def paired(
+        self, mode: str, name: str, workload: str, reference: str, key: str = "wall_s"
+    ) -> Spread | None:
+        """Per-round ratios of ``name``'s ``key`` over ``reference``'s in the same round."""
+        ratios = []
+        for mine, theirs in zip(
+            self.runs(mode, name, workload), self.runs(mode, reference, workload), strict=True
+        ):
+            if mine is None or theirs is None:
                 continue
-            counts = stats["counts"]
+            a, b = _value(mine, key), _value(theirs, key)
+            if a is not None and b:
+                ratios.append(a / b)
+        return spread(ratios)
+
+    def other(self, name: str) -> dict[str, Any] | None:
+        value = self.results["other"].get(name)
+        return value if isinstance(value, dict) and "error" not in value else None
+
+    # -- W1 --
+
+    def w1(self, mode: str) -> list[str]:
+        lines = [
+            f"#### W1: a {TURNS}-turn chat, not streamed ({mode.upper()} journal)",
+            "",
+            f"{len(self.results['chats'][mode])} rounds, a fresh SQLite file per chat. *ms / "
+            "turn* and *CPU ms / turn*: median over the rounds [min-max] of the chat's wall "
+            "and CPU time over 50; *vs limit*: the per-round ratio of the chat's wall time "
+            "to the limit's in the same round, median [min-max] and interquartile range. "
+            "Statements are per turn after the first (median), COMMITs in their own column.",
+            "",
+            "| system | API | ms / turn | vs limit (per round) | CPU ms / turn | CPU vs limit "
+            "| SELECT | INSERT | UPDATE | other | COMMIT | rows | DB KiB |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| ---: |",
+        ]
+        for name in self.ran(mode):
+            runs = [r for r in self.runs(mode, name, "w1") if r is not None]
+            if not runs:
+                lines.append(f"| {label(name)} | failed |" + " |" * 11)
+                continue
+            counts = [c for run in runs for c in run["stmts"][1:]]
             other = statistics.median(
                 sum(
                     n
@@ -338,49 +561,101 @@ class Report:
                 )
                 for c in counts
             )
+            wall = spread([r["wall_s"] * 1000 / TURNS for r in runs])
+            cpu = spread([r["cpu_s"] * 1000 / TURNS for r in runs])
+            ratio = self.paired(mode, name, "w1", "baseline")
             lines.append(
-                f"| {label(name)} | {self.results[name]['api']} | {fmt(stats['wall_ms'], 0)} "
-                f"| {fmt(stats['turn_ms'], 2)} "
-                f"| {ratio(stats['wall_ms'], limit['wall_ms'] if limit else None)} "
+                f"| {label(name)} | {self.results['systems'][name]['api']} "
+                f"| {fmt_spread(wall, iqr=False)} | {fmt_spread(ratio, unit='x')} "
+                f"| {fmt_spread(cpu, iqr=False)} "
+                f"| {fmt_spread(self.paired(mode, name, 'w1', 'baseline', 'cpu_s'), unit='x')} "
                 f"| {per_turn(counts, 'SELECT'):g} | {per_turn(counts, 'INSERT'):g} "
                 f"| {per_turn(counts, 'UPDATE'):g} | {other:g} | {per_turn(counts, 'COMMIT'):g} "
-                f"| {sum(stats['rows'].values()):,} | {stats['db_bytes'] / 1024:,.0f} |"
+                f"| {sum(runs[-1]['rows'].values()):,} | {runs[-1]['db_bytes'] / 1024:,.0f} |"
             )
-        return lines + self.failed_rows(12)
-
-    def w3(self) -> list[str]:
-        limit = self.chat_stats("baseline", "w3")
-        lines = [
-            f"### W3: a {TURNS}-turn chat streamed in {CHUNKS} deltas per reply",
+        lines += [
             "",
-            "First chunk: from the moment the fake server writes the event with the first text "
-            "delta (its clock, `perf_counter_ns`, is system-wide) to the user's callback "
-            "receiving it; median and p95 over all turns of all runs. *Transport*: from the "
-            "client's own httpx transport yielding those bytes to the callback (only where the "
-            "benchmark can wrap the transport). Writes: INSERT + UPDATE + DELETE per reply.",
+            "Async (`await chat.aask(...)` on an `AsyncSession`; the limit on an "
+            "`AsyncConnection`), aiosqlite, same file layout, after one first turn:",
             "",
-            "| system | 50 turns ms | vs limit | first chunk median µs | p95 µs "
-            "| transport → callback median µs | writes / reply |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| system | ms / turn | vs limit (per round) | CPU ms / turn | CPU vs limit | SELECT "
+            "| INSERT | UPDATE | COMMIT |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for name in self.names():
-            stats = self.chat_stats(name, "w3")
-            if stats is None:
+        for name in ASYNC_W1:
+            runs = [r for r in self.runs(mode, name, "w1a") if r is not None]
+            if not runs:
                 continue
-            runs = stats["runs"]
-            first = [v for run in runs for v in run["first_chunk_us"]]
-            transport = [v for run in runs for v in run["transport_us"]]
-            writes = sorted({w for run in runs for w in run["writes_per_reply"][1:]})
+            counts = [c for run in runs for c in run["stmts"]]
+            wall = spread([r["wall_s"] * 1000 / TURNS for r in runs])
+            cpu = spread([r["cpu_s"] * 1000 / TURNS for r in runs])
+            ratio = self.paired(mode, name, "w1a", "baseline")
             lines.append(
-                f"| {label(name)} | {fmt(stats['wall_ms'], 0)} "
-                f"| {ratio(stats['wall_ms'], limit['wall_ms'] if limit else None)} "
-                f"| {fmt(median(first), 0)} | {fmt(p95(first), 0)} "
-                f"| {fmt(median(transport), 0)} "
-                f"| {_span(writes)} |"
+                f"| {async_label(name)} | {fmt_spread(wall, iqr=False)} "
+                f"| {fmt_spread(ratio, unit='x')} | {fmt_spread(cpu, iqr=False)} "
+                f"| {fmt_spread(self.paired(mode, name, 'w1a', 'baseline', 'cpu_s'), unit='x')} "
+                f"| {per_turn(counts, 'SELECT'):g} | {per_turn(counts, 'INSERT'):g} "
+                f"| {per_turn(counts, 'UPDATE'):g} | {per_turn(counts, 'COMMIT'):g} |"
             )
-        return lines + self.failed_rows(7)
+        return lines
 
-    # W2
+    # -- W3 --
+
+    def first_chunk(
+        self, mode: str, name: str, workload: str
+    ) -> tuple[Spread | None, float | None]:
+        """The first chunk (server write -> callback, µs) over all turns of all rounds, and the
+        spread of the per-round ratio to the plain chat's median of the same round."""
+        samples = [
+            v for r in self.runs(mode, name, workload) if r for v in r["first_chunk_us"] if v
+        ]
+        return spread(samples), p95(samples)
+
+    def first_chunk_ratio(self, mode: str, name: str, workload: str) -> Spread | None:
+        return self.paired(mode, name, workload, "plain", key="first_chunk_median")
+
+    def w3(self, mode: str) -> list[str]:
+        gap = f"{W3_GAP * 1000:.0f} ms"
+        lines = [
+            f"#### W3: a {TURNS}-turn chat streamed in {CHUNKS} deltas per reply ({mode.upper()} "
+            "journal)",
+            "",
+            "*First chunk* is what the user sees: from the moment the fake server writes the "
+            "event with the first text delta (its clock, `perf_counter_ns`, is system-wide) to "
+            "the user's callback receiving it, median (p95) over all turns of all rounds. It is "
+            "measured without and with a time-to-first-token gap (the fake server's "
+            f"`first_token_delay`, {gap} between the stream's opening events and its first "
+            "delta, as a model takes before its first token). *vs plain*: per round, the "
+            "median first chunk over sa_llm's plain `Chat`'s (nothing stored) in the same round. "
+            "*50 turns* and *vs limit* are the whole chat without the gap. *Transport*: from "
+            "the client's own httpx transport yielding the delta's bytes to the callback (where "
+            "the benchmark can wrap the transport).",
+            "",
+            "| system | first chunk µs | vs plain | with the gap µs | vs plain | 50 turns ms "
+            "| vs limit (per round) | transport → callback µs | writes / reply |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name in self.ran(mode):
+            runs = [r for r in self.runs(mode, name, "w3") if r is not None]
+            if not runs:
+                lines.append(f"| {label(name)} | failed |" + " |" * 7)
+                continue
+            cells = []
+            for workload in ("w3", "w3g"):
+                found, high = self.first_chunk(mode, name, workload)
+                cells.append(f"{fmt(found.median if found else None, 0)} ({fmt(high, 0)})")
+                cells.append(fmt_spread(self.first_chunk_ratio(mode, name, workload), unit="x"))
+            transport = median([v for r in runs for v in r["transport_us"]])
+            writes = sorted({w for r in runs for w in r["writes_per_reply"][1:]})
+            wall = spread([r["wall_s"] * 1000 for r in runs])
+            lines.append(
+                f"| {label(name)} | {' | '.join(cells)} | {fmt_spread(wall, 0, iqr=False)} "
+                f"| {fmt_spread(self.paired(mode, name, 'w3', 'baseline'), unit='x')} "
+                f"| {fmt(transport, 0)} | {_span(writes)} |"
+            )
+        return lines
+
+    # -- W2 --
 
     def w2(self) -> list[str]:
         lines = [
@@ -390,19 +665,20 @@ class Report:
             "new process opens the database and loads each history as the library does before "
             "its next request (sa_llm: `chat.to_llm()` on the chat row; Agents SDK: "
             "`session.get_items()`; LangChain: `SQLChatMessageHistory(...).messages`; llm: "
-            "`load_conversation`; limit: two Core SELECTs turned into the request's input list). "
-            "*First* is the first load in that process; *warm* the median of the next ones. "
-            "The raw SELECT is a plain `SELECT` of the system's own rows for that chat (the "
-            "messages and the tool calls, in SQLAlchemy Core); *first raw* is that SELECT as "
-            "the first thing a fresh process does, timed in processes of its own. Medians over "
-            "the fresh processes.",
+            "`load_conversation`; limit: sa_llm's two history SELECTs by hand, turned into the "
+            "request's input list). *First* is the first load in that process; *warm* the "
+            "median of the next ones. The raw SELECT is a plain `SELECT` of the system's own "
+            "rows for that chat (the messages and the tool calls, in SQLAlchemy Core); *first "
+            "raw* is that SELECT as the first thing a fresh process does, timed in processes of "
+            "its own. *Warm / raw* is given for every process (the ratio of its warm median to "
+            f"its raw median), not only their median. {self.primary().upper()} journal.",
             "",
-            "| system | messages | statements (first) | statements (warm) | first ms | warm ms "
-            "| first raw ms | raw SELECT ms | first / first raw | warm / raw |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| system | messages | statements (first / warm) | first ms | warm ms "
+            "| first raw ms | raw SELECT ms | first / first raw | warm / raw, each process |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for name in self.names():
-            result = self.ok(name)
+            result = self.other(name)
             if result is None or not result.get("w2"):
                 continue
             for size in (str(s) for s in sorted(HISTORY_SIZES, reverse=True)):
@@ -415,22 +691,36 @@ class Report:
                 raw = median([v for s in samples for v in s["raw_ms"]])
                 first = median([s["cold_ms"] for s in samples])
                 first_raw = self.first_raw(name, size)
+                each = self.warm_ratios(name, size)
                 lines.append(
-                    f"| {label(name)} | {samples[0]['length']:,} | {_span(first_stmts)} "
-                    f"| {_span(warm_stmts)} | {fmt(first, 2)} "
-                    f"| {fmt(warm, 2)} | {fmt(first_raw, 2)} | {fmt(raw, 2)} "
-                    f"| {ratio(first, first_raw)} | {ratio(warm, raw)} |"
+                    f"| {label(name)} | {samples[0]['length']:,} | {_span(first_stmts)} / "
+                    f"{_span(warm_stmts)} | {fmt(first, 2)} | {fmt(warm, 2)} "
+                    f"| {fmt(first_raw, 2)} | {fmt(raw, 2)} "
+                    f"| {_ratio(first, first_raw)} "
+                    f"| {', '.join(f'{r:.2f}x' for r in each) or 'n/a'} |"
                 )
-        return lines + self.failed_rows(8)
+        return lines
+
+    def warm_ratios(self, name: str, size: str) -> list[float]:
+        result = self.other(name)
+        ratios = []
+        for proc in (result or {}).get("w2", []):
+            sample = proc.get(size)
+            if not sample:
+                continue
+            warm, raw = median(sample["warm_ms"]), median(sample["raw_ms"])
+            if warm is not None and raw:
+                ratios.append(warm / raw)
+        return ratios
 
     def first_raw(self, name: str, size: str) -> float | None:
-        result = self.ok(name)
+        result = self.other(name)
         if result is None:
             return None
         cold = result.get("w2_raw_cold", [])
         return median([p[size] for p in cold if p.get(size) is not None])
 
-    # W4, W5
+    # -- W4, W5 --
 
     def w4(self) -> list[str]:
         lines = [
@@ -445,7 +735,7 @@ class Report:
             "| --- | --- | :---: | ---: | ---: | :---: | --- |",
         ]
         for name in self.names():
-            result = self.ok(name)
+            result = self.other(name)
             if result is None:
                 continue
             w4 = result["w4"]
@@ -457,7 +747,7 @@ class Report:
                 f"| {label(name)} | {raised} | {'yes' if report['user_turn_kept'] else 'no'} "
                 f"| {report['empty_rows']} | {report['orphans']} | {later} | {report['detail']} |"
             )
-        return lines + self.failed_rows(7)
+        return lines
 
     def w5(self) -> list[str]:
         lines = [
@@ -470,7 +760,7 @@ class Report:
             "| --- | ---: | ---: | ---: | ---: | --- |",
         ]
         for name in self.names():
-            result = self.ok(name)
+            result = self.other(name)
             if result is None:
                 continue
             w5 = result["w5"]
@@ -481,154 +771,189 @@ class Report:
                 f"{expected} | {report['linked']} / {expected} | {w5['replies_ok']} / "
                 f"{w5['turns']} | {report['detail']} |"
             )
-        return lines + self.failed_rows(6)
+        return lines
 
-    # W6
+    # -- W6 --
 
-    def w6_stats(self, name: str, key: str = "w6") -> dict[str, Any] | str | None:
-        result = self.ok(name)
-        if result is None or key not in result:
-            return None
-        runs = result[key]
-        if runs is None:
-            return str(result["unsupported"].get("W6", "not supported"))
-        if isinstance(runs, str):
-            return runs
-        cpu = [r["cpu_s"] for r in runs if r.get("cpu_s") is not None]
-        return {
-            "wall_s": statistics.median(r["wall_s"] for r in runs),
-            "cpu_ms_per_turn": statistics.median(cpu) * 1000 / (W6_CHATS * W6_TURNS)
-            if cpu
-            else None,
-            "errors": {
-                k: sum(r["errors"].get(k, 0) for r in runs) for r in runs for k in r["errors"]
-            },
-            "completed": min(r["completed"] for r in runs),
-            "pool_peak": max((r["pool_peak"] or 0) for r in runs),
-        }
+    def w6_runs(self, name: str, transport: str) -> list[dict[str, Any] | None]:
+        """The run of (system, transport) in each W6 round (``None``: failed)."""
+        found: list[dict[str, Any] | None] = []
+        for round_ in self.results.get("w6") or []:
+            value = round_.get(f"{name}/{transport}")
+            found.append(value if isinstance(value, dict) and "error" not in value else None)
+        return found
+
+    def w6_paired(self, name: str, transport: str) -> Spread | None:
+        ratios = []
+        for mine, limit in zip(
+            self.w6_runs(name, transport), self.w6_runs("baseline", transport), strict=True
+        ):
+            if mine is not None and limit is not None and limit["wall_s"]:
+                ratios.append(mine["wall_s"] / limit["wall_s"])
+        return spread(ratios)
 
     def w6(self) -> list[str]:
         floor = W6_TURNS * W6_LATENCY
-        limit = self.w6_stats("baseline")
-        lines = [
+        turns = W6_CHATS * W6_TURNS
+        rounds = self.results.get("w6")
+        header = [
             f"### W6: {W6_CHATS} concurrent async chats x {W6_TURNS} turns, "
             f"{W6_LATENCY * 1000:.0f} ms latency, PostgreSQL",
             "",
-            f"asyncpg, each system's default pool (SQLAlchemy: 5 + 10 overflow); every chat "
-            f"starts new and asks {W6_TURNS} questions. The floor is {W6_TURNS} x "
-            f"{W6_LATENCY * 1000:.0f} ms = {floor:.1f} s. Median of {self.w6_repeats} runs "
-            "(after a small warm-up run).",
+        ]
+        if isinstance(rounds, str) or not rounds:
+            return [*header, f"Not run: {rounds or 'no rounds'}."]
+        lines = [
+            *header,
+            f"asyncpg, each system's default database pool (SQLAlchemy: 5 + 10 overflow); every "
+            f"chat starts new and asks {W6_TURNS} questions. The floor is {W6_TURNS} x "
+            f"{W6_LATENCY * 1000:.0f} ms = {floor:.1f} s. {len(rounds)} rounds, each system and "
+            "transport in a fresh process per round (after a small warm-up run in it), sa_llm "
+            "and the limit on the same transport next to each other. *vs limit*: per round, the "
+            "wall time over the limit's **on the same transport** (httpx with sa_llm's default "
+            "pool limits, 200 connections and 50 kept alive; or sa_llm's aiohttp transport), "
+            "median [min-max]. *Client CPU*: the CPU time of the process running the 200 "
+            "chats, per turn, median [min-max].",
             "",
-            "| system | wall s | vs floor | vs limit | client CPU ms / turn | turns done | errors "
-            "| peak connections |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+            "| system | transport | wall s | vs floor | vs limit, same transport "
+            "| client CPU ms / turn | turns done | errors | peak connections |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
         ]
-        rows = [(name, "w6", async_label(name)) for name in self.names()]
-        rows += [
-            (name, "w6_aiohttp", f"{async_label(name)}, {AIOHTTP_VARIANT.get(name, AIOHTTP)}")
-            for name in self.names()
-        ]
-        for name, key, title in rows:
-            stats = self.w6_stats(name, key)
-            if stats is None:
+        for name, transport in W6_PAIRS:
+            if name not in self.names():
                 continue
-            if isinstance(stats, str):
-                lines.append(f"| {title} | n/a: {stats} | | | | | | |")
+            runs = [r for r in self.w6_runs(name, transport) if r is not None]
+            title = async_label(name)
+            if not runs:
+                why = self.results["systems"][name].get("unsupported", {}).get("W6", "failed")
+                lines.append(f"| {title} | {transport} | n/a: {why} |" + " |" * 6)
                 continue
-            errors = ", ".join(f"{k} x{v}" for k, v in stats["errors"].items()) or "none"
-            limit_wall = limit["wall_s"] if isinstance(limit, dict) else None
+            wall = spread([r["wall_s"] for r in runs])
+            cpu = spread([r["cpu_s"] * 1000 / turns for r in runs])
+            errors: dict[str, int] = {}
+            for r in runs:
+                for kind, count in r["errors"].items():
+                    errors[kind] = errors.get(kind, 0) + count
             lines.append(
-                f"| {title} | {stats['wall_s']:.2f} | {stats['wall_s'] / floor:.2f}x "
-                f"| {ratio(stats['wall_s'], limit_wall)} | {fmt(stats['cpu_ms_per_turn'], 2)} "
-                f"| {stats['completed']:,} / {W6_CHATS * W6_TURNS:,} | {errors} "
-                f"| {stats['pool_peak']} |"
+                f"| {title} | {TRANSPORT_LABEL.get(transport, transport)} "
+                f"| {fmt_spread(wall, iqr=False)} "
+                f"| {wall.median / floor if wall else 0:.1f}x "
+                f"| {fmt_spread(self.w6_paired(name, transport), unit='x', iqr=False)} "
+                f"| {fmt_spread(cpu, iqr=False)} "
+                f"| {min(r['completed'] for r in runs):,} / {turns:,} "
+                f"| {', '.join(f'{k} x{v}' for k, v in errors.items()) or 'none'} "
+                f"| {max((r['pool_peak'] or 0) for r in runs)} |"
             )
-        floor_cpu = floor * 1.5 * 1000 / (W6_CHATS * W6_TURNS)
-        lines += [
-            "",
-            "*Client CPU*: the CPU time of the process running the 200 chats, per turn. The "
-            "chats share one event loop, so the wall time cannot be lower than the client's CPU "
-            f"time: 1.5x the floor needs at most {floor_cpu:.2f} ms of CPU per turn, with the "
-            "fake server and PostgreSQL on the same two cores. The last rows send through "
-            'aiohttp: sa_llm with its `async_http_backend="aiohttp"` setting (the `aiohttp` '
-            "extra), the limit with the same kind of transport under its `httpx.AsyncClient` "
-            "(`bench/peers/aiohttp_transport.py`). With 200 requests in flight httpcore's async "
-            "pool scans every connection for every request (its cost grows with requests x "
-            "connections); aiohttp's connector does not.",
-        ]
-        return lines + self.failed_rows(7)
+        for name in self.names():
+            if "W6" in self.results["systems"][name].get("unsupported", {}):
+                why = self.results["systems"][name]["unsupported"]["W6"]
+                lines.append(f"| {label(name)} | | n/a: {why} |" + " |" * 6)
+        return lines
 
-    # the targets
+    # -- the targets --
 
     def targets(self) -> list[str]:
         rows: list[tuple[str, str, str]] = []
-        w1 = self.chat_stats("sa_llm", "w1")
-        limit = self.chat_stats("baseline", "w1")
-        if w1 and limit:
-            times = {
-                name: stats["wall_ms"]
+        for mode in self.modes():
+            ratio = self.paired(mode, "sa_llm", "w1", "baseline")
+            peers = [
+                (found, label(name))
                 for name in self.names()
-                if name not in ("sa_llm", "baseline")
-                and (stats := self.chat_stats(name, "w1")) is not None
-            }
-            within = w1["wall_ms"] / limit["wall_ms"]
-            fastest_peer = min(times.values()) if times else None
-            faster = fastest_peer is None or w1["wall_ms"] < fastest_peer
-            rows.append(
-                (
-                    "W1 within 1.3x of the limit, faster than every peer",
-                    f"{within:.2f}x the limit; the fastest peer takes "
-                    f"{ratio(fastest_peer, w1['wall_ms'])} sa_llm's time",
-                    _status(within <= 1.3 and faster, f"{within / 1.3 - 1:.0%} over 1.3x"),
-                )
+                if name not in ("sa_llm", "baseline", "plain")
+                and (found := self.paired(mode, name, "w1", "sa_llm")) is not None
+            ]
+            fastest = min(peers, key=lambda peer: peer[0].median, default=None)
+            met = None if ratio is None else ratio.median <= W1_TARGET
+            cpu = self.paired(mode, "sa_llm", "w1", "baseline", "cpu_s")
+            peer_text = (
+                f"; the fastest peer ({fastest[1]}) takes {fmt_spread(fastest[0], unit='x')} "
+                "sa_llm's time"
+                if fastest is not None
+                else "; the peers ran in the first journal mode only"
             )
-        result = self.ok("sa_llm")
-        if result and result.get("w2"):
-            by_size = {
-                size: [proc[size] for proc in result["w2"] if size in proc]
-                for size in (str(s) for s in HISTORY_SIZES)
-            }
-            counts = {
-                _stmts(c) for samples in by_size.values() for s in samples for c in s["stmts"]
-            }
-            big = by_size[str(max(HISTORY_SIZES))]
-            warm = median([v for s in big for v in s["warm_ms"]])
-            raw = median([v for s in big for v in s["raw_ms"]])
-            first = median([s["cold_ms"] for s in big])
-            first_raw = self.first_raw("sa_llm", str(max(HISTORY_SIZES)))
-            ok = len(counts) == 1 and warm is not None and raw is not None and warm <= 2 * raw
-            cold_ok = first is not None and first_raw is not None and first <= 2 * first_raw
-            status = _status(ok, "over")
-            if ok and not cold_ok:
-                status = "met when warm; **missed** by the first load in a new process"
             rows.append(
                 (
-                    "W2 constant queries for any length, within 2x of a raw SELECT",
-                    f"{'/'.join(str(c) for c in sorted(counts))} statements at "
-                    f"{' and '.join(str(s) for s in HISTORY_SIZES)} messages; at "
-                    f"{max(HISTORY_SIZES):,}: {ratio(warm, raw)} the raw SELECT warm, "
-                    f"{ratio(first, first_raw)} the first raw SELECT in a new process",
-                    status,
-                )
-            )
-        w3 = self.chat_stats("sa_llm", "w3")
-        if w3:
-            runs = w3["runs"]
-            most = max(w for run in runs for w in run["writes_per_reply"][1:])
-            transport = median([v for run in runs for v in run["transport_us"]])
-            ok = most <= 3 and transport is not None and transport <= 1000
-            rows.append(
-                (
-                    "W3 at most 3 writes per reply; first chunk within 1 ms of the transport",
-                    f"{most} writes; transport → callback {fmt(transport, 0)} µs (median)",
+                    f"W1 within {W1_TARGET}x of the limit ({mode.upper()} journal), faster than "
+                    "every peer",
+                    f"{fmt_spread(ratio, unit='x')} (CPU: {fmt_spread(cpu, unit='x')}){peer_text}",
                     _status(
-                        ok,
-                        f"{(transport or 0) / 1000 - 1:.0%} over 1 ms" if most <= 3 else "over",
+                        met and (fastest is None or fastest[0].median > 1),
+                        f"{ratio.median / W1_TARGET - 1:.0%} over" if ratio else "n/a",
                     ),
                 )
             )
-        if result:
-            report = result["w4"]["report"]
+            ratio = self.paired(mode, "sa_llm", "w1a", "baseline")
+            cpu = self.paired(mode, "sa_llm", "w1a", "baseline", "cpu_s")
+            rows.append(
+                (
+                    f"W1 async within {W1_TARGET}x of the async limit ({mode.upper()})",
+                    f"{fmt_spread(ratio, unit='x')} (CPU: {fmt_spread(cpu, unit='x')})",
+                    _status(
+                        None if ratio is None else ratio.median <= W1_TARGET,
+                        f"{ratio.median / W1_TARGET - 1:.0%} over" if ratio else "n/a",
+                    ),
+                )
+            )
+            ratio = self.paired(mode, "sa_llm", "w3", "baseline")
+            cpu = self.paired(mode, "sa_llm", "w3", "baseline", "cpu_s")
+            rows.append(
+                (
+                    f"W3 within {W3_TARGET}x of the limit ({mode.upper()})",
+                    f"{fmt_spread(ratio, unit='x')} (CPU: {fmt_spread(cpu, unit='x')})",
+                    _status(
+                        None if ratio is None else ratio.median <= W3_TARGET,
+                        f"{ratio.median / W3_TARGET - 1:.0%} over" if ratio else "n/a",
+                    ),
+                )
+            )
+            gap = self.first_chunk_ratio(mode, "sa_llm", "w3g")
+            first, _ = self.first_chunk(mode, "sa_llm", "w3g")
+            rows.append(
+                (
+                    f"W3 first chunk (server write → callback) within {FIRST_CHUNK_TARGET}x of "
+                    f"a plain chat with a {W3_GAP * 1000:.0f} ms time to first token "
+                    f"({mode.upper()})",
+                    f"{fmt(first.median if first else None, 0)} µs; "
+                    f"{fmt_spread(gap, unit='x')} the plain chat's",
+                    _status(
+                        None if gap is None else gap.median <= FIRST_CHUNK_TARGET,
+                        f"{gap.median / FIRST_CHUNK_TARGET - 1:.0%} over" if gap else "n/a",
+                    ),
+                )
+            )
+            nogap = self.first_chunk_ratio(mode, "sa_llm", "w3")
+            first, _ = self.first_chunk(mode, "sa_llm", "w3")
+            rows.append(
+                (
+                    f"W3 first chunk without a gap, reported ({mode.upper()})",
+                    f"{fmt(first.median if first else None, 0)} µs; "
+                    f"{fmt_spread(nogap, unit='x')} the plain chat's",
+                    "reported (no target)",
+                )
+            )
+        big = str(max(HISTORY_SIZES))
+        each = self.warm_ratios("sa_llm", big)
+        if each:
+            proc = (self.other("sa_llm") or {}).get("w2", [])
+            firsts = [p[big]["cold_ms"] for p in proc if big in p]
+            first_raw = self.first_raw("sa_llm", big)
+            rows.append(
+                (
+                    f"W2 within {W2_TARGET:g}x of a raw SELECT at {int(big):,} messages in "
+                    "every run",
+                    f"warm: {', '.join(f'{r:.2f}x' for r in each)} (one per process); first load "
+                    f"in a fresh process: {', '.join(f'{f:.1f}' for f in firsts)} ms against "
+                    f"{fmt(first_raw, 1)} ms for the first raw SELECT "
+                    f"({_ratio(median(firsts), first_raw)})",
+                    _status(
+                        max(each) <= W2_TARGET,
+                        f"{sum(r > W2_TARGET for r in each)} of {len(each)} over",
+                    ),
+                )
+            )
+        w4 = self.other("sa_llm")
+        if w4:
+            report = w4["w4"]["report"]
             ok = report["user_turn_kept"] and not report["empty_rows"] and not report["orphans"]
             rows.append(
                 (
@@ -638,29 +963,68 @@ class Report:
                     _status(ok, "missed"),
                 )
             )
-        w6 = self.w6_stats("sa_llm")
-        if isinstance(w6, dict):
-            floor = W6_TURNS * W6_LATENCY
-            within = w6["wall_s"] / floor
-            limit6 = self.w6_stats("baseline")
-            limit_wall = limit6["wall_s"] if isinstance(limit6, dict) else None
-            ok = within <= 1.5 and not w6["errors"]
-            rows.append(
-                (
-                    "W6 within 1.5x of the latency floor, no errors, no pool exhaustion",
-                    f"{within:.1f}x the floor ({ratio(w6['wall_s'], limit_wall)} the limit); "
-                    f"errors: {sum(w6['errors'].values())}; at most {w6['pool_peak']} "
-                    "connections of the default 15",
-                    _status(ok, f"{within / 1.5:.1f}x over"),
+        if isinstance(self.results.get("w6"), list):
+            turns = W6_CHATS * W6_TURNS
+            for transport in ("httpx", "aiohttp"):
+                ratio = self.w6_paired("sa_llm", transport)
+                runs = [r for r in self.w6_runs("sa_llm", transport) if r is not None]
+                limit = [r for r in self.w6_runs("baseline", transport) if r is not None]
+                cpu = spread([r["cpu_s"] * 1000 / turns for r in runs])
+                cpu_limit = spread([r["cpu_s"] * 1000 / turns for r in limit])
+                errors = sum(sum(r["errors"].values()) for r in runs)
+                rows.append(
+                    (
+                        f"W6 within {W6_TARGET}x of the limit on the same transport "
+                        f"({transport}), no errors",
+                        f"{fmt_spread(ratio, unit='x', iqr=False)}; client CPU "
+                        f"{fmt(cpu.median if cpu else None, 2)} ms / turn against "
+                        f"{fmt(cpu_limit.median if cpu_limit else None, 2)}; errors: {errors}",
+                        _status(
+                            None if ratio is None else ratio.median <= W6_TARGET and not errors,
+                            f"{ratio.median / W6_TARGET - 1:.0%} over" if ratio else "n/a",
+                        ),
+                    )
                 )
-            )
         lines = [
             "### sa_llm against the targets",
+            "",
+            f"From the run `{self.source}`: ratios are medians of per-round ratios, "
+            "[min-max] and IQR over the rounds.",
             "",
             "| target | this run | status |",
             "| --- | --- | --- |",
         ]
         return lines + [f"| {target} | {value} | {status} |" for target, value, status in rows]
+
+    def header(self) -> list[str]:
+        meta = self.meta
+        load = meta["load_at_start"]
+        load_text = ", ".join(f"{x:.2f}" for x in load) if load else "?"
+        versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+        return [
+            f"Run `{self.source}`: started {meta['started']} (load average {load_text} at the "
+            f"start, read before any work); {meta['cpu']}, {meta['cores']} cores; Python "
+            f"{meta['python']}; git {meta['git']}; journal modes "
+            f"{', '.join(m.upper() for m in self.modes())}; {meta['rounds']} rounds of W1/W3 "
+            f"(the peers: {meta['peer_rounds']}, in the {self.primary().upper()} journal only), "
+            f"{meta['w6_rounds']} of W6 (the peers: {meta['w6_peer_rounds']}), "
+            f"{meta['w2_processes']} fresh processes for W2.",
+            "",
+            f"Versions: {versions}.",
+        ]
+
+    def fairness(self) -> list[str]:
+        parity = self.results.get("parity") or {}
+        checks = self.results.get("checks") or []
+        cases = ", ".join(parity.get("cases", [])) or "none"
+        return [
+            f"Statement check: sa_llm and the limit ran the same statements and commits, turn "
+            f"by turn, in {cases} (text compared; on a chat's first turn sa_llm also refreshes "
+            "the chat row its creation expired). Journal check: every system reported the "
+            "run's mode on every run."
+            if parity.get("ok") and not checks
+            else "**Fairness checks failed:** " + "; ".join([*parity.get("problems", []), *checks])
+        ]
 
     def markdown(self, image: str | None) -> list[str]:
         body = [
@@ -669,90 +1033,74 @@ class Report:
             "Written by `python bench/bench_peers.py --docs` (`nox -s bench`); the method is in "
             "its docstring and in `bench/peers/`. Every system talks HTTP to the same fake "
             "OpenAI server (`sa_llm.testing.server`) in another process on 127.0.0.1, with no "
-            "latency except in W6; each runs in its own process with its defaults (sa_llm, the "
-            "Agents SDK and the limit use the Responses API, LangChain and llm Chat "
-            "Completions). sa_llm and the limit use SQLite's default journal; the Agents SDK "
-            "switches its file to WAL.",
+            "latency except in W6; each runs in its own processes with its defaults (sa_llm, "
+            "the Agents SDK and the limit use the Responses API, LangChain and llm Chat "
+            "Completions). The limit is sa_llm's default strategy by hand: the same statements "
+            "and commits per turn in SQLAlchemy Core, with httpx and `json` "
+            "(`bench/peers/baseline.py`). Every system's SQLite file uses the run's journal "
+            "mode (the Agents SDK's own switch to WAL is overridden).",
             "",
-            *machine(),
+            *self.header(),
+            "",
+            *self.fairness(),
             "",
             *self.targets(),
             "",
             *ANALYSIS,
             "",
-            *self.w1(),
-            "",
         ]
-        if image:
-            body += [
-                f"![Time per turn against history length]({image})",
-                "",
-                "Left: W1's 50 turns (median over the runs). Right: the same on a log scale, "
-                "with the two turns each system ran on top of W2's 100- and 1,000-message "
-                "histories.",
-                "",
-            ]
-        body += [*self.w2(), "", *self.w3(), "", *self.w4(), "", *self.w5(), "", *self.w6()]
+        for mode in self.modes():
+            body += [f"### W1 and W3, {mode.upper()} journal", "", *self.w1(mode), ""]
+            if mode == self.primary() and image:
+                body += [
+                    f"![Time per turn against history length]({image})",
+                    "",
+                    "Left: W1's 50 turns (median over the rounds). Right: the same on a log "
+                    "scale, with the two turns each system ran on top of W2's 100- and "
+                    "1,000-message histories.",
+                    "",
+                ]
+            body += [*self.w3(mode), ""]
+        body += [*self.w2(), "", *self.w4(), "", *self.w5(), "", *self.w6()]
         return body
 
 
-#: Where sa_llm misses a target and why: from profiles (pyinstrument) of these workloads.
-ANALYSIS = [
-    "Where the time goes (cProfile and pyinstrument profiles of the workloads on this machine; "
-    "the numbers in the tables are this run's):",
-    "",
-    "* **W1.** Per turn sa_llm runs the limit's three row writes in two transactions (the user "
-    "message and the empty reply row together, then the reply), plus one aggregate `SELECT` "
-    "that checks the history it kept from the last turn is still the table's (D9); the limit "
-    "commits three times and keeps its history in memory without checking. What is left of "
-    "sa_llm's time above the limit is the ORM's unit of work (about 70 µs more than a Core "
-    "statement per write; it keeps mapper events, validators and `session.new` working for "
-    "your models) and turning the reply into a `Message`.",
-    "* **W2.** Warm, the rebuild is within 2x of the raw `SELECT` at 1,000 messages; at 100 "
-    "the fixed part (the chat's model row, the step's commit: ~1 ms) dominates. The first load "
-    "in a new process also pays what any ORM application pays once: SQLAlchemy configuring "
-    "the mappers on the first ORM query (~9 ms here) and compiling the statements; "
-    "`@acts_as_chat` imports the persistence modules when the models are declared, so their "
-    "import is not on the first request. `sqlalchemy.orm.configure_mappers()` at start-up "
-    "moves the mapper configuration off it too.",
-    "* **W3.** The streamed reply's row is written when the stream opens, before its first "
-    "chunk is read (D8), so the path from the transport's first chunk to the callback is the "
-    "parsing alone; the limit writes its row on the first chunk and pays the commit there.",
-    "* **W6.** Nothing reaches 1.5x of 5 x 100 ms on this machine: the chats share one event "
-    "loop, so the wall time cannot be lower than the client's CPU time, and every system's "
-    "client needs several times the CPU per turn the floor allows (see *client CPU*), with the "
-    "fake server and PostgreSQL on the same two cores. With httpx's own pool, httpcore's "
-    "connection scans take about half of the client's CPU in a profile (its cost grows with "
-    "requests in flight x connections) and the wall time varies by seconds between runs. The "
-    "`aiohttp` backend removes that and halves sa_llm's time: it is the setting for many "
-    "concurrent async chats. What sa_llm spends above the limit there (~1 ms of CPU per turn) "
-    "is the ORM's unit of work and `AsyncSession.run_sync`'s greenlet switches, and the send "
-    "syscalls to PostgreSQL, which on two cores wake its backend on the client's core. There "
-    "were no errors and the default database pool (5 + 10) was never exhausted.",
-]
+def _value(run: dict[str, Any], key: str) -> float | None:
+    if key == "first_chunk_median":
+        return median(run.get("first_chunk_us") or [])
+    value = run.get(key)
+    return float(value) if isinstance(value, int | float) else None
 
 
-def async_label(name: str) -> str:
-    """W6 runs sa_llm's async API: its row says so."""
-    return "sa_llm (`AsyncSession`)" if name == "sa_llm" else label(name)
-
-
-AIOHTTP = "httpx on an aiohttp transport"
-AIOHTTP_VARIANT = {"sa_llm": '`async_http_backend="aiohttp"`'}
-
-
-def _status(met: bool, miss: str) -> str:
-    return "met" if met else f"**missed** ({miss})"
-
-
-def _stmts(counts: dict[str, int]) -> int:
-    return sum(n for verb, n in counts.items() if verb not in ("BEGIN", "COMMIT"))
-
-
-def _span(values: list[int]) -> str:
-    if not values:
+def _ratio(value: float | None, reference: float | None) -> str:
+    if value is None or not reference:
         return "n/a"
-    return str(values[0]) if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+    return f"{value / reference:.2f}x"
+
+
+#: What the profiles say about where sa_llm's time goes (the numbers are the run's, above).
+ANALYSIS = [
+    "Where the time goes (cProfile and pyinstrument profiles of the workloads; the numbers "
+    "in the tables are this run's):",
+    "",
+    "* **W1, W3.** sa_llm and the limit run the same statements and commits, so the waiting "
+    "(the fake server, SQLite's fsync at COMMIT) is the same on both sides and the ratio is "
+    "the library's own CPU: the ORM's unit of work, attribute instrumentation and events on "
+    "each write, building the `Message` values and the flow's layers around each step "
+    "(*CPU ms / turn*).",
+    "* **W3, first chunk.** The empty reply row is written when the stream opens (D8). When "
+    "the model's first token comes later than that write takes (*with the gap*) the write "
+    "overlaps it; when the first delta arrives with the headers (*no gap*: the fake server "
+    "sends them together) the INSERT and COMMIT sit between the headers and the first "
+    "callback, and the first chunk waits for them.",
+    "* **W2.** The first load in a new process also pays what any ORM application pays once: "
+    "SQLAlchemy configuring the mappers on the first ORM query and compiling the statements; "
+    "`sqlalchemy.orm.configure_mappers()` at start-up moves the mapper configuration off it.",
+    "* **W6.** The chats share one event loop, so the wall time cannot be lower than the "
+    "client's CPU time; the fake server and PostgreSQL share the same two cores. See "
+    "[many concurrent chats: the HTTP transport](#many-concurrent-chats-the-http-transport) "
+    "for where httpx's pool spends its CPU and what the alternatives measure.",
+]
 
 
 def write_docs(lines: list[str]) -> None:
@@ -770,33 +1118,101 @@ def write_docs(lines: list[str]) -> None:
 # -- main -----------------------------------------------------------------------------------------
 
 
+def _order(names: list[str], round_: int) -> list[str]:
+    """The systems of a round: sa_llm and the limit next to each other, in turn first."""
+    order = list(names)
+    if round_ % 2 and "sa_llm" in order and "baseline" in order:
+        i, j = order.index("sa_llm"), order.index("baseline")
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def _w6_order(names: list[str], round_: int) -> list[tuple[str, str]]:
+    pairs = [pair for pair in W6_PAIRS if pair[0] in names]
+    if round_ % 2:
+        swapped = {"sa_llm": "baseline", "baseline": "sa_llm"}
+        pairs = [(swapped.get(name, name), transport) for name, transport in pairs]
+        pairs = [pair for pair in pairs if pair[0] in names]
+    return pairs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
     parser.add_argument("--repeats", type=int, default=5, help="rounds of W1 and W3 chats")
-    parser.add_argument("--w6-repeats", type=int, default=2)
+    parser.add_argument(
+        "--peer-repeats", type=int, default=3, help="of those, rounds the peers run in"
+    )
+    parser.add_argument("--w6-repeats", type=int, default=3, help="rounds of W6")
+    parser.add_argument(
+        "--w6-peer-repeats", type=int, default=1, help="of those, rounds the peers run in"
+    )
     parser.add_argument("--processes", type=int, default=3, help="fresh processes per W2 system")
     parser.add_argument("--warm", type=int, default=5, help="warm rebuilds per W2 process")
+    parser.add_argument(
+        "--journal",
+        default=",".join(JOURNAL_MODES),
+        help="SQLite journal modes, comma-separated (W2, W4, W5 run in the first)",
+    )
     parser.add_argument("--docs", action="store_true", help=f"update {DOCS.name} and the plot")
     parser.add_argument("--no-write", action="store_true", help="write nothing but stdout")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per worker")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        help="print the report of a saved run (bench/results/peers.json) instead of running",
+    )
     # internal: the worker processes
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--rebuild", help=argparse.SUPPRESS)
     parser.add_argument("--raw-cold", help=argparse.SUPPRESS)
     parser.add_argument("--chat-round", help=argparse.SUPPRESS)
+    parser.add_argument("--parity", help=argparse.SUPPRESS)
+    parser.add_argument("--w6", help=argparse.SUPPRESS)
+    parser.add_argument("--transport", default="httpx", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.journal = [mode.strip().lower() for mode in args.journal.split(",") if mode.strip()]
+    unknown = [mode for mode in args.journal if mode not in JOURNAL_MODES]
+    if unknown or not args.journal:
+        parser.error(f"--journal: expected some of {', '.join(JOURNAL_MODES)}")
 
     if args.worker:
-        print(json.dumps(worker(args.worker, args.server, Path(args.tmp), args.w6_repeats)))
+        print(json.dumps(worker(args.worker, args.server, Path(args.tmp))))
         return 0
     if args.chat_round:
-        rounds = chat_round(args.chat_round, args.server, Path(args.tmp), args.round)
-        print(json.dumps(rounds))
+        cls = load(args.chat_round)
+        runs = chat_round(args.chat_round, args.server, Path(args.tmp), args.round)
+        runs["_system"] = {
+            "api": cls.api,
+            "unsupported": dict(cls.unsupported),
+            "chat_only": cls.chat_only,
+        }
+        print(json.dumps(runs))
+        return 0
+    if args.parity:
+        postgres = os.environ.get(POSTGRES_ENV)
+        traces = parity_traces(
+            load(args.parity), Path(args.tmp), args.server, args.parity, postgres
+        )
+        print(json.dumps(traces))
+        return 0
+    if args.w6:
+        postgres = os.environ[POSTGRES_ENV]
+        concurrent = run_concurrent(
+            load(args.w6),
+            args.server,
+            args.w6,
+            postgres,
+            args.round,
+            transport=args.transport,
+            profile=args.profile,
+        )
+        print(json.dumps(concurrent))
         return 0
     if args.raw_cold:
         spec = json.loads(args.spec)
@@ -813,44 +1229,86 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(rebuilt))
         return 0
 
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        source = f"bench/results/peers-{saved['meta']['stamp']}.md"
+        print("\n".join(Report(saved, source).markdown(None)))
+        return 0
+
+    meta = start_meta(args)  # first: the load and the time before this run adds to them
     names = [name.strip() for name in args.systems.split(",") if name.strip()]
     compile_sources()
-    result: dict[str, Any] | None
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {
+        "meta": meta,
+        "systems": {},
+        "parity": None,
+        "chats": {},
+        "other": {},
+        "w6": None,
+    }
+    failed = False
     started = time.perf_counter()
+    primary = args.journal[0]
+
+    def note(what: str) -> None:
+        print(f"[{time.perf_counter() - started:5.0f} s] {what}", file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory(prefix="sa-llm-peers-") as tmp, ServerProcess() as root:
         common = ["--server", root, "--tmp", tmp]
-        chats: dict[str, dict[str, list[Any]]] = {name: {"w1": [], "w3": []} for name in names}
-        for round_ in range(args.repeats):
-            for name in names:
-                print(f"{name}: W1 and W3, round {round_ + 1}", file=sys.stderr, flush=True)
-                try:
-                    runs, _ = run_worker(
-                        ["--chat-round", name, "--round", str(round_), *common], args.timeout
+        if "sa_llm" in names and "baseline" in names:
+            note("statement check: sa_llm and the limit")
+            ours, error = run_worker(["--parity", "sa_llm", *common], args.timeout, primary)
+            limit, error2 = run_worker(["--parity", "baseline", *common], args.timeout, primary)
+            if ours is None or limit is None:
+                print(f"the statement check failed to run: {error or error2}", file=sys.stderr)
+                return 3
+            problems = parity_problems(ours, limit)
+            results["parity"] = {"ok": not problems, "problems": problems, "cases": list(ours)}
+            if problems:
+                print("\n*** The limit does not run sa_llm's statements: ***", file=sys.stderr)
+                for problem in problems:
+                    print(f"  {problem}", file=sys.stderr)
+                return 3
+        for mode in args.journal:
+            rounds: list[dict[str, Any]] = []
+            for round_ in range(args.repeats):
+                found: dict[str, Any] = {}
+                peers_too = mode == primary and round_ < args.peer_repeats
+                for name in _order(names, round_):
+                    if name not in CORE and not peers_too:
+                        continue
+                    note(f"W1 and W3, {mode} journal, round {round_ + 1}: {name}")
+                    chats, error = run_worker(
+                        ["--chat-round", name, "--round", str(round_), *common],
+                        args.timeout,
+                        mode,
                     )
-                except subprocess.TimeoutExpired:
-                    runs = None
-                for workload, found in (runs or {}).items():
-                    chats[name][workload] += found
+                    if chats is None:
+                        failed = True
+                        found[name] = {"error": error}
+                        continue
+                    results["systems"][name] = chats.pop("_system")
+                    found[name] = chats
+                rounds.append(found)
+            results["chats"][mode] = rounds
         for name in names:
-            print(f"{name} ...", file=sys.stderr, flush=True)
-            try:
-                result, error = run_worker(
-                    ["--worker", name, *common, "--w6-repeats", str(args.w6_repeats)],
-                    args.timeout,
-                )
-            except subprocess.TimeoutExpired:
-                result, error = None, f"timed out after {args.timeout:.0f} s"
-            if result is None or not all(chats[name].values()):
-                results[name] = {"error": error or "W1/W3 failed"}
+            system = results["systems"].get(name)
+            if system is None or system["chat_only"]:
                 continue
-            result.update(chats[name])
+            note(f"W2, W4, W5: {name}")
+            result, error = run_worker(["--worker", name, *common], args.timeout, primary)
+            if result is None:
+                failed = True
+                results["other"][name] = {"error": error}
+                continue
             build = result["w2_build"]
             spec = json.dumps({k: build[k] for k in ("db", "base_url", "handles")})
             result["w2"] = []
             for _ in range(args.processes):
                 process, _ = run_worker(
-                    ["--rebuild", name, "--spec", spec, "--warm", str(args.warm)], args.timeout
+                    ["--rebuild", name, "--spec", spec, "--warm", str(args.warm)],
+                    args.timeout,
+                    primary,
                 )
                 if process is not None:
                     result["w2"].append(process)
@@ -859,13 +1317,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # One size per process: each timing is the first query that process runs.
                 only = json.dumps({**json.loads(spec), "handles": {size: handle}})
                 for _ in range(args.processes):
-                    process, _ = run_worker(["--raw-cold", name, "--spec", only], args.timeout)
+                    process, _ = run_worker(
+                        ["--raw-cold", name, "--spec", only], args.timeout, primary
+                    )
                     if process is not None:
                         result["w2_raw_cold"].append(process)
-            results[name] = result
+            results["other"][name] = result
+        if not os.environ.get(POSTGRES_ENV):
+            results["w6"] = f"skipped: {POSTGRES_ENV} is not set"
+        else:
+            w6_rounds: list[dict[str, Any]] = []
+            for round_ in range(args.w6_repeats):
+                found = {}
+                for name, transport in _w6_order(names, round_):
+                    if name not in CORE and round_ >= args.w6_peer_repeats:
+                        continue
+                    note(f"W6 round {round_ + 1}: {name} on {transport}")
+                    run, error = run_worker(
+                        ["--w6", name, "--transport", transport, "--round", str(round_), *common],
+                        args.timeout,
+                    )
+                    found[f"{name}/{transport}"] = run if run is not None else {"error": error}
+                    failed |= run is None
+                w6_rounds.append(found)
+            results["w6"] = w6_rounds
     elapsed = time.perf_counter() - started
-
-    report = Report(results, args.repeats, args.w6_repeats)
+    results["checks"] = checks = run_checks(results)
+    results["meta"]["seconds"] = round(elapsed, 1)
+    source = f"bench/results/peers-{meta['stamp']}.md"
+    report = Report(results, source)
     image = None
     if args.docs and not args.no_write:
         from plot import draw
@@ -875,12 +1355,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = report.markdown(image)
     print("\n".join(lines))
     print(f"\n({elapsed:.0f} s)", file=sys.stderr)
+    if checks:
+        print("\n*** Fairness checks failed: ***", file=sys.stderr)
+        for problem in checks:
+            print(f"  {problem}", file=sys.stderr)
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, separators=(",", ":")) + "\n", encoding="utf-8")
-        if args.docs:
+        (ROOT / source).write_text(
+            "# Peers benchmark run\n\nWritten by `python bench/bench_peers.py`; raw numbers in "
+            "`bench/results/peers.json` (the latest run).\n\n" + "\n".join(lines) + "\n",
+            encoding="utf-8",
+        )
+        if args.docs and not checks:
             write_docs(lines)
-    return 0 if all("error" not in r for r in results.values()) else 1
+    return 0 if not failed and not checks else 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Time per turn against history length, for every system of ``bench/bench_peers.py``.
 
 ``draw(results, path)`` writes a PNG with two panels. Left: W1's 50-turn chat, the median of
-its runs turn by turn, against the number of messages already in the chat. Right: the same on
-log scales, extended by the two turns each system ran on top of W2's 100- and 1,000-message
-histories. Run on its own it redraws ``docs/img/peers.png`` from ``bench/results/peers.json``::
+its runs turn by turn (in the run's first journal mode), against the number of messages already
+in the chat. Right: the same on log scales, extended by the two turns each system ran on top of
+W2's 100- and 1,000-message histories. Run on its own it redraws ``docs/img/peers.png`` from
+``bench/results/peers.json``::
 
     python bench/plot.py
 """
@@ -36,6 +37,21 @@ def long_points(build: dict[str, Any]) -> tuple[list[int], list[float]]:
     return sizes, [statistics.median(build[str(size)]["turn_ms"]) for size in sizes]
 
 
+def _by_system(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per system: its W1 runs in the run's first journal mode, and its W2 histories."""
+    chats = results.get("chats") or {}
+    rounds: list[dict[str, Any]] = next(iter(chats.values()), [])
+    found: dict[str, dict[str, Any]] = {}
+    for round_ in rounds:
+        for name, value in round_.items():
+            if isinstance(value, dict) and "w1" in value:
+                found.setdefault(name, {"w1": [], "w2_build": {}})["w1"].append(value["w1"])
+    for name, other in (results.get("other") or {}).items():
+        if name in found and isinstance(other, dict):
+            found[name]["w2_build"] = other.get("w2_build") or {}
+    return found
+
+
 def draw(results: dict[str, Any], path: Path) -> bool:
     """Draw the figure; false when matplotlib is missing or there is nothing to draw."""
     try:
@@ -48,8 +64,8 @@ def draw(results: dict[str, Any], path: Path) -> bool:
         return False
     figure, (short, long) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
     drawn = False
-    for name, result in results.items():
-        if not isinstance(result, dict) or "error" in result or not result.get("w1"):
+    for name, result in _by_system(results).items():
+        if name == "plain":  # stores nothing: not a point of this comparison
             continue
         xs, ys = w1_curve(result["w1"])
         (line,) = short.plot(xs, ys, label=label(name))

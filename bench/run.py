@@ -2,17 +2,21 @@
 
 ``python bench/run.py`` (or ``nox -s bench``) runs each ``bench_*.py`` in its own subprocess,
 one after the other so that they do not compete for cores, prints a markdown report headed by
-the machine it ran on (CPU, cores, load, Python and library versions, git commit), and writes it
-to ``bench/results/latest.md``. Every ``bench_*.py`` must print its tables as markdown on
-stdout and accept ``--no-write``, which this runner passes so that a run changes only
-``latest.md`` (run one benchmark on its own to refresh its ``bench/results/<name>.md``).
-Benchmarks that own a section of ``docs/benchmarks.md`` accept ``--docs`` (``bench_peers.py``:
-the peers section and its plot); the runner passes it instead of ``--no-write`` unless it was
-given ``--no-write`` itself.
+the machine it ran on (CPU, cores, the load average and the time read when the run starts,
+Python and library versions, git commit), and writes it to ``bench/results/latest.md`` and to
+``bench/results/run-<time>.md`` (``<time>``: the start, UTC; the file the docs' target rows
+cite). Every ``bench_*.py`` must print its tables as markdown on stdout and accept
+``--no-write``, which this runner passes so that a run changes only those files (run one
+benchmark on its own to refresh its ``bench/results/<name>.md``). Benchmarks that own a section
+of ``docs/benchmarks.md`` accept ``--docs`` (``bench_peers.py``: the peers section and its plot;
+``bench_transports.py``: the concurrent chats' transports); the runner passes it instead of
+``--no-write`` unless it was given ``--no-write`` itself.
 
 Options: ``-k TEXT`` runs only the benchmarks whose file name contains TEXT; ``--no-write``
-leaves ``latest.md`` and the docs alone; ``--timeout`` is the budget for the whole run (default
-900 s). Exits non-zero when a benchmark fails or runs out of time.
+leaves the results and the docs alone; ``--journal MODES`` (``delete``, ``wal`` or both,
+comma-separated; default both) is passed to the benchmarks that take it (``bench_peers.py``);
+``--timeout`` is the budget for the whole run (default 1,500 s). Exits non-zero when a
+benchmark fails or runs out of time.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ VERSIONS = (
     "llm",
 )
 DOCS_FLAG = "--docs"
+JOURNAL_FLAG = "--journal"
 
 
 @dataclass
@@ -85,7 +90,7 @@ def version(package: str) -> str:
         return "not installed"
 
 
-def machine() -> list[str]:
+def machine(started: datetime) -> list[str]:
     cores = os.cpu_count() or 0
     try:
         usable = len(os.sched_getaffinity(0))
@@ -96,7 +101,7 @@ def machine() -> list[str]:
     return [
         "| | |",
         "| --- | --- |",
-        f"| date | {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC |",
+        f"| started | {started:%Y-%m-%d %H:%M:%S} UTC |",
         f"| CPU | {cpu_model()} |",
         f"| cores | {cores} ({usable} usable) |",
         f"| load average (1, 5, 15 min) at start | {load} |",
@@ -107,17 +112,19 @@ def machine() -> list[str]:
     ]
 
 
-def writes_docs(script: Path) -> bool:
-    """Whether the benchmark owns a docs section (it takes ``--docs``)."""
-    return f'"{DOCS_FLAG}"' in script.read_text(encoding="utf-8")
+def takes(script: Path, flag: str) -> bool:
+    """Whether the benchmark accepts ``flag`` (its source names it as an option)."""
+    return f'"{flag}"' in script.read_text(encoding="utf-8")
 
 
-def run(script: Path, timeout: float, docs: bool = False) -> Outcome:
+def run(script: Path, timeout: float, docs: bool = False, journal: str | None = None) -> Outcome:
     start = time.perf_counter()
-    flag = DOCS_FLAG if docs and writes_docs(script) else "--no-write"
+    flags = [DOCS_FLAG if docs and takes(script, DOCS_FLAG) else "--no-write"]
+    if journal is not None and takes(script, JOURNAL_FLAG):
+        flags += [JOURNAL_FLAG, journal]
     try:
         done = subprocess.run(
-            [sys.executable, str(script), flag],
+            [sys.executable, str(script), *flags],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -138,7 +145,10 @@ def section(outcome: Outcome) -> list[str]:
     if outcome.returncode == 0:
         return [*lines, outcome.stdout.strip(), ""]
     status = "timed out" if outcome.returncode is None else f"exit status {outcome.returncode}"
-    lines += [f"**Failed: {status}.**", ""]
+    # A benchmark that missed a target exits non-zero after printing its tables: keep them.
+    lines += [f"**Failed: {status}** (a target missed, or an error).", ""]
+    if outcome.stdout.strip():
+        lines += [outcome.stdout.strip(), ""]
     tail = "\n".join(outcome.stderr.strip().splitlines()[-20:])
     return [*lines, "```", tail, "```", ""] if tail else lines
 
@@ -147,20 +157,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("-k", dest="only", default="", help="run benchmarks whose name has this")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {LATEST}")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole run")
+    parser.add_argument(
+        JOURNAL_FLAG, default=None, help="SQLite journal modes for the peers (default: both)"
+    )
+    parser.add_argument("--timeout", type=float, default=1500.0, help="seconds for the run")
     args = parser.parse_args(argv)
+    started = datetime.now(timezone.utc)  # with the load average: before any work
+    header_lines = machine(started)
 
     scripts = sorted(p for p in BENCH.glob("bench_*.py") if args.only in p.name)
     if not scripts:
         print(f"no bench/bench_*.py matches {args.only!r}", file=sys.stderr)
         return 2
-    header = ["# sa_llm benchmarks", "", "Written by `python bench/run.py`.", "", *machine(), ""]
+    header = ["# sa_llm benchmarks", "", "Written by `python bench/run.py`.", "", *header_lines, ""]
     print("\n".join(header), flush=True)
     deadline = time.monotonic() + args.timeout
     outcomes = []
     for script in scripts:
         print(f"running {script.name} ...", file=sys.stderr, flush=True)
-        outcome = run(script, deadline - time.monotonic(), docs=not args.no_write)
+        outcome = run(
+            script, deadline - time.monotonic(), docs=not args.no_write, journal=args.journal
+        )
         outcomes.append(outcome)
         print("\n".join(section(outcome)), flush=True)
     total = sum(o.seconds for o in outcomes)
@@ -170,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         body = [*header, *(line for o in outcomes for line in section(o)), footer]
         LATEST.parent.mkdir(parents=True, exist_ok=True)
         LATEST.write_text("\n".join(body) + "\n")
-        print(f"\nwritten to {LATEST.relative_to(ROOT)}", file=sys.stderr)
+        stamped = LATEST.with_name(f"run-{started:%Y%m%dT%H%M%SZ}.md")
+        stamped.write_text("\n".join(body) + "\n")
+        print(f"\nwritten to {LATEST.relative_to(ROOT)} and {stamped.name}", file=sys.stderr)
     return 0 if all(o.returncode == 0 for o in outcomes) else 1
 
 

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 #: system name -> (module, class, label shown in the tables)
 SYSTEMS: dict[str, tuple[str, str, str]] = {
     "sa_llm": ("peers.sa_llm_peer", "SaLLMSync", "sa_llm (sync `Session`)"),
-    "baseline": ("peers.baseline", "Baseline", "limit: httpx + SQLAlchemy Core"),
+    "baseline": ("peers.baseline", "Baseline", "limit: sa_llm's SQL by hand (httpx + Core)"),
+    "plain": ("peers.sa_llm_peer", "SaLLMPlain", "sa_llm plain `Chat` (nothing stored)"),
     "agents": ("peers.agents_sdk", "AgentsSDK", "OpenAI Agents SDK `SQLAlchemySession`"),
     "langchain": ("peers.langchain_sql", "LangChainSQL", "LangChain `SQLChatMessageHistory`"),
     "llm": ("peers.simonw_llm", "SimonwLLM", "simonw/llm `log_to_db`"),

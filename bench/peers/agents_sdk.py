@@ -4,7 +4,8 @@ The SDK is async-only and its session needs an ``AsyncEngine``: on SQLite that i
 SDK switches the file to WAL), on PostgreSQL asyncpg. The sync workloads drive it from one
 event loop kept for the whole run, which is what ``Runner.run_sync`` does for a script. Tracing
 is turned off (it would upload to OpenAI). The tables are created once, as the SDK's docs advise
-for production (``create_tables=False`` on each session)::
+for production (``create_tables=False`` on each session). The SDK switches a SQLite file to WAL
+on every connection; the benchmark sets the run's journal mode after it, as for every system::
 
     agent = Agent(name="bench", model=OpenAIResponsesModel(model=MODEL, openai_client=client))
     await Runner.run(agent, question, session=SQLAlchemySession(key, engine=engine))
@@ -41,6 +42,7 @@ from peers.common import (
     PoolWatcher,
     System,
     ToolReport,
+    apply_journal,
     question,
     reply_text,
     tool_city,
@@ -116,6 +118,10 @@ class AgentsSDK(System):
 
     def open(self) -> None:
         self.engine = create_async_engine(f"sqlite+aiosqlite:///{self.db_path}")
+        # The session's constructor registers the SDK's own PRAGMAs (WAL): the run's mode goes
+        # after them, before the first connection.
+        SQLAlchemySession("setup", engine=self.engine)
+        apply_journal(self.engine.sync_engine)
         self.run(self._create_tables(self.engine))
         self.counter.attach_engine(self.engine.sync_engine)
         self.agents = {tools: self._agent(tools) for tools in (False, True)}
@@ -134,6 +140,16 @@ class AgentsSDK(System):
         assert self.engine is not None
         session = SQLAlchemySession(key, engine=self.engine)
         return AgentsConversation(self, session, self.agents[tools])
+
+    def journal(self) -> str:
+        async def read() -> str:
+            assert self.engine is not None
+            async with self.engine.connect() as conn:
+                found = await conn.exec_driver_sql("PRAGMA journal_mode")
+                return str(found.scalar()).lower()
+
+        mode: str = self.run(read())
+        return mode
 
     def rows(self) -> dict[str, int]:
         async def count() -> dict[str, int]:
@@ -258,7 +274,7 @@ class AgentsSDK(System):
 
     # -- W6 --
 
-    async def aopen(self, url: str, schema: str) -> None:
+    async def aopen(self, url: str, schema: str | None) -> None:
         self.async_engine = create_async_engine(
             url, connect_args={"server_settings": {"search_path": schema}}
         )

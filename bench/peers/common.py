@@ -66,17 +66,70 @@ def tool_city(turn: int) -> str:
     return f"City {turn}"
 
 
+JOURNAL_ENV = "SA_LLM_BENCH_JOURNAL"
+JOURNAL_MODES = ("delete", "wal")
+
+
+def journal_mode() -> str:
+    """The SQLite journal mode of this run (``SA_LLM_BENCH_JOURNAL``; default ``delete``, the
+    SQLite default): every system's file uses it, so that a commit costs all of them alike."""
+    mode = os.environ.get(JOURNAL_ENV, "delete").lower()
+    if mode not in JOURNAL_MODES:
+        raise ValueError(f"{JOURNAL_ENV}={mode!r}: expected one of {', '.join(JOURNAL_MODES)}")
+    return mode
+
+
+def set_journal(dbapi_connection: Any) -> None:
+    """Switch a new SQLite DBAPI connection (sqlite3 or aiosqlite's adapter) to the run's mode."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA journal_mode = {journal_mode()}")
+    finally:
+        cursor.close()
+
+
+def apply_journal(engine: Engine) -> None:
+    """Every new connection of ``engine`` (a SQLite one) uses the run's journal mode. Listeners
+    added later run after this one: a library that sets its own mode must be overridden by
+    calling this again after it registered its listener."""
+    event.listen(engine, "connect", lambda dbapi_connection, record: set_journal(dbapi_connection))
+
+
+def normalize(statement: str) -> str:
+    """A statement's text with its whitespace collapsed (for comparing two systems' SQL)."""
+    return " ".join(statement.split())
+
+
 class SqlCounter:
-    """Counts statements by leading verb (``WITH`` counts as SELECT) and commits."""
+    """Counts statements by leading verb (``WITH`` counts as SELECT) and commits.
+
+    With :meth:`start_trace` it also keeps the statements' text and the commits in order, the
+    way the parity check compares sa_llm with the limit.
+    """
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.trace: list[str] | None = None
         self._lock = threading.Lock()
+
+    def start_trace(self) -> None:
+        with self._lock:
+            self.trace = []
+
+    def take_trace(self) -> list[str]:
+        """The statements and ``COMMIT``s since :meth:`start_trace` (or the last take)."""
+        with self._lock:
+            taken, self.trace = self.trace or [], [] if self.trace is not None else None
+        return taken
 
     def record(self, statement: str) -> None:
         words = statement.lstrip().split(None, 1)
         if not words or words[0].startswith("--"):
             return  # sqlite3 traces trigger bodies as comments: not statements of their own
+        if self.trace is not None and words[0].upper() not in ("BEGIN", "COMMIT"):
+            with self._lock:
+                if self.trace is not None:
+                    self.trace.append(normalize(statement))
         verb = words[0].upper()
         if verb == "WITH":
             verb = "SELECT"
@@ -92,6 +145,8 @@ class SqlCounter:
     def commit(self) -> None:
         with self._lock:
             self.counts["COMMIT"] = self.counts.get("COMMIT", 0) + 1
+            if self.trace is not None:
+                self.trace.append("COMMIT")
 
     def attach_engine(self, engine: Engine) -> None:
         """Count an engine's statements (COMMITs through the ``commit`` event)."""
@@ -178,6 +233,8 @@ class System(ABC):
     api: ClassVar[str] = "chat_completions"
     #: Why a workload cannot run, by workload id; such cells say so instead of a number.
     unsupported: ClassVar[dict[str, str]] = {}
+    #: A reference that runs only the chat workloads (W1, W3): no storage to inspect.
+    chat_only: ClassVar[bool] = False
 
     def __init__(self, db_path: Path, base_url: str) -> None:
         self.db_path = db_path
@@ -199,6 +256,15 @@ class System(ABC):
     @abstractmethod
     def rows(self) -> dict[str, int]:
         """Row count of each of the system's tables."""
+
+    def journal(self) -> str:
+        """The journal mode the system's own SQLite connection reports (see the parity check:
+        every system of a run must report the run's mode)."""
+        engine = getattr(self, "engine", None)
+        if not isinstance(engine, Engine):
+            raise NotImplementedError
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower()
 
     def db_bytes(self) -> int:
         """Bytes on disk: the database file and its journal or write-ahead log."""
@@ -237,7 +303,12 @@ class System(ABC):
 
     # -- W6: async on PostgreSQL --
 
-    async def aopen(self, url: str, schema: str) -> None:
+    async def aopen(self, url: str, schema: str | None) -> None:
+        """Open the async side: PostgreSQL with ``schema`` as search path, or SQLite (None)."""
+        raise NotImplementedError
+
+    async def ajournal(self) -> str:
+        """:meth:`journal` of the async engine."""
         raise NotImplementedError
 
     async def anew_chat(self, key: str) -> AsyncConversation:

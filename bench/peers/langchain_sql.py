@@ -43,6 +43,7 @@ from peers.common import (
     PoolWatcher,
     System,
     ToolReport,
+    apply_journal,
     question,
     reply_text,
     tool_city,
@@ -115,6 +116,7 @@ class LangChainSQL(System):
 
     def open(self) -> None:
         self.engine = create_engine(f"sqlite:///{self.db_path}")
+        apply_journal(self.engine)
         SQLChatMessageHistory(session_id="setup", connection=self.engine)  # creates the table
         self.counter.attach_engine(self.engine)
         self.models = {tools: _model(self.base_url, tools) for tools in (False, True)}
@@ -203,7 +205,7 @@ class LangChainSQL(System):
 
     # -- W6 --
 
-    async def aopen(self, url: str, schema: str) -> None:
+    async def aopen(self, url: str, schema: str | None) -> None:
         self.async_engine = create_async_engine(
             url, connect_args={"server_settings": {"search_path": schema}}
         )

@@ -1,5 +1,6 @@
 """sa_llm: a persisted chat row (``@acts_as_chat``) in a sync ``Session`` on a SQLite file, and
-in an ``AsyncSession`` on PostgreSQL (asyncpg) for the concurrency workload.
+in an ``AsyncSession`` on a SQLite file (aiosqlite, W1 async) and on PostgreSQL (asyncpg, the
+concurrency workload); also a plain, unpersisted ``Chat`` (the reference for the first chunk).
 
 The models are the standard mixins, declared as ``sa-llm install`` writes them (plus a
 ``title`` column that holds the benchmark's chat key). The strategy is the default one (commit
@@ -33,12 +34,14 @@ from peers.common import (
     PoolWatcher,
     System,
     ToolReport,
+    apply_journal,
     question,
     reply_text,
     tool_city,
     tool_turn,
     weather,
 )
+from peers.transports import async_client
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
 from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
 from sa_llm.types import Chunk
@@ -204,8 +207,8 @@ class SaLLMSync(System):
         self.async_engine: AsyncEngine | None = None
         self.watcher: PoolWatcher | None = None
         self._async_sessions: list[AsyncSession] = []
-        #: W6 through an aiohttp-backed httpx transport instead of httpx's own pool.
-        self.aiohttp_transport = False
+        #: The async HTTP transport (see ASYNC_TRANSPORTS).
+        self.async_transport = "httpx"
         self.async_client: httpx.AsyncClient | None = None
 
     def context(
@@ -225,6 +228,7 @@ class SaLLMSync(System):
 
     def open(self) -> None:
         self.engine = create_engine(f"sqlite:///{self.db_path}")
+        apply_journal(self.engine)
         Base.metadata.create_all(self.engine)
         self.counter.attach_engine(self.engine)
         self.session = Session(self.engine)
@@ -357,25 +361,36 @@ class SaLLMSync(System):
             ).all()
             return len(messages)
 
-    # -- W6 --
+    # -- async: W1 on aiosqlite (``schema`` None), W6 on PostgreSQL --
 
-    async def aopen(self, url: str, schema: str) -> None:
-        self.async_engine = create_async_engine(
-            url, connect_args={"server_settings": {"search_path": schema}}
-        )
+    async def _open_async_engine(self, url: str, schema: str | None) -> None:
+        if schema is None:
+            self.async_engine = create_async_engine(url)
+            apply_journal(self.async_engine.sync_engine)
+        else:
+            self.async_engine = create_async_engine(
+                url, connect_args={"server_settings": {"search_path": schema}}
+            )
+        self.counter.attach_engine(self.async_engine.sync_engine)
         async with self.async_engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
         self.watcher = PoolWatcher(self.async_engine.sync_engine)
-        self.async_client = self.new_async_client()
-        if self.aiohttp_transport:
-            # The library's own option, not the benchmark's transport.
-            self.async_context = self.context(async_http_backend="aiohttp")
-        else:
-            self.async_context = self.context(async_http_client=self.async_client)
 
-    def new_async_client(self) -> httpx.AsyncClient | None:
-        """W6's client: sa_llm's default (None); its aiohttp variant is a setting (see aopen)."""
-        return None
+    async def aopen(self, url: str, schema: str | None) -> None:
+        await self._open_async_engine(url, schema)
+        if self.async_transport == "aiohttp":
+            # The library's own setting (the aiohttp extra).
+            self.async_context = self.context(async_http_backend="aiohttp")
+            return
+        self.async_client = async_client(self.async_transport)
+        # None: sa_llm's default client (httpx, its own pool limits).
+        self.async_context = self.context(async_http_client=self.async_client)
+
+    async def ajournal(self) -> str:
+        assert self.async_engine is not None
+        async with self.async_engine.connect() as conn:
+            found = await conn.exec_driver_sql("PRAGMA journal_mode")
+            return str(found.scalar()).lower()
 
     async def anew_chat(self, key: str) -> AsyncConversation:
         assert self.async_engine is not None
@@ -396,3 +411,59 @@ class SaLLMSync(System):
 
     def pool_peak(self) -> int | None:
         return self.watcher.peak if self.watcher is not None else None
+
+
+class PlainConversation(Conversation):
+    def __init__(self, chat: sa_llm.Chat, transport: TimedTransport | None) -> None:
+        self.chat = chat
+        self.transport = transport
+
+    def ask(self, text: str, on_chunk: ChunkCallback | None = None) -> str:
+        callback = None
+        if on_chunk is not None:
+            deliver = on_chunk
+
+            def callback(chunk: Chunk) -> None:
+                if chunk.content:
+                    deliver(chunk.content)
+
+        if self.transport is not None:
+            self.transport.first_ns = None
+        reply = self.chat.ask(text, on_chunk=callback)
+        if self.transport is not None:
+            self.transport_first_ns = self.transport.first_ns
+        return reply.text or ""
+
+
+class SaLLMPlain(SaLLMSync):
+    """sa_llm's plain ``Chat`` (``ctx.chat(model)``), nothing stored: what a persisted chat's
+    rows cost is measured against it (the first chunk of W3 above all)."""
+
+    chat_only = True
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+
+    def journal(self) -> str:
+        return "none"
+
+    def new_chat(self, key: str, *, tools: bool = False) -> Conversation:
+        transport = TimedTransport() if self.observe_transport else None
+        client = None
+        if transport is not None:
+            client = httpx.Client(transport=transport)
+            self._clients.append(client)
+        chat = self.context(client).chat(MODEL, provider="openai")
+        if tools:
+            chat.with_tool(Weather)
+        return PlainConversation(chat, transport)
+
+    def rows(self) -> dict[str, int]:
+        return {}
+
+    def db_bytes(self) -> int:
+        return 0

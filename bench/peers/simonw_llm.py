@@ -36,6 +36,7 @@ from peers.common import (
     FailureReport,
     System,
     ToolReport,
+    journal_mode,
     question,
     reply_text,
     tool_city,
@@ -95,11 +96,15 @@ class SimonwLLM(System):
 
     def open(self) -> None:
         self.db = sqlite_utils.Database(self.db_path)
+        self.db.execute(f"PRAGMA journal_mode = {journal_mode()}")
         migrate(self.db)  # type: ignore[no-untyped-call]
         self.counter.attach_sqlite3(self.db.conn)
 
     def close(self) -> None:
         self.db.close()
+
+    def journal(self) -> str:
+        return str(self.db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
     def new_chat(self, key: str, *, tools: bool = False) -> Conversation:
         chat = LLMConversation(self, tools)

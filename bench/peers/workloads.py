@@ -4,19 +4,22 @@ Every run gets its own database file and its own base URL path prefix on the sha
 (``/<workload>-<system>-<repeat>/v1``); :class:`BenchPlanner`, the server's plan hook, reads the
 workload from that prefix, so one server process answers every run:
 
-* ``w1`` plain replies; ``w3`` 50 text deltas per streamed reply; ``w4`` HTTP 500 on the first
-  request of turn 25 (once per run); ``w2`` and ``w5`` a tool call on every fifth turn; ``w6``
-  100 ms latency before each reply.
+* ``w1`` (and ``w1a``, its async twin) plain replies; ``w3`` 50 text deltas per streamed reply;
+  ``w3g`` the same with a time-to-first-token gap (:data:`W3_GAP` between the stream's opening
+  events and its first delta); ``w4`` HTTP 500 on the first request of turn 25 (once per run);
+  ``w2`` and ``w5`` a tool call on every fifth turn; ``w6`` 100 ms latency before each reply;
+  ``parity`` a tool call on every third turn (the statement check of :func:`parity_traces`).
 
 Each ``run_*`` function returns JSON-ready results; ``bench_peers.py`` aggregates and prints
 them. Example::
 
-    result = run_w1(SaLLMSync, tmp_dir, server_root, repeats=3)
+    runs = run_chat(SaLLMSync, tmp_dir, server_root, "sa_llm", "w1", repeats=1)
 """
 
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import gc
 import json
 import threading
@@ -32,10 +35,10 @@ from peers.common import (
     TOOL_EVERY,
     Conversation,
     System,
+    journal_mode,
     question,
     reply_text,
     tool_city,
-    tool_turn,
     writes,
 )
 from sa_llm.testing.server import EXCHANGES_PATH, Plan, PlannedToolCall, Received, Usage
@@ -48,6 +51,12 @@ CHUNKS = 50
 W6_CHATS = 200
 W6_TURNS = 5
 W6_LATENCY = 0.1
+#: The time to first token of ``w3g`` (seconds): longer than a commit on a busy machine, much
+#: shorter than a real model's (hundreds of ms), which would only make the runs longer.
+W3_GAP = 0.02
+PARITY_TURNS = 6
+PROFILE_TURNS = 2
+PARITY_TOOL_EVERY = 3
 HISTORY_SIZES = (100, 1000)
 USAGE = Usage(cached_tokens=32)
 
@@ -71,16 +80,20 @@ class Script:
     latency: float = 0.0
     tool_every: int = 0
     fail_turn: int = 0
+    first_token_delay: float = 0.0
 
 
 SCRIPTS = {
     "warm": Script(chunks=5, tool_every=2),
     "w1": Script(),
+    "w1a": Script(),
     "w2": Script(tool_every=TOOL_EVERY),
     "w3": Script(chunks=CHUNKS),
+    "w3g": Script(chunks=CHUNKS, first_token_delay=W3_GAP),
     "w4": Script(fail_turn=FAILING_TURN),
     "w5": Script(tool_every=TOOL_EVERY),
     "w6": Script(latency=W6_LATENCY),
+    "parity": Script(chunks=5, tool_every=PARITY_TOOL_EVERY),
 }
 
 
@@ -102,11 +115,15 @@ class BenchPlanner:
                 self.failed.add(run)
             if first:
                 return Plan(status=500, latency=script.latency)
-        if new_turn and script.tool_every and tool_turn(turn):
+        if new_turn and script.tool_every and turn % script.tool_every == 0:
             call = PlannedToolCall("weather", {"city": tool_city(turn)})
             return Plan(text=None, tool_calls=(call,), latency=script.latency, usage=USAGE)
         return Plan(
-            text=reply_text(turn), chunks=script.chunks, latency=script.latency, usage=USAGE
+            text=reply_text(turn),
+            chunks=script.chunks,
+            latency=script.latency,
+            first_token_delay=script.first_token_delay,
+            usage=USAGE,
         )
 
 
@@ -178,6 +195,8 @@ def warm_up(cls: SystemClass, tmp: Path, root: str, name: str) -> None:
 
 # -- W1, W3: a 50-turn chat -----------------------------------------------------------------------
 
+STREAMED = ("w3", "w3g")
+
 
 def run_chat(
     cls: SystemClass,
@@ -188,29 +207,33 @@ def run_chat(
     repeats: int,
     first: int = 0,
 ) -> list[dict[str, Any]]:
-    """W1 (``stream=False``) or W3 (streamed): ``repeats`` fresh 50-turn chats, numbered from
-    ``first`` (each run needs its own path prefix on the server)."""
-    stream = workload == "w3"
+    """W1 (not streamed), W3 or W3 with a first-token gap (``w3g``, streamed): ``repeats``
+    fresh 50-turn chats, numbered from ``first`` (each run needs its own path prefix on the
+    server). Each run records its wall and CPU time, per-turn times and statements, and the
+    journal mode the system's own connection reports."""
+    stream = workload in STREAMED
     runs = []
     for repeat in range(first, first + repeats):
-        run = f"{workload}-{name}-{repeat}"
+        # The journal mode in the name: each mode's runs get their own files and server log.
+        run = f"{workload}-{name}-{journal_mode()}-{repeat}"
         system = _open(cls, tmp, root, run)
         if stream and hasattr(system, "observe_transport"):
             system.observe_transport = True
         try:
             chat = system.new_chat(run)
             gc.collect()
-            start = perf_counter()
+            start, cpu = perf_counter(), process_time()
             result = _turns(system, chat, TURNS, stream=stream)
             result["wall_s"] = perf_counter() - start
+            result["cpu_s"] = process_time() - cpu
             result["rows"] = system.rows()
+            result["journal"] = system.journal()
         finally:
             system.close()
         result["db_bytes"] = system.db_bytes()
         if stream:
             log = [entry for entry in exchanges(system.base_url) if entry["stream"]]
             served = [entry["first_content_ns"] for entry in log]
-            result["server_first_ns"] = served
             result["first_chunk_us"] = [
                 (cb - sv) / 1000 if cb is not None and sv is not None else None
                 for cb, sv in zip(result["callback_ns"], served, strict=False)
@@ -223,6 +246,115 @@ def run_chat(
         del result["callback_ns"], result["transport_ns"]
         runs.append(result)
     return runs
+
+
+def run_chat_async(
+    cls: SystemClass, tmp: Path, root: str, name: str, repeat: int
+) -> dict[str, Any]:
+    """W1 async: one fresh 50-turn chat through the system's async API on a SQLite file
+    (aiosqlite), in an event loop of its own."""
+    run = f"w1a-{name}-{journal_mode()}-{repeat}"
+    system = cls(tmp / f"{run}.db", f"{root}/{run}/v1")
+
+    async def go() -> dict[str, Any]:
+        await system.aopen(f"sqlite+aiosqlite:///{system.db_path}", None)
+        try:
+            chat = await system.anew_chat(run)
+            await chat.aask(question(0))  # the first turn reads the (empty) history
+            times: list[float] = []
+            counts: list[dict[str, int]] = []
+            gc.collect()
+            start, cpu = perf_counter(), process_time()
+            for turn in range(1, TURNS + 1):
+                system.counter.reset()
+                began = perf_counter()
+                await chat.aask(question(turn))
+                times.append((perf_counter() - began) * 1000)
+                counts.append(system.counter.snapshot())
+            wall, cpu = perf_counter() - start, process_time() - cpu
+            journal = await system.ajournal()
+        finally:
+            await system.aclose()
+        return {
+            "turn_ms": times,
+            "stmts": counts,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "journal": journal,
+        }
+
+    return asyncio.run(go())
+
+
+# -- the statement check: sa_llm and the limit must run the same SQL -------------------------------
+
+
+def parity_traces(
+    cls: SystemClass, tmp: Path, root: str, name: str, postgres_url: str | None
+) -> dict[str, list[list[str]]]:
+    """The statements and COMMITs of each turn of small chats (not streamed, streamed, a tool
+    call every third turn; async on aiosqlite and, with ``postgres_url``, on PostgreSQL),
+    captured with ``before_cursor_execute`` and ``commit`` listeners: what ``bench_peers.py``
+    compares between sa_llm and the limit."""
+    traces: dict[str, list[list[str]]] = {}
+    for label, stream in (("sync", False), ("sync streamed", True)):
+        run = f"parity-{name}-{label.replace(' ', '_')}"
+        system = _open(cls, tmp, root, run)
+        try:
+            chat = system.new_chat(run, tools=True)
+            turns: list[list[str]] = []
+            for turn in range(1, PARITY_TURNS + 1):
+                system.counter.start_trace()
+                chat.ask(question(turn), (lambda text: None) if stream else None)
+                turns.append(system.counter.take_trace())
+            traces[label] = turns
+        finally:
+            system.close()
+    if not hasattr(cls, "ajournal"):
+        return traces
+    targets: list[tuple[str, str, str | None]] = [
+        ("async sqlite", f"sqlite+aiosqlite:///{tmp / f'parity-{name}-async.db'}", None)
+    ]
+    admin = None
+    if postgres_url:
+        from sqlalchemy import create_engine, text
+
+        admin_url = bench_database(postgres_url)
+        schema = f"parity_{name}_{int(time.time())}"
+        admin = create_engine(admin_url)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        async_url = admin_url.set(drivername="postgresql+asyncpg").render_as_string(False)
+        targets.append(("async postgresql", async_url, schema))
+    try:
+        for label, url, schema_name in targets:
+            # "w1a" runs get no tool calls: the async chats here are offered no tools.
+            run = f"w1a-parity-{name}-{label.replace(' ', '_')}"
+            traces[label] = asyncio.run(
+                _async_trace(cls(tmp / "unused.db", f"{root}/{run}/v1"), url, schema_name, run)
+            )
+    finally:
+        if admin is not None:
+            from sqlalchemy import text
+
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+    return traces
+
+
+async def _async_trace(system: System, url: str, schema: str | None, key: str) -> list[list[str]]:
+    await system.aopen(url, schema)
+    turns: list[list[str]] = []
+    try:
+        chat = await system.anew_chat(key)
+        for turn in range(1, 4):
+            system.counter.start_trace()
+            await chat.aask(question(turn))
+            turns.append(system.counter.take_trace())
+    finally:
+        await system.aclose()
+    return turns
 
 
 # -- W4: HTTP 500 at turn 25 -----------------------------------------------------------------------
@@ -360,38 +492,52 @@ def run_concurrent(
     root: str,
     name: str,
     postgres_url: str,
-    repeats: int,
+    repeat: int,
     *,
-    aiohttp_transport: bool = False,
-) -> list[dict[str, Any]]:
+    transport: str = "httpx",
+    profile: bool = False,
+) -> dict[str, Any]:
+    """One W6 run (after a small warm-up run in the same process): 200 new chats x 5 turns at
+    once, each in a fresh schema; ``transport`` names the async HTTP transport
+    (:mod:`peers.transports`). With ``profile`` the measured run runs under cProfile and its
+    result carries the CPU time by package (:func:`cpu_by_package`)."""
     from sqlalchemy import create_engine, text
 
     admin_url = bench_database(postgres_url)
     async_url = admin_url.set(drivername="postgresql+asyncpg")
     admin = create_engine(admin_url, pool_pre_ping=True)
-    runs = []
+    result: dict[str, Any] = {}
     try:
-        for repeat in range(-1, repeats):  # -1: a small warm-up run
-            run = f"w6-{name}-{repeat + 1}"
-            schema = f"bench_{name}_{repeat + 1}_{int(time.time())}"
+        for warm in (True, False):
+            run = f"w6-{name}-{transport}-{repeat}{'-warm' if warm else ''}"
+            schema = f"bench_{name}_{repeat}_{'w' if warm else 'm'}_{int(time.time())}"
+            schema = schema.replace("-", "_")
             with admin.begin() as conn:
                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))
             try:
-                chats, turns = (20, 2) if repeat < 0 else (W6_CHATS, W6_TURNS)
+                chats, turns = (20, 2) if warm else (W6_CHATS, W6_TURNS)
+                if profile and not warm:
+                    # The profiler slows the run; the shares need the 200 chats in flight,
+                    # not all their turns.
+                    turns = PROFILE_TURNS
                 system = cls(Path("unused.db"), f"{root}/{run}/v1")
-                if aiohttp_transport:
-                    system.aiohttp_transport = True  # type: ignore[attr-defined]
+                system.async_transport = transport  # type: ignore[attr-defined]
                 result = asyncio.run(
-                    _concurrent(system, async_url.render_as_string(False), schema, chats, turns)
+                    _concurrent(
+                        system,
+                        async_url.render_as_string(False),
+                        schema,
+                        chats,
+                        turns,
+                        profile and not warm,
+                    )
                 )
             finally:
                 with admin.begin() as conn:
                     conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            if repeat >= 0:
-                runs.append(result)
     finally:
         admin.dispose()
-    return runs
+    return result
 
 
 BENCH_DATABASE = "sa_llm_bench"
@@ -418,9 +564,11 @@ def bench_database(postgres_url: str) -> Any:
 
 
 async def _concurrent(
-    system: System, url: str, schema: str, chats: int, turns: int
+    system: System, url: str, schema: str, chats: int, turns: int, profile: bool = False
 ) -> dict[str, Any]:
     await system.aopen(url, schema)
+    # CPU time, not wall time: the share of the client's CPU, not of its waiting.
+    profiler = cProfile.Profile(process_time) if profile else None
     errors: dict[str, int] = {}
     completed = 0
 
@@ -432,10 +580,15 @@ async def _concurrent(
             completed += 1
 
     gc.collect()
+    system.counter.reset()
     try:
+        if profiler is not None:
+            profiler.enable()
         start, cpu = perf_counter(), process_time()
         outcomes = await asyncio.gather(*(one(i) for i in range(chats)), return_exceptions=True)
         wall, cpu = perf_counter() - start, process_time() - cpu
+        if profiler is not None:
+            profiler.disable()
     finally:
         await system.aclose()
     for outcome in outcomes:
@@ -450,4 +603,48 @@ async def _concurrent(
         "completed": completed,
         "errors": errors,
         "pool_peak": system.pool_peak(),
+        "stmts": system.counter.snapshot(),
+        "profile": cpu_by_package(profiler) if profiler is not None else None,
     }
+
+
+#: Where the client's CPU goes, by the package a function's file belongs to.
+PACKAGES = (
+    "httpcore2",
+    "httpcore",
+    "httpx2",
+    "httpx",
+    "h11",
+    "anyio",
+    "aiohttp",
+    "sqlalchemy",
+    "asyncpg",
+    "greenlet",
+    "sa_llm",
+    "asyncio",
+    "json",
+    "ssl",
+)
+
+
+def cpu_by_package(profiler: cProfile.Profile) -> dict[str, float]:
+    """Seconds of own CPU time (``tottime``) by package, from a cProfile run; built-in socket
+    methods are ``socket calls``; the rest is ``other`` (the benchmark, the standard library
+    outside asyncio, other built-ins)."""
+    import pstats
+
+    stats = pstats.Stats(profiler)
+    found: dict[str, float] = {}
+    for (path, _, function), row in stats.stats.items():  # type: ignore[attr-defined]
+        own = row[2]
+        package = "other"
+        parts = Path(path).parts
+        for name in PACKAGES:
+            if name in parts:
+                package = name
+                break
+        else:
+            if function.startswith("<method") and "socket" in function:
+                package = "socket calls"
+        found[package] = found.get(package, 0.0) + own
+    return found

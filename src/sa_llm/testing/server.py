@@ -16,13 +16,15 @@ not enough: benchmarks against other libraries, connection pools, timeouts and b
         assert server.request_count == 1
 
 What it answers is decided per request. The options describe the usual script: ``latency``
-before the reply, ``chunks`` text deltas per streamed reply, ``usage`` (cached tokens too), a
-tool call on the user turns in ``tool_turns`` and an HTTP error (OpenAI's error format) on the
-turns in ``failures``. A **turn** is the number of user messages in the request, so a chat's
-n-th question is turn n however many tool rounds came before; a request that ends in a tool
-result is answered with text. Each request first gets the :class:`Plan` the options imply; a
-``plan`` hook may replace it, for instance to inject a :data:`Fault` (:class:`Refuse`,
-:class:`Hang`, :class:`CloseAfter`, :class:`Malformed`, :class:`ErrorEvent`, :class:`Drip`).
+before the reply, ``chunks`` text deltas per streamed reply (``first_token_delay`` between a
+stream's opening events and its first delta, as a model's time to first token), ``usage``
+(cached tokens too), a tool call on the user turns in ``tool_turns`` and an HTTP error
+(OpenAI's error format) on the turns in ``failures``. A **turn** is the number of user
+messages in the request, so a chat's n-th question is turn n however many tool rounds came
+before; a request that ends in a tool result is answered with text. Each request first gets
+the :class:`Plan` the options imply; a ``plan`` hook may replace it, for instance to inject a
+:data:`Fault` (:class:`Refuse`, :class:`Hang`, :class:`CloseAfter`, :class:`Malformed`,
+:class:`ErrorEvent`, :class:`Drip`).
 
 Paths may carry any prefix before ``/chat/completions`` or ``/responses`` (``Received.path``
 keeps it), so one server can tell apart clients configured with different base URLs; and
@@ -180,6 +182,9 @@ class Plan:
         text: the reply text (``None``: none, e.g. a tool-call-only reply).
         chunks: the number of text deltas a streamed reply is cut into.
         chunk_interval: seconds between two streamed events.
+        first_token_delay: seconds between the events that open a stream (sent with the
+            headers) and the first text delta: the model's time to first token. Replies
+            without text and whole JSON replies are not delayed.
         latency: seconds to wait before the response headers.
         tool_calls: the function calls the reply asks for.
         usage: the token usage sent with the reply.
@@ -192,6 +197,7 @@ class Plan:
     text: str | None = None
     chunks: int = 1
     chunk_interval: float = 0.0
+    first_token_delay: float = 0.0
     latency: float = 0.0
     tool_calls: tuple[PlannedToolCall, ...] = ()
     usage: Usage = Usage()
@@ -613,6 +619,8 @@ class _Handler(LoopbackHandler):
                 # Set before the write: a client that has read the last event may look at once.
                 exchange.finished = True
             if carries_text and exchange.first_content_ns is None:
+                if plan.first_token_delay > 0 and stopping.wait(plan.first_token_delay):
+                    raise Dropped
                 # Taken just before the write, so a client in another process never sees the
                 # event earlier than this stamp.
                 exchange.first_content_ns = time.perf_counter_ns()
@@ -662,6 +670,8 @@ class FakeOpenAIServer(LoopbackServer):
         latency: seconds before each response's headers (time to first byte).
         chunks: text deltas per streamed reply.
         chunk_interval: seconds between streamed events.
+        first_token_delay: seconds between a stream's opening events and its first text
+            delta (see :class:`Plan`).
         reply: the reply text, or a function of the request that returns it; default: a
             sentence naming the turn.
         usage: the token usage to report (``None`` counts are estimated).
@@ -684,6 +694,7 @@ class FakeOpenAIServer(LoopbackServer):
         latency: float = 0.0,
         chunks: int = 1,
         chunk_interval: float = 0.0,
+        first_token_delay: float = 0.0,
         reply: str | Callable[[Received], str] | None = None,
         usage: Usage | None = None,
         tool_turns: TurnSelector = (),
@@ -698,6 +709,7 @@ class FakeOpenAIServer(LoopbackServer):
         self.latency = latency
         self.chunks = chunks
         self.chunk_interval = chunk_interval
+        self.first_token_delay = first_token_delay
         self.reply = reply
         self.usage = usage or Usage()
         self.tool_turns = tool_turns
@@ -797,6 +809,7 @@ class FakeOpenAIServer(LoopbackServer):
             text=text,
             chunks=self.chunks,
             chunk_interval=self.chunk_interval,
+            first_token_delay=self.first_token_delay,
             latency=self.latency,
             usage=self.usage,
         )
