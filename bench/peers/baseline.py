@@ -42,13 +42,14 @@ import httpx
 from sqlalchemy import (
     Connection,
     Engine,
+    Interval,
     Table,
+    and_,
     bindparam,
     create_engine,
     delete,
     func,
     insert,
-    literal,
     select,
     update,
 )
@@ -135,35 +136,51 @@ _NO_TOKENS = dict.fromkeys(_OPTIONAL)
 LEASE_SECONDS = 30.0
 
 
-def _claim(conn: Any, chat_id: int, token: str) -> Any:
+_TAKE_PG = {
+    "turn_token": bindparam("lease_token"),
+    "turn_expires_at": func.now() + bindparam("lease_ttl", type_=Interval()),
+    "cancel_requested_at": None,
+}
+_TAKE_LOCAL = _TAKE_PG | {
+    "turn_expires_at": bindparam("lease_expires", type_=CHATS.c.turn_expires_at.type)
+}
+_FREE = and_(CHATS.c.id == bindparam("lease_chat"), CHATS.c.turn_token.is_(None))
+_HELD = and_(CHATS.c.id == bindparam("lease_chat"), CHATS.c.turn_token == bindparam("lease_token"))
+CLAIM = {
+    "postgresql": update(CHATS).where(_FREE).values(_TAKE_PG),
+    "sqlite": update(CHATS).where(_FREE).values(_TAKE_LOCAL),
+}
+RELEASE = (
+    update(CHATS)
+    .where(_HELD)
+    .values(turn_token=None, turn_expires_at=None, cancel_requested_at=None)
+)
+NOTIFY = select(func.pg_notify(bindparam("channel"), bindparam("payload")))
+
+
+def _claim(conn: Any, chat_id: int, token: str) -> tuple[Any, dict[str, Any]]:
     """sa_llm's claim of the chat's lease (``_persisted/lease.claim``), the first statement of a
-    turn's first transaction; the time is PostgreSQL's ``now()`` there, this process's on SQLite."""
-    expires_col = CHATS.c.turn_expires_at
+    turn's first transaction; the time is PostgreSQL's ``now()`` there, this process's on SQLite.
+    Prebuilt statements with their parameters, as sa_llm's."""
+    params: dict[str, Any] = {"lease_chat": chat_id, "lease_token": token}
     if conn.dialect.name == "postgresql":
-        expires: Any = func.now() + literal(timedelta(seconds=LEASE_SECONDS))
-    else:
-        later = datetime.now(timezone.utc) + timedelta(seconds=LEASE_SECONDS)
-        expires = literal(later, type_=expires_col.type)
-    return (
-        update(CHATS)
-        .where(CHATS.c.id == chat_id, CHATS.c.turn_token.is_(None))
-        .values(turn_token=token, turn_expires_at=expires, cancel_requested_at=None)
-    )
+        params["lease_ttl"] = timedelta(seconds=LEASE_SECONDS)
+        return CLAIM["postgresql"], params
+    here = datetime.now(timezone.utc)
+    params["lease_now"] = here
+    params["lease_expires"] = here + timedelta(seconds=LEASE_SECONDS)
+    return CLAIM["sqlite"], params
 
 
-def _release(chat_id: int, token: str) -> Any:
-    return (
-        update(CHATS)
-        .where(CHATS.c.id == chat_id, CHATS.c.turn_token == token)
-        .values(turn_token=None, turn_expires_at=None, cancel_requested_at=None)
-    )
+def _release(chat_id: int, token: str) -> tuple[Any, dict[str, Any]]:
+    return RELEASE, {"lease_chat": chat_id, "lease_token": token}
 
 
-def _notify(conn: Any, chat_id: int) -> Any:
+def _notify(conn: Any, chat_id: int) -> tuple[Any, dict[str, Any]] | None:
     """sa_llm's wake-up of the turns waiting for the chat (PostgreSQL only)."""
     if conn.dialect.name != "postgresql":
         return None
-    return select(func.pg_notify(bindparam("channel", "sa_llm_turns"), f"turn:chats:{chat_id}"))
+    return NOTIFY, {"channel": "sa_llm_turns", "payload": f"turn:chats:{chat_id}"}
 
 
 def _user_row(chat_id: int, text: str) -> dict[str, Any]:
@@ -191,6 +208,13 @@ def _placeholder_row(chat_id: int, streaming: bool = False) -> dict[str, Any]:
         "chat_id": chat_id,
         "tool_call_id": None,
     }
+
+
+def _changes(values: dict[str, Any]) -> dict[str, Any]:
+    """The columns of an UPDATE that fills an empty row: those whose value differs from the
+    empty row's (sa_llm's UPDATE sets only what changed, as a flush does)."""
+    empty = _placeholder_row(0)
+    return {key: value for key, value in values.items() if value != empty.get(key, value)}
 
 
 def _pk(result: Any) -> int:
@@ -357,7 +381,7 @@ class BaselineConversation(Conversation):
         return _pk(result)
 
     def _update(self, conn: Connection, message_id: int, values: dict[str, Any]) -> None:
-        result = conn.execute(UPDATE_MESSAGE, {"message_id": message_id, **values})
+        result = conn.execute(UPDATE_MESSAGE, {"message_id": message_id, **_changes(values)})
         self.chat.wrote(result.last_updated_params(), False)
 
     def _user_step(self, text: str, placeholder: bool, token: str) -> int | None:
@@ -365,7 +389,7 @@ class BaselineConversation(Conversation):
         streaming): one commit, as sa_llm's begin step."""
         chat = self.chat
         with self.system.sync_engine.begin() as conn:
-            conn.execute(_claim(conn, chat.chat_id, token))
+            conn.execute(*_claim(conn, chat.chat_id, token))
             if chat.history is not None:
                 rows, last = conn.execute(FINGERPRINT, chat.ids).one()
                 if (rows, _naive_utc(last)) != (chat.rows, chat.last_updated):
@@ -429,10 +453,10 @@ class BaselineConversation(Conversation):
                     for call in reply.calls
                 }
                 if not reply.calls:  # the turn's last reply releases the chat
-                    conn.execute(_release(chat.chat_id, token))
+                    conn.execute(*_release(chat.chat_id, token))
                     notify = _notify(conn, chat.chat_id)
                     if notify is not None:
-                        conn.execute(notify)
+                        conn.execute(*notify)
             if reply.text:
                 chat.history.append(_item("assistant", reply.text))
             if not reply.calls:
@@ -489,7 +513,7 @@ class BaselineAsyncConversation(AsyncConversation):
         engine = system.async_db
         token = uuid.uuid4().hex
         async with engine.begin() as conn:
-            await conn.execute(_claim(conn, chat.chat_id, token))
+            await conn.execute(*_claim(conn, chat.chat_id, token))
             if chat.history is not None:
                 rows, last = (await conn.execute(FINGERPRINT, chat.ids)).one()
                 if (rows, _naive_utc(last)) != (chat.rows, chat.last_updated):
@@ -510,18 +534,18 @@ class BaselineAsyncConversation(AsyncConversation):
             chat.history = None
             async with engine.begin() as conn:
                 await conn.execute(delete(MESSAGES).where(MESSAGES.c.id == empty))
-                await conn.execute(_release(chat.chat_id, token))
+                await conn.execute(*_release(chat.chat_id, token))
             raise
         reply = _Reply()
         reply.absorb(response.json())
         async with engine.begin() as conn:
-            values = {"message_id": empty, **reply.completion(system.model_row)}
+            values = {"message_id": empty, **_changes(reply.completion(system.model_row))}
             result = await conn.execute(UPDATE_MESSAGE, values)
             chat.wrote(result.last_updated_params(), False)
-            await conn.execute(_release(chat.chat_id, token))
+            await conn.execute(*_release(chat.chat_id, token))
             notify = _notify(conn, chat.chat_id)
             if notify is not None:
-                await conn.execute(notify)
+                await conn.execute(*notify)
         chat.history.append(_item("assistant", reply.text))
         return reply.text
 

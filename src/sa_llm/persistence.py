@@ -60,7 +60,13 @@ from sa_llm._mapping import ChatSchema
 from sa_llm._persisted import attachments as _attachments
 from sa_llm._persisted.history import HistoryCache, call_from_values
 from sa_llm._persisted.lease import Lease, RepairReport, repair
-from sa_llm._persisted.steps import loaded_values, mark_commit_failure, restore
+from sa_llm._persisted.rowwrite import save_row
+from sa_llm._persisted.steps import (
+    commit_keeping,
+    loaded_values,
+    mark_commit_failure,
+    restore,
+)
 from sa_llm.types import Content, Message, RawContent, Tokens, ToolCall
 
 __all__ = [
@@ -174,9 +180,8 @@ class PersistenceStrategy:
         before = [(row, loaded_values(row)) for row in keep]
         try:
             result = step()
-            after = [(row, loaded_values(row)) for row in (result, *keep)]
             try:
-                session.commit()
+                commit_keeping(session, (result, *keep))
             except BaseException as exc:
                 mark_commit_failure(exc)  # it may have committed: not retried blindly
                 raise
@@ -184,7 +189,6 @@ class PersistenceStrategy:
             session.rollback()
             restore(before)
             raise
-        restore(after)
         return result
 
     def run_cleanup(self, session: Session, step: Callable[[], T]) -> T:
@@ -202,8 +206,7 @@ class PersistenceStrategy:
         if message.tool_call_id:
             parent = self.find_tool_call_row(session, turn, message.tool_call_id)
             setattr(row, turn.schema.message_parent_fk, parent)
-        session.add(row)
-        session.flush()
+        self.save_row(session, row)
         if message.tool_calls:
             self.persist_tool_calls(session, turn, row, message.tool_calls)
         if message.attachments and turn.schema.attachment_cls is not None:
@@ -219,8 +222,7 @@ class PersistenceStrategy:
         row = self.new_row(turn, "assistant")
         row.content = ""
         self.assign_status(turn, row, "streaming" if turn.streaming else "pending")
-        session.add(row)
-        session.flush()
+        self.save_row(session, row)
         return row
 
     def persist_partial_output(
@@ -233,7 +235,7 @@ class PersistenceStrategy:
         """
         self.assign_content(turn, row, message)
         self.assign_status(turn, row, "streaming")
-        session.flush()
+        self.save_row(session, row)
         return row
 
     def persist_message_completion(
@@ -250,8 +252,7 @@ class PersistenceStrategy:
         if message.tool_call_id:
             parent = self.find_tool_call_row(session, turn, message.tool_call_id)
             setattr(row, schema.message_parent_fk, parent)
-        session.add(row)
-        session.flush()
+        self.save_row(session, row)
         if message.tool_calls:
             self.persist_tool_calls(session, turn, row, message.tool_calls)
         if message.attachments and turn.schema.attachment_cls is not None:
@@ -377,6 +378,16 @@ class PersistenceStrategy:
         session.flush()
 
     # -- helpers subclasses may use --
+
+    def save_row(self, session: Session, row: Any) -> None:
+        """Write one row now, as ``session.add(row); session.flush()`` would.
+
+        The INSERT or UPDATE runs in Core on the session's connection, and the row is left
+        persistent and clean, as after a flush; where a flush would do more than that statement
+        (mapper or flush listeners, server-side defaults, a version counter, inheritance), it
+        is a flush (D43).
+        """
+        save_row(session, row)
 
     def new_row(self, turn: Turn, role: str) -> Any:
         """A new, unsaved message row of this chat."""

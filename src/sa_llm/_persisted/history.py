@@ -456,7 +456,10 @@ def history_fingerprint(session: Session, schema: ChatSchema, chat_id: Any) -> t
     """The chat's message count and newest ``updated_at`` (naive UTC): one aggregate SELECT."""
     query = _queries(schema).fingerprint
     assert query is not None, "the message table has no updated_at column"
-    rows, last_updated = session.execute(query, {"sa_llm_chat_id": chat_id}).one()
+    # Core on the session's connection: an aggregate loads no objects, and the ORM's execute
+    # costs more than the statement on SQLite.
+    connection = session.connection(bind_arguments={"mapper": sa_inspect(schema.message_cls)})
+    rows, last_updated = connection.execute(query, {"sa_llm_chat_id": chat_id}).one()
     return int(rows), _naive_utc(last_updated)
 
 

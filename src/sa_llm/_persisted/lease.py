@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import Connection, Interval, and_, bindparam, func, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
@@ -118,21 +118,83 @@ def _columns(schema: ChatSchema) -> tuple[Any, Any, Any, Any, Any]:
     return table, mapper.primary_key[0], columns[0], columns[1], columns[2]
 
 
-def _clock(session: Session | Connection, column: Any) -> tuple[Any, Any, datetime]:
-    """The time now and ``ttl`` from now as SQL, and this process's UTC time.
+@dataclass(frozen=True)
+class _LeaseSql:
+    """The lease statements of one chat class on one dialect, built once (every turn runs
+    them: building and caching a statement costs more than running it on SQLite).
 
-    PostgreSQL's ``now()`` serves every host with one clock; elsewhere (SQLite serves one host)
-    the time is this process's, bound with the column's own type so values compare as stored.
+    Parameters: ``lease_chat``, ``lease_token``, ``lease_stale``, and the clock: on PostgreSQL
+    ``now()`` serves every host with one clock and ``lease_ttl`` is an interval; elsewhere
+    (SQLite serves one host) ``lease_now`` / ``lease_expires`` are this process's UTC time,
+    bound with the column's own type so values compare as stored.
     """
-    here = datetime.now(timezone.utc)
-    bind = session.get_bind() if isinstance(session, Session) else session
-    if bind.dialect.name == "postgresql":
-        return func.now(), lambda seconds: func.now() + literal(timedelta(seconds=seconds)), here
-    return (
-        literal(here, type_=column.type),
-        lambda seconds: literal(here + timedelta(seconds=seconds), type_=column.type),
-        here,
+
+    claim: Any
+    claim_or_stale: Any
+    take_over: Any
+    renew: Any
+    release: Any
+    read: Any
+    cancel: Any
+    server_clock: bool
+
+
+_statements: dict[tuple[type[Any], str], _LeaseSql] = {}
+
+
+def _sql(schema: ChatSchema, dialect: str) -> _LeaseSql:
+    try:
+        return _statements[(schema.chat_cls, dialect)]
+    except KeyError:
+        pass
+    table, pk, token_col, expires_col, cancel_col = _columns(schema)
+    server_clock = dialect == "postgresql"
+    if server_clock:
+        now: Any = func.now()
+        expires: Any = func.now() + bindparam("lease_ttl", type_=Interval())
+    else:
+        now = bindparam("lease_now", type_=expires_col.type)
+        expires = bindparam("lease_expires", type_=expires_col.type)
+    this_chat = pk == bindparam("lease_chat")
+    held = token_col == bindparam("lease_token")
+    take = {token_col.key: bindparam("lease_token"), expires_col.key: expires, cancel_col.key: None}
+    free = token_col.is_(None)
+    sql = _LeaseSql(
+        claim=update(table).where(this_chat, free).values(take),
+        claim_or_stale=update(table)
+        .where(this_chat, or_(free, token_col == bindparam("lease_stale")))
+        .values(take),
+        take_over=update(table)
+        .where(this_chat, and_(token_col.is_not(None), expires_col < now))
+        .values(take),
+        renew=update(table).where(this_chat, held).values({expires_col.key: expires}),
+        release=update(table)
+        .where(this_chat, held)
+        .values({token_col.key: None, expires_col.key: None, cancel_col.key: None}),
+        read=select(token_col, expires_col, cancel_col).where(this_chat),
+        cancel=update(table)
+        .where(this_chat, token_col.is_not(None), cancel_col.is_(None))
+        .values({cancel_col.key: now}),
+        server_clock=server_clock,
     )
+    _statements[(schema.chat_cls, dialect)] = sql
+    return sql
+
+
+def _connection(session: Session | Connection, schema: ChatSchema) -> Connection:
+    """The connection of ``session``'s transaction for the chat table (Core, not the ORM's
+    execute: these statements load no objects)."""
+    if isinstance(session, Session):
+        return session.connection(bind_arguments={"mapper": sa_inspect(schema.chat_cls)})
+    return session
+
+
+def _clock(sql: _LeaseSql, ttl: float) -> tuple[dict[str, Any], datetime]:
+    """The clock parameters of a lease statement, and this process's UTC time now."""
+    here = datetime.now(timezone.utc)
+    if sql.server_clock:
+        return {"lease_ttl": timedelta(seconds=ttl)}, here
+    return {"lease_now": here, "lease_expires": here + timedelta(seconds=ttl)}, here
 
 
 def _set_loaded(record: Any, values: dict[str, Any]) -> None:
@@ -151,18 +213,20 @@ def claim(session: Session, schema: ChatSchema, lease: Lease, record: Any = None
     Runs first in its transaction, so on SQLite the write lock is taken before any read (a read
     transaction that later writes can fail at once instead of waiting). The caller commits.
     """
-    table, pk, token_col, expires_col, cancel_col = _columns(schema)
-    now, later, here = _clock(session, expires_col)
-    values = {token_col.key: lease.token, expires_col.key: later(lease.ttl), cancel_col.key: None}
-    free = token_col.is_(None)
+    connection = _connection(session, schema)
+    sql = _sql(schema, connection.dialect.name)
+    params, here = _clock(sql, lease.ttl)
+    params["lease_chat"] = lease.chat_id
+    params["lease_token"] = lease.token
     if lease.stale is not None:
-        free = or_(free, token_col == lease.stale)
-    result = session.execute(update(table).where(pk == lease.chat_id, free).values(values))
+        params["lease_stale"] = lease.stale
+        result = connection.execute(sql.claim_or_stale, params)
+    else:
+        result = connection.execute(sql.claim, params)
     outcome = Claim.CLAIMED
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        dead = and_(token_col.is_not(None), expires_col < now)
-        result = session.execute(update(table).where(pk == lease.chat_id, dead).values(values))
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
+        params.pop("lease_stale", None)
+        if connection.execute(sql.take_over, params).rowcount != 1:
             return Claim.BUSY
         outcome = Claim.TAKEN_OVER
     elif lease.stale is not None:
@@ -182,22 +246,18 @@ def claim(session: Session, schema: ChatSchema, lease: Lease, record: Any = None
 
 def renew(connection: Session | Connection, schema: ChatSchema, lease: Lease) -> bool:
     """Extend the lease by its ttl; ``False`` when this turn no longer holds it."""
-    table, pk, token_col, expires_col, _ = _columns(schema)
-    _, later, _ = _clock(connection, expires_col)
-    result = connection.execute(
-        update(table)
-        .where(pk == lease.chat_id, token_col == lease.token)
-        .values({expires_col.key: later(lease.ttl)})
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    conn = _connection(connection, schema)
+    sql = _sql(schema, conn.dialect.name)
+    params, _ = _clock(sql, lease.ttl)
+    params["lease_chat"] = lease.chat_id
+    params["lease_token"] = lease.token
+    return bool(conn.execute(sql.renew, params).rowcount == 1)
 
 
 def lease_state(connection: Session | Connection, schema: ChatSchema, chat_id: Any) -> LeaseState:
     """The chat's lease columns, read now (one primary-key SELECT)."""
-    _, pk, token_col, expires_col, cancel_col = _columns(schema)
-    row = connection.execute(
-        select(token_col, expires_col, cancel_col).where(pk == chat_id)
-    ).first()
+    conn = _connection(connection, schema)
+    row = conn.execute(_sql(schema, conn.dialect.name).read, {"lease_chat": chat_id}).first()
     if row is None:
         return LeaseState(None, None, None)
     return LeaseState(row[0], row[1], row[2])
@@ -206,16 +266,15 @@ def lease_state(connection: Session | Connection, schema: ChatSchema, chat_id: A
 def release(session: Session, schema: ChatSchema, lease: Lease, record: Any = None) -> bool:
     """Give the chat up in the session's transaction (the caller commits): ``False`` when the
     lease was no longer this turn's (it expired and another turn took the chat over)."""
-    table, pk, token_col, expires_col, cancel_col = _columns(schema)
-    result = session.execute(
-        update(table)
-        .where(pk == lease.chat_id, token_col == lease.token)
-        .values({token_col.key: None, expires_col.key: None, cancel_col.key: None})
+    connection = _connection(session, schema)
+    sql = _sql(schema, connection.dialect.name)
+    result = connection.execute(
+        sql.release, {"lease_chat": lease.chat_id, "lease_token": lease.token}
     )
     lease.held = False
-    released = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    released = bool(result.rowcount == 1)
     if released:
-        notify_released(session, schema, lease.chat_id)
+        notify_released(connection, schema, lease.chat_id)
         _set_loaded(
             record, {"turn_token": None, "turn_expires_at": None, "cancel_requested_at": None}
         )
@@ -229,25 +288,23 @@ def wakeup_key(schema: ChatSchema, chat_id: Any) -> str:
 
 def notify_released(session: Session | Connection, schema: ChatSchema, chat_id: Any) -> None:
     """On PostgreSQL, ``pg_notify`` the release: delivered to listeners when this commits."""
-    bind = session.get_bind() if isinstance(session, Session) else session
-    if bind.dialect.name == "postgresql":
-        session.execute(
-            select(func.pg_notify(bindparam("channel", CHANNEL), wakeup_key(schema, chat_id)))
-        )
+    connection = _connection(session, schema)
+    if connection.dialect.name == "postgresql":
+        connection.execute(_NOTIFY, {"channel": CHANNEL, "payload": wakeup_key(schema, chat_id)})
+
+
+_NOTIFY = select(func.pg_notify(bindparam("channel"), bindparam("payload")))
 
 
 def request_cancel(session: Session | Connection, schema: ChatSchema, chat_id: Any) -> bool:
     """Ask the turn running on the chat to stop (the caller commits); ``False``: none runs."""
-    table, pk, token_col, _, cancel_col = _columns(schema)
-    now, _, _ = _clock(session, cancel_col)
-    result = session.execute(
-        update(table)
-        .where(pk == chat_id, token_col.is_not(None), cancel_col.is_(None))
-        .values({cancel_col.key: now})
-    )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
+    connection = _connection(session, schema)
+    sql = _sql(schema, connection.dialect.name)
+    params, _ = _clock(sql, 0)
+    params["lease_chat"] = chat_id
+    if connection.execute(sql.cancel, params).rowcount == 1:
         return True
-    return lease_state(session, schema, chat_id).running  # already requested: still running
+    return lease_state(connection, schema, chat_id).running  # already requested: still running
 
 
 def settle(

@@ -21,6 +21,7 @@ from sa_llm._flow import Effect, Scope
 __all__ = [
     "DbStep",
     "commit_failed",
+    "commit_keeping",
     "loaded_values",
     "mark_commit_failure",
     "restore",
@@ -57,8 +58,37 @@ def loaded_values(row: Any) -> dict[str, Any] | None:
         state = instance_state(row)
     except Exception:
         return None
-    columns = state.mapper.column_attrs
-    return {prop.key: state.dict[prop.key] for prop in columns if prop.key in state.dict}
+    values = state.dict
+    return {prop.key: values[prop.key] for prop in state.mapper.column_attrs if prop.key in values}
+
+
+def commit_keeping(session: Session, rows: Sequence[Any]) -> None:
+    """``session.commit()``, leaving the loaded columns of ``rows`` loaded.
+
+    A commit expires every row in the session (``expire_on_commit``), so the next read of any
+    attribute would SELECT it again; for the rows a step wrote and the caller's chat that read
+    is wasted (their values are the ones just committed) and, under an ``AsyncSession``, I/O
+    the caller cannot do there. So the commit runs without expiring, and then everything else
+    is expired as the commit would have done: other rows whole, these rows' relationships.
+    With ``expire_on_commit=False`` it is a plain commit.
+    """
+    if not session.expire_on_commit:
+        session.commit()
+        return
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+    kept = {id(row) for row in rows}
+    for obj in list(session.identity_map.values()):
+        if id(obj) not in kept:
+            session.expire(obj)
+            continue
+        state = instance_state(obj)
+        loaded = [rel.key for rel in state.mapper.relationships if rel.key in state.dict]
+        if loaded:
+            session.expire(obj, loaded)
 
 
 def restore(rows: Sequence[tuple[Any, dict[str, Any] | None]]) -> None:
