@@ -1,4 +1,4 @@
-"""A second namespace for ``tests/test_declarative.py``: the module ``decl_admin``.
+"""A second namespace for ``tests/declarative/test_declarative.py``: the module ``decl_admin``.
 
 ``build(Base)`` declares classes with the same bare names as :mod:`decl_assistants`
 (``BotChat``, ``BotMessage``, ``BotToolCall``) on ``admin_bot_*`` tables, like

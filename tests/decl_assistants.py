@@ -1,4 +1,5 @@
-"""Namespaced chat models for ``tests/test_declarative.py``: the module ``decl_assistants``.
+"""Namespaced chat models for ``tests/declarative/test_declarative.py``: the module
+``decl_assistants``.
 
 ``build(Base)`` declares ``BotChat``, ``BotMessage`` and ``BotToolCall`` on the caller's
 declarative base (a fresh one per test), so they resolve as ``"decl_assistants.BotMessage"``,

@@ -1,4 +1,5 @@
-"""Namespaced models with custom foreign keys for ``tests/test_declarative.py``: ``decl_support``.
+"""Namespaced models with custom foreign keys for ``tests/declarative/test_declarative.py``:
+``decl_support``.
 
 Like ``Support::Conversation`` / ``Support::Message`` / ``Support::ToolCall`` of the reference:
 tables prefixed ``support_``, the message's chat FK is ``conversation_id``, and the tool-call

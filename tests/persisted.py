@@ -17,8 +17,14 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
-from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
+from sa_llm.declarative import (
+    acts_as_attachment,
+    acts_as_chat,
+    acts_as_message,
+    acts_as_model,
+    acts_as_tool_call,
+)
+from sa_llm.mixins import AttachmentMixin, ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
 from sa_llm.persistence import enable_sqlite_savepoints
 
 
@@ -46,6 +52,19 @@ def default_models() -> dict[str, Any]:
         __tablename__ = "models"
 
     return {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model}
+
+
+def attachment_models() -> dict[str, Any]:
+    """The default models plus an ``@acts_as_attachment`` class on the same base."""
+    models = default_models()
+    Base: Any = models["Base"]
+
+    @acts_as_attachment()
+    class Attachment(AttachmentMixin, Base):  # type: ignore[misc]
+        __tablename__ = "attachments"
+
+    models["Attachment"] = Attachment
+    return models
 
 
 @dataclass

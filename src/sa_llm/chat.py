@@ -49,7 +49,7 @@ from sa_llm.errors import (
 )
 from sa_llm.providers import create_provider, provider_class
 from sa_llm.providers._transport import Download, OpenStream, ReadStream, SendRequest, Transport
-from sa_llm.providers.base import ChatRequest, HttpResponse, deep_merge
+from sa_llm.providers.base import ChatRequest, FormatCache, HttpResponse, deep_merge
 from sa_llm.schema import OutputSchema
 from sa_llm.streaming import Accumulator
 from sa_llm.tools import (
@@ -264,6 +264,9 @@ class Chat(ChatSettings):
         super().__init__()
         self.context = context
         self.messages: list[Message] = list(messages)
+        #: The earlier messages' wire items, reused by the next request (a persisted chat
+        #: shares its row's, so they outlive the turn).
+        self.format_cache = FormatCache()
         # The reply being streamed, while it streams (what a turn that stops early got).
         self._accumulator: Accumulator | None = None
         self.with_model(
@@ -584,7 +587,10 @@ class Chat(ChatSettings):
 
     def _download_attachments(self) -> Flow[None]:
         for message in self.messages:
-            for attachment in message.attachments:
+            content = message.content
+            if not isinstance(content, Content):  # no files: most messages, checked cheaply
+                continue
+            for attachment in content.attachments:
                 if attachment.needs_download(self.provider.accepts_url(attachment.mime_type or "")):
                     data, content_type = yield Download(self.transport, attachment.url or "")
                     attachment.set_downloaded(data, content_type)
@@ -602,6 +608,7 @@ class Chat(ChatSettings):
             params=self.params,
             headers=self.headers,
             stream=stream,
+            format_cache=self.format_cache,
         )
 
     # -- hooks: where the persisted chat writes rows ------------------------------------------

@@ -67,6 +67,7 @@ from sa_llm._persisted.steps import (
     mark_commit_failure,
     restore,
 )
+from sa_llm.providers.base import FormatCache
 from sa_llm.types import Content, Message, RawContent, Tokens, ToolCall
 
 __all__ = [
@@ -97,6 +98,7 @@ class ChatMemory:
 
     Attributes:
         history: the history of its last turn, reused while the rows are unchanged.
+        format_cache: the wire items its last request sent, reused by the next one.
         stale_lease: the token of its last turn when that turn could not release its lease
             (the database was down): the next turn takes it over at once instead of waiting
             for it to expire.
@@ -104,6 +106,7 @@ class ChatMemory:
 
     history: HistoryCache = field(default_factory=HistoryCache)
     stale_lease: str | None = None
+    format_cache: FormatCache = field(default_factory=FormatCache)
 
 
 @dataclass

@@ -33,7 +33,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import sa_llm
 from conftest import sync_url
-from persisted import StatementCounter, World, close_world, default_models, make_world
+from persisted import (
+    StatementCounter,
+    World,
+    attachment_models,
+    close_world,
+    default_models,
+    make_world,
+)
 from sa_llm.cli import main
 from sa_llm.content import Attachment
 from sa_llm.declarative import acts_as_attachment, acts_as_message
@@ -65,19 +72,6 @@ def sha(data: bytes) -> str:
 
 
 # -- models and worlds ----------------------------------------------------------------------------
-
-
-def attachment_models() -> dict[str, Any]:
-    """The default models plus an ``@acts_as_attachment`` class on the same base."""
-    models = default_models()
-    Base: Any = models["Base"]
-
-    @acts_as_attachment()
-    class Attachment(AttachmentMixin, Base):  # type: ignore[misc]
-        __tablename__ = "attachments"
-
-    models["Attachment"] = Attachment
-    return models
 
 
 @pytest.fixture

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_attachments_persisted import attachment_models
 
-from persisted import World
+from persisted import World, attachment_models
 from sa_llm.content import Attachment, detect_mime_type
 from sa_llm.testing import Replay
 

@@ -118,7 +118,8 @@ _PROVIDER_SPECIFIC = {
     "returned_from_tools",
 }
 # Reasoning replayed on assistant turns (DeepSeek, Ollama, OpenRouter, Mistral) is each
-# provider's own (tests/test_compatible_corpus.py and tests/test_mistral_thinking.py check it).
+# provider's own (tests/providers/test_compatible_corpus.py and
+# tests/providers/test_mistral_thinking.py check it).
 _REPLAY_KEYS = ("reasoning", "reasoning_content", "reasoning_details")
 
 

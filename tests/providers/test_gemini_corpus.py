@@ -273,7 +273,9 @@ async def test_replay_gemini_recording(path: Path, mode: str) -> None:
     if not calls:
         urls = {item["request"]["url"].split("/v1beta/")[-1] for item in recording["interactions"]}
         assert all(url.startswith("cachedContents") for url in urls)
-        pytest.skip("cachedContents, not a chat call: replayed by tests/test_gemini_cache.py")
+        pytest.skip(
+            "cachedContents, not a chat call: replayed by tests/providers/test_gemini_cache.py"
+        )
     replay = Replay(recording)
     ctx = replay.context()
     first = calls[0]["request"]["body"]

@@ -117,6 +117,7 @@ class PersistedChat(Chat):
     ) -> None:
         """Attach the turn state, the session the next flow runs on and the file storage."""
         self.turn = turn
+        self.format_cache = turn.memory.format_cache
         self.strategy = strategy
         self._session = session
         self._async_session = async_session

@@ -499,7 +499,9 @@ def mirror_row(
     if schema.message_model_attr is not None and values.get(schema.message_model_attr) is not None:
         row_model = model_name
 
-    if any(name in queries.server_set and name not in values for name in present):
+    if not queries.server_set.isdisjoint(present) and any(
+        name in queries.server_set and name not in values for name in present
+    ):
         return None  # the database chose a value this row does not hold
 
     def column(name: str) -> Any:

@@ -146,7 +146,7 @@ def save_row(session: Session, row: Any) -> None:
         or state.session_id not in (None, session.hash_key)
         or (state.key is None and state.session_id is not None)  # pending: added elsewhere
         or state.deleted
-        or any(key in plan.relationships for key in state.committed_state)
+        or not plan.relationships.isdisjoint(state.committed_state)
     ):
         session.add(row)
         session.flush()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -68,6 +68,64 @@ class SchemaSpec:
     strict: bool = True
 
 
+class FormatCache:
+    """The wire items of a conversation's earlier messages, kept from one request to the next.
+
+    Every request sends the whole history, and formatting it costs in proportion to its length,
+    turn after turn. A codec's :meth:`Provider.format_history` reuses the items it made for a
+    message before, as long as it is the same message object with the same content, tool calls,
+    thinking and role (a message edited in place by assigning those is formatted again) and
+    the same codec class. Messages with files are always formatted again (a file may be
+    downloaded in between). Only the messages of the latest request are kept.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        # By position in the conversation (which grows at the end): the message, what its
+        # items were made from, and the items.
+        self._entries: list[tuple[Message, type, Any, Any, Any, str, list[Any]] | None] = []
+
+    def items(
+        self,
+        kind: type,
+        format_message: Callable[[Message], list[Any]],
+        messages: Sequence[Message],
+    ) -> list[Any]:
+        """``format_message`` of each message, flattened, reusing what is still valid (items
+        made by a codec of class ``kind``)."""
+        entries = self._entries
+        known = len(entries)
+        kept: list[tuple[Message, type, Any, Any, Any, str, list[Any]] | None] = []
+        out: list[Any] = []
+        for position, message in enumerate(messages):
+            entry = entries[position] if position < known else None
+            content = message.content
+            if (
+                entry is None
+                or entry[0] is not message
+                or entry[1] is not kind
+                or entry[2] is not content
+                or entry[3] is not message.tool_calls
+                or entry[4] is not message.thinking
+                or entry[5] != message.role
+            ):
+                items = format_message(message)
+                if isinstance(content, Content) and content.attachments:
+                    entry = None  # a file may be downloaded before the next request
+                else:
+                    entry = (
+                        message, kind, content, message.tool_calls, message.thinking,
+                        message.role, items,
+                    )  # fmt: skip
+            else:
+                items = entry[6]
+            kept.append(entry)
+            out += items
+        self._entries = kept
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """Everything a provider needs to build one request, independent of its wire format.
@@ -83,6 +141,8 @@ class ChatRequest:
         params: provider-specific body fields, deep-merged into the body last.
         headers: extra HTTP headers.
         stream: ask for a streamed reply.
+        format_cache: the conversation's :class:`FormatCache`, or ``None`` to format every
+            message afresh.
     """
 
     model: str
@@ -95,6 +155,7 @@ class ChatRequest:
     params: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     stream: bool = False
+    format_cache: FormatCache | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +356,20 @@ class Provider:
         that entry here. The default is ``info`` itself.
         """
         return info
+
+    def format_history(
+        self,
+        request: ChatRequest,
+        messages: Sequence[Message],
+        format_message: Callable[[Message], list[Any]],
+    ) -> list[Any]:
+        """``format_message`` of each of ``messages``, flattened; with the request's
+        :class:`FormatCache`, the items of messages formatted for an earlier request are
+        reused (so ``format_message`` must depend on the message alone and the codec's
+        constants)."""
+        if request.format_cache is None:
+            return [item for message in messages for item in format_message(message)]
+        return request.format_cache.items(type(self), format_message, messages)
 
     @property
     def base_url(self) -> str:

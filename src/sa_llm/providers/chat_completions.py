@@ -96,7 +96,7 @@ class ChatCompletionsCodec(Provider):
         """``POST {base_url}/chat/completions`` with the JSON body for ``request``."""
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [item for m in request.messages for item in self.format_message(m)],
+            "messages": self.format_history(request, request.messages, self.format_message),
             "stream": request.stream,
         }
         if request.stream:

@@ -65,12 +65,11 @@ class ResponsesCodec(Provider):
         body: dict[str, Any] = {"model": request.model}
         if instructions:
             body["instructions"] = "\n\n".join(instructions)
-        body["input"] = [
-            item
-            for message in request.messages
-            if message.role != "system"
-            for item in self.format_message(message)
-        ]
+        body["input"] = self.format_history(
+            request,
+            [message for message in request.messages if message.role != "system"],
+            self.format_message,
+        )
         body["stream"] = request.stream
         body["store"] = False
         if self.is_reasoning_model(request.model):

@@ -1,0 +1,138 @@
+"""Where a turn's CPU goes: sa_llm against the fair limit, call by call.
+
+Run from the repository root with ``python bench/profile_turn.py`` (``--stream`` for W3's
+streamed turns, ``--async`` for W1 on aiosqlite, ``--top N`` for the list's length). Both
+systems run the same 50-turn chats of W1 (``bench/peers/workloads.py``) against the fake server
+in its own process, under ``cProfile``, after a warm-up; then it prints
+
+* the Python function calls per turn of each (a count, so the machine's load does not blur it),
+  and the CPU per turn under the profiler (``process_time``, so waits for the disk and the
+  server are out; cProfile's own overhead is in, so only the ratio means anything);
+* the functions sa_llm calls more often than the limit per turn, with their own time: what a
+  change to the library's hot path should shrink.
+
+The limit (``bench/peers/baseline.py``) runs sa_llm's statements and commits by hand in Core, so
+the difference is the library's own work: the ORM objects it keeps coherent, the provider codec,
+the flow. This is a tool for working on that difference; the numbers docs/benchmarks.md cites
+come from ``bench/bench_peers.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import collections
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_peers  # noqa: E402
+from peers import load  # noqa: E402
+from peers.common import question  # noqa: E402
+from peers.workloads import TURNS, _open, _turns, warm_up  # noqa: E402
+
+CHATS = 2
+
+
+def _key(file: str, line: int, name: str) -> str:
+    for marker in ("site-packages/", "/src/", "/bench/"):
+        if marker in file:
+            file = file.split(marker)[-1]
+    return f"{file}:{line}({name})"
+
+
+def _profile_sync(name: str, root: str, tmp: Path, stream: bool) -> cProfile.Profile:
+    cls = load(name)
+    warm_up(cls, tmp, root, name)
+    profile = cProfile.Profile(time.process_time)
+    for index in range(CHATS):
+        system = _open(cls, tmp, root, f"profile-{name}-{int(stream)}-{index}")
+        try:
+            chat = system.new_chat(f"profile-{index}")
+            profile.enable()
+            _turns(system, chat, TURNS, stream=stream)
+            profile.disable()
+        finally:
+            system.close()
+    return profile
+
+
+def _profile_async(name: str, root: str, tmp: Path) -> cProfile.Profile:
+    cls = load(name)
+    profile = cProfile.Profile(time.process_time)
+
+    async def go(index: int) -> None:
+        run = f"profile-async-{name}-{index}"
+        system = cls(tmp / f"{run}.db", f"{root}/{run}/v1")
+        await system.aopen(f"sqlite+aiosqlite:///{system.db_path}", None)
+        try:
+            chat = await system.anew_chat(run)
+            await chat.aask(question(0))  # warm: the first turn reads the (empty) history
+            profile.enable()
+            for turn in range(1, TURNS + 1):
+                await chat.aask(question(turn))
+            profile.disable()
+        finally:
+            await system.aclose()
+
+    for index in range(CHATS):
+        asyncio.run(go(index))
+    return profile
+
+
+def _tally(profile: cProfile.Profile) -> tuple[collections.Counter[str], dict[str, float]]:
+    calls: collections.Counter[str] = collections.Counter()
+    own: dict[str, float] = collections.defaultdict(float)
+    stats: Any = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    for (file, line, name), (_, ncalls, tottime, _, _) in stats.items():
+        key = _key(file, line, name)
+        calls[key] += ncalls
+        own[key] += tottime
+    return calls, own
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stream", action="store_true", help="W3: streamed turns")
+    parser.add_argument("--async", dest="use_async", action="store_true", help="W1 async")
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args(argv)
+    turns = CHATS * TURNS
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp, bench_peers.ServerProcess() as root:
+        for name in ("sa_llm", "baseline"):
+            if args.use_async:
+                profile = _profile_async(name, root, Path(tmp))
+            else:
+                profile = _profile_sync(name, root, Path(tmp), args.stream)
+            results[name] = _tally(profile)
+    (ours, ours_own), (limit, limit_own) = results["sa_llm"], results["baseline"]
+    ours_total, limit_total = sum(ours.values()) / turns, sum(limit.values()) / turns
+    ours_cpu, limit_cpu = (sum(own.values()) * 1000 / turns for own in (ours_own, limit_own))
+    mode = "async (aiosqlite)" if args.use_async else ("streamed" if args.stream else "sync")
+    print(f"W{'3' if args.stream else '1'} {mode}, {turns} turns each\n")
+    print("| | sa_llm | the limit | ratio |\n| --- | --- | --- | --- |")
+    print(
+        f"| Python calls per turn | {ours_total:,.0f} | {limit_total:,.0f} "
+        f"| {ours_total / limit_total:.2f}x |"
+    )
+    print(
+        f"| CPU per turn, profiled | {ours_cpu:.2f} ms | {limit_cpu:.2f} ms "
+        f"| {ours_cpu / limit_cpu:.2f}x |"
+    )
+    print(f"\nCalled more often by sa_llm, per turn (top {args.top}):\n")
+    print("| extra calls | own time (profiled) | function |\n| --- | --- | --- |")
+    extra = collections.Counter({key: ours[key] - limit.get(key, 0) for key in ours})
+    for key, count in extra.most_common(args.top):
+        print(f"| {count / turns:,.1f} | {ours_own[key] * 1000 / turns:.3f} ms | `{key}` |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
