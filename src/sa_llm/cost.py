@@ -43,7 +43,7 @@ from sa_llm.types import Tokens
 if TYPE_CHECKING:
     from sa_llm.registry import ModelInfo
 
-__all__ = ["Cost", "GenaiPrices", "PriceSource", "Prices", "prices_for"]
+__all__ = ["Cost", "GenaiPrices", "PriceSource", "Prices", "Usage", "prices_for"]
 
 PriceSource = Literal["registry", "genai-prices"]
 """Where prices come from: the registry's data, or the ``genai-prices`` package."""
@@ -116,6 +116,24 @@ class Cost:
         }
         values["currency"] = self.currency
         return values
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a chat's attempts add up to (``chat.usage()``).
+
+    Attributes:
+        attempts: physical provider attempts (retries, failures and cancels included).
+        failed: attempts whose outcome is not ``ok``.
+        tokens: the sums of each count over the attempts that reported it (``None``: no
+            attempt did).
+        cost: the sum of the frozen costs, by part (``None``: no attempt has a cost).
+    """
+
+    attempts: int
+    failed: int
+    tokens: Tokens
+    cost: Cost | None
 
 
 @dataclass(frozen=True, slots=True)

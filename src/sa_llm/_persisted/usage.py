@@ -10,7 +10,6 @@ the ledger costs one INSERT in a transaction that commits anyway, never a commit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,28 +18,10 @@ from sqlalchemy.orm import Session
 
 from sa_llm._attempts import Attempt
 from sa_llm._mapping import ChatSchema
-from sa_llm.cost import Cost
+from sa_llm.cost import Cost, Usage
 from sa_llm.types import Tokens
 
-__all__ = ["Usage", "chat_usage", "ledger_values", "summary", "write"]
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """What a chat's attempts add up to.
-
-    Attributes:
-        attempts: physical provider attempts (retries, failures and cancels included).
-        failed: attempts whose outcome is not ``ok``.
-        tokens: the sums of each count over the attempts that reported it (``None``: no
-            attempt did).
-        cost: the sum of the frozen costs, by part (``None``: no attempt has a cost).
-    """
-
-    attempts: int
-    failed: int
-    tokens: Tokens
-    cost: Cost | None
+__all__ = ["chat_usage", "ledger_values", "summary", "write"]
 
 
 def ledger_values(

@@ -39,8 +39,7 @@ from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
 if TYPE_CHECKING:
     from sa_llm._context import Context
     from sa_llm._persisted.chat import PersistedChat
-    from sa_llm._persisted.usage import Usage
-    from sa_llm.cost import Cost
+    from sa_llm.cost import Cost, Usage
     from sa_llm.persistence import ChatMemory, PersistenceStrategy
     from sa_llm.registry import ModelInfo
 
