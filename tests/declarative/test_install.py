@@ -214,7 +214,13 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
     )
 
     project.alembic("upgrade", "head")
-    assert tables(engine) == {"conversations", "chat_messages", "function_calls", "ai_models", "usages"}
+    assert tables(engine) == {
+        "conversations",
+        "chat_messages",
+        "function_calls",
+        "ai_models",
+        "usages",
+    }
     models = project.models()
     assert schema_diff(engine, models) == []
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import case, func, insert, literal, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 
 from sa_llm._attempts import Attempt
@@ -66,8 +67,26 @@ def write(
     class or attempts). ``message_id`` is the message the attempts produced, or ``None``."""
     if schema.usage_cls is None or not attempts:
         return
-    rows = [ledger_values(schema, chat_id, message_id, attempt) for attempt in attempts]
-    session.execute(insert(schema.usage_cls), rows)
+    statement, keys = _insert(schema)
+    rows = [
+        {keys[name]: value for name, value in ledger_values(schema, chat_id, message_id, a).items()}
+        for a in attempts
+    ]
+    # A Core INSERT of the table (the column defaults apply): the ORM's bulk insert would cost
+    # more than the rest of the row's work.
+    session.execute(statement, rows[0] if len(rows) == 1 else rows)
+
+
+def _insert(schema: ChatSchema) -> tuple[Any, dict[str, str]]:
+    """The ledger table's INSERT and its attribute -> column key map (made once per class)."""
+    usage_cls = schema.usage_cls
+    cached: tuple[Any, dict[str, str]] | None = usage_cls.__dict__.get("__sa_llm_usage_insert__")
+    if cached is None:
+        mapper = sa_inspect(usage_cls)
+        keys = {prop.key: prop.columns[0].key for prop in mapper.column_attrs}
+        cached = (insert(mapper.local_table), keys)
+        type.__setattr__(usage_cls, "__sa_llm_usage_insert__", cached)
+    return cached
 
 
 _TOKEN_COLUMNS = {
