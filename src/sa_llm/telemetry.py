@@ -97,12 +97,14 @@ def _otel() -> Any:
 class _Instruments:
     """The tracer and the two histograms of one (tracer provider, meter provider) pair."""
 
-    __slots__ = ("duration", "tokens", "tracer")
+    __slots__ = ("duration", "providers", "tokens", "tracer")
 
     def __init__(self, tracer_provider: Any, meter_provider: Any) -> None:
         from sa_llm import __version__
 
         trace, metrics, _ = _api
+        # Held so that the ids the cache is keyed by cannot be reused by other objects.
+        self.providers = (tracer_provider, meter_provider)
         tracer_provider = tracer_provider or trace.get_tracer_provider()
         meter_provider = meter_provider or metrics.get_meter_provider()
         self.tracer = tracer_provider.get_tracer("sa_llm", __version__, schema_url=_SCHEMA_URL)

@@ -30,6 +30,12 @@ from sa_llm import errors
 from sa_llm._mapping import chat_schema
 from sa_llm.chat import resolve_model
 from sa_llm.cost import Prices
+from sa_llm.persistence import (
+    InTransactionStrategy,
+    PersistenceStrategy,
+    SaveOnCompletionStrategy,
+    use_strategy,
+)
 from sa_llm.testing import FakeLLM
 from sa_llm.testing.faults import Answer, FaultInjectingServer, RecordedReply, split_events
 from sa_llm.testing.server import CloseAfter, Failure
@@ -123,6 +129,9 @@ async def test_every_attempt_is_a_row_with_the_providers_numbers(
         await world.call(chat.ask, "And the second one?", on_chunk=lambda chunk: None)
         await anyio.to_thread.run_sync(server.wait_for_requests, 4, 2.0)
         assert server.request_count == 4
+    if case.api == "chat_completions":  # usage must be asked for, or a stream reports none
+        streamed = [r.body for r in server.requests if r.stream]
+        assert streamed and all(b["stream_options"] == {"include_usage": True} for b in streamed)
 
     rows = ledger(world, chat_id)
     assert len(rows) == server.request_count
@@ -252,3 +261,26 @@ async def test_the_ledger_adds_no_commit(world: World, fake: FakeLLM) -> None:
 def clock() -> str:
     """The time."""
     return "12:00"
+
+
+@pytest.mark.parametrize("strategy", [InTransactionStrategy, SaveOnCompletionStrategy])
+async def test_other_strategies_write_the_ledger_in_their_steps(
+    world: World, fake: FakeLLM, strategy: type[PersistenceStrategy]
+) -> None:
+    """Inside the caller's transaction the rows appear with the caller's commit; saving on
+    completion links them to the one row it writes."""
+    use_strategy(world.session, strategy())
+    fake.error(500).reply("Paris", tokens=sa_llm.Tokens(input=7, output=1))
+    sa_llm.configure(retry_interval=0)
+    try:
+        chat = world.Chat(model="gpt-4.1-nano", provider="fake")
+        await world.add(chat)
+        chat_id = chat.id
+        await world.call(chat.ask, "Capital of France?")
+        await world.commit()
+    finally:
+        sa_llm.reset_config()
+    rows = ledger(world, chat_id)
+    assert [(r.outcome, r.input_tokens) for r in rows] == [("ServerError", None), ("ok", 7)]
+    (reply,) = reply_ids(world, chat_id)
+    assert {r.message_id for r in rows} == {reply}

@@ -25,6 +25,14 @@ from sa_llm.types import Tokens
 __all__ = ["chat_usage", "ledger_values", "summary", "write"]
 
 
+_NO_COST = dict.fromkeys(
+    (
+        "input_cost", "output_cost", "cache_read_cost", "cache_write_cost", "reasoning_cost",
+        "total_cost", "currency",
+    )
+)  # fmt: skip
+
+
 def ledger_values(
     schema: ChatSchema, chat_id: Any, message_id: Any, attempt: Attempt
 ) -> dict[str, Any]:
@@ -47,8 +55,8 @@ def ledger_values(
         "first_chunk_seconds": attempt.time_to_first_chunk,
         "duration_seconds": attempt.duration,
     }
-    if attempt.cost is not None:
-        values.update(attempt.cost.as_columns())
+    # Every row has every key: one INSERT ... VALUES shape for all the attempts of a step.
+    values.update(attempt.cost.as_columns() if attempt.cost is not None else _NO_COST)
     row = {key: value for key, value in values.items() if key in schema.usage_columns}
     row[schema.usage_chat_fk or "chat_id"] = chat_id
     if schema.usage_message_fk is not None:
