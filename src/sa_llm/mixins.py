@@ -534,8 +534,9 @@ class UsageMixin(_Columns):
     Token columns are ``NULL`` when the provider did not report them and ``0`` when it reported
     zero; ``input_tokens`` includes the cache reads and writes, which have their own columns
     too. The cost is computed when the attempt ends, from the prices in force then, and never
-    recomputed: later price changes do not rewrite history. Deleting a message keeps its rows
-    (``message_id`` becomes ``NULL``); deleting the chat deletes them.
+    recomputed: later price changes do not rewrite history. The foreign keys keep a deleted
+    message's rows (``ON DELETE SET NULL``) and delete a deleted chat's (``ON DELETE CASCADE``),
+    where the database enforces foreign keys.
     """
 
     __sa_llm_tables__: ClassVar[dict[str, str]] = {}
