@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import collections
+import cProfile
 import pstats
 import sys
 import tempfile
@@ -32,10 +32,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_peers  # noqa: E402
-from peers import load  # noqa: E402
-from peers.common import question  # noqa: E402
-from peers.workloads import TURNS, _open, _turns, warm_up  # noqa: E402
+import bench_peers
+from peers import load
+from peers.common import question
+from peers.workloads import TURNS, _open, _turns, warm_up
 
 CHATS = 2
 

@@ -27,6 +27,9 @@ LAYERS: dict[str, int] = {
     "sa_llm.registry": 0,
     "sa_llm.content": 0,
     "sa_llm.storage": 0,
+    "sa_llm._attempts": 0,
+    "sa_llm.cost": 0,
+    "sa_llm.telemetry": 0,
     # 1: sans-IO codecs
     "sa_llm.providers": 1,
     "sa_llm.schema": 1,

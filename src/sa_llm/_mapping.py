@@ -28,12 +28,15 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_OPTIONS",
     "LEASE_COLUMNS",
+    "USAGE_COLUMNS",
+    "USAGE_OPTIONS",
     "AttachmentOptions",
     "ChatOptions",
     "ChatSchema",
     "MessageOptions",
     "ModelOptions",
     "ToolCallOptions",
+    "UsageOptions",
     "classify",
     "find_class",
     "underscore",
@@ -45,6 +48,7 @@ TOOL_CALL_OPTIONS = "__sa_llm_tool_call__"
 MODEL_OPTIONS = "__sa_llm_model__"
 ATTACHMENT_OPTIONS = "__sa_llm_attachment__"
 EVENT_OPTIONS = "__sa_llm_event__"
+USAGE_OPTIONS = "__sa_llm_usage__"
 
 
 def underscore(name: str) -> str:
@@ -140,6 +144,16 @@ class EventOptions:
 
 
 @dataclass
+class UsageOptions:
+    """Options of ``@acts_as_usage``."""
+
+    chat: str = "chat"
+    chat_class: str | None = None
+    chat_foreign_key: str | None = None
+    message_foreign_key: str | None = None
+
+
+@dataclass
 class ModelOptions:
     """Options of ``@acts_as_model``."""
 
@@ -224,6 +238,11 @@ class ChatSchema:
         message_attachments_attr: the message's relationship to its attachments.
         event_cls: the ``@acts_as_event`` class of this chat (its event log), or ``None``.
         event_chat_fk: the event's FK attribute to its chat.
+        usage_cls: the ``@acts_as_usage`` class of this chat (its usage ledger), or ``None``.
+        usage_chat_fk: the ledger row's FK attribute to its chat.
+        usage_message_fk: the ledger row's FK attribute to the message the attempt produced
+            (``None``: the class keeps no such link).
+        usage_columns: the ledger columns the class maps (those sa_llm writes).
     """
 
     chat_cls: type[Any]
@@ -244,6 +263,10 @@ class ChatSchema:
     message_attachments_attr: str | None = None
     event_cls: type[Any] | None = None
     event_chat_fk: str | None = None
+    usage_cls: type[Any] | None = None
+    usage_chat_fk: str | None = None
+    usage_message_fk: str | None = None
+    usage_columns: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def legacy(self) -> bool:
@@ -423,6 +446,7 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
         message_attachments_attr=m_options.attachments if attachment_cls is not None else None,
         event_cls=event_cls,
         event_chat_fk=event_chat_fk,
+        **_usage_links(chat_cls, message_cls),
     )
     chat_cls.__sa_llm_schema__ = schema
     return schema
@@ -518,3 +542,71 @@ def attachment_foreign_key(message_cls: type[Any], attachment_cls: type[Any]) ->
         if options.message_foreign_key or not m_options.attachments_foreign_key
         else "attachments_foreign_key",
     )
+
+
+# -- the usage ledger ----------------------------------------------------------------------------
+
+#: Every column of a usage ledger row sa_llm writes; a class maps these it wants (the first five
+#: are required).
+USAGE_COLUMNS = (
+    "provider", "model", "outcome", "input_tokens", "output_tokens",
+    "attempt", "streamed", "started_at", "finished_at", "http_status",
+    "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+    "first_chunk_seconds", "duration_seconds",
+    "input_cost", "output_cost", "cache_read_cost", "cache_write_cost", "reasoning_cost",
+    "total_cost", "currency",
+)  # fmt: skip
+_REQUIRED_USAGE_COLUMNS = USAGE_COLUMNS[:5]
+
+
+def usage_class(chat_cls: type[Any]) -> type[Any] | None:
+    """The ``@acts_as_usage`` class whose ``chat`` is ``chat_cls``, or ``None`` (no ledger).
+
+    Raises:
+        ConfigurationError: two usage classes for one chat class.
+    """
+    found = []
+    for mapper in list(sa_inspect(chat_cls).registry.mappers):
+        other = mapper.class_
+        options: UsageOptions | None = getattr(other, USAGE_OPTIONS, None)
+        if options is None:
+            continue
+        target = find_class(
+            other, options.chat_class or classify(options.chat), owner=other, option="chat_class"
+        )
+        if target is chat_cls:
+            found.append(other)
+    if len(found) > 1:
+        names = ", ".join(cls.__name__ for cls in found)
+        raise ConfigurationError(f"{chat_cls.__name__} has several usage classes: {names}.")
+    return found[0] if found else None
+
+
+def _usage_links(chat_cls: type[Any], message_cls: type[Any]) -> dict[str, Any]:
+    """The :class:`ChatSchema` fields of the chat's usage ledger (empty without one)."""
+    usage_cls = usage_class(chat_cls)
+    if usage_cls is None:
+        return {}
+    options: UsageOptions = getattr(usage_cls, USAGE_OPTIONS)
+    chat_fk = foreign_key(
+        usage_cls,
+        options.chat_foreign_key,
+        [f"{options.chat}_id", f"{underscore(chat_cls.__name__)}_id", "chat_id"],
+        "chat_foreign_key",
+    )
+    message_fk = None
+    if options.message_foreign_key is not None:
+        message_fk = column_attribute(
+            usage_cls, options.message_foreign_key, option="message_foreign_key"
+        )
+    else:
+        candidates = [f"{underscore(message_cls.__name__)}_id", "message_id"]
+        message_fk = next((name for name in candidates if has_column(usage_cls, name)), None)
+    for attr in _REQUIRED_USAGE_COLUMNS:
+        column_attribute(usage_cls, attr, option=f"{usage_cls.__name__}.{attr}")
+    return {
+        "usage_cls": usage_cls,
+        "usage_chat_fk": chat_fk,
+        "usage_message_fk": message_fk,
+        "usage_columns": frozenset(c for c in USAGE_COLUMNS if has_column(usage_cls, c)),
+    }

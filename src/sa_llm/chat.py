@@ -22,11 +22,13 @@ One concept, one module (over 600 lines): the conversation engine, its settings 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from sa_llm import registry
+from sa_llm import registry, telemetry
+from sa_llm._attempts import OK, AttemptLog, outcome_of
 from sa_llm._busy import Occupy
 from sa_llm._flow import (
     AsyncCallInSyncDrive,
@@ -40,6 +42,7 @@ from sa_llm._flow import (
 )
 from sa_llm.config import Config, get_config
 from sa_llm.content import AttachmentSource, ensure_model_accepts, to_attachments
+from sa_llm.cost import GenaiPrices, Prices, prices_for
 from sa_llm.errors import (
     ConfigurationError,
     ProviderError,
@@ -75,6 +78,22 @@ ChatT = TypeVar("ChatT", bound="Chat")
 EventName = Literal["new_message", "end_message", "tool_call", "tool_result"]
 
 _MAX_TOOL_ROUNDS = 100
+
+FlowMethod = TypeVar("FlowMethod", bound=Callable[..., Flow[Message]])
+
+
+def traced_turn(method: FlowMethod) -> FlowMethod:
+    """Run a turn's flow inside its telemetry span (see :mod:`sa_llm.telemetry`); the flow is
+    returned as it is when telemetry is off."""
+
+    @functools.wraps(method)
+    def turn(self: Chat, *args: Any, **kwargs: Any) -> Flow[Message]:
+        flow = method(self, *args, **kwargs)
+        if not self.config.telemetry:
+            return flow
+        return self._traced(flow)
+
+    return turn  # type: ignore[return-value]
 
 
 class ChatSettings:
@@ -269,6 +288,9 @@ class Chat(ChatSettings):
         self.format_cache = FormatCache()
         # The reply being streamed, while it streams (what a turn that stops early got).
         self._accumulator: Accumulator | None = None
+        # The running turn's spans (None: telemetry off), and the prices its attempts cost.
+        self._trace: telemetry.TurnTrace | None = None
+        self._price_list: tuple[Any, Prices | GenaiPrices | None] | None = None
         self.with_model(
             model or self.config.default_model,
             provider=provider,
@@ -431,6 +453,7 @@ class Chat(ChatSettings):
 
     # -- the flow (shared by all drivers) ---------------------------------------------------
 
+    @traced_turn
     def _ask_flow(
         self,
         content: str | Content | RawContent | None,
@@ -450,6 +473,7 @@ class Chat(ChatSettings):
         yield from self._add_user_message(message)
         return (yield from self._reply_flow(on_chunk, stream))
 
+    @traced_turn
     def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
         self._check_supported()
         yield from self._take_turn()
@@ -470,6 +494,7 @@ class Chat(ChatSettings):
             UnsupportedFeatureError: a schema for a provider without structured output.
         """
         self._current_provider()
+        self._prices()  # genai-prices asked for but missing: fail before anything is sent
         provider = self.provider
         if self.schema is not None and not provider.supports_schema:
             raise UnsupportedFeatureError(
@@ -490,12 +515,14 @@ class Chat(ChatSettings):
                 raise ToolError(f"The model kept calling tools for {_MAX_TOOL_ROUNDS} rounds.")
             yield from self._download_attachments()
             http = self.provider.build_request(self.chat_request(stream))
+            log = self._attempt_log(stream)
+            self._accumulator = None
             try:
                 if stream:
-                    message = yield from self._stream_reply(http, on_chunk)
+                    message = yield from self._stream_reply(http, on_chunk, log)
                 else:
                     yield from self._reply_started()
-                    response: HttpResponse = yield SendRequest(self.transport, http)
+                    response: HttpResponse = yield SendRequest(self.transport, http, log)
                     accumulator = Accumulator(self.provider.name)
                     for chunk in self.provider.parse_response(response):
                         accumulator.add(chunk)
@@ -505,7 +532,12 @@ class Chat(ChatSettings):
                 # A reply or stream event that echoes a key (an error event, a garbled body
                 # kept in the error) must not carry it to the caller.
                 self.provider.redact_error(exc)
+                self._attempts_ended(log, exc)
                 raise
+            except BaseException as exc:
+                self._attempts_ended(log, exc)
+                raise
+            self._attempts_ended(log, None, message)
             parse_error = self._parse_structured(message)
             yield from self._reply_completed(message)
             yield from self._fire("end_message", message)
@@ -520,8 +552,11 @@ class Chat(ChatSettings):
             if halted is not None:
                 return halted
 
-    def _stream_reply(self, http: Any, on_chunk: ChunkCallback | None) -> Flow[Message]:
-        handle = yield OpenStream(self.transport, http)
+    def _stream_reply(
+        self, http: Any, on_chunk: ChunkCallback | None, log: AttemptLog | None = None
+    ) -> Flow[Message]:
+        handle = yield OpenStream(self.transport, http, log)
+        attempt = log.current if log is not None else None
         parser = self.provider.stream_parser()
         accumulator = self._accumulator = Accumulator(self.provider.name)
         # The provider accepted the request and its reply has begun (status and headers are
@@ -531,6 +566,8 @@ class Chat(ChatSettings):
         while True:
             data: bytes = yield ReadStream(handle)
             chunks = parser.feed(data) if data else parser.close()
+            if chunks and attempt is not None:
+                attempt.first_chunk()
             for chunk in chunks:
                 accumulator.add(chunk)
                 yield Emit(chunk, on_chunk)
@@ -574,8 +611,11 @@ class Chat(ChatSettings):
             arguments = tool.validate(call.arguments)
         except Exception as exc:
             return error_result(call.name, exc)
+        run: Any = Call(tool.execute, **arguments)
+        if self._trace is not None:
+            run = self._trace.tool(run, call)
         try:
-            value = yield Call(tool.execute, **arguments)
+            value = yield run
         except AsyncCallInSyncDrive as exc:
             # A mistake in the program, not in the model's call: tell the developer.
             raise ToolError(f"Tool {call.name!r} is async: {exc}") from exc
@@ -610,6 +650,70 @@ class Chat(ChatSettings):
             stream=stream,
             format_cache=self.format_cache,
         )
+
+    # -- attempts, cost and telemetry ---------------------------------------------------------
+
+    def _traced(self, flow: Flow[Message]) -> Flow[Message]:
+        """``flow`` inside the span of its turn (the span starts when the flow does)."""
+        trace = telemetry.start_turn(
+            self.config, self.provider.name, self.model_id, self._conversation_id()
+        )
+        if trace is None:
+            return (yield from flow)
+        self._trace = trace
+        try:
+            reply = yield from flow
+        except BaseException as exc:
+            trace.end(exc)
+            raise
+        finally:
+            self._trace = None
+        trace.end(None)
+        return reply
+
+    def _conversation_id(self) -> Any:
+        """What ``gen_ai.conversation.id`` says: nothing for a chat kept in memory."""
+        return None
+
+    def _attempt_log(self, stream: bool) -> AttemptLog:
+        """The record of the attempts of the provider call about to be made."""
+        return AttemptLog(self.provider.name, self.model_id, stream)
+
+    def _prices(self) -> Prices | GenaiPrices | None:
+        """The prices of the model in force, from the configured source (cached per model)."""
+        source = self.config.price_source
+        cached = self._price_list
+        if cached is None or cached[0][0] is not self.model_info or cached[0][1] != source:
+            cached = self._price_list = (
+                (self.model_info, source),
+                prices_for(self.model_info, source),
+            )
+        return cached[1]
+
+    def _attempts_ended(
+        self, log: AttemptLog, error: BaseException | None, message: Message | None = None
+    ) -> None:
+        """The provider call ended: close its running attempt with the reply's usage (or what
+        a cut stream reported), cost its attempts and emit their spans."""
+        if message is not None:
+            log.close(
+                outcome=OK,
+                tokens=message.tokens,
+                response_model=message.model_id,
+                finish_reason=message.finish_reason,
+                prices=self._prices(),
+            )
+        else:
+            partial = self._accumulator
+            log.close(
+                outcome=outcome_of(error) if error is not None else OK,
+                tokens=partial.tokens if partial is not None else None,
+                error=error,
+                response_model=partial.model_id if partial is not None else None,
+                prices=self._prices(),
+            )
+        if self._trace is not None:
+            self._trace.attempts(log, self.messages, message)
 
     # -- hooks: where the persisted chat writes rows ------------------------------------------
 

@@ -264,6 +264,35 @@ class Config(BaseModel):
         ),
     )
 
+    # Usage, cost and telemetry (docs/cost-and-observability.md).
+    price_source: Literal["registry", "genai-prices"] = Field(
+        "registry",
+        description=(
+            "Where the cost of each attempt is priced from: the model registry's pricing (the "
+            'models table or the bundled data), or genai-prices (pip install "sa-llm[prices]").'
+        ),
+    )
+    telemetry: bool = Field(
+        True,
+        description=(
+            "Emit OpenTelemetry GenAI spans and metrics when opentelemetry-api is installed "
+            '(pip install "sa-llm[otel]"); without it nothing is emitted either way.'
+        ),
+    )
+    tracer_provider: Any = Field(
+        None, description="The OpenTelemetry TracerProvider to use; default: the global one."
+    )
+    meter_provider: Any = Field(
+        None, description="The OpenTelemetry MeterProvider to use; default: the global one."
+    )
+    telemetry_capture_content: bool = Field(
+        False,
+        description=(
+            "Put message content (gen_ai.input.messages / gen_ai.output.messages, tool "
+            "arguments and results) on spans. Off by default: content may be personal data."
+        ),
+    )
+
     @field_validator("http_client")
     @classmethod
     def _sync_client(cls, value: Any) -> Any:

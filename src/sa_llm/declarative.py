@@ -64,6 +64,7 @@ from sa_llm._mapping import (
     MESSAGE_OPTIONS,
     MODEL_OPTIONS,
     TOOL_CALL_OPTIONS,
+    USAGE_OPTIONS,
     AttachmentOptions,
     ChatOptions,
     ChatSchema,
@@ -71,6 +72,7 @@ from sa_llm._mapping import (
     MessageOptions,
     ModelOptions,
     ToolCallOptions,
+    UsageOptions,
     attachment_class,
     attachment_foreign_key,
     chat_schema,
@@ -94,6 +96,7 @@ __all__ = [
     "acts_as_message",
     "acts_as_model",
     "acts_as_tool_call",
+    "acts_as_usage",
     "chat_schema",
 ]
 
@@ -735,6 +738,50 @@ def acts_as_event(
         for attr in ("seq", "kind", "message_id", "data"):
             column_attribute(cls, attr, option=f"{cls.__name__}.{attr}")
         setattr(cls, EVENT_OPTIONS, options)
+        return cls
+
+    return decorate
+
+
+# -- acts_as_usage ---------------------------------------------------------------------------------
+
+
+def acts_as_usage(
+    chat: str = "chat",
+    *,
+    chat_class: str | None = None,
+    chat_foreign_key: str | None = None,
+    message_foreign_key: str | None = None,
+) -> Callable[[C], C]:
+    """Make a mapped class the usage ledger of a chat class: one row per physical provider
+    attempt (retries, failed and cancelled streams included), with its tokens and its cost.
+
+    Rows are written in the transaction of the step the attempt belongs to (the reply's
+    completion, or the clean-up of a turn that failed), so the ledger adds no commit. The class
+    needs at least ``provider``, ``model``, ``outcome``, ``input_tokens`` and
+    ``output_tokens``; sa_llm writes every other column of :class:`~sa_llm.mixins.UsageMixin`
+    it maps. Without a usage class, chats work as before.
+
+    Args:
+        chat: the name of the chat association (its class defaults to its CamelCase).
+        chat_class: the chat class, when it is not the CamelCase of ``chat``.
+        chat_foreign_key: the FK attribute to the chat (default ``<chat>_id``, then
+            ``chat_id``).
+        message_foreign_key: the FK attribute to the message an attempt produced (default
+            ``<message class>_id``, then ``message_id``, when the class has it).
+    """
+    options = UsageOptions(
+        chat=chat,
+        chat_class=chat_class,
+        chat_foreign_key=chat_foreign_key,
+        message_foreign_key=message_foreign_key,
+    )
+
+    def decorate(cls: C) -> C:
+        _check_mapped(cls, "acts_as_usage")
+        for attr in ("provider", "model", "outcome", "input_tokens", "output_tokens"):
+            column_attribute(cls, attr, option=f"{cls.__name__}.{attr}")
+        setattr(cls, USAGE_OPTIONS, options)
         return cls
 
     return decorate

@@ -39,15 +39,19 @@ from __future__ import annotations
 
 import weakref
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Table,
     Text,
@@ -84,6 +88,7 @@ __all__ = [
     "ModelRecord",
     "ToolCallMixin",
     "ToolCallRecord",
+    "UsageMixin",
     "link_foreign_keys",
     "utcnow",
 ]
@@ -515,3 +520,72 @@ _PARTS.update(
 for _record in (ChatRecord, MessageRecord, ToolCallRecord, ModelRecord, AttachmentRecord):
     # Per record base (so per mixin), not Mapper-wide: only sa_llm's classes are looked at.
     event.listen(_record, "after_mapper_constructed", _link, propagate=True)
+
+
+#: The type of the ledger's cost columns: exact decimals, 10 places (a token of the cheapest
+#: model costs a few billionths of a dollar). SQLite has no decimal type and stores floats.
+CostType = Numeric(18, 10, asdecimal=True)
+
+
+class UsageMixin(_Columns):
+    """Columns of a chat's usage ledger (``@acts_as_usage``): one row per physical provider
+    attempt, retries and failed or cancelled streams included.
+
+    Token columns are ``NULL`` when the provider did not report them and ``0`` when it reported
+    zero; ``input_tokens`` includes the cache reads and writes, which have their own columns
+    too. The cost is computed when the attempt ends, from the prices in force then, and never
+    recomputed: later price changes do not rewrite history. The foreign keys keep a deleted
+    message's rows (``ON DELETE SET NULL``) and delete a deleted chat's (``ON DELETE CASCADE``),
+    where the database enforces foreign keys.
+    """
+
+    __sa_llm_tables__: ClassVar[dict[str, str]] = {}
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    #: The provider's name (``openai``, ``anthropic``, ...).
+    provider: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: The model id as sent in the request.
+    model: Mapped[str] = mapped_column(String(255), nullable=False)
+    #: 1 for the first attempt of a provider call, 2 for its first retry, ...
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    #: Whether the request asked for a stream.
+    streamed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: ``ok``, ``cancelled``, or the class name of the error (``RateLimitError``, ...).
+    outcome: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: The provider's HTTP status; ``NULL`` when no response arrived.
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cache_read_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cache_write_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Seconds from the request to the first chunk of a stream.
+    first_chunk_seconds: Mapped[float | None] = mapped_column(Double, nullable=True)
+    #: Seconds from the request to the end of the attempt.
+    duration_seconds: Mapped[float | None] = mapped_column(Double, nullable=True)
+    input_cost: Mapped[Decimal | None] = mapped_column(CostType, nullable=True)
+    output_cost: Mapped[Decimal | None] = mapped_column(CostType, nullable=True)
+    cache_read_cost: Mapped[Decimal | None] = mapped_column(CostType, nullable=True)
+    cache_write_cost: Mapped[Decimal | None] = mapped_column(CostType, nullable=True)
+    reasoning_cost: Mapped[Decimal | None] = mapped_column(CostType, nullable=True)
+    #: The attempt's cost; ``NULL`` when its tokens or the model's prices are unknown.
+    total_cost: Mapped[Decimal | None] = mapped_column(CostType, nullable=True)
+    #: ISO 4217 code of the costs (``USD``).
+    currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, nullable=False
+    )
+
+    @declared_attr
+    def chat_id(cls) -> Mapped[Any]:
+        return mapped_column(
+            _foreign_key(cls, "chats", ondelete="CASCADE"), nullable=False, index=True
+        )
+
+    @declared_attr
+    def message_id(cls) -> Mapped[Any]:
+        return mapped_column(
+            _foreign_key(cls, "messages", ondelete="SET NULL"), nullable=True, index=True
+        )

@@ -58,6 +58,7 @@ from sqlalchemy.orm.attributes import instance_state
 
 from sa_llm._mapping import ChatSchema
 from sa_llm._persisted import attachments as _attachments
+from sa_llm._persisted import usage as _usage
 from sa_llm._persisted.history import HistoryCache, call_from_values
 from sa_llm._persisted.lease import Lease, RepairReport, repair
 from sa_llm._persisted.rowwrite import save_row
@@ -271,6 +272,16 @@ class PersistenceStrategy:
         together; files without a storage key (not stored) get no row.
         """
         return _attachments.add_rows(session, turn.schema, row.id, attachments)
+
+    def persist_attempts(
+        self, session: Session, turn: Turn, message_id: Any, attempts: Sequence[Any]
+    ) -> None:
+        """Write the usage ledger rows of ``attempts`` (:class:`sa_llm._attempts.Attempt`), in
+        the step they belong to: the completion of the message ``message_id`` they produced,
+        or the clean-up of a turn that failed (``message_id`` then ``None`` unless its partial
+        reply was kept). Only called for chats with an ``@acts_as_usage`` class; override it to
+        add columns of your own (a tenant, a user) to the rows."""
+        _usage.write(session, turn.schema, turn.chat_id, message_id, attempts)
 
     def persist_tool_calls(
         self, session: Session, turn: Turn, row: Any, tool_calls: Sequence[ToolCall]

@@ -150,7 +150,7 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
     assert "alembic upgrade head" in result.output
 
     project.alembic("upgrade", "head")
-    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments"}
+    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments", "usages"}
     models = project.models()
     assert schema_diff(engine, models) == []
 
@@ -192,7 +192,7 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
     project.alembic("downgrade", "base")
     assert tables(engine) == set()
     project.alembic("upgrade", "head")
-    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments"}
+    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments", "usages"}
     assert schema_diff(engine, models) == []
 
 
@@ -214,7 +214,13 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
     )
 
     project.alembic("upgrade", "head")
-    assert tables(engine) == {"conversations", "chat_messages", "function_calls", "ai_models"}
+    assert tables(engine) == {
+        "conversations",
+        "chat_messages",
+        "function_calls",
+        "ai_models",
+        "usages",
+    }
     models = project.models()
     assert schema_diff(engine, models) == []
 
@@ -264,6 +270,7 @@ def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> 
         "llm_tool_calls",
         "llm_models",
         "llm_attachments",
+        "llm_usages",
     }
     models = project.models()
     assert schema_diff(engine, models) == []
@@ -553,12 +560,14 @@ def test_upgrade_migrates_an_old_schema_and_back(project: Project, engine: Engin
     command.upgrade(config, "head")
     assert columns(engine, "messages") >= NEW_MESSAGE_COLUMNS
     assert "thought_signature" in columns(engine, "tool_calls")
+    assert "total_cost" in columns(engine, "usages")  # the usage ledger, made by upgrade_v3
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT id, role, content FROM messages ORDER BY id")).all()
         assert [tuple(row) for row in rows] == [(1, "user", "hello"), (2, "assistant", "hi")]
         assert connection.execute(text("SELECT name FROM tool_calls")).scalar_one() == "f"
 
     command.downgrade(config, "old0001")  # through both upgrade revisions
+    assert "usages" not in tables(engine)
     assert columns(engine, "messages") == {
         "id",
         "chat_id",

@@ -523,13 +523,25 @@ def test_stream_usage_is_the_final_figure_and_model_arrives_once() -> None:
     usage = [c.tokens for c in chunks if c.tokens is not None]
     events = [json.loads(line[5:]) for line in recorded(STREAM)["body"].splitlines() if line]
     final = events[-1]["usageMetadata"]
-    assert usage == [
-        sa_llm.Tokens(
-            input=final["promptTokenCount"],
-            output=final["candidatesTokenCount"] + final["thoughtsTokenCount"],
-            reasoning=final["thoughtsTokenCount"],
-        )
-    ]
+    expected = sa_llm.Tokens(
+        input=final["promptTokenCount"],
+        output=final["candidatesTokenCount"] + final["thoughtsTokenCount"],
+        reasoning=final["thoughtsTokenCount"],
+    )
+    # Every event reports the running usage (a cut stream keeps it); the last one wins.
+    assert len(usage) == sum(1 for e in events if "usageMetadata" in e)
+    assert usage[-1] == expected
+    assert folded_usage(chunks) == expected
+
+
+def folded_usage(chunks: list[Any]) -> Any:
+    """The usage of the message the chunks fold into."""
+    from sa_llm.streaming import Accumulator
+
+    accumulator = Accumulator()
+    for chunk in chunks:
+        accumulator.add(chunk)
+    return accumulator.tokens
 
 
 # -- errors and model listing ----------------------------------------------------------------------

@@ -32,7 +32,7 @@ _INSTALL_MESSAGE = "Create the sa_llm chat tables"
 _UPGRADES = {
     1: ("upgrade_v1", "Add the sa_llm raw content, cache token and thinking columns"),
     2: ("upgrade_v2", "Store SQL NULL instead of JSON null in sa_llm's content_raw"),
-    3: ("upgrade_v3", "Add the sa_llm turn lease and message status columns"),
+    3: ("upgrade_v3", "Add the sa_llm turn lease, message status and usage ledger"),
 }
 _LINE = 100
 # PostgreSQL cuts longer identifiers, and then the names no longer match the models.
@@ -178,6 +178,8 @@ class _ForeignKeys:
     message_parent: str
     tool_call_message: str
     attachment_message: str
+    usage_chat: str
+    usage_message: str
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,8 @@ class _ConstraintNames:
     tool_call_unique: str
     tool_call_message_index: str
     attachment_message_index: str
+    usage_chat_index: str
+    usage_message_index: str
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,9 @@ class Schema:
     model: Role
     attachments: Role | None
     use_uuid: bool
+    #: The usage ledger (one row per provider attempt); always generated, named after the chat's
+    #: namespace (``llm_usages`` for ``llm.Chat``).
+    usage: Role = Role("usage", "Usage")
     module_name: str = "models"
     module_file: str = "models.py"
     schema_version: int = SCHEMA_VERSION
@@ -236,6 +243,7 @@ class Schema:
             model=roles["model"],
             attachments=Role("attachment", "Attachment", message.prefix) if attachments else None,
             use_uuid=use_uuid,
+            usage=Role("usage", "Usage", roles["chat"].prefix),
             module_name=module_name,
             module_file=module_file,
         )
@@ -244,9 +252,9 @@ class Schema:
 
     @property
     def roles(self) -> list[Role]:
-        """The mapped classes, attachments last when present."""
+        """The mapped classes, attachments (when present) and the usage ledger last."""
         roles = [self.chat, self.message, self.tool_call, self.model]
-        return [*roles, self.attachments] if self.attachments else roles
+        return [*roles, *([self.attachments] if self.attachments else []), self.usage]
 
     @property
     def fks(self) -> _ForeignKeys:
@@ -258,6 +266,8 @@ class Schema:
             message_parent=self.tool_call.fk,
             tool_call_message=self.message.fk,
             attachment_message=self.message.fk,
+            usage_chat=self.chat.fk,
+            usage_message=self.message.fk,
         )
 
     @property
@@ -276,6 +286,8 @@ class Schema:
             tool_call_unique=f"uq_{tool_calls}_message_call",
             tool_call_message_index=f"ix_{tool_calls}_{fks.tool_call_message}",
             attachment_message_index=f"ix_{attachments}_{fks.attachment_message}",
+            usage_chat_index=f"ix_{self.usage.table}_{fks.usage_chat}",
+            usage_message_index=f"ix_{self.usage.table}_{fks.usage_message}",
         )
 
     @property
@@ -304,11 +316,62 @@ class Schema:
         head = f"{attribute}: Mapped[{self.pk_annotation}{nullable}] = mapped_column"
         return call(head, arguments)
 
+    def usage_table_operations(self, indent: int = 4) -> str:
+        """The migration code that creates the usage ledger's table and its indexes (in the
+        install revision and in ``upgrade_v3``), laid out as ruff formats it."""
+        pad = " " * indent
+        table, fks, names, pk = self.usage.table, self.fks, self.names, self.pk_type
+
+        def column(*arguments: str) -> str:
+            return pad + "    " + call("sa.Column", list(arguments), indent + 4, ",")
+
+        def foreign(name: str, target: Role, ondelete: str, nullable: bool) -> str:
+            key = f"sa.ForeignKey({literal(target.table + '.id')}, ondelete={literal(ondelete)})"
+            return column(literal(name), pk, key, f"nullable={nullable}")
+
+        plain = [
+            ("provider", "sa.String(64)", False), ("model", "sa.String(255)", False),
+            ("attempt", "sa.Integer()", False), ("streamed", "sa.Boolean()", False),
+            ("started_at", "sa.DateTime(timezone=True)", False),
+            ("finished_at", "sa.DateTime(timezone=True)", True),
+            ("outcome", "sa.String(64)", False), ("http_status", "sa.Integer()", True),
+            ("input_tokens", "sa.Integer()", True), ("output_tokens", "sa.Integer()", True),
+            ("cache_read_tokens", "sa.Integer()", True),
+            ("cache_write_tokens", "sa.Integer()", True),
+            ("reasoning_tokens", "sa.Integer()", True),
+            ("first_chunk_seconds", "sa.Double()", True),
+            ("duration_seconds", "sa.Double()", True),
+            *[
+                (f"{part}_cost", "sa.Numeric(18, 10)", True)
+                for part in ("input", "output", "cache_read", "cache_write", "reasoning", "total")
+            ],
+            ("currency", "sa.String(3)", True),
+            ("created_at", "sa.DateTime(timezone=True)", False),
+        ]  # fmt: skip
+        lines = [
+            f"{pad}# The usage ledger: one row per provider attempt, with its tokens and cost.",
+            f"{pad}op.create_table(",
+            f"{pad}    {literal(table)},",
+            column('"id"', pk, "primary_key=True"),
+            foreign(fks.usage_chat, self.chat, "CASCADE", False),
+            foreign(fks.usage_message, self.message, "SET NULL", True),
+            *[
+                column(literal(name), kind, f"nullable={nullable}")
+                for name, kind, nullable in plain
+            ],
+            f"{pad})",
+        ]
+        for index, fk in ((names.usage_chat_index, fks.usage_chat),
+                          (names.usage_message_index, fks.usage_message)):  # fmt: skip
+            arguments = [literal(index), literal(table), f"[{literal(fk)}]"]
+            lines.append(pad + call("op.create_index", arguments, indent))
+        return "\n".join(lines)
+
     @property
     def sqlalchemy_imports(self) -> list[str]:
         """Names the models module imports from ``sqlalchemy``, in isort order."""
-        names = ["JSON", "DateTime", "ForeignKey", "Index", "Integer", "String", "Text"]
-        names += ["UniqueConstraint"]
+        names = ["JSON", "Boolean", "DateTime", "Double", "ForeignKey", "Index", "Integer"]
+        names += ["Numeric", "String", "Text", "UniqueConstraint"]
         if self.attachments:
             names.insert(1, "BigInteger")
         if self.use_uuid:
@@ -353,6 +416,17 @@ class Schema:
                 association("attachments", self.attachments.many, "attachments", self.attachments)
         elif key == "attachment":
             association("message", self.message.one, "message", self.message)
+        elif key == "usage":
+            # The ledger's links are plain foreign keys: name them where the defaults miss.
+            if self.chat.class_name != "Chat":
+                options.append(("chat_class", self.chat.class_name))
+            if self.fks.usage_chat not in ("chat_id", f"{underscore(self.chat.class_name)}_id"):
+                options.append(("chat_foreign_key", self.fks.usage_chat))
+            if self.fks.usage_message not in (
+                "message_id",
+                f"{underscore(self.message.class_name)}_id",
+            ):
+                options.append(("message_foreign_key", self.fks.usage_message))
         elif key == "tool_call":
             association("message", self.message.one, "message", self.message)
             if self.fks.message_parent != f"{underscore(self.tool_call.class_name)}_id":

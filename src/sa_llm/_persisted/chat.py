@@ -38,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 
-from sa_llm._flow import Flow, Sleep, StreamAbandoned
+from sa_llm._attempts import Attempt, AttemptLog
+from sa_llm._flow import Effect, Flow, Sleep, StreamAbandoned
 from sa_llm._persisted import attachments as _attachments
 from sa_llm._persisted import events as _events
 from sa_llm._persisted.heartbeat import Heartbeat, StartHeartbeat
@@ -54,7 +55,7 @@ from sa_llm._persisted.lease import (
 )
 from sa_llm._persisted.steps import DbStep, commit_failed, show_messages
 from sa_llm._persisted.wakeups import Listen, WaitForWakeup, hub
-from sa_llm.chat import Chat, ChunkCallback, require_content
+from sa_llm.chat import Chat, ChunkCallback, require_content, traced_turn
 from sa_llm.content import AttachmentSource, ensure_model_accepts
 from sa_llm.errors import (
     ChatBusyError,
@@ -106,6 +107,7 @@ class PersistedChat(Chat):
     _next_flush: float = 0.0
     _flushed: int = 0  # characters of the streaming reply already in the event log
     _buffer: _events.EventBuffer | None = None  # the events of the step running now
+    _unwritten: list[AttemptLog] | None = None  # provider calls not yet in the usage ledger
 
     def bind(
         self,
@@ -206,7 +208,7 @@ class PersistedChat(Chat):
         attempt = 0
         while True:
             try:
-                result: T = yield DbStep(step, self._session, self._async_session)
+                result: T = yield self._step(DbStep(step, self._session, self._async_session), what)
                 if wrote and wrote[-1] is not None:
                     hub.notify(_events.events_key(schema, chat_id))  # viewers in this process
                 return result
@@ -223,6 +225,33 @@ class PersistedChat(Chat):
                     reply=reply,
                     step=what,
                 ) from exc
+
+    def _step(self, effect: Effect[T], what: str) -> Effect[T]:
+        """A database step, inside its span when the turn is traced."""
+        return effect if self._trace is None else self._trace.step(effect, what)
+
+    # -- the usage ledger --
+
+    def _conversation_id(self) -> Any:
+        return self.turn.chat_id
+
+    def _attempt_log(self, stream: bool) -> AttemptLog:
+        log = super()._attempt_log(stream)
+        if self.turn.schema.usage_cls is not None:
+            if self._unwritten is None:
+                self._unwritten = []
+            self._unwritten.append(log)
+        return log
+
+    def _closed_attempts(self) -> list[Attempt]:
+        """The attempts of this turn's provider calls that ended and are not in the ledger."""
+        return [a for log in self._unwritten or () if not log.written for a in log if a.closed]
+
+    def _ledgered(self) -> None:
+        """The closed attempts were committed to the ledger."""
+        for log in self._unwritten or ():
+            log.written = log.written or all(a.closed for a in log)
+        self._unwritten = [log for log in self._unwritten or () if not log.written]
 
     def _emit(self, kind: str, message_id: Any = None, **data: Any) -> None:
         """Add an event to the running step's transaction (a no-op without an event log)."""
@@ -350,6 +379,7 @@ class PersistedChat(Chat):
 
     # -- the turn --
 
+    @traced_turn
     def _ask_flow(
         self,
         content: str | Content | RawContent | None,
@@ -366,6 +396,7 @@ class PersistedChat(Chat):
         yield from self._begin(message)
         return (yield from self._reply_flow(on_chunk, stream))
 
+    @traced_turn
     def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
         self._check_supported()
         self._streamed = stream
@@ -572,10 +603,13 @@ class PersistedChat(Chat):
         ends = ends and not message.tool_calls
         if ends:
             self._stop_heartbeat()
+        attempts = self._closed_attempts() if schema.usage_cls is not None else []
 
         def complete(session: Session, kept: list[Any]) -> Any:
             done = strategy.persist_message_completion(session, turn, row, message)
             kept.append(done)
+            if attempts:
+                strategy.persist_attempts(session, turn, _pk(done), attempts)
             if ends and lease is not None and not release(session, schema, lease, turn.record):
                 raise _LeaseGone
             if schema.event_cls is not None:
@@ -595,6 +629,8 @@ class PersistedChat(Chat):
                 reply=message,
                 step="write the reply",
             ) from None
+        if attempts:
+            self._ledgered()
         if ends:
             self._released()
         self._note(row, message)
@@ -660,6 +696,7 @@ class PersistedChat(Chat):
         lease = turn.lease
 
         placeholder = turn.placeholder
+        attempts = self._closed_attempts() if schema.usage_cls is not None else []
 
         def cleanup(session: Session) -> None:
             def work() -> None:
@@ -669,6 +706,11 @@ class PersistedChat(Chat):
                 finally:
                     if deleted is not None:
                         deleted.close()
+                if attempts:
+                    kept = placeholder is not None and not instance_state(placeholder).was_deleted
+                    strategy.persist_attempts(
+                        session, turn, _pk(placeholder) if kept else None, attempts
+                    )
                 if lease is not None and lease.held:
                     release(session, schema, lease, turn.record)
                 if deleted is None:
@@ -691,7 +733,7 @@ class PersistedChat(Chat):
             show_messages(turn.record, schema.messages_attr, ())
 
         try:
-            yield DbStep(cleanup, self._session, self._async_session)
+            yield self._step(DbStep(cleanup, self._session, self._async_session), "clean up")
         except Exception:
             # The original error matters more; the clean-up failure is logged, not raised.
             # The next turn of this row instance takes the lease over at once.
@@ -699,6 +741,8 @@ class PersistedChat(Chat):
             if lease is not None and lease.held:
                 turn.memory.stale_lease = lease.token
         else:
+            if attempts:
+                self._ledgered()
             if lease is not None and lease.held:
                 self._released()
             if schema.event_cls is not None:

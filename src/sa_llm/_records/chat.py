@@ -39,6 +39,7 @@ from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
 if TYPE_CHECKING:
     from sa_llm._context import Context
     from sa_llm._persisted.chat import PersistedChat
+    from sa_llm.cost import Cost, Usage
     from sa_llm.persistence import ChatMemory, PersistenceStrategy
     from sa_llm.registry import ModelInfo
 
@@ -474,6 +475,34 @@ class ChatMethods:
         found = await session.run_sync(lambda sync: request_cancel(sync, schema, chat_id))
         await session.commit()
         return found
+
+    # -- usage and cost --
+
+    def usage(self) -> Usage:
+        """What this chat's attempts used and cost, from its usage ledger (``@acts_as_usage``:
+        every attempt, retries and failures included), else from its messages' tokens.
+
+        Read in the row's session (its transaction sees what this session wrote).
+        """
+        from sa_llm._persisted.usage import chat_usage
+
+        session = _sync_session(self)
+        return chat_usage(session, chat_schema(type(self)), sa_inspect(self).identity[0])
+
+    async def ausage(self) -> Usage:
+        """Async twin of :meth:`usage`."""
+        from sa_llm._persisted.usage import chat_usage
+
+        schema, key = chat_schema(type(self)), sa_inspect(self).identity[0]
+        return await _async_session(self).run_sync(lambda s: chat_usage(s, schema, key))
+
+    def cost(self) -> Cost | None:
+        """The cost of this chat so far (``usage().cost``); ``None`` when nothing is priced."""
+        return self.usage().cost
+
+    async def acost(self) -> Cost | None:
+        """Async twin of :meth:`cost`."""
+        return (await self.ausage()).cost
 
     # -- turns --
 

@@ -23,6 +23,7 @@ from sa_llm.registry_table import row_values
 from sa_llm.types import Content, Message, RawContent, Thinking, Tokens, ToolCall
 
 if TYPE_CHECKING:
+    from sa_llm.cost import Cost
     from sa_llm.registry import ModelInfo
     from sa_llm.storage import Storage
 
@@ -55,6 +56,43 @@ class MessageMethods:
             reasoning=getattr(self, "thinking_tokens", None),
         )
         return None if tokens == Tokens() else tokens
+
+    @property
+    def cache_read_tokens(self) -> int | None:
+        """The prompt tokens read from the provider's cache (``cached_tokens``)."""
+        return getattr(self, "cached_tokens", None)
+
+    @property
+    def cache_write_tokens(self) -> int | None:
+        """The prompt tokens written to the provider's cache (``cache_creation_tokens``)."""
+        return getattr(self, "cache_creation_tokens", None)
+
+    @property
+    def cost(self) -> Cost | None:
+        """What this message's tokens cost at its model's prices (the model row's ``pricing``,
+        or the registry's in legacy mode); ``None`` without tokens or prices. Computed when
+        read, from today's prices: the usage ledger keeps the cost each attempt had."""
+        from sa_llm.cost import prices_for
+
+        tokens = self.tokens
+        info = self._model_info()
+        if tokens is None or info is None:
+            return None
+        prices = prices_for(info, get_config().price_source)
+        return prices.cost_of(tokens, getattr(self, "created_at", None)) if prices else None
+
+    def _model_info(self) -> ModelInfo | None:
+        options = self._options()
+        if options.model is not None:
+            row = getattr(self, options.model, None)
+            return row.to_llm() if row is not None else None
+        model_id = getattr(self, options.model_id_column, None)
+        if not model_id:
+            return None
+        try:
+            return registry.find(model_id)
+        except Exception:  # a model the registry does not list: no price
+            return None
 
     @property
     def thinking(self) -> Thinking | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import uuid
 % endif
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -46,6 +47,7 @@ from sa_llm.declarative import (
     acts_as_message,
     acts_as_model,
     acts_as_tool_call,
+    acts_as_usage,
 )
 from sa_llm.mixins import (
     AttachmentRecord,
@@ -56,7 +58,13 @@ from sa_llm.mixins import (
     utcnow,
 )
 % else:
-from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
+from sa_llm.declarative import (
+    acts_as_chat,
+    acts_as_message,
+    acts_as_model,
+    acts_as_tool_call,
+    acts_as_usage,
+)
 from sa_llm.mixins import ChatRecord, MessageRecord, ModelRecord, ToolCallRecord, utcnow
 % endif
 
@@ -228,3 +236,43 @@ class ${s.attachments.class_name}(AttachmentRecord, Base):
         # Added by @acts_as_attachment when the mappers configure; declared for type checkers.
         ${s.message.one}: Mapped[${s.message.class_name}]
 % endif
+
+
+# -- the usage ledger (sa_llm) -------------------------------------------------------------------
+
+
+${s.decorator("usage")}
+class ${s.usage.class_name}(Base):
+    """One physical provider attempt of a chat (retries, failed and cancelled streams included):
+    its tokens (NULL: the provider did not say) and its cost, frozen when the attempt ended."""
+
+    __tablename__ = ${q(s.usage.table)}
+
+    id: Mapped[${pk}] = ${s.pk_column}
+    ${s.fk_column(s.fks.usage_chat, s.chat, "CASCADE", index=True)}
+    # The message the attempt produced; kept (NULL) when the message is deleted.
+    ${s.fk_column(s.fks.usage_message, s.message, "SET NULL", index=True)}
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    streamed: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # ok, cancelled, or the error's class name (RateLimitError, APIConnectionError, ...).
+    outcome: Mapped[str] = mapped_column(String(64))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_read_tokens: Mapped[int | None] = mapped_column(Integer)
+    cache_write_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    first_chunk_seconds: Mapped[float | None] = mapped_column(Double)
+    duration_seconds: Mapped[float | None] = mapped_column(Double)
+    input_cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 10))
+    output_cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 10))
+    cache_read_cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 10))
+    cache_write_cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 10))
+    reasoning_cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 10))
+    total_cost: Mapped[Decimal | None] = mapped_column(Numeric(18, 10))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -31,6 +31,7 @@ import httpx
 from anyio.lowlevel import RunVar
 
 from sa_llm import _http, errors
+from sa_llm._attempts import AttemptLog
 from sa_llm._flow import Effect, Flow, Scope, Sleep, adrive, drive
 from sa_llm._redact import redact_url, strip_userinfo
 from sa_llm.config import Config
@@ -304,12 +305,19 @@ class Transport:
             )
         )
 
-    def _attempts(self, request: HttpRequest, stream: bool) -> Flow[httpx.Response]:
-        """The retry loop, written once: yields attempts and sleeps, returns a 2xx response."""
+    def _attempts(
+        self, request: HttpRequest, stream: bool, log: AttemptLog | None = None
+    ) -> Flow[httpx.Response]:
+        """The retry loop, written once: yields attempts and sleeps, returns a 2xx response.
+
+        Each try is recorded in ``log`` (when given): a failed one is closed here, the one that
+        succeeds stays open for the caller, who knows when its reply ends.
+        """
         attempt = 0
         url = redact_url(request.url)  # as logged
         while True:
             started = time.perf_counter()
+            record = log.start() if log is not None else None
             response: httpx.Response | None = None
             try:
                 response = yield _Attempt(self, request, stream)
@@ -317,6 +325,8 @@ class Transport:
                 error: errors.ProviderError = self.connection_error(exc)
                 status, headers = None, {}
             else:
+                if record is not None:
+                    record.http_status = response.status_code
                 if response.status_code < 400:
                     logger.debug(
                         "%s %s -> %s in %.0f ms",
@@ -330,6 +340,8 @@ class Transport:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 status = response.status_code
                 error = self.redact(self.provider.error_for(HttpResponse(status, headers, body)))
+            if log is not None and record is not None:
+                log.failed(record, error, status)
             delay = retry_delay(attempt, self.config, status, headers)
             if delay is None:
                 logger.debug("%s %s failed: %s", request.method, url, type(error).__name__)
@@ -347,23 +359,28 @@ class Transport:
 
     # -- blocking --
 
-    def send(self, request: HttpRequest) -> HttpResponse:
-        """Send ``request`` with retries; return the 2xx response or raise a typed error."""
-        response = drive(self._attempts(request, stream=False))
+    def send(self, request: HttpRequest, log: AttemptLog | None = None) -> HttpResponse:
+        """Send ``request`` with retries; return the 2xx response or raise a typed error.
+
+        Every try is recorded in ``log`` when one is given (see :mod:`sa_llm._attempts`).
+        """
+        response = drive(self._attempts(request, stream=False, log=log))
         return _to_response(response)
 
-    def open_stream(self, request: HttpRequest) -> StreamHandle:
+    def open_stream(self, request: HttpRequest, log: AttemptLog | None = None) -> StreamHandle:
         """Open a streamed response (retrying until its status arrives); caller closes it."""
-        return StreamHandle(self, drive(self._attempts(request, stream=True)))
+        return StreamHandle(self, drive(self._attempts(request, stream=True, log=log)))
 
     # -- async --
 
-    async def asend(self, request: HttpRequest) -> HttpResponse:
-        response = await adrive(self._attempts(request, stream=False))
+    async def asend(self, request: HttpRequest, log: AttemptLog | None = None) -> HttpResponse:
+        response = await adrive(self._attempts(request, stream=False, log=log))
         return _to_response(response)
 
-    async def aopen_stream(self, request: HttpRequest) -> StreamHandle:
-        return StreamHandle(self, await adrive(self._attempts(request, stream=True)))
+    async def aopen_stream(
+        self, request: HttpRequest, log: AttemptLog | None = None
+    ) -> StreamHandle:
+        return StreamHandle(self, await adrive(self._attempts(request, stream=True, log=log)))
 
 
 def _shut_down(response: httpx.Response) -> None:
@@ -422,41 +439,48 @@ class _ReadBody(Effect[bytes]):
 
 
 class SendRequest(Effect[HttpResponse]):
-    """Effect: send a request with retries and return the whole 2xx response."""
+    """Effect: send a request with retries and return the whole 2xx response (each try
+    recorded in ``log``, when given)."""
 
-    __slots__ = ("request", "transport")
+    __slots__ = ("log", "request", "transport")
     interruptible = True
 
-    def __init__(self, transport: Transport, request: HttpRequest) -> None:
+    def __init__(
+        self, transport: Transport, request: HttpRequest, log: AttemptLog | None = None
+    ) -> None:
         self.transport = transport
         self.request = request
+        self.log = log
 
     def run(self, scope: Scope) -> HttpResponse:
-        return self.transport.send(self.request)
+        return self.transport.send(self.request, self.log)
 
     async def arun(self, scope: Scope) -> HttpResponse:
-        return await self.transport.asend(self.request)
+        return await self.transport.asend(self.request, self.log)
 
 
 class OpenStream(Effect[StreamHandle]):
     """Effect: open a streamed response; it is closed when the drive ends (and its socket is
     shut down if the drive is aborted, so a blocking read returns at once)."""
 
-    __slots__ = ("request", "transport")
+    __slots__ = ("log", "request", "transport")
     interruptible = True
 
-    def __init__(self, transport: Transport, request: HttpRequest) -> None:
+    def __init__(
+        self, transport: Transport, request: HttpRequest, log: AttemptLog | None = None
+    ) -> None:
         self.transport = transport
         self.request = request
+        self.log = log
 
     def run(self, scope: Scope) -> StreamHandle:
-        handle = self.transport.open_stream(self.request)
+        handle = self.transport.open_stream(self.request, self.log)
         scope.on_close(handle.response.close)
         scope.on_abort(lambda: _shut_down(handle.response))
         return handle
 
     async def arun(self, scope: Scope) -> StreamHandle:
-        handle = await self.transport.aopen_stream(self.request)
+        handle = await self.transport.aopen_stream(self.request, self.log)
         scope.on_aclose(handle.response.aclose)
         return handle
 

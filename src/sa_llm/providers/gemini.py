@@ -457,10 +457,9 @@ class Gemini(Provider):
         if not reply.model_seen and payload.get("modelVersion"):
             reply.model_seen = True
             model_id = str(payload["modelVersion"])
-        tokens = None
-        if finish is not None or reply.finished or not streaming:
-            # Stream events repeat the running usage; only the final figures matter.
-            tokens = usage_tokens(payload.get("usageMetadata"))
+        # Stream events repeat the running usage, each replacing the last (the final event's
+        # figures win): a stream cut short keeps what the provider had counted so far.
+        tokens = usage_tokens(payload.get("usageMetadata"))
         if finish is not None:
             reply.finished = True
         return Chunk(

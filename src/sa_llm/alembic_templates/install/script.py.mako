@@ -175,9 +175,12 @@ def upgrade() -> None:
     ${call("op.create_index", [q(s.names.attachment_message_index), q(s.attachments.table), "[" + q(s.fks.attachment_message) + "]"])}
 % endif
 
+${s.usage_table_operations()}
+
 
 def downgrade() -> None:
     """Drop the chat tables, dependants first."""
+    op.drop_table(${q(s.usage.table)})
 % if s.attachments:
     op.drop_table(${q(s.attachments.table)})
 % endif

@@ -7,7 +7,8 @@ Create Date: ${create_date}
 ${wrap(f"Written by ``sa-llm upgrade``. Adds the turn lease to ``{s.chat.table}``: ``turn_token``, ``turn_expires_at``, ``cancel_requested_at`` (one turn per chat across processes, crash recovery, cancel from anywhere); and ``status`` to ``{s.message.table}`` (pending, streaming, complete, failed, cancelled, interrupted). Existing rows keep NULL, which reads as no turn running and complete.")}
 A column that exists already is left alone, so the revision fits any older schema. The
 downgrade drops the columns of this revision that exist (Alembic keeps no record of which ones
-the upgrade found already there); the rows stay.
+the upgrade found already there); the rows stay. It also creates ``${s.usage.table}``, the
+usage ledger (one row per provider attempt), unless it exists.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _existing(table: str) -> set[str] | None:
 
 
 def upgrade() -> None:
-    """Add the columns each table lacks."""
+    """Add the columns each table lacks, and the usage ledger's table."""
     for table, columns in _columns().items():
         present = _existing(table) or set()
         missing = [column for column in columns if column.name not in present]
@@ -58,10 +59,22 @@ def upgrade() -> None:
             with op.batch_alter_table(table) as batch_op:
                 for column in missing:
                     batch_op.add_column(column)
+    if not _has_table(${q(s.usage.table)}):
+${s.usage_table_operations(8)}
+
+
+def _has_table(table: str) -> bool:
+    """Whether the table exists; False in offline mode (``--sql``), which creates it."""
+    if op.get_context().as_sql:
+        return False
+    return sa.inspect(op.get_bind()).has_table(table)
 
 
 def downgrade() -> None:
-    """Drop this revision's columns that exist, newest first; the rows stay."""
+    """Drop the usage ledger's table, then this revision's columns that exist, newest first;
+    the rows of the other tables stay."""
+    if op.get_context().as_sql or _has_table(${q(s.usage.table)}):
+        op.drop_table(${q(s.usage.table)})
     for table, columns in reversed(_columns().items()):
         present = _existing(table)
         names = [c.name for c in reversed(columns) if present is None or c.name in present]

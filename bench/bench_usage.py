@@ -1,0 +1,220 @@
+"""The usage ledger and tracing: commits per turn, and time per turn with each on and off.
+
+Run from the repository root with ``python bench/bench_usage.py``. It prints markdown tables and
+writes them to ``bench/results/usage.md``.
+
+1. **Commits and statements per turn**, ledger off and on: a warm chat, one non-streamed ask
+   with a tool round (two provider calls), counted with the engine's ``commit`` events and a
+   ``before_cursor_execute`` listener. The ledger's rows must ride in the turn's own commits.
+2. **Time per turn**, four configurations in the same process and the same run: ledger off/on
+   x tracing off/on. Tracing on is a context with an SDK ``TracerProvider`` (a
+   ``BatchSpanProcessor`` into an exporter that drops the spans) and a ``MeterProvider`` with an
+   in-memory reader: what a production setup pays, minus the network; off is
+   ``telemetry=False``. Each round gives each configuration its own chat on its own SQLite file
+   (``synchronous=OFF``: fsync's variance on a shared machine exceeds what is measured, and the
+   ledger adds no commit, so no fsync) and interleaves their turns (turn 1 of each, then turn 2
+   of each, the order rotating): 5 warm-up turns, then 40 timed non-streamed asks against the
+   scripted fake model in process, sync. 11 rounds. Reported: the median over rounds of each
+   configuration's median ms per turn, and the per-round paired ratios against ledger off /
+   tracing off with their median, min and max. Targets: ledger on within 1.05x; tracing's
+   cost reported.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "usage.md"
+sys.path.insert(0, str(ROOT / "tests"))
+
+TURNS = 40
+WARMUP = 5
+ROUNDS = 11
+CONFIGS = [(False, False), (True, False), (False, True), (True, True)]  # (ledger, tracing)
+
+
+def _models(ledger: bool) -> dict[str, Any]:
+    from persisted import default_models
+    from usage_support import ledger_models
+
+    return ledger_models() if ledger else default_models()
+
+
+def _tracing() -> tuple[Any, Any]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Dropping(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Dropping()))
+    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+
+def clock() -> str:
+    """The time."""
+    return "12:00"
+
+
+def _statements(ledger: bool) -> dict[str, float]:
+    """Commits and statements of one warm turn with a tool round."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.orm import Session
+
+    import sa_llm
+    from sa_llm.testing import fake_llm
+
+    models = _models(ledger)
+    with tempfile.TemporaryDirectory() as folder, fake_llm(echo=False) as fake:
+        engine = create_engine(f"sqlite:///{folder}/bench.sqlite3")
+        models["Base"].metadata.create_all(engine)
+        counts = {"commits": 0, "statements": 0}
+        event.listen(
+            engine, "commit", lambda c: counts.__setitem__("commits", counts["commits"] + 1)
+        )
+        event.listen(
+            engine,
+            "before_cursor_execute",
+            lambda *a: counts.__setitem__("statements", counts["statements"] + 1),
+        )
+        with Session(engine) as session:
+            chat = models["Chat"](model="gpt-4.1-nano", provider="fake")
+            session.add(chat)
+            session.commit()
+            chat.with_tool(clock)
+            fake.reply("warm")
+            chat.ask("warm up")
+            fake.tool_call("clock").reply("noon", tokens=sa_llm.Tokens(input=9, output=3))
+            counts.update(commits=0, statements=0)
+            chat.ask("What time is it?")
+        engine.dispose()
+        return {k: float(v) for k, v in counts.items()}
+
+
+def _round(providers: tuple[Any, Any]) -> dict[tuple[bool, bool], float]:
+    """One round: a chat per configuration, each on its own SQLite file; the configurations'
+    turns interleaved (turn 1 of each, then turn 2 of each, ...). Median ms per turn of each."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.orm import Session
+
+    import sa_llm
+    from sa_llm.testing import fake_llm
+
+    timings: dict[tuple[bool, bool], list[float]] = {config: [] for config in CONFIGS}
+    with tempfile.TemporaryDirectory() as folder, fake_llm(echo=False) as fake:
+        chats = {}
+        sessions = []
+        for number, (ledger, tracing) in enumerate(CONFIGS):
+            models = _models(ledger)
+            engine = create_engine(f"sqlite:///{folder}/bench{number}.sqlite3")
+            event.listen(engine, "connect", _no_sync)
+            models["Base"].metadata.create_all(engine)
+            settings: dict[str, Any] = (
+                {"tracer_provider": providers[0], "meter_provider": providers[1]}
+                if tracing
+                else {"telemetry": False}
+            )
+            session = Session(engine)
+            sessions.append((session, engine))
+            chat = models["Chat"](
+                model="gpt-4.1-nano", provider="fake", context=sa_llm.context(**settings)
+            )
+            session.add(chat)
+            session.commit()
+            chats[(ledger, tracing)] = chat
+        for turn in range(WARMUP + TURNS):
+            order = CONFIGS[turn % len(CONFIGS) :] + CONFIGS[: turn % len(CONFIGS)]
+            for config in order:
+                fake.reply("Paris", tokens=sa_llm.Tokens(input=12, output=1))
+                started = time.perf_counter()
+                chats[config].ask("What is the capital of France?")
+                if turn >= WARMUP:
+                    timings[config].append((time.perf_counter() - started) * 1000)
+        for session, engine in sessions:
+            session.close()
+            engine.dispose()
+    return {config: statistics.median(values) for config, values in timings.items()}
+
+
+def _no_sync(dbapi_connection: Any, record: Any) -> None:
+    # fsync's variance on a shared machine is larger than what is measured; the ledger adds no
+    # commit (section 1), so no fsync either.
+    dbapi_connection.execute("PRAGMA synchronous = OFF")
+
+
+def _ratio_row(label: str, ratios: list[float]) -> str:
+    return f"| {label} | {statistics.median(ratios):.3f} | {min(ratios):.3f} | {max(ratios):.3f} |"
+
+
+def main() -> int:
+    lines = ["# Usage ledger and tracing", ""]
+    off, on = _statements(False), _statements(True)
+    lines += [
+        "## Commits and statements per turn (a tool round: two provider calls)",
+        "",
+        "| ledger | commits | statements |",
+        "| --- | ---: | ---: |",
+        f"| off | {off['commits']:.0f} | {off['statements']:.0f} |",
+        f"| on | {on['commits']:.0f} | {on['statements']:.0f} |",
+        "",
+    ]
+    providers = _tracing()
+    medians: dict[tuple[bool, bool], list[float]] = {config: [] for config in CONFIGS}
+    for _ in range(ROUNDS):
+        for config, median in _round(providers).items():
+            medians[config].append(median)
+    providers[0].shutdown()
+    names = {
+        (False, False): "ledger off, tracing off",
+        (True, False): "ledger on, tracing off",
+        (False, True): "ledger off, tracing on",
+        (True, True): "ledger on, tracing on",
+    }
+    lines += [
+        f"## Time per turn ({TURNS} warm non-streamed asks per round, {ROUNDS} rounds)",
+        "",
+        "| configuration | ms per turn (median) | min round | max round |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for config in CONFIGS:
+        values = medians[config]
+        lines.append(
+            f"| {names[config]} | {statistics.median(values):.3f} | {min(values):.3f} "
+            f"| {max(values):.3f} |"
+        )
+
+    def paired(a: tuple[bool, bool], b: tuple[bool, bool]) -> list[float]:
+        return [x / y for x, y in zip(medians[a], medians[b], strict=True)]
+
+    lines += [
+        "",
+        "## Paired ratios (per round, same run)",
+        "",
+        "| ratio | median | min | max |",
+        "| --- | ---: | ---: | ---: |",
+        _ratio_row("ledger on / off (tracing off)", paired((True, False), (False, False))),
+        _ratio_row("ledger on / off (tracing on)", paired((True, True), (False, True))),
+        _ratio_row("tracing on / off (ledger off)", paired((False, True), (False, False))),
+        _ratio_row("tracing on / off (ledger on)", paired((True, True), (True, False))),
+        "",
+        f"Python {sys.version.split()[0]}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+    ]
+    text = "\n".join(lines) + "\n"
+    RESULTS.write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
