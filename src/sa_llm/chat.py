@@ -679,6 +679,11 @@ class Chat(ChatSettings):
         """The record of the attempts of the provider call about to be made."""
         return AttemptLog(self.provider.name, self.model_id, stream)
 
+    def _costs_attempts(self) -> bool:
+        """Whether anything keeps the attempts' costs (the persisted chat's usage ledger); a
+        chat kept in memory has no ledger, so its attempts are not priced."""
+        return False
+
     def _prices(self) -> Prices | GenaiPrices | None:
         """The prices of the model in force, from the configured source (cached per model)."""
         source = self.config.price_source
@@ -701,7 +706,7 @@ class Chat(ChatSettings):
                 tokens=message.tokens,
                 response_model=message.model_id,
                 finish_reason=message.finish_reason,
-                prices=self._prices(),
+                prices=self._prices() if self._costs_attempts() else None,
             )
         else:
             partial = self._accumulator
@@ -710,7 +715,7 @@ class Chat(ChatSettings):
                 tokens=partial.tokens if partial is not None else None,
                 error=error,
                 response_model=partial.model_id if partial is not None else None,
-                prices=self._prices(),
+                prices=self._prices() if self._costs_attempts() else None,
             )
         if self._trace is not None:
             self._trace.attempts(log, self.messages, message)

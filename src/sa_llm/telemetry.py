@@ -134,6 +134,25 @@ def _histogram(meter: Any, name: str, unit: str, description: str, buckets: list
         return meter.create_histogram(name, unit=unit, description=description)
 
 
+def _recording(config: Config) -> bool:
+    """Whether anything would receive the spans and metrics: a provider configured here, or
+    global providers an SDK (or a distro) has set. The API alone hands out proxies that drop
+    everything; then a turn skips its spans altogether (the check is made per turn, so global
+    providers set later are used from the next turn on)."""
+    if config.tracer_provider is not None or config.meter_provider is not None:
+        return True
+    trace, metrics, _ = _api
+    tracer_provider = trace.get_tracer_provider()
+    meter_provider = metrics.get_meter_provider()
+    tracing = not isinstance(tracer_provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+    metering = not (
+        isinstance(meter_provider, metrics.NoOpMeterProvider)
+        # The API's stand-in until a provider is set (a private class of opentelemetry-api).
+        or type(meter_provider).__name__ == "_ProxyMeterProvider"
+    )
+    return tracing or metering
+
+
 def _instruments_for(config: Config) -> _Instruments:
     key = (id(config.tracer_provider), id(config.meter_provider))
     found = _instruments.get(key)
@@ -147,7 +166,7 @@ def start_turn(
 ) -> TurnTrace | None:
     """The trace of a turn that starts now, or ``None`` when telemetry is off or
     ``opentelemetry-api`` is not installed (then nothing costs anything)."""
-    if not config.telemetry or not _otel():
+    if not config.telemetry or not _otel() or not _recording(config):
         return None
     return TurnTrace(_instruments_for(config), config, provider, model, conversation_id)
 

@@ -269,3 +269,39 @@ def test_without_opentelemetry_nothing_is_traced(
     assert telemetry.start_turn(sa_llm.get_config(), "fake", "m") is None
     fake.reply("Hello")
     assert sa_llm.chat("gpt-4.1-nano", provider="fake").ask("Hi").text == "Hello"
+
+
+_GLOBAL_PROVIDERS = """
+import sa_llm
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sa_llm import telemetry
+from sa_llm.testing import fake_llm
+
+config = sa_llm.get_config()
+# The API alone: its providers are stand-ins that drop everything, so no trace is made.
+assert telemetry.start_turn(config, "fake", "m") is None
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+# A global provider set later is used from the next turn on.
+with fake_llm() as fake:
+    fake.reply("Hello")
+    sa_llm.chat("gpt-4.1-nano", provider="fake").ask("Hi")
+print(sorted({span.name for span in exporter.get_finished_spans()}))
+"""
+
+
+def test_global_providers_set_by_an_sdk_are_used_and_the_api_alone_is_skipped() -> None:
+    """In a fresh interpreter (global providers can be set once per process)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_PROVIDERS], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "invoke_agent" in result.stdout and "chat gpt-4.1-nano" in result.stdout

@@ -235,6 +235,9 @@ class PersistedChat(Chat):
     def _conversation_id(self) -> Any:
         return self.turn.chat_id
 
+    def _costs_attempts(self) -> bool:
+        return self.turn.schema.usage_cls is not None
+
     def _attempt_log(self, stream: bool) -> AttemptLog:
         log = super()._attempt_log(stream)
         if self.turn.schema.usage_cls is not None:
