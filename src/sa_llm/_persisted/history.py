@@ -282,11 +282,14 @@ def read_history(
     """Read the chat's valid history (see the module docstring) and its fingerprint."""
     queries = _queries(schema)
     params = {"sa_llm_chat_id": chat_id}
+    # Core on the session's connection (the rows are values, not objects), every row fetched
+    # at once: the DB-API's fetchall, not a Python-level fetch per row.
+    connection = session.connection(bind_arguments={"mapper": sa_inspect(schema.message_cls)})
     files: dict[Any, tuple[Any, ...]] = {}
     if queries.attachments is not None and storage is not None:
-        files = _attachments.read_history(session.execute(queries.attachments, params), storage)
+        files = _attachments.read_history(connection.execute(queries.attachments, params), storage)
     collected: dict[Any, list[ToolCall]] = {}
-    for call in session.execute(queries.calls, params):
+    for call in connection.execute(queries.calls, params).all():
         signature = call[4] if queries.has_signature else None
         collected.setdefault(call[0], []).append(
             tool_call_from_columns(call[1], call[2], call[3], signature)
@@ -301,7 +304,7 @@ def read_history(
         pk, role, status, content, raw, tokens_in, tokens_out, cached, cache_creation,
         thinking_text, thinking_signature, thinking_tokens, updated_at, parent_call_id,
         parent_message_id, model_name,
-    ) in session.execute(queries.messages, params):  # fmt: skip
+    ) in connection.execute(queries.messages, params).all():  # fmt: skip
         # This loop is the cost of a long history: positional unpacking, no per-row lookups.
         rows += 1
         if updated_at is not None and (last_updated is None or updated_at > last_updated):
