@@ -207,15 +207,7 @@ class PersistenceStrategy:
         row = self.new_row(turn, message.role)
         self.assign_status(turn, row, "complete")
         self.assign_content(turn, row, message)
-        if message.tool_call_id:
-            parent = self.find_tool_call_row(session, turn, message.tool_call_id)
-            setattr(row, turn.schema.message_parent_fk, parent)
-        self.save_row(session, row)
-        if message.tool_calls:
-            self.persist_tool_calls(session, turn, row, message.tool_calls)
-        if message.attachments and turn.schema.attachment_cls is not None:
-            self.persist_attachments(session, turn, row, message.attachments)
-        return row
+        return self._save_message_row(session, turn, row, message)
 
     def persist_new_message(self, session: Session, turn: Turn) -> Any:
         """Create the empty assistant row that the reply will fill (the placeholder).
@@ -253,9 +245,13 @@ class PersistenceStrategy:
         self.assign_tokens(turn, row, message)
         if schema.message_model_attr is not None and message.role == "assistant":
             setattr(row, schema.message_model_attr, turn.model_ref)
+        return self._save_message_row(session, turn, row, message)
+
+    def _save_message_row(self, session: Session, turn: Turn, row: Any, message: Message) -> Any:
+        """Link a tool result to its call, write the row, then its tool calls and files."""
         if message.tool_call_id:
             parent = self.find_tool_call_row(session, turn, message.tool_call_id)
-            setattr(row, schema.message_parent_fk, parent)
+            setattr(row, turn.schema.message_parent_fk, parent)
         self.save_row(session, row)
         if message.tool_calls:
             self.persist_tool_calls(session, turn, row, message.tool_calls)
