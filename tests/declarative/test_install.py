@@ -150,7 +150,14 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
     assert "alembic upgrade head" in result.output
 
     project.alembic("upgrade", "head")
-    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments"}
+    assert tables(engine) == {
+        "chats",
+        "messages",
+        "tool_calls",
+        "models",
+        "attachments",
+        "chat_events",
+    }
     models = project.models()
     assert schema_diff(engine, models) == []
 
@@ -192,7 +199,14 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
     project.alembic("downgrade", "base")
     assert tables(engine) == set()
     project.alembic("upgrade", "head")
-    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments"}
+    assert tables(engine) == {
+        "chats",
+        "messages",
+        "tool_calls",
+        "models",
+        "attachments",
+        "chat_events",
+    }
     assert schema_diff(engine, models) == []
 
 
@@ -214,7 +228,13 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
     )
 
     project.alembic("upgrade", "head")
-    assert tables(engine) == {"conversations", "chat_messages", "function_calls", "ai_models"}
+    assert tables(engine) == {
+        "conversations",
+        "chat_messages",
+        "function_calls",
+        "ai_models",
+        "chat_events",
+    }
     models = project.models()
     assert schema_diff(engine, models) == []
 
@@ -264,6 +284,7 @@ def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> 
         "llm_tool_calls",
         "llm_models",
         "llm_attachments",
+        "llm_chat_events",
     }
     models = project.models()
     assert schema_diff(engine, models) == []

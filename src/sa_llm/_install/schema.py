@@ -21,8 +21,14 @@ TEMPLATES = Path(__file__).resolve().parents[1] / "alembic_templates"
 #: the versions in the marker lines of the project's sa_llm revisions.
 SCHEMA_VERSION = 3
 
-ROLES = ("chat", "message", "tool_call", "model")
-_DEFAULT_CLASSES = {"chat": "Chat", "message": "Message", "tool_call": "ToolCall", "model": "Model"}
+ROLES = ("chat", "message", "tool_call", "model", "event")
+_DEFAULT_CLASSES = {
+    "chat": "Chat",
+    "message": "Message",
+    "tool_call": "ToolCall",
+    "model": "Model",
+    "event": "ChatEvent",
+}
 _MARKER = re.compile(
     r"^# sa_llm-revision: (?P<kind>install|upgrade) schema=(?P<schema>\d+)\b", re.M
 )
@@ -32,7 +38,7 @@ _INSTALL_MESSAGE = "Create the sa_llm chat tables"
 _UPGRADES = {
     1: ("upgrade_v1", "Add the sa_llm raw content, cache token and thinking columns"),
     2: ("upgrade_v2", "Store SQL NULL instead of JSON null in sa_llm's content_raw"),
-    3: ("upgrade_v3", "Add the sa_llm turn lease and message status columns"),
+    3: ("upgrade_v3", "Add the sa_llm turn lease, message status and chat event log"),
 }
 _LINE = 100
 # PostgreSQL cuts longer identifiers, and then the names no longer match the models.
@@ -45,6 +51,7 @@ _CHAT_COLUMNS = (
     "turn_token",
     "turn_expires_at",
     "cancel_requested_at",
+    "event_seq",
     "created_at",
     "updated_at",
 )
@@ -60,6 +67,7 @@ _TOOL_CALL_COLUMNS = (
 _ATTACHMENT_COLUMNS = (
     "id", "filename", "content_type", "byte_size", "sha256", "storage_key", "created_at"
 )  # fmt: skip
+_EVENT_COLUMNS = ("id", "seq", "kind", "message_id", "data", "created_at")
 _MODEL_COLUMNS = (
     "id", "model_id", "name", "provider", "family", "model_created_at", "context_window",
     "max_output_tokens", "knowledge_cutoff", "modalities", "capabilities", "pricing",
@@ -166,6 +174,8 @@ def parse_mappings(mappings: Sequence[str]) -> dict[str, Role]:
     for key in ROLES:
         *namespace, class_name = given.get(key, _DEFAULT_CLASSES[key]).split(".")
         prefix = "".join(f"{underscore(part)}_" for part in namespace)
+        if key == "event" and key not in given:
+            prefix = roles["chat"].prefix  # the event log sits beside its chats (llm_chat_events)
         roles[key] = Role(key, class_name, prefix)
     return roles
 
@@ -178,6 +188,7 @@ class _ForeignKeys:
     message_parent: str
     tool_call_message: str
     attachment_message: str
+    event_chat: str
 
 
 @dataclass(frozen=True)
@@ -191,6 +202,7 @@ class _ConstraintNames:
     tool_call_unique: str
     tool_call_message_index: str
     attachment_message_index: str
+    event_unique: str
 
 
 @dataclass(frozen=True)
@@ -206,6 +218,7 @@ class Schema:
     message: Role
     tool_call: Role
     model: Role
+    event: Role
     attachments: Role | None
     use_uuid: bool
     module_name: str = "models"
@@ -234,6 +247,7 @@ class Schema:
             message=message,
             tool_call=roles["tool_call"],
             model=roles["model"],
+            event=roles["event"],
             attachments=Role("attachment", "Attachment", message.prefix) if attachments else None,
             use_uuid=use_uuid,
             module_name=module_name,
@@ -245,7 +259,7 @@ class Schema:
     @property
     def roles(self) -> list[Role]:
         """The mapped classes, attachments last when present."""
-        roles = [self.chat, self.message, self.tool_call, self.model]
+        roles = [self.chat, self.message, self.tool_call, self.model, self.event]
         return [*roles, self.attachments] if self.attachments else roles
 
     @property
@@ -258,6 +272,7 @@ class Schema:
             message_parent=self.tool_call.fk,
             tool_call_message=self.message.fk,
             attachment_message=self.message.fk,
+            event_chat=self.chat.fk,
         )
 
     @property
@@ -276,6 +291,7 @@ class Schema:
             tool_call_unique=f"uq_{tool_calls}_message_call",
             tool_call_message_index=f"ix_{tool_calls}_{fks.tool_call_message}",
             attachment_message_index=f"ix_{attachments}_{fks.attachment_message}",
+            event_unique=f"uq_{self.event.table}_chat_seq",
         )
 
     @property
@@ -307,10 +323,8 @@ class Schema:
     @property
     def sqlalchemy_imports(self) -> list[str]:
         """Names the models module imports from ``sqlalchemy``, in isort order."""
-        names = ["JSON", "DateTime", "ForeignKey", "Index", "Integer", "String", "Text"]
-        names += ["UniqueConstraint"]
-        if self.attachments:
-            names.insert(1, "BigInteger")
+        names = ["JSON", "BigInteger", "DateTime", "ForeignKey", "Index", "Integer", "String"]
+        names += ["Text", "UniqueConstraint"]
         if self.use_uuid:
             names.append("Uuid")
         return names
@@ -319,6 +333,15 @@ class Schema:
     def exported(self) -> list[str]:
         """The models module's ``__all__``."""
         return sorted(["Base", "JSONType", *(role.class_name for role in self.roles)])
+
+    @property
+    def exported_line(self) -> str:
+        """The ``__all__ = [...]`` statement, laid out as ruff would."""
+        names = [literal(name) for name in self.exported]
+        inline = f"__all__ = [{', '.join(names)}]"
+        if len(inline) <= _LINE:
+            return inline
+        return "__all__ = [\n" + "".join(f"    {name},\n" for name in names) + "]"
 
     @property
     def table_list(self) -> str:
@@ -353,6 +376,8 @@ class Schema:
                 association("attachments", self.attachments.many, "attachments", self.attachments)
         elif key == "attachment":
             association("message", self.message.one, "message", self.message)
+        elif key == "event":
+            association("chat", self.chat.one, "chat", self.chat)
         elif key == "tool_call":
             association("message", self.message.one, "message", self.message)
             if self.fks.message_parent != f"{underscore(self.tool_call.class_name)}_id":
@@ -401,6 +426,7 @@ class Schema:
                 ToolCallMethods,
             ),
             self.model.class_name: (_MODEL_COLUMNS, [self.chat.many], ModelMethods),
+            self.event.class_name: ([*_EVENT_COLUMNS, fks.event_chat], [], object),
         }
         if self.attachments:
             attributes[self.attachments.class_name] = (
