@@ -170,7 +170,7 @@ def parse_mappings(mappings: Sequence[str]) -> dict[str, Role]:
                 "(letters, digits and underscores; a dotted namespace like llm.Chat)."
             )
         given[key] = value
-    roles = {}
+    roles: dict[str, Role] = {}
     for key in ROLES:
         *namespace, class_name = given.get(key, _DEFAULT_CLASSES[key]).split(".")
         prefix = "".join(f"{underscore(part)}_" for part in namespace)

@@ -114,7 +114,8 @@ async def answer_chat(
             if inspect.isawaitable(prepared):
                 await prepared
         try:
-            reply: Message = await chat.acomplete()
+            # Streamed (a callback asks for it): the text reaches the event log as it comes.
+            reply: Message = await chat.acomplete(on_chunk=_streamed)
         except SaLLMError as exc:
             logger.warning("The turn of chat %s ended: %s: %s", chat_id, type(exc).__name__, exc)
             return None
@@ -122,6 +123,10 @@ async def answer_chat(
             logger.exception("The turn of chat %s failed", chat_id)
             return None
         return reply
+
+
+def _streamed(chunk: Any) -> None:
+    """The turn's chunk callback: nothing to do, viewers read the event log."""
 
 
 class InProcessRunner:
