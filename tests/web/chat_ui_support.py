@@ -100,7 +100,9 @@ def generate(root: Path, env: dict[str, str], *mappings: str) -> None:
     run([str(BIN / "sa-llm"), "install", *mappings], root, env)
     run([str(BIN / "sa-llm"), "chat-ui", *mappings], root, env)
     run([str(BIN / "alembic"), "upgrade", "head"], root, env)
-    run([str(BIN / "sa-llm"), "models", "load", "--module", "models.py"], root, env)
+    model_class = next((m.split(":")[1] for m in mappings if m.startswith("model:")), "Model")
+    load = ["models", "load", "--module", "models.py", "--class", model_class]
+    run([str(BIN / "sa-llm"), *load], root, env)
 
 
 @contextmanager
