@@ -41,7 +41,12 @@ from sqlalchemy.orm import Session
 
 from sa_llm._mapping import chat_schema
 from sa_llm.errors import SaLLMError
-from sa_llm.persistence import PersistenceStrategy, repair_chats
+from sa_llm.persistence import (
+    PersistenceStrategy,
+    repair_chats,
+    strategy_for,
+    use_strategy,
+)
 from sa_llm.types import Message
 
 __all__ = ["InProcessRunner", "Prepare", "TurnRunner", "answer_chat", "needs_reply"]
@@ -50,6 +55,12 @@ logger = logging.getLogger("sa_llm.web")
 
 #: Called with the chat row before its turn runs: add tools, instructions, a context...
 Prepare = Callable[[Any], "Awaitable[Any] | Any"]
+
+
+def _commits(strategy: PersistenceStrategy) -> bool:
+    """Whether a strategy commits its steps (the in-transaction one leaves that to its caller)."""
+    return bool(strategy.commits_steps)
+
 
 # Assistant statuses that count as an answer (None: rows of releases without the column).
 _ANSWERED = (None, "complete")
@@ -103,6 +114,10 @@ async def answer_chat(
     (``turn.ended`` with the outcome and the error), and the reply's row keeps its status.
     """
     async with sessionmaker() as session:
+        if not _commits(strategy_for(session.sync_session, chat_cls)):
+            # Viewers follow the turn through its commits: the request's in-transaction
+            # strategy (a queue's) must not reach the turn's own session.
+            use_strategy(session, PersistenceStrategy())
         chat = await session.get(chat_cls, chat_id)
         if chat is None or not await session.run_sync(
             lambda sync: needs_reply(sync, chat_cls, chat_id)
