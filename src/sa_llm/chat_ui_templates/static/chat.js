@@ -20,7 +20,7 @@
   const state = {
     lastApplied: Number(root.dataset.lastSeq || 0),
     applied: [], // seqs in the order applied (read by tests)
-    paints: [], // [seq, time the delta was painted] (read by the benchmark)
+    paints: [], // [seq, time the delta was painted, text length] (read by the benchmark)
     reconnects: 0,
   };
   window.saLlmChat = state;
@@ -73,7 +73,7 @@
       content.append(document.createTextNode(tail(event.text, shown - event.offset)));
       bubble.dataset.length = String(end);
       const seq = event.seq;
-      requestAnimationFrame(() => state.paints.push([seq, performance.timeOrigin + performance.now()]));
+      requestAnimationFrame(() => state.paints.push([seq, performance.timeOrigin + performance.now(), end]));
     },
     "message.completed": upsert,
     "message.status": upsert,
