@@ -3,7 +3,7 @@ directory, its tables migrated, the registry loaded, ``uvicorn chat_app:app`` in
 on 127.0.0.1, and a scripted OpenAI-compatible provider (``FakeOpenAIServer``) whose reply
 depends on a keyword in the user's message:
 
-* ``slow``: 60 chunks, 60 ms apart (a reply that takes ~3.6 s);
+* ``slow``: 40 chunks, 50 ms apart (a reply that takes ~2 s);
 * ``fail``: an HTTP 400 from the provider (not retried: the turn fails at once);
 * ``script``: a reply with a ``<script>`` and an ``onerror`` image in it;
 * anything else: :data:`REPLY` in 8 chunks, 40 ms apart, after 0.3 s of latency.
@@ -36,7 +36,7 @@ from sa_llm.testing.server import FakeOpenAIServer, Plan, Received
 
 BIN = Path(sys.executable).parent
 REPLY = "Paris is the capital of France. Its river is the Seine — 🗼 and café culture."
-SLOW_REPLY = " ".join(f"word{i}" for i in range(60))
+SLOW_REPLY = " ".join(f"word{i}" for i in range(40))
 SCRIPT_REPLY = (
     'Look: <script>window.pwned = 1</script> <img src=x onerror="window.pwned=2"> **bold**'
 )
@@ -52,7 +52,7 @@ def last_user_text(received: Received) -> str:
 def plan(received: Received, default: Plan) -> Plan:
     text = last_user_text(received)
     if "slow" in text:
-        return dataclasses.replace(default, text=SLOW_REPLY, chunks=60, chunk_interval=0.06)
+        return dataclasses.replace(default, text=SLOW_REPLY, chunks=40, chunk_interval=0.05)
     if "fail" in text:
         return dataclasses.replace(default, status=400, error_message=FAIL_MESSAGE)
     if "script" in text:

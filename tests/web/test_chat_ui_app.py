@@ -232,3 +232,22 @@ def _models(app: ChatApp) -> Any:
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
     return module
+
+
+async def test_open_streams_hold_no_database_connection(served: ChatApp) -> None:
+    """More streams than the engine's pool has connections (5 + 10 overflow), and the app
+    still answers: a stream borrows a connection only while it reads."""
+    url = finished_chat(served)
+    async with httpx.AsyncClient(timeout=30) as client:
+        streams = []
+        for _ in range(20):
+            stream = client.stream("GET", f"{url}/events", params={"after": "0"})
+            response = await stream.__aenter__()
+            assert response.status_code == 200
+            streams.append(stream)
+        try:
+            page = await client.get(url, timeout=10)
+            assert page.status_code == 200
+        finally:
+            for stream in streams:
+                await stream.__aexit__(None, None, None)

@@ -290,11 +290,15 @@ async def delete_chat(chat: OwnedChat, session: DbSession) -> RedirectResponse:
 @app.get("/chats/{chat_id}/events")
 async def chat_events(
     chat: OwnedChat,
+    session: DbSession,
     last_event_id: Annotated[str | None, Header()] = None,
     after: str | None = None,
 ) -> StreamingResponse:
     """The chat's events after the client's position, then live (server-sent events)."""
     chat_id = chat.id
+    # The request's session would keep its connection for as long as the stream is open
+    # (FastAPI ends it after the response): give it back now, the stream reads on its own.
+    await session.close()
     stream = chat_event_stream(
         engine,
         ${Chat},
