@@ -58,12 +58,16 @@ def pct(values: list[float], share: float) -> float:
 async def events_and_writes(url: str) -> dict[str, Any]:
     from sqlalchemy import event, text
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-
-    import sa_llm
-    from sa_llm.testing.server import FakeOpenAIServer
+    from sqlalchemy.orm import configure_mappers
     from test_chat_ui_queue import models  # the chat, message and event-log models
 
+    import sa_llm
+    from sa_llm._mapping import chat_schema
+    from sa_llm.testing.server import FakeOpenAIServer
+
     m = models()
+    configure_mappers()
+    assert chat_schema(m["Chat"]).event_cls is not None  # the chats have an event log
     engine = create_async_engine(url)
     async with engine.begin() as connection:
         await connection.run_sync(m["Base"].metadata.create_all)
@@ -81,9 +85,11 @@ async def events_and_writes(url: str) -> dict[str, Any]:
                     await session.commit()
                     stamps: list[float] = []
                     commits.clear()
-                    await chat.with_partial_output().aask(
-                        "go", on_chunk=lambda c: stamps.append(time.perf_counter())
-                    )
+
+                    def stamp(chunk: Any, stamps: list[float] = stamps) -> None:
+                        stamps.append(time.perf_counter())
+
+                    await chat.with_partial_output().aask("go", on_chunk=stamp)
                     seconds = stamps[-1] - stamps[0]
                     during = [t for t in commits if stamps[0] <= t <= stamps[-1]]
                     async with engine.connect() as connection:
@@ -168,7 +174,7 @@ def measure_viewers(app: Any, viewers: int, browser: Any, replies: int = 3) -> l
             time.sleep(0.5)
             httpx.post(base_turn + chat_path + "/messages", data={"content": "go"})
             pages[0].wait_for_function(
-                "(n) => document.querySelectorAll('article.assistant .content.markdown').length >= n",
+                "(n) => document.querySelectorAll('article.assistant .markdown').length >= n",
                 arg=round_index + 2,  # the warm-up's reply, the earlier rounds', this one
                 timeout=60_000,
             )
@@ -181,7 +187,7 @@ def measure_viewers(app: Any, viewers: int, browser: Any, replies: int = 3) -> l
             for context in contexts:
                 context.close()
         else:
-            found += asyncio.run(
+            found += in_thread(
                 raw_round(app, base_view + chat_path, base_turn + chat_path, viewers, before)
             )
     return found
@@ -216,6 +222,14 @@ async def raw_round(
 
 
 _OFFSET_NS = time.time_ns() - time.perf_counter_ns()
+
+
+def in_thread(coroutine: Any) -> Any:
+    """``asyncio.run`` in a thread of its own (Playwright's sync API owns this thread's loop)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def app_epoch_ms(perf_ns: int) -> float:
@@ -253,12 +267,14 @@ async def hold_streams(url: str, count: int, pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--events-only", action="store_true", help="only the first table")
     args = parser.parse_args()
     pg = os.environ.get("SA_LLM_TEST_POSTGRES_URL")
     out = ["## Chat UI: events, writes, chunk-to-viewer latency, memory", ""]
 
     out += ["### Events and database writes per streamed reply", "",
-            f"A {CHUNKS}-chunk reply, {INTERVAL * 1000:.0f} ms apart; 5 replies; median (min–max).", "",
+            f"A {CHUNKS}-chunk reply, {INTERVAL * 1000:.0f} ms apart; 5 replies; "
+            "median (min-max).", "",
             "| database | reply seconds | events per reply | commits per second of streaming |",
             "| --- | --- | --- | --- |"]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,19 +284,20 @@ def main() -> None:
         for name, url in dbs:
             r = asyncio.run(events_and_writes(url))
             e, w = r["events"], r["writes"]
-            out.append(f"| {name} | {r['seconds']:.2f} | {e[0]:.0f} ({e[1]}–{e[2]}) | "
-                       f"{w[0]:.1f} ({w[1]:.1f}–{w[2]:.1f}) |")  # fmt: skip
+            out.append(f"| {name} | {r['seconds']:.2f} | {e[0]:.0f} ({e[1]}-{e[2]}) | "
+                       f"{w[0]:.1f} ({w[1]:.1f}-{w[2]:.1f}) |")  # fmt: skip
     out += ["", "### Provider chunk to viewer (ms)", "",
             "| database, processes | viewers | deltas measured | median | p95 | max |",
             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     memory = None
-    for label, run in latency_runs(pg):
+    for label, run in [] if args.events_only else latency_runs(pg):
         for viewers, kind, values in run:
             if values:
+                median, p95 = statistics.median(values), pct(values, 0.95)
                 out.append(f"| {label} | {viewers} {kind} | {len(values)} | "
-                           f"{statistics.median(values):.0f} | {pct(values, 0.95):.0f} | {max(values):.0f} |")  # fmt: skip
+                           f"{median:.0f} | {p95:.0f} | {max(values):.0f} |")  # fmt: skip
             else:
-                out.append(f"| {label} | {viewers} {kind} | 0 | – | – | – |")
+                out.append(f"| {label} | {viewers} {kind} | 0 | - | - | - |")
     memory = MEMORY.get("kib")
     out += ["", "### Memory per open event stream", ""]
     if memory is not None:
@@ -312,9 +329,9 @@ def pg_schema_url(base: str) -> str:
 def latency_runs(pg: str | None) -> Any:
     import dataclasses
 
+    from chat_ui_support import ChatApp, app_env, generate, serve
     from sqlalchemy import create_engine
 
-    from chat_ui_support import ChatApp, app_env, generate, serve
     from sa_llm.testing.server import FakeOpenAIServer, Plan, Received
 
     def plan(received: Received, default: Plan) -> Plan:
@@ -354,7 +371,7 @@ def latency_runs(pg: str | None) -> Any:
                         idle = app.new_chat("warm up") + "/events"
                         time.sleep(1.5)
                         pid = uvicorn_pid(app)
-                        MEMORY["kib"] = asyncio.run(hold_streams(idle, 100, pid))
+                        MEMORY["kib"] = in_thread(hold_streams(idle, 100, pid))
                     yield label, rows
         if browser is not None:
             browser.close()
