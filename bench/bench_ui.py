@@ -346,7 +346,7 @@ def latency_runs(pg: str | None) -> Any:
         browser = None
         if playwright is not None:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--disable-gpu"])
-        setups = [("SQLite, 1 process", None, 1)]
+        setups: list[tuple[str, str | None, int]] = [("SQLite, 1 process", None, 1)]
         if pg:
             setups.append(("PostgreSQL, 2 processes", pg_schema_url(pg).replace("+psycopg", ""), 2))
         for label, url, processes in setups:
