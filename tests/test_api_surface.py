@@ -43,6 +43,15 @@ PUBLIC_MODULES = [
     "sa_llm.testing.server",
     "sa_llm.tools",
     "sa_llm.types",
+    "sa_llm.web",
+    "sa_llm.web.csrf",
+    "sa_llm.web.db",
+    "sa_llm.web.markdown",
+    "sa_llm.web.queue",
+    "sa_llm.web.runner",
+    "sa_llm.web.sse",
+    "sa_llm.web.stream",
+    "sa_llm.web.views",
 ]
 
 

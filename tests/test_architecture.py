@@ -58,6 +58,7 @@ LAYERS: dict[str, int] = {
     "sa_llm.mixins": 8,
     # 9: tooling above the library
     "sa_llm.testing": 9,
+    "sa_llm.web": 9,  # the chat UI's runtime: over the record API and the event log
     "sa_llm._install": 9,
     "sa_llm.cli": 10,
     "sa_llm": 10,  # the package namespace re-exports from everywhere

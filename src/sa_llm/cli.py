@@ -6,6 +6,7 @@ Commands (each has ``--help``)::
                    [model:AIModel] [--skip-attachments] [--uuid] [--module PATH]
                    [--alembic-dir DIR] [--force]
     sa-llm upgrade [--alembic-dir DIR] [message:ChatMessage ...]
+    sa-llm chat-ui [chat:Conversation ...] [--models PATH] [--module PATH] [--force]
     sa-llm models load [--database-url URL] [--module PATH] [--class NAME]
     sa-llm models refresh [--database-url URL] [--module PATH] [--class NAME]
     sa-llm models list [--provider P] [--capability C ...]
@@ -123,6 +124,39 @@ def upgrade(mappings: tuple[str, ...], alembic_dir: Path, force: bool) -> None:
     from sa_llm import _install
 
     result = _install.upgrade(mappings=list(mappings), alembic_dir=alembic_dir, force=force)
+    for line in result.messages:
+        click.echo(line)
+
+
+@main.command("chat-ui")
+@click.argument("mappings", nargs=-1)
+@click.option(
+    "--models",
+    "models_path",
+    type=click.Path(path_type=Path),
+    default=Path("models.py"),
+    show_default=True,
+    help="The models module sa-llm install wrote.",
+)
+@click.option(
+    "--module",
+    "module_path",
+    type=click.Path(path_type=Path),
+    default=Path("chat_app.py"),
+    show_default=True,
+    help="Where to write the app module (its templates go beside it, in chat_ui/).",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def chat_ui(mappings: tuple[str, ...], models_path: Path, module_path: Path, force: bool) -> None:
+    """Write a chat UI (FastAPI app, templates, script, stylesheet) over the models.
+
+    MAPPINGS are those given to install, e.g. chat:Conversation message:ChatMessage.
+    """
+    from sa_llm import _install
+
+    result = _install.chat_ui(
+        mappings=list(mappings), models_path=models_path, module_path=module_path, force=force
+    )
     for line in result.messages:
         click.echo(line)
 

@@ -24,6 +24,8 @@ Example (the loop of a server-sent events endpoint)::
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,11 +43,13 @@ from sa_llm.errors import ConfigurationError
 __all__ = [
     "ChatEvent",
     "EventPage",
+    "EventSubscription",
     "aprune_events",
     "aread_events",
     "await_events",
     "prune_events",
     "read_events",
+    "subscribe_events",
     "wait_for_events",
 ]
 
@@ -139,15 +143,63 @@ async def await_events(
     bind: Engine | AsyncEngine, chat_cls: type[Any], chat_id: Any, *, timeout: float
 ) -> bool:
     """Async twin of :func:`wait_for_events` (``bind``: the engine the events are written on)."""
-    import anyio.to_thread
 
     waiter = Waiter(_key(chat_cls, chat_id))
     hub.add(waiter)
     try:
-        sync_bind = getattr(bind, "sync_engine", bind)
         started = time.monotonic()
-        await anyio.to_thread.run_sync(listen, sync_bind)
+        await _alisten(bind)
         return await waiter.await_wakeup(max(0.0, timeout - (time.monotonic() - started)))
+    finally:
+        hub.remove(waiter)
+
+
+async def _alisten(bind: Any) -> None:
+    """Make sure this process listens for other processes' writes (PostgreSQL only: elsewhere
+    there is nothing to listen to, and no thread is borrowed)."""
+    import anyio.to_thread
+
+    sync_bind = getattr(bind, "sync_engine", bind)
+    if getattr(getattr(sync_bind, "dialect", None), "name", None) == "postgresql":
+        await anyio.to_thread.run_sync(listen, sync_bind)  # may wait for LISTEN: off the loop
+
+
+class EventSubscription:
+    """A viewer's standing wake-up for one chat (see :func:`subscribe_events`)."""
+
+    def __init__(self, waiter: Waiter) -> None:
+        self._waiter = waiter
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until the chat's log may have grown since the last wait, or ``timeout``
+        seconds pass; ``True`` when woken. Read the log after each wait."""
+        woken = await self._waiter.await_wakeup(timeout)
+        self._waiter.clear()  # before the caller reads: a later write wakes the next wait
+        return woken
+
+
+@asynccontextmanager
+async def subscribe_events(
+    bind: Engine | AsyncEngine, chat_cls: type[Any], chat_id: Any
+) -> AsyncIterator[EventSubscription]:
+    """Wake-ups for one chat for as long as the block runs: the loop of a live viewer.
+
+    Unlike :func:`await_events`, the subscription is registered once, before the first read, so
+    a write between a read and the next wait still wakes that wait; and waiting costs no
+    thread (an ``asyncio`` event, set from a write in this process or from the PostgreSQL
+    listener thread this process shares). ::
+
+        async with subscribe_events(engine, Chat, chat_id) as subscription:
+            while True:
+                page = await aread_events(engine, Chat, chat_id, after=after)
+                ...
+                await subscription.wait(timeout=5)
+    """
+    waiter = Waiter(_key(chat_cls, chat_id))
+    hub.add(waiter)
+    try:
+        await _alisten(bind)
+        yield EventSubscription(waiter)
     finally:
         hub.remove(waiter)
 

@@ -19,7 +19,7 @@ from cli_support import Project, fresh_database, open_project, schema_diff, tabl
 from sa_llm.registry_table import import_model_class, load_models_url
 from sa_llm.storage import LocalStorage
 
-TABLES = {"chats", "messages", "tool_calls", "models", "attachments", "usages"}
+TABLES = {"chats", "messages", "tool_calls", "models", "attachments", "chat_events", "usages"}
 
 
 @dataclass

@@ -150,7 +150,15 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
     assert "alembic upgrade head" in result.output
 
     project.alembic("upgrade", "head")
-    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments", "usages"}
+    assert tables(engine) == {
+        "chats",
+        "messages",
+        "tool_calls",
+        "models",
+        "attachments",
+        "chat_events",
+        "usages",
+    }
     models = project.models()
     assert schema_diff(engine, models) == []
 
@@ -192,7 +200,15 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
     project.alembic("downgrade", "base")
     assert tables(engine) == set()
     project.alembic("upgrade", "head")
-    assert tables(engine) == {"chats", "messages", "tool_calls", "models", "attachments", "usages"}
+    assert tables(engine) == {
+        "chats",
+        "messages",
+        "tool_calls",
+        "models",
+        "attachments",
+        "chat_events",
+        "usages",
+    }
     assert schema_diff(engine, models) == []
 
 
@@ -219,6 +235,7 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
         "chat_messages",
         "function_calls",
         "ai_models",
+        "chat_events",
         "usages",
     }
     models = project.models()
@@ -270,6 +287,7 @@ def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> 
         "llm_tool_calls",
         "llm_models",
         "llm_attachments",
+        "llm_chat_events",
         "llm_usages",
     }
     models = project.models()

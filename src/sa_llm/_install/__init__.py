@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+from sa_llm._install.chat_ui import chat_ui
 from sa_llm._install.commands import install, upgrade
 from sa_llm._install.project import InstallResult
 from sa_llm._install.schema import (
@@ -39,6 +40,7 @@ __all__ = [
     "Role",
     "Schema",
     "call",
+    "chat_ui",
     "install",
     "literal",
     "parse_mappings",

@@ -21,8 +21,14 @@ TEMPLATES = Path(__file__).resolve().parents[1] / "alembic_templates"
 #: the versions in the marker lines of the project's sa_llm revisions.
 SCHEMA_VERSION = 3
 
-ROLES = ("chat", "message", "tool_call", "model")
-_DEFAULT_CLASSES = {"chat": "Chat", "message": "Message", "tool_call": "ToolCall", "model": "Model"}
+ROLES = ("chat", "message", "tool_call", "model", "event")
+_DEFAULT_CLASSES = {
+    "chat": "Chat",
+    "message": "Message",
+    "tool_call": "ToolCall",
+    "model": "Model",
+    "event": "ChatEvent",
+}
 _MARKER = re.compile(
     r"^# sa_llm-revision: (?P<kind>install|upgrade) schema=(?P<schema>\d+)\b", re.M
 )
@@ -32,7 +38,10 @@ _INSTALL_MESSAGE = "Create the sa_llm chat tables"
 _UPGRADES = {
     1: ("upgrade_v1", "Add the sa_llm raw content, cache token and thinking columns"),
     2: ("upgrade_v2", "Store SQL NULL instead of JSON null in sa_llm's content_raw"),
-    3: ("upgrade_v3", "Add the sa_llm turn lease, message status and usage ledger"),
+    3: (
+        "upgrade_v3",
+        "Add the sa_llm turn lease, message status, chat event log and usage ledger",
+    ),
 }
 _LINE = 100
 # PostgreSQL cuts longer identifiers, and then the names no longer match the models.
@@ -45,6 +54,7 @@ _CHAT_COLUMNS = (
     "turn_token",
     "turn_expires_at",
     "cancel_requested_at",
+    "event_seq",
     "created_at",
     "updated_at",
 )
@@ -60,6 +70,7 @@ _TOOL_CALL_COLUMNS = (
 _ATTACHMENT_COLUMNS = (
     "id", "filename", "content_type", "byte_size", "sha256", "storage_key", "created_at"
 )  # fmt: skip
+_EVENT_COLUMNS = ("id", "seq", "kind", "message_id", "data", "created_at")
 _MODEL_COLUMNS = (
     "id", "model_id", "name", "provider", "family", "model_created_at", "context_window",
     "max_output_tokens", "knowledge_cutoff", "modalities", "capabilities", "pricing",
@@ -162,10 +173,12 @@ def parse_mappings(mappings: Sequence[str]) -> dict[str, Role]:
                 "(letters, digits and underscores; a dotted namespace like llm.Chat)."
             )
         given[key] = value
-    roles = {}
+    roles: dict[str, Role] = {}
     for key in ROLES:
         *namespace, class_name = given.get(key, _DEFAULT_CLASSES[key]).split(".")
         prefix = "".join(f"{underscore(part)}_" for part in namespace)
+        if key == "event" and key not in given:
+            prefix = roles["chat"].prefix  # the event log sits beside its chats (llm_chat_events)
         roles[key] = Role(key, class_name, prefix)
     return roles
 
@@ -180,6 +193,7 @@ class _ForeignKeys:
     attachment_message: str
     usage_chat: str
     usage_message: str
+    event_chat: str
 
 
 @dataclass(frozen=True)
@@ -195,6 +209,7 @@ class _ConstraintNames:
     attachment_message_index: str
     usage_chat_index: str
     usage_message_index: str
+    event_unique: str
 
 
 @dataclass(frozen=True)
@@ -210,6 +225,7 @@ class Schema:
     message: Role
     tool_call: Role
     model: Role
+    event: Role
     attachments: Role | None
     use_uuid: bool
     #: The usage ledger (one row per provider attempt); always generated, named after the chat's
@@ -241,6 +257,7 @@ class Schema:
             message=message,
             tool_call=roles["tool_call"],
             model=roles["model"],
+            event=roles["event"],
             attachments=Role("attachment", "Attachment", message.prefix) if attachments else None,
             use_uuid=use_uuid,
             usage=Role("usage", "Usage", roles["chat"].prefix),
@@ -252,8 +269,8 @@ class Schema:
 
     @property
     def roles(self) -> list[Role]:
-        """The mapped classes, attachments (when present) and the usage ledger last."""
-        roles = [self.chat, self.message, self.tool_call, self.model]
+        """The mapped classes, the event log, attachments (when present), the usage ledger."""
+        roles = [self.chat, self.message, self.tool_call, self.model, self.event]
         return [*roles, *([self.attachments] if self.attachments else []), self.usage]
 
     @property
@@ -268,6 +285,7 @@ class Schema:
             attachment_message=self.message.fk,
             usage_chat=self.chat.fk,
             usage_message=self.message.fk,
+            event_chat=self.chat.fk,
         )
 
     @property
@@ -288,6 +306,7 @@ class Schema:
             attachment_message_index=f"ix_{attachments}_{fks.attachment_message}",
             usage_chat_index=f"ix_{self.usage.table}_{fks.usage_chat}",
             usage_message_index=f"ix_{self.usage.table}_{fks.usage_message}",
+            event_unique=f"uq_{self.event.table}_chat_seq",
         )
 
     @property
@@ -370,10 +389,8 @@ class Schema:
     @property
     def sqlalchemy_imports(self) -> list[str]:
         """Names the models module imports from ``sqlalchemy``, in isort order."""
-        names = ["JSON", "Boolean", "DateTime", "Double", "ForeignKey", "Index", "Integer"]
-        names += ["Numeric", "String", "Text", "UniqueConstraint"]
-        if self.attachments:
-            names.insert(1, "BigInteger")
+        names = ["JSON", "BigInteger", "Boolean", "DateTime", "Double", "ForeignKey", "Index"]
+        names += ["Integer", "Numeric", "String", "Text", "UniqueConstraint"]
         if self.use_uuid:
             names.append("Uuid")
         return names
@@ -382,6 +399,15 @@ class Schema:
     def exported(self) -> list[str]:
         """The models module's ``__all__``."""
         return sorted(["Base", "JSONType", *(role.class_name for role in self.roles)])
+
+    @property
+    def exported_line(self) -> str:
+        """The ``__all__ = [...]`` statement, laid out as ruff would."""
+        names = [literal(name) for name in self.exported]
+        inline = f"__all__ = [{', '.join(names)}]"
+        if len(inline) <= _LINE:
+            return inline
+        return "__all__ = [\n" + "".join(f"    {name},\n" for name in names) + "]"
 
     @property
     def table_list(self) -> str:
@@ -416,6 +442,8 @@ class Schema:
                 association("attachments", self.attachments.many, "attachments", self.attachments)
         elif key == "attachment":
             association("message", self.message.one, "message", self.message)
+        elif key == "event":
+            association("chat", self.chat.one, "chat", self.chat)
         elif key == "usage":
             # The ledger's links are plain foreign keys: name them where the defaults miss.
             if self.chat.class_name != "Chat":
@@ -475,6 +503,7 @@ class Schema:
                 ToolCallMethods,
             ),
             self.model.class_name: (_MODEL_COLUMNS, [self.chat.many], ModelMethods),
+            self.event.class_name: ([*_EVENT_COLUMNS, fks.event_chat], [], object),
         }
         if self.attachments:
             attributes[self.attachments.class_name] = (

@@ -44,6 +44,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sa_llm.declarative import (
     acts_as_attachment,
     acts_as_chat,
+    acts_as_event,
     acts_as_message,
     acts_as_model,
     acts_as_tool_call,
@@ -60,6 +61,7 @@ from sa_llm.mixins import (
 % else:
 from sa_llm.declarative import (
     acts_as_chat,
+    acts_as_event,
     acts_as_message,
     acts_as_model,
     acts_as_tool_call,
@@ -68,7 +70,7 @@ from sa_llm.declarative import (
 from sa_llm.mixins import ChatRecord, MessageRecord, ModelRecord, ToolCallRecord, utcnow
 % endif
 
-__all__ = [${", ".join(q(name) for name in s.exported)}]
+${s.exported_line}
 
 #: JSON everywhere, JSONB on PostgreSQL (binary, indexable), as the migration creates it.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -90,6 +92,8 @@ class ${s.chat.class_name}(ChatRecord, Base):
     turn_token: Mapped[str | None] = mapped_column(String(64))
     turn_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The seq of the chat's last event (its event log); written by sa_llm only.
+    event_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -214,6 +218,31 @@ class ${s.model.class_name}(ModelRecord, Base):
     if TYPE_CHECKING:
         # Added by @acts_as_model when the mappers configure; declared for type checkers.
         ${s.chat.many}: Mapped[list[${s.chat.class_name}]]
+
+
+${s.decorator("event")}
+class ${s.event.class_name}(Base):
+    """One event of a chat's log: what a viewer needs to follow the chat live (sa_llm.events).
+
+    Written by sa_llm in the transaction of the change it describes; ``seq`` counts 1, 2, 3, ...
+    per chat with no gap, so a viewer resumes after the last one it saw.
+    """
+
+    __tablename__ = ${q(s.event.table)}
+    __table_args__ = (
+        # Viewers read a chat's events in seq order; the pair is unique (no doubled seq).
+        ${call("UniqueConstraint", [q(s.fks.event_chat), '"seq"', "name=" + q(s.names.event_unique)], 8, ",")}
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ${s.fk_column(s.fks.event_chat, s.chat, "CASCADE", index=False)}
+    seq: Mapped[int] = mapped_column(Integer)
+    # message.created, message.delta, message.completed, message.status, turn.started, ...
+    kind: Mapped[str] = mapped_column(String(32))
+    # The message it is about, as a string; no foreign key: a deleted row's event outlives it.
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[Any] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 % if s.attachments:
 
 

@@ -76,6 +76,8 @@ def upgrade() -> None:
         sa.Column("turn_token", sa.String(64), nullable=True),
         sa.Column("turn_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("cancel_requested_at", sa.DateTime(timezone=True), nullable=True),
+        # The seq of the chat's last event (its event log).
+        sa.Column("event_seq", sa.Integer(), server_default="0", nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
@@ -153,6 +155,28 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
+
+    # The chats' event logs: what viewers follow live, in seq order per chat.
+    op.create_table(
+        ${q(s.event.table)},
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column(
+            ${q(s.fks.event_chat)},
+            ${s.pk_type},
+            sa.ForeignKey(${q(s.chat.table + ".id")}, ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("message_id", sa.String(64), nullable=True),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        ${call("sa.UniqueConstraint", [q(s.fks.event_chat), '"seq"', "name=" + q(s.names.event_unique)], 8, ",")}
+    )
 % if s.attachments:
 
     # References to files; the bytes live in a storage, never in the database.
@@ -181,6 +205,7 @@ ${s.usage_table_operations()}
 def downgrade() -> None:
     """Drop the chat tables, dependants first."""
     op.drop_table(${q(s.usage.table)})
+    op.drop_table(${q(s.event.table)})
 % if s.attachments:
     op.drop_table(${q(s.attachments.table)})
 % endif
