@@ -38,6 +38,7 @@ from sa_llm._flow import (
     drive,
     drive_iter,
 )
+from sa_llm._instructions import RuntimeInstructions
 from sa_llm.config import Config, get_config
 from sa_llm.content import AttachmentSource, ensure_model_accepts, to_attachments
 from sa_llm.errors import (
@@ -92,6 +93,7 @@ class ChatSettings:
         self.params: dict[str, Any] = {}
         self.headers: dict[str, str] = {}
         self._callbacks: dict[str, list[Callable[..., Any]]] = {}
+        self.runtime_instructions = RuntimeInstructions()
 
     def use_settings(self, other: ChatSettings) -> None:
         """Take over ``other``'s settings (copies: later changes to either stay apart)."""
@@ -103,6 +105,7 @@ class ChatSettings:
         self.params = dict(other.params)
         self.headers = dict(other.headers)
         self._callbacks = {event: list(cbs) for event, cbs in other._callbacks.items()}
+        self.runtime_instructions = other.runtime_instructions.copy()
 
     def with_temperature(self: Self, temperature: float | None) -> Self:
         """Sampling temperature for the following requests (``None``: provider default).
@@ -593,7 +596,7 @@ class Chat(ChatSettings):
         """The provider-neutral request for the conversation as it stands."""
         return ChatRequest(
             model=self.model_id,
-            messages=self.messages,
+            messages=self.runtime_instructions.apply(self.messages),
             tools=[tool.spec() for tool in self.tools.values()],
             tool_choice=self.tool_choice,
             parallel_tool_calls=self.parallel_tool_calls,

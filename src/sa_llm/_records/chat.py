@@ -573,12 +573,30 @@ class ChatMethods:
 
         _run_step(strategy, session, self, step)
 
-    def with_instructions(self: Self, text: str | None, *, append: bool = False) -> Self:
-        """Persist the system prompt: replaces it unless ``append``; ``None`` clears it."""
+    def with_instructions(
+        self: Self, text: str | None, *, append: bool = False, persist: bool = True
+    ) -> Self:
+        """Persist the system prompt: replaces it unless ``append``; ``None`` clears it.
+
+        With ``persist=False`` the instruction is a *runtime* one: it applies to this row
+        instance's turns and is never stored (an agent whose prompt lives in code). A request
+        then sends the stored instructions (unless a runtime one replaced them:
+        ``append=False``), then the runtime ones in the order given; ``None`` forgets the
+        runtime ones. No database access.
+        """
+        if not persist:
+            _runtime(self).runtime_instructions.set(text, append=append)
+            return self
         self._instructions_step(_sync_session(self), text, append)
         return self
 
-    async def awith_instructions(self: Self, text: str | None, *, append: bool = False) -> Self:
+    async def awith_instructions(
+        self: Self, text: str | None, *, append: bool = False, persist: bool = True
+    ) -> Self:
+        """Async twin of :meth:`with_instructions`."""
+        if not persist:
+            _runtime(self).runtime_instructions.set(text, append=append)
+            return self
         session = _async_session(self)
         await session.run_sync(lambda s: self._instructions_step(s, text, append))
         return self
