@@ -15,6 +15,7 @@ from sa_llm.chat import Chat
 
 PUBLIC_MODULES = [
     "sa_llm",
+    "sa_llm.approval",
     "sa_llm.chat",
     "sa_llm.config",
     "sa_llm.content",

@@ -384,7 +384,7 @@ class LegacyMessageMixin(MessageRecord, _MessageColumns):
 
 
 class ToolCallMixin(ToolCallRecord, _Columns):
-    """Columns of a tool call: provider id, name, JSON arguments, message FK."""
+    """Columns of a tool call: provider id, name, JSON arguments, message FK, approval."""
 
     __sa_llm_tables__: ClassVar[dict[str, str]] = {}
 
@@ -393,6 +393,20 @@ class ToolCallMixin(ToolCallRecord, _Columns):
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     arguments: Mapped[Any] = mapped_column(JSONType, nullable=False, default=dict)
     thought_signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Tool approval (sa_llm.approval): ``pending`` (the turn parked on it), ``approved`` or
+    #: ``denied``; ``None`` for calls that needed no decision.
+    approval: Mapped[str | None] = mapped_column(String(16), nullable=True, default=None)
+    #: SHA-256 of the arguments the approval state is about: a decision never applies to
+    #: arguments that changed since.
+    approval_arguments_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Who decided (what the application passed to ``approve(by=...)`` / ``deny``).
+    approval_decided_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: When the decision was recorded.
+    approval_decided_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    #: Why the call was denied (the model reads it).
+    approval_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, nullable=False
     )

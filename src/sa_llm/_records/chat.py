@@ -25,9 +25,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_object_session
 from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
 from sa_llm._mapping import ChatSchema, chat_schema
+from sa_llm.approval import ApprovalPolicy, Decision
 from sa_llm.chat import ChatSettings, ChunkCallback, resolve_model
 from sa_llm.config import get_config
 from sa_llm.content import AttachmentSource
@@ -183,9 +185,26 @@ class ChatMethods:
         replace: bool = False,
         choice: str | None = None,
         calls: Literal["one", "many"] | None = None,
+        concurrency: int | None = None,
     ) -> Self:
-        """Add tools (``replace=True`` drops the current ones first); runtime only."""
-        _runtime(self).with_tools(*tools, replace=replace, choice=choice, calls=calls)
+        """Add tools (``replace=True`` drops the current ones first); runtime only.
+
+        ``concurrency``: calls of one round run at once (results are written in call order).
+        """
+        _runtime(self).with_tools(
+            *tools, replace=replace, choice=choice, calls=calls, concurrency=concurrency
+        )
+        return self
+
+    def with_approval(
+        self: Self,
+        policy: bool | ApprovalPolicy | None = True,
+        *,
+        on_new_question: Literal["raise", "deny"] = "raise",
+    ) -> Self:
+        """Make tool calls wait for a decision (see :meth:`sa_llm.Chat.with_approval`);
+        runtime only. Tools marked ``requires_approval`` wait without it."""
+        _runtime(self).with_approval(policy, on_new_question=on_new_question)
         return self
 
     def with_schema(self: Self, schema: Any) -> Self:
@@ -475,6 +494,150 @@ class ChatMethods:
         await session.commit()
         return found
 
+    # -- tool approval (decisions in the tool-call rows, from any process) --
+
+    def pending_approvals(self) -> list[Any]:
+        """The tool-call rows of this chat that wait for a decision, in call order.
+
+        A chat whose list is not empty is *awaiting approval*: its last turn parked, no turn
+        runs, and ``ask`` raises :class:`~sa_llm.errors.ApprovalPendingError` until the calls
+        are decided and :meth:`complete` has run them.
+        """
+        return self._pending_step(_sync_session(self))
+
+    async def apending_approvals(self) -> list[Any]:
+        """Async twin of :meth:`pending_approvals`."""
+        return await _async_session(self).run_sync(self._pending_step)
+
+    def _pending_step(self, session: Session) -> list[Any]:
+        """Read the waiting calls as a step: its transaction ends (no SQLite read lock is left
+        to block a decision written on another connection) and the rows stay readable."""
+        from sa_llm._persisted.approvals import pending_query
+        from sa_llm._persisted.steps import loaded_values, restore
+        from sa_llm.persistence import strategy_for
+
+        schema = _approval_schema(type(self))
+        query = pending_query(schema, sa_inspect(self).identity[0])
+        loaded: list[tuple[Any, dict[str, Any] | None]] = []
+
+        def step() -> list[Any]:
+            rows = list(session.scalars(query))
+            loaded.extend((row, loaded_values(row)) for row in rows)
+            return rows
+
+        rows = _run_step(strategy_for(session, type(self)), session, self, step)
+        restore(loaded)
+        return rows
+
+    def approve(
+        self, call: Any, *, by: str | None = None, arguments_hash: str | None = None
+    ) -> Decision:
+        """Let a parked call run on the next :meth:`complete` (in this or any process).
+
+        Committed at once in a transaction of its own, with who (``by``) and when, and the hash
+        of the call's arguments: a call whose arguments change afterwards is not run.
+
+        Args:
+            call: the provider's call id (``row.tool_call_id``), or the tool-call row.
+            by: who decided (a user id, a name: any string).
+            arguments_hash: the hash of the arguments the person saw (the row's
+                ``approval_arguments_hash`` when it was shown); refused if they changed since.
+
+        Raises:
+            ConfigurationError: no call of this chat with that id awaits a decision.
+            StaleApprovalError: ``arguments_hash`` differs from the call's arguments now.
+        """
+        return self._decide_sync(call, "approved", by, None, arguments_hash)
+
+    async def aapprove(
+        self, call: Any, *, by: str | None = None, arguments_hash: str | None = None
+    ) -> Decision:
+        """Async twin of :meth:`approve`."""
+        return await self._adecide(call, "approved", by, None, arguments_hash)
+
+    def deny(
+        self,
+        call: Any,
+        reason: str | None = None,
+        *,
+        by: str | None = None,
+        arguments_hash: str | None = None,
+    ) -> Decision:
+        """Refuse a parked call: it never runs; the next :meth:`complete` tells the model, with
+        ``reason``. Recorded like :meth:`approve` (same arguments and errors)."""
+        return self._decide_sync(call, "denied", by, reason, arguments_hash)
+
+    async def adeny(
+        self,
+        call: Any,
+        reason: str | None = None,
+        *,
+        by: str | None = None,
+        arguments_hash: str | None = None,
+    ) -> Decision:
+        """Async twin of :meth:`deny`."""
+        return await self._adecide(call, "denied", by, reason, arguments_hash)
+
+    def _decide_sync(
+        self,
+        call: Any,
+        state: Literal["approved", "denied"],
+        by: str | None,
+        reason: str | None,
+        expected: str | None,
+    ) -> Decision:
+        from sa_llm._persisted.approvals import decide
+
+        session = _sync_session(self)
+        schema = _approval_schema(type(self))
+        chat_id = sa_inspect(self).identity[0]
+        bind = session.get_bind(mapper=type(self))
+
+        def record(connection: Any) -> Decision:
+            return decide(
+                connection, schema, chat_id, call, state,
+                by=by, reason=reason, expected_hash=expected,
+            )  # fmt: skip
+
+        if isinstance(bind, Engine):
+            with bind.begin() as connection:
+                decision = record(connection)
+        else:
+            decision = record(session)
+            session.commit()
+        _show_decision(session, call, decision)
+        return decision
+
+    async def _adecide(
+        self,
+        call: Any,
+        state: Literal["approved", "denied"],
+        by: str | None,
+        reason: str | None,
+        expected: str | None,
+    ) -> Decision:
+        from sa_llm._persisted.approvals import decide
+
+        session = _async_session(self)
+        schema = _approval_schema(type(self))
+        chat_id = sa_inspect(self).identity[0]
+        bind = session.sync_session.get_bind(mapper=type(self))
+
+        def record(connection: Any) -> Decision:
+            return decide(
+                connection, schema, chat_id, call, state,
+                by=by, reason=reason, expected_hash=expected,
+            )  # fmt: skip
+
+        if isinstance(bind, Engine):
+            async with AsyncEngine(bind).begin() as connection:
+                decision = await connection.run_sync(record)
+        else:
+            decision = await session.run_sync(record)
+            await session.commit()
+        _show_decision(session.sync_session, call, decision)
+        return decision
+
     # -- turns --
 
     def ask(
@@ -686,6 +849,31 @@ def _lease_schema(chat_cls: type[Any]) -> ChatSchema:
             "(`sa-llm upgrade` writes the migration)."
         )
     return schema
+
+
+def _approval_schema(chat_cls: type[Any]) -> ChatSchema:
+    schema = chat_schema(chat_cls)
+    if not schema.approval:
+        raise ConfigurationError(
+            f"{schema.tool_call_cls.__name__} has no tool-approval columns (approval, "
+            "approval_arguments_hash, approval_decided_by, approval_decided_at, "
+            "approval_reason): add them (`sa-llm upgrade` writes the migration)."
+        )
+    return schema
+
+
+def _show_decision(session: Session, call: Any, decision: Decision) -> None:
+    """A tool-call row given as ``call`` reads as decided (written by another connection)."""
+    if isinstance(call, str) or call not in session:
+        return
+    for name, value in (
+        ("approval", decision.state),
+        ("approval_arguments_hash", decision.arguments_hash),
+        ("approval_decided_by", decision.decided_by),
+        ("approval_decided_at", decision.decided_at),
+        ("approval_reason", decision.reason),
+    ):
+        set_committed_value(call, name, value)
 
 
 def _has_files(content: Any) -> bool:

@@ -166,6 +166,13 @@ class ${s.tool_call.class_name}(ToolCallRecord, Base):
     name: Mapped[str] = mapped_column(String(255))
     arguments: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     thought_signature: Mapped[str | None] = mapped_column(Text)
+    # Tool approval: pending / approved / denied (NULL: no decision needed), the hash of the
+    # arguments it is about, who decided, when, and why a call was denied.
+    approval: Mapped[str | None] = mapped_column(String(16))
+    approval_arguments_hash: Mapped[str | None] = mapped_column(String(64))
+    approval_decided_by: Mapped[str | None] = mapped_column(String(255))
+    approval_decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    approval_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     if TYPE_CHECKING:
