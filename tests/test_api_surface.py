@@ -22,6 +22,7 @@ PUBLIC_MODULES = [
     "sa_llm.declarative",
     "sa_llm.errors",
     "sa_llm.events",
+    "sa_llm.fallbacks",
     "sa_llm.mixins",
     "sa_llm.persistence",
     "sa_llm.providers",

@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "sa_llm.chat": 3,
     "sa_llm._instructions": 3,
     "sa_llm.approval": 3,
+    "sa_llm.fallbacks": 3,
     "sa_llm.providers.gemini_cache": 3,
     # 4: the schema of the user's classes and the SQL below the strategies
     "sa_llm._mapping": 4,

@@ -33,7 +33,8 @@ from sa_llm.approval import ApprovalPolicy, Decision
 from sa_llm.chat import ChatSettings, ChunkCallback, resolve_model
 from sa_llm.config import get_config
 from sa_llm.content import AttachmentSource
-from sa_llm.errors import ConfigurationError, DetachedRecordError
+from sa_llm.errors import ConfigurationError, DetachedRecordError, ProviderError
+from sa_llm.fallbacks import FallbackEvent
 from sa_llm.registry_table import resolve_model_row
 from sa_llm.tools import Tool
 from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
@@ -205,6 +206,22 @@ class ChatMethods:
         """Make tool calls wait for a decision (see :meth:`sa_llm.Chat.with_approval`);
         runtime only. Tools marked ``requires_approval`` wait without it."""
         _runtime(self).with_approval(policy, on_new_question=on_new_question)
+        return self
+
+    def with_fallbacks(
+        self: Self,
+        *models: str | ModelInfo,
+        on: Sequence[type[ProviderError]] | None = None,
+    ) -> Self:
+        """Models to move on to when a request fails for good (see
+        :meth:`sa_llm.Chat.with_fallbacks`); runtime only. Each failed attempt stays a row of
+        its own (status ``failed``, the model that failed)."""
+        _runtime(self).with_fallbacks(*models, on=on)  # resolved with the row's context
+        return self
+
+    def on_fallback(self: Self, callback: Callable[[FallbackEvent], Any]) -> Self:
+        """Call ``callback(event)`` before a turn of this row moves to a fallback model."""
+        _runtime(self).on_fallback(callback)
         return self
 
     def with_schema(self: Self, schema: Any) -> Self:
