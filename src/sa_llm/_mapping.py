@@ -274,6 +274,7 @@ _OPTIONAL_MESSAGE_COLUMNS = (
     "thinking_text",
     "thinking_signature",
     "thinking_tokens",
+    "thinking_raw",
 )
 
 

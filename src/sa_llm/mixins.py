@@ -95,6 +95,10 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 # for it, so `content_raw IS NULL` tells plain messages from raw ones.
 _NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
+# thinking_raw's type: JSON kept as written (PostgreSQL's json, not jsonb, which reorders keys
+# and drops duplicates), with Python None as SQL NULL.
+_RawJSON = JSON(none_as_null=True)
+
 _DEFAULT_TABLES = {
     "chats": "chats",
     "messages": "messages",
@@ -338,6 +342,10 @@ class _MessageColumns(_Timestamps, _Columns):
     thinking_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     thinking_signature: Mapped[str | None] = mapped_column(Text, nullable=True)
     thinking_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Every thinking/reasoning block of the reply as the provider sent it (signatures,
+    #: redacted blocks, reasoning items), replayed byte for byte on later turns. Plain JSON
+    #: on PostgreSQL too: JSONB would reorder the blocks' keys.
+    thinking_raw: Mapped[Any | None] = mapped_column(_RawJSON, nullable=True)
 
     @declared_attr
     def chat_id(cls) -> Mapped[Any]:

@@ -471,6 +471,9 @@ class PersistenceStrategy:
             row.thinking_signature = thinking.signature if thinking else None
         if "thinking_tokens" in optional:
             row.thinking_tokens = tokens.reasoning
+        if "thinking_raw" in optional:
+            # Every block as the provider sent it (signatures, reasoning items), for replay.
+            row.thinking_raw = dict(thinking.extra) if thinking and thinking.extra else None
 
     def find_tool_call_row(self, session: Session, turn: Turn, provider_id: str) -> Any:
         """The ``tool_calls`` key of this chat's call with this provider id, or ``None``."""

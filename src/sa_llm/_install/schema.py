@@ -32,7 +32,7 @@ _INSTALL_MESSAGE = "Create the sa_llm chat tables"
 _UPGRADES = {
     1: ("upgrade_v1", "Add the sa_llm raw content, cache token and thinking columns"),
     2: ("upgrade_v2", "Store SQL NULL instead of JSON null in sa_llm's content_raw"),
-    3: ("upgrade_v3", "Add the sa_llm turn lease, message status and tool approval columns"),
+    3: ("upgrade_v3", "Add the sa_llm turn lease, message status, thinking and approval columns"),
 }
 _LINE = 100
 # PostgreSQL cuts longer identifiers, and then the names no longer match the models.
@@ -51,7 +51,7 @@ _CHAT_COLUMNS = (
 _MESSAGE_COLUMNS = (
     "id", "role", "status", "content", "content_raw", "input_tokens", "output_tokens",
     "cached_tokens", "cache_creation_tokens", "thinking_text", "thinking_signature",
-    "thinking_tokens",
+    "thinking_tokens", "thinking_raw",
     "created_at", "updated_at",
 )  # fmt: skip
 _TOOL_CALL_COLUMNS = (

@@ -162,6 +162,7 @@ _HISTORY_COLUMNS = (
     "thinking_text",
     "thinking_signature",
     "thinking_tokens",
+    "thinking_raw",
     "updated_at",
 )
 
@@ -312,8 +313,8 @@ def read_history(
     last_updated: Any = None
     for (
         pk, role, status, content, raw, tokens_in, tokens_out, cached, cache_creation,
-        thinking_text, thinking_signature, thinking_tokens, updated_at, parent_call_id,
-        parent_message_id, model_name,
+        thinking_text, thinking_signature, thinking_tokens, thinking_raw, updated_at,
+        parent_call_id, parent_message_id, model_name,
     ) in session.execute(queries.messages, params):  # fmt: skip
         # This loop is the cost of a long history: positional unpacking, no per-row lookups.
         rows += 1
@@ -328,7 +329,7 @@ def read_history(
         message = message_from_columns(
             pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation,
             thinking_text, thinking_signature, thinking_tokens, parent_call_id, model_name,
-            tuple(calls) if calls else no_calls, files,
+            tuple(calls) if calls else no_calls, files, thinking_raw,
         )  # fmt: skip
         if role == "tool":
             results.setdefault(parent_message_id, {}).setdefault(parent_call_id, message)
@@ -363,12 +364,12 @@ def read_message(session: Session, schema: ChatSchema, chat_id: Any, pk: Any) ->
     )
     (
         pk, role, _status, content, raw, tokens_in, tokens_out, cached, cache_creation,
-        thinking_text, thinking_signature, thinking_tokens, _updated_at, parent_call_id,
-        _parent_message_id, model_name,
+        thinking_text, thinking_signature, thinking_tokens, thinking_raw, _updated_at,
+        parent_call_id, _parent_message_id, model_name,
     ) = row  # fmt: skip
     return message_from_columns(
         pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation, thinking_text,
-        thinking_signature, thinking_tokens, parent_call_id, model_name, calls, {},
+        thinking_signature, thinking_tokens, parent_call_id, model_name, calls, {}, thinking_raw,
     )  # fmt: skip
 
 
@@ -411,9 +412,13 @@ def message_from_columns(
     model_name: Any,
     calls: tuple[ToolCall, ...],
     files: Mapping[Any, tuple[Any, ...]],
+    thinking_raw: Any = None,
 ) -> Message:
     """One message from a row's column values: the one mapping of rows to messages (the
-    rebuild, the history cache and ``message.to_llm()`` all use it)."""
+    rebuild, the history cache and ``message.to_llm()`` all use it).
+
+    ``thinking_raw`` is the reply's provider-native reasoning data (``Thinking.extra``: every
+    thinking block with its signature, reasoning items, ...), replayed as it came."""
     tokens = None
     # Most rows (user, system, tool) carry no counts: skip building a Tokens for them.
     if not (
@@ -437,8 +442,8 @@ def message_from_columns(
         parent_call_id,
         tokens,
         model_name,
-        Thinking(thinking_text, thinking_signature)
-        if (thinking_text or thinking_signature)
+        Thinking(thinking_text, thinking_signature, thinking_raw or {})
+        if (thinking_text or thinking_signature or thinking_raw)
         else None,
     )
 
@@ -461,6 +466,7 @@ def row_to_message(row: Mapping[str, Any], tool_calls: Sequence[ToolCall] = ()) 
         row.get("model_name"),
         tuple(tool_calls),
         {},
+        row.get("thinking_raw"),
     )
 
 
@@ -564,6 +570,7 @@ def mirror_row(
         row_model,
         calls,
         {},
+        column("thinking_raw"),
     )
     return mirrored, _naive_utc(updated_at)
 

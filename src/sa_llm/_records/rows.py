@@ -58,9 +58,13 @@ class MessageMethods:
 
     @property
     def thinking(self) -> Thinking | None:
+        """The reply's reasoning: text, signature and every block as the provider sent it."""
         text = getattr(self, "thinking_text", None)
         signature = getattr(self, "thinking_signature", None)
-        return Thinking(text=text, signature=signature) if (text or signature) else None
+        raw = getattr(self, "thinking_raw", None)
+        if not (text or signature or raw):
+            return None
+        return Thinking(text=text, signature=signature, extra=raw or {})
 
     @property
     def is_tool_call(self) -> bool:
@@ -106,6 +110,7 @@ class MessageMethods:
             "thinking_text": getattr(self, "thinking_text", None),
             "thinking_signature": getattr(self, "thinking_signature", None),
             "thinking_tokens": getattr(self, "thinking_tokens", None),
+            "thinking_raw": getattr(self, "thinking_raw", None),
             "parent_call_id": parent.tool_call_id if parent is not None else None,
             "model_name": model_name,
         }

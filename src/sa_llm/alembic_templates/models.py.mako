@@ -122,6 +122,9 @@ class ${s.message.class_name}(MessageRecord, Base):
     thinking_text: Mapped[str | None] = mapped_column(Text)
     thinking_signature: Mapped[str | None] = mapped_column(Text)
     thinking_tokens: Mapped[int | None] = mapped_column(Integer)
+    # Every thinking block of a reply as the provider sent it (signatures included), replayed
+    # byte for byte: plain JSON, since JSONB would reorder keys.
+    thinking_raw: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
     ${s.fk_column(s.fks.message_model, s.model, "SET NULL", index=False)}
     # The tool call a tool result answers (not the provider's string id). Messages and tool
     # calls point at each other, so this key is added after both tables exist (use_alter).

@@ -105,6 +105,8 @@ def upgrade() -> None:
         sa.Column("thinking_text", sa.Text(), nullable=True),
         sa.Column("thinking_signature", sa.Text(), nullable=True),
         sa.Column("thinking_tokens", sa.Integer(), nullable=True),
+        # Thinking blocks as sent (plain JSON: JSONB would reorder their keys).
+        sa.Column("thinking_raw", sa.JSON(), nullable=True),
         sa.Column(
             ${q(s.fks.message_model)},
             ${s.pk_type},

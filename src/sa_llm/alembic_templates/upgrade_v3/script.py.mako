@@ -4,7 +4,7 @@ Revision ID: ${up_revision}
 ${"Revises: " + comma(down_revision) if down_revision else "Revises: (none)"}
 Create Date: ${create_date}
 
-${wrap(f"Written by ``sa-llm upgrade``. Adds the turn lease to ``{s.chat.table}``: ``turn_token``, ``turn_expires_at``, ``cancel_requested_at`` (one turn per chat across processes, crash recovery, cancel from anywhere); and ``status`` to ``{s.message.table}`` (pending, streaming, complete, failed, cancelled, interrupted); and the tool-approval columns to ``{s.tool_call.table}``: ``approval``, ``approval_arguments_hash``, ``approval_decided_by``, ``approval_decided_at``, ``approval_reason``. Existing rows keep NULL, which reads as no turn running, complete, and no decision needed.")}
+${wrap(f"Written by ``sa-llm upgrade``. Adds the turn lease to ``{s.chat.table}``: ``turn_token``, ``turn_expires_at``, ``cancel_requested_at`` (one turn per chat across processes, crash recovery, cancel from anywhere); ``status`` (pending, streaming, complete, failed, cancelled, interrupted) and ``thinking_raw`` (every thinking block of a reply as sent, for replay) to ``{s.message.table}``; and the tool-approval columns to ``{s.tool_call.table}``: ``approval``, ``approval_arguments_hash``, ``approval_decided_by``, ``approval_decided_at``, ``approval_reason``. Existing rows keep NULL, which reads as no turn running, complete, and no decision needed.")}
 A column that exists already is left alone, so the revision fits any older schema. The
 downgrade drops the columns of this revision that exist (Alembic keeps no record of which ones
 the upgrade found already there); the rows stay.
@@ -37,6 +37,7 @@ def _columns() -> dict[str, list[sa.Column[Any]]]:
         ],
         ${q(s.message.table)}: [
             sa.Column("status", sa.String(16), nullable=True),
+            sa.Column("thinking_raw", sa.JSON(), nullable=True),
         ],
         ${q(s.tool_call.table)}: [
             sa.Column("approval", sa.String(16), nullable=True),
