@@ -430,15 +430,24 @@ class ChatMethods:
 
         Only what a provider may be sent: unfinished or partial replies and unanswered tool
         calls are left out (``chat.messages`` shows every row). Runtime configuration (tools,
-        schema, ...) is applied. Needs a sync session.
+        schema, ...) is applied, and callbacks registered on the returned chat
+        (``on_new_message``, ``on_end_message``, ...) also fire on this row's own turns
+        (``chat.ask``). Needs a sync session.
         """
         session = _sync_session(self)
-        return self._prepare(session, None, with_history=True)
+        return self._shared(self._prepare(session, None, with_history=True))
 
     async def ato_llm(self) -> PersistedChat:
         """Async twin of :meth:`to_llm`."""
         session = _async_session(self)
-        return await session.run_sync(lambda s: self._prepare(s, session, with_history=True))
+        llm = await session.run_sync(lambda s: self._prepare(s, session, with_history=True))
+        return self._shared(llm)
+
+    def _shared(self, llm: PersistedChat) -> PersistedChat:
+        """``llm`` with this row's callbacks (one registry of them): a callback registered on
+        what ``to_llm()`` returned fires on the row's own turns too, as in RubyLLM."""
+        llm._callbacks = _runtime(self)._callbacks
+        return llm
 
     # -- partial output and cancellation --
 

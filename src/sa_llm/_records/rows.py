@@ -258,6 +258,17 @@ class ModelMethods:
                     setattr(row, name, value)
         return row
 
+    @property
+    def type(self) -> str:
+        """What the model is for: ``chat``, ``embedding``, ``image``, ``audio``,
+        ``transcription``, ``moderation``, ... (see :attr:`sa_llm.registry.ModelInfo.type`)."""
+        return self.to_llm().type
+
+    @property
+    def label(self) -> str:
+        """A display label, e.g. ``"GPT-4.1 nano (OpenAI)"``."""
+        return self.to_llm().label
+
     def supports(self, capability: str) -> bool:
         """Whether the model lists ``capability`` (e.g. ``"function_calling"``)."""
         return capability in (getattr(self, "capabilities", None) or ())
