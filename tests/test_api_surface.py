@@ -15,6 +15,7 @@ from sa_llm.chat import Chat
 
 PUBLIC_MODULES = [
     "sa_llm",
+    "sa_llm.approval",
     "sa_llm.chat",
     "sa_llm.config",
     "sa_llm.content",
@@ -22,6 +23,7 @@ PUBLIC_MODULES = [
     "sa_llm.declarative",
     "sa_llm.errors",
     "sa_llm.events",
+    "sa_llm.fallbacks",
     "sa_llm.mixins",
     "sa_llm.persistence",
     "sa_llm.providers",

@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "sa_llm.errors": 0,
     "sa_llm.types": 0,
     "sa_llm._flow": 0,
+    "sa_llm._parallel": 0,
     "sa_llm._optional": 0,
     "sa_llm._redact": 0,
     "sa_llm._http": 0,
@@ -41,6 +42,9 @@ LAYERS: dict[str, int] = {
     "sa_llm.tools": 3,
     "sa_llm._busy": 3,
     "sa_llm.chat": 3,
+    "sa_llm._instructions": 3,
+    "sa_llm.approval": 3,
+    "sa_llm.fallbacks": 3,
     "sa_llm.providers.gemini_cache": 3,
     # 4: the schema of the user's classes and the SQL below the strategies
     "sa_llm._mapping": 4,

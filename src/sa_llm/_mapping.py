@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sa_llm.persistence import PersistenceStrategy
 
 __all__ = [
+    "APPROVAL_COLUMNS",
     "EVENT_OPTIONS",
     "LEASE_COLUMNS",
     "USAGE_COLUMNS",
@@ -243,6 +244,8 @@ class ChatSchema:
         usage_message_fk: the ledger row's FK attribute to the message the attempt produced
             (``None``: the class keeps no such link).
         usage_columns: the ledger columns the class maps (those sa_llm writes).
+        approval: whether the tool-call class has the approval columns
+            (:data:`APPROVAL_COLUMNS`): tool calls can then wait for a decision.
     """
 
     chat_cls: type[Any]
@@ -267,6 +270,7 @@ class ChatSchema:
     usage_chat_fk: str | None = None
     usage_message_fk: str | None = None
     usage_columns: frozenset[str] = field(default_factory=frozenset)
+    approval: bool = False
 
     @property
     def legacy(self) -> bool:
@@ -276,6 +280,15 @@ class ChatSchema:
 #: The chat columns of the turn lease (all or none).
 LEASE_COLUMNS = ("turn_token", "turn_expires_at", "cancel_requested_at")
 
+#: The tool-call columns of tool approval (all or none).
+APPROVAL_COLUMNS = (
+    "approval",
+    "approval_arguments_hash",
+    "approval_decided_by",
+    "approval_decided_at",
+    "approval_reason",
+)
+
 _OPTIONAL_MESSAGE_COLUMNS = (
     "status",
     "content_raw",
@@ -284,6 +297,7 @@ _OPTIONAL_MESSAGE_COLUMNS = (
     "thinking_text",
     "thinking_signature",
     "thinking_tokens",
+    "thinking_raw",
 )
 
 
@@ -410,6 +424,13 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
             f"{chat_cls.__name__} has some of the turn-lease columns but not {missing}: add "
             "them all (sa-llm upgrade writes the migration) or none."
         )
+    approval = [name for name in APPROVAL_COLUMNS if has_column(tool_call_cls, name)]
+    if approval and len(approval) != len(APPROVAL_COLUMNS):
+        missing = ", ".join(name for name in APPROVAL_COLUMNS if name not in approval)
+        raise ConfigurationError(
+            f"{tool_call_cls.__name__} has some of the tool-approval columns but not {missing}: "
+            "add them all (sa-llm upgrade writes the migration) or none."
+        )
     event_cls = event_class(chat_cls)
     event_chat_fk = None
     if event_cls is not None:
@@ -446,6 +467,7 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
         message_attachments_attr=m_options.attachments if attachment_cls is not None else None,
         event_cls=event_cls,
         event_chat_fk=event_chat_fk,
+        approval=bool(approval),
         **_usage_links(chat_cls, message_cls),
     )
     chat_cls.__sa_llm_schema__ = schema

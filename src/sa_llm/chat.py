@@ -24,7 +24,15 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sa_llm import registry, telemetry
@@ -40,17 +48,33 @@ from sa_llm._flow import (
     drive,
     drive_iter,
 )
+from sa_llm._instructions import RuntimeInstructions
+from sa_llm._parallel import Gather
+from sa_llm.approval import (
+    APPROVED,
+    DENIED,
+    PENDING,
+    SUPERSEDED,
+    ApprovalPolicy,
+    Decision,
+    ParkedRound,
+    arguments_hash,
+    denial_content,
+)
 from sa_llm.config import Config, get_config
 from sa_llm.content import AttachmentSource, ensure_model_accepts, to_attachments
 from sa_llm.cost import GenaiPrices, Prices, prices_for
 from sa_llm.errors import (
+    ApprovalPendingError,
     ConfigurationError,
     ProviderError,
+    StaleApprovalError,
     StructuredOutputError,
     ToolError,
     UnsupportedFeatureError,
 )
-from sa_llm.providers import create_provider, provider_class
+from sa_llm.fallbacks import DEFAULT_FALLBACK_ERRORS, FallbackEvent, split_spec
+from sa_llm.providers import create_provider, provider_class, provider_names
 from sa_llm.providers._transport import Download, OpenStream, ReadStream, SendRequest, Transport
 from sa_llm.providers.base import ChatRequest, FormatCache, HttpResponse, deep_merge
 from sa_llm.schema import OutputSchema
@@ -75,7 +99,7 @@ __all__ = ["Chat", "ChatSettings", "ChunkCallback"]
 ChunkCallback = Callable[[Chunk], Any]
 Self = TypeVar("Self", bound="ChatSettings")
 ChatT = TypeVar("ChatT", bound="Chat")
-EventName = Literal["new_message", "end_message", "tool_call", "tool_result"]
+EventName = Literal["new_message", "end_message", "tool_call", "tool_result", "fallback"]
 
 _MAX_TOOL_ROUNDS = 100
 
@@ -111,6 +135,12 @@ class ChatSettings:
         self.params: dict[str, Any] = {}
         self.headers: dict[str, str] = {}
         self._callbacks: dict[str, list[Callable[..., Any]]] = {}
+        self.runtime_instructions = RuntimeInstructions()
+        self.approval_policy: bool | ApprovalPolicy | None = None
+        self.on_new_question: Literal["raise", "deny"] = "raise"
+        self.tool_concurrency: int | None = None
+        self.fallbacks: tuple[ModelInfo, ...] = ()
+        self.fallback_errors: tuple[type[ProviderError], ...] = DEFAULT_FALLBACK_ERRORS
 
     def use_settings(self, other: ChatSettings) -> None:
         """Take over ``other``'s settings (copies: later changes to either stay apart)."""
@@ -122,6 +152,12 @@ class ChatSettings:
         self.params = dict(other.params)
         self.headers = dict(other.headers)
         self._callbacks = {event: list(cbs) for event, cbs in other._callbacks.items()}
+        self.runtime_instructions = other.runtime_instructions.copy()
+        self.approval_policy = other.approval_policy
+        self.on_new_question = other.on_new_question
+        self.tool_concurrency = other.tool_concurrency
+        self.fallbacks = other.fallbacks
+        self.fallback_errors = other.fallback_errors
 
     def with_temperature(self: Self, temperature: float | None) -> Self:
         """Sampling temperature for the following requests (``None``: provider default).
@@ -196,18 +232,25 @@ class ChatSettings:
         replace: bool = False,
         choice: str | None = None,
         calls: Literal["one", "many"] | None = None,
+        concurrency: int | None = None,
     ) -> Self:
         """Add several tools (``replace=True`` drops the current ones first).
 
         Each tool is checked here, not when the model is first asked: its name and the JSON
         Schema of its arguments are built now.
 
+        Args:
+            concurrency: how many calls of one round run at once (default: the
+                ``tool_concurrency`` setting, 1). Results are still written and sent in call
+                order. Above 1, sync chats run tools on threads and async chats run plain
+                functions in worker threads: tools must then be thread-safe.
+
         Raises:
             ToolError: not a tool, a name providers refuse (a lambda's ``<lambda>``), or a
                 signature that cannot become a schema (``*args``, positional-only parameters,
                 a builtin without a signature, unreadable type hints).
-            ConfigurationError: ``calls`` other than ``"one"``/``"many"``, or a ``choice``
-                that is not a string.
+            ConfigurationError: ``calls`` other than ``"one"``/``"many"``, a ``choice``
+                that is not a string, or a ``concurrency`` that is not a positive int.
         """
         if calls not in (None, "one", "many"):
             raise ConfigurationError(f"calls must be 'one' or 'many', not {calls!r}.")
@@ -215,6 +258,14 @@ class ChatSettings:
             raise ConfigurationError(
                 f"choice must be 'auto', 'none', 'required' or a tool name, not {choice!r}."
             )
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise ConfigurationError(
+                f"concurrency is a number of calls run at once (an int >= 1), not {concurrency!r}."
+            )
+        if concurrency is not None:
+            self.tool_concurrency = concurrency
         # Every tool is checked before any is added: a bad one leaves the chat as it was.
         instances = [checked_tool(tool) for tool in tools]
         if replace:
@@ -226,6 +277,80 @@ class ChatSettings:
         if calls is not None:
             self.parallel_tool_calls = calls == "many"
         return self
+
+    def with_approval(
+        self: Self,
+        policy: bool | ApprovalPolicy | None = True,
+        *,
+        on_new_question: Literal["raise", "deny"] = "raise",
+    ) -> Self:
+        """Make tool calls wait for a person's decision (see :mod:`sa_llm.approval`).
+
+        Tools marked ``requires_approval`` always wait; ``policy`` picks more: ``True`` every
+        call, a callable ``policy(call) -> bool`` (may be ``async def``) the calls it returns
+        true for, ``None``/``False`` none besides the marked tools.
+
+        Args:
+            on_new_question: what ``ask`` does while a round waits: ``"raise"``
+                :class:`~sa_llm.errors.ApprovalPendingError`, or ``"deny"`` the waiting calls
+                (the model is told none of them ran) and go on.
+
+        Raises:
+            ConfigurationError: a policy that is not a bool, ``None`` or a callable, or an
+                unknown ``on_new_question``.
+        """
+        if policy is not None and not isinstance(policy, bool) and not callable(policy):
+            raise ConfigurationError(
+                f"with_approval() takes True, False, None or a callable, not {policy!r}."
+            )
+        if on_new_question not in ("raise", "deny"):
+            raise ConfigurationError(
+                f"on_new_question must be 'raise' or 'deny', not {on_new_question!r}."
+            )
+        self.approval_policy = policy
+        self.on_new_question = on_new_question
+        return self
+
+    def with_fallbacks(
+        self: Self,
+        *models: str | ModelInfo,
+        on: Sequence[type[ProviderError]] | None = None,
+    ) -> Self:
+        """Models to move on to, in order, when a request fails for good (see
+        :mod:`sa_llm.fallbacks`); none clears them.
+
+        Args:
+            models: registry ids or aliases, ``"provider/model"`` to route one, or registry
+                entries; resolved now.
+            on: the provider error classes that move a turn on (default: rate limits, 5xx and
+                overload, connection failures and timeouts, streams cut short).
+
+        Raises:
+            ModelNotFoundError: a model the registry does not know.
+            ConfigurationError: ``on`` is not a sequence of provider error classes.
+        """
+        context = getattr(self, "context", None)
+        config = context.config if context is not None else get_config()
+        providers = frozenset(provider_names())
+        resolved = []
+        for spec in models:
+            if isinstance(spec, str):
+                model, provider = split_spec(spec, providers)
+                resolved.append(resolve_model(model, provider, False, config))
+            else:
+                resolved.append(resolve_model(spec, None, False, config))
+        if on is not None:
+            if not all(isinstance(cls, type) and issubclass(cls, ProviderError) for cls in on):
+                raise ConfigurationError(
+                    f"with_fallbacks(on=...) takes provider error classes, not {on!r}."
+                )
+            self.fallback_errors = tuple(on)
+        self.fallbacks = tuple(resolved)
+        return self
+
+    def on_fallback(self: Self, callback: Callable[[FallbackEvent], Any]) -> Self:
+        """Call ``callback(event)`` before a turn moves to a fallback model."""
+        return self._on("fallback", callback)
 
     def with_schema(self: Self, schema: Any) -> Self:
         """Ask for replies matching a pydantic model class or JSON Schema; ``None`` removes it."""
@@ -291,6 +416,9 @@ class Chat(ChatSettings):
         # The running turn's spans (None: telemetry off), and the prices its attempts cost.
         self._trace: telemetry.TurnTrace | None = None
         self._price_list: tuple[Any, Prices | GenaiPrices | None] | None = None
+        # A round of tool calls waiting for decisions, and the one the next turn runs.
+        self._parked: ParkedRound | None = None
+        self._resume: ParkedRound | None = None
         self.with_model(
             model or self.config.default_model,
             provider=provider,
@@ -358,6 +486,70 @@ class Chat(ChatSettings):
     def _fire(self, event: EventName, *args: Any) -> Flow[None]:
         for callback in self._callbacks.get(event, ()):
             yield Call(callback, *args)
+
+    # -- tool approval (in memory; a persisted chat keeps it in its tool-call rows) -----------
+
+    def pending_approvals(self) -> list[ToolCall]:
+        """The tool calls of the parked round that wait for a decision, in call order."""
+        parked = self._parked
+        if parked is None:
+            return []
+        waiting = set(parked.waiting())
+        return [call for call in parked.message.tool_calls if call.id in waiting]
+
+    def approve(
+        self, call_id: str, *, by: str | None = None, arguments_hash: str | None = None
+    ) -> Decision:
+        """Let the parked call ``call_id`` run on the next ``complete()``.
+
+        Args:
+            by: who decided (recorded with the decision).
+            arguments_hash: the hash of the arguments the person saw
+                (:func:`sa_llm.approval.arguments_hash`); refused when the call's differ.
+
+        Raises:
+            ConfigurationError: no parked call has that id.
+            StaleApprovalError: ``arguments_hash`` is not that of the call's arguments.
+        """
+        return self._decide(call_id, APPROVED, by, None, arguments_hash)
+
+    def deny(
+        self,
+        call_id: str,
+        reason: str | None = None,
+        *,
+        by: str | None = None,
+        arguments_hash: str | None = None,
+    ) -> Decision:
+        """Refuse the parked call ``call_id``: it never runs; the model is told (with
+        ``reason``) on the next ``complete()``. Raises as :meth:`approve`."""
+        return self._decide(call_id, DENIED, by, reason, arguments_hash)
+
+    def _decide(
+        self,
+        call_id: str,
+        state: Literal["approved", "denied"],
+        by: str | None,
+        reason: str | None,
+        expected: str | None,
+    ) -> Decision:
+        from datetime import datetime, timezone
+
+        parked = self._parked
+        calls = parked.message.tool_calls if parked is not None else ()
+        call = next((c for c in calls if c.id == call_id), None)
+        if parked is None or call is None or call_id not in parked.decisions:
+            raise ConfigurationError(f"No tool call {call_id!r} of this chat awaits a decision.")
+        current = arguments_hash(call.arguments)
+        if expected is not None and expected != current:
+            raise StaleApprovalError(
+                f"The arguments of tool call {call_id!r} changed since they were shown; "
+                "decide again on the current ones.",
+                [call_id],
+            )
+        decision = Decision(state, current, by, datetime.now(timezone.utc), reason)
+        parked.decisions[call_id] = decision
+        return decision
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -470,6 +662,7 @@ class Chat(ChatSettings):
         ensure_model_accepts(self.model_info, message.attachments)
         self._check_supported()
         yield from self._take_turn()
+        yield from self._close_parked_round()
         yield from self._add_user_message(message)
         return (yield from self._reply_flow(on_chunk, stream))
 
@@ -477,7 +670,25 @@ class Chat(ChatSettings):
     def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
         self._check_supported()
         yield from self._take_turn()
+        parked = self._parked
+        if parked is not None:
+            check_decided(parked)
+            self._parked, self._resume = None, parked
         return (yield from self._reply_flow(on_chunk, stream))
+
+    def _close_parked_round(self) -> Flow[None]:
+        """A new question while a round is parked: refuse it, or deny the round's calls."""
+        parked = self._parked
+        if parked is None:
+            return
+        if self.on_new_question != "deny":
+            raise_pending(parked)
+        self._parked = None
+        for call in parked.message.tool_calls:
+            content = denial_content(SUPERSEDED)
+            yield from self._add_tool_result(
+                Message(role="tool", content=content, tool_call_id=call.id), call
+            )
 
     def _take_turn(self) -> Flow[None]:
         """Occupy the chat for this turn: wait for (or refuse) a turn already running on it.
@@ -508,7 +719,23 @@ class Chat(ChatSettings):
 
     def _reply_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
         self._current_provider()
+        primary = (self.model_info, self.model_id)
+        try:
+            return (yield from self._replies(on_chunk, stream))
+        finally:
+            if (self.model_info, self.model_id) != primary:  # a fallback lasts one turn
+                self.model_info, self.model_id = primary
+                self._bind_provider()
+
+    def _replies(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:
+        resume, self._resume = self._resume, None
+        if resume is not None:  # a parked round whose calls were decided: run it first
+            halted = yield from self._run_tools(resume.message, resume.decisions)
+            if halted is not None:
+                return halted
         rounds = 0
+        attempt = 1
+        fallbacks = list(self.fallbacks)
         while True:
             rounds += 1
             if rounds > _MAX_TOOL_ROUNDS:
@@ -533,7 +760,12 @@ class Chat(ChatSettings):
                 # kept in the error) must not carry it to the caller.
                 self.provider.redact_error(exc)
                 self._attempts_ended(log, exc)
-                raise
+                if not fallbacks or not isinstance(exc, self.fallback_errors):
+                    raise
+                yield from self._fall_back(exc, fallbacks.pop(0), attempt, stream)
+                attempt += 1
+                rounds -= 1  # the round is tried again, on the next model
+                continue
             except BaseException as exc:
                 self._attempts_ended(log, exc)
                 raise
@@ -548,9 +780,47 @@ class Chat(ChatSettings):
             # A forced tool choice applies to one round; forcing it again would loop forever.
             if self.tool_choice not in (None, "auto", "none"):
                 self.tool_choice = None
+            waiting = yield from self._calls_to_approve(message)
+            if waiting:
+                yield from self._park(
+                    ParkedRound(
+                        message,
+                        {
+                            call.id: Decision(PENDING, arguments_hash(call.arguments))
+                            for call in waiting
+                        },
+                    )
+                )
+                return message
             halted = yield from self._run_tools(message)
             if halted is not None:
                 return halted
+
+    def _fall_back(
+        self, error: ProviderError, to: ModelInfo, attempt: int, stream: bool
+    ) -> Flow[None]:
+        """End the failed attempt (its reply as far as it got) and switch to ``to``."""
+        accumulator, self._accumulator = self._accumulator, None
+        partial = accumulator.partial() if accumulator is not None else None
+        event = FallbackEvent(
+            from_model=self.model_id,
+            to_model=to.id,
+            error=error,
+            attempt=attempt,
+            streaming=stream,
+            chunks_delivered=accumulator is not None and accumulator.chunks > 0,
+        )
+        yield from self._attempt_failed(error, partial, to)
+        yield from self._fire("fallback", event)
+        self.model_info, self.model_id = to, to.id
+        self._bind_provider()
+
+    def _attempt_failed(
+        self, error: ProviderError, partial: Message | None, to: ModelInfo
+    ) -> Flow[None]:
+        """A reply attempt failed and ``to`` is tried next (a persisted chat records it)."""
+        return
+        yield
 
     def _stream_reply(
         self, http: Any, on_chunk: ChunkCallback | None, log: AttemptLog | None = None
@@ -586,21 +856,86 @@ class Chat(ChatSettings):
             return exc
         return None
 
-    def _run_tools(self, message: Message) -> Flow[Message | None]:
+    def _calls_to_approve(self, message: Message) -> Flow[list[ToolCall]]:
+        """The calls of ``message`` that wait for a decision: those of tools marked
+        ``requires_approval`` and those the chat's approval policy picks."""
+        policy = self.approval_policy
+        waiting: list[ToolCall] = []
+        for call in message.tool_calls:
+            tool = self.tools.get(call.name)
+            if tool is None or call.arguments_error is not None:
+                continue  # not run anyway: the model reads an error result
+            needed = bool(getattr(tool, "requires_approval", False))
+            if not needed and policy is True:
+                needed = True
+            elif not needed and callable(policy):
+                needed = bool((yield Call(policy, call)))
+            if needed:
+                waiting.append(call)
+        return waiting
+
+    def _park(self, parked: ParkedRound) -> Flow[None]:
+        """End the turn with a round waiting for decisions (a persisted chat writes them)."""
+        self._parked = parked
+        return
+        yield
+
+    def _run_tools(
+        self, message: Message, decisions: Mapping[str, Decision] | None = None
+    ) -> Flow[Message | None]:
+        decisions = decisions or {}
+        limit = self.tool_concurrency or self.config.tool_concurrency
+        if limit > 1 and len(message.tool_calls) > 1:
+            return (yield from self._run_tools_concurrently(message, decisions, limit))
         halted: Message | None = None
         for call in message.tool_calls:
-            yield from self._fire("tool_call", call)
-            yield from self._tool_result_started(call)
-            result = yield from self._execute_tool(call)
-            yield from self._fire("tool_result", result.content)
-            tool_message = Message(role="tool", content=result.content, tool_call_id=call.id)
-            yield from self._add_tool_result(tool_message, call)
-            yield from self._fire("end_message", tool_message)
-            if result.halted:
-                halted = tool_message
+            decision = decisions.get(call.id)
+            if decision is not None and decision.state == DENIED:
+                yield from self._tool_result_started(call)
+                result = ToolResult(denial_content(decision.reason), is_error=True)
+            else:
+                yield from self._fire("tool_call", call)
+                yield from self._tool_result_started(call)
+                result = yield from self._execute_tool(call)
+            halted = (yield from self._tool_finished(call, result)) or halted
         return halted
 
-    def _execute_tool(self, call: ToolCall) -> Flow[ToolResult]:
+    def _run_tools_concurrently(
+        self, message: Message, decisions: Mapping[str, Decision], limit: int
+    ) -> Flow[Message | None]:
+        """Run a round's calls at most ``limit`` at a time; write the results in call order."""
+        calls = message.tool_calls
+        jobs: list[ToolResult | Call] = []
+        for call in calls:
+            decision = decisions.get(call.id)
+            if decision is not None and decision.state == DENIED:
+                jobs.append(ToolResult(denial_content(decision.reason), is_error=True))
+                continue
+            yield from self._fire("tool_call", call)
+            jobs.append(self._prepare_tool(call))
+        runs = [job for job in jobs if isinstance(job, Call)]
+        outcomes = iter((yield Gather(runs, limit)) if runs else ())
+        halted: Message | None = None
+        for call, job in zip(calls, jobs, strict=True):
+            if isinstance(job, Call):
+                outcome = next(outcomes)
+                result = self._tool_outcome(call, outcome.value, outcome.error)
+            else:
+                result = job
+            yield from self._tool_result_started(call)
+            halted = (yield from self._tool_finished(call, result)) or halted
+        return halted
+
+    def _tool_finished(self, call: ToolCall, result: ToolResult) -> Flow[Message | None]:
+        """Hand a call's result on and write it; the tool message when the tool halted."""
+        yield from self._fire("tool_result", result.content)
+        tool_message = Message(role="tool", content=result.content, tool_call_id=call.id)
+        yield from self._add_tool_result(tool_message, call)
+        yield from self._fire("end_message", tool_message)
+        return tool_message if result.halted else None
+
+    def _prepare_tool(self, call: ToolCall) -> ToolResult | Call:
+        """The effect that runs the call's tool, or the result when it cannot run."""
         tool = self.tools.get(call.name)
         if tool is None:
             return error_result(call.name, ToolError(f"no tool named {call.name!r} is available"))
@@ -611,19 +946,31 @@ class Chat(ChatSettings):
             arguments = tool.validate(call.arguments)
         except Exception as exc:
             return error_result(call.name, exc)
-        run: Any = Call(tool.execute, **arguments)
+        run = Call(tool.execute, **arguments)
         if self._trace is not None:
-            run = self._trace.tool(run, call)
-        try:
-            value = yield run
-        except AsyncCallInSyncDrive as exc:
+            run = self._trace.traced_call(run, call)
+        return run
+
+    def _tool_outcome(self, call: ToolCall, value: Any, error: Exception | None) -> ToolResult:
+        """The result of a tool that ran: its value, or the error it raised."""
+        if isinstance(error, AsyncCallInSyncDrive):
             # A mistake in the program, not in the model's call: tell the developer.
-            raise ToolError(f"Tool {call.name!r} is async: {exc}") from exc
-        except Exception as exc:
-            return error_result(call.name, exc)
+            raise ToolError(f"Tool {call.name!r} is async: {error}") from error
+        if error is not None:
+            return error_result(call.name, error)
         if isinstance(value, Halt):
             return ToolResult(result_content(value.content), halted=True)
         return ToolResult(result_content(value))
+
+    def _execute_tool(self, call: ToolCall) -> Flow[ToolResult]:
+        job = self._prepare_tool(call)
+        if isinstance(job, ToolResult):
+            return job
+        try:
+            value = yield job
+        except Exception as exc:
+            return self._tool_outcome(call, None, exc)
+        return self._tool_outcome(call, value, None)
 
     def _download_attachments(self) -> Flow[None]:
         for message in self.messages:
@@ -639,7 +986,7 @@ class Chat(ChatSettings):
         """The provider-neutral request for the conversation as it stands."""
         return ChatRequest(
             model=self.model_id,
-            messages=self.messages,
+            messages=self.runtime_instructions.apply(self.messages),
             tools=[tool.spec() for tool in self.tools.values()],
             tool_choice=self.tool_choice,
             parallel_tool_calls=self.parallel_tool_calls,
@@ -747,6 +1094,41 @@ class Chat(ChatSettings):
         self.messages.append(message)
         return
         yield
+
+
+def raise_pending(parked: ParkedRound) -> None:
+    """Refuse a new question while ``parked`` waits.
+
+    Raises:
+        ApprovalPendingError: always.
+    """
+    ids = [call.id for call in parked.message.tool_calls]
+    raise ApprovalPendingError(
+        f"Tool calls of this chat wait for a decision ({', '.join(ids)}): approve or deny them "
+        "and call complete() first, or use with_approval(on_new_question='deny').",
+        ids,
+    )
+
+
+def check_decided(parked: ParkedRound) -> None:
+    """Refuse to run a parked round while a call waits for a (fresh) decision.
+
+    Raises:
+        StaleApprovalError: a decision was about other arguments than the call has.
+        ApprovalPendingError: a call has no decision yet.
+    """
+    stale = parked.stale()
+    if stale:
+        raise StaleApprovalError(
+            f"The arguments of tool call(s) {', '.join(stale)} changed after the decision; "
+            "they wait for a new one.",
+            stale,
+        )
+    waiting = parked.waiting()
+    if waiting:
+        raise ApprovalPendingError(
+            f"Tool call(s) {', '.join(waiting)} wait for approve() or deny().", waiting
+        )
 
 
 def require_content(

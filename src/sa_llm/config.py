@@ -217,6 +217,14 @@ class Config(BaseModel):
             "event log (chats with an @acts_as_event class): a batch, never one per chunk."
         ),
     )
+    tool_concurrency: int = Field(
+        1,
+        ge=1,
+        description=(
+            "How many tool calls of one round run at once (with_tools(..., concurrency=N) per "
+            "chat); results are written and sent in call order either way."
+        ),
+    )
     db_retries: int = Field(
         2,
         ge=0,

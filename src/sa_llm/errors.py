@@ -18,6 +18,8 @@ without swallowing the other::
     ├── StructuredOutputError         a reply that does not match the requested schema
     ├── ChatBusyError                 a turn is already running on this chat
     ├── TurnCancelledError            the turn was cancelled (chat.cancel(), from any process)
+    ├── ApprovalPendingError          tool calls of the chat wait for approve() / deny()
+    │   └── StaleApprovalError        a decision about arguments that have changed since
     ├── PersistenceError              the database failed a step of a turn (carries the reply)
     │   └── TurnLeaseLostError        the turn's lease expired and another turn took the chat
     └── ProviderError                 anything that went wrong talking to a provider
@@ -58,6 +60,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "ApprovalPendingError",
     "AttachmentError",
     "AuthenticationError",
     "BadRequestError",
@@ -79,6 +82,7 @@ __all__ = [
     "ResponseParseError",
     "SaLLMError",
     "ServerError",
+    "StaleApprovalError",
     "StreamInterruptedError",
     "StructuredOutputError",
     "ToolError",
@@ -234,6 +238,26 @@ class TurnCancelledError(SaLLMError):
     def __init__(self, message: str, partial: Any = None) -> None:
         super().__init__(message)
         self.partial = partial
+
+
+class ApprovalPendingError(SaLLMError):
+    """Tool calls of this chat wait for a decision (``chat.approve()`` / ``chat.deny()``).
+
+    Raised by ``complete()`` while a call of the parked round has no decision, and by ``ask()``
+    while a round is parked (unless the chat denies parked calls on a new question).
+
+    Attributes:
+        tool_call_ids: the provider ids of the calls that wait.
+    """
+
+    def __init__(self, message: str, tool_call_ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.tool_call_ids = tuple(tool_call_ids)
+
+
+class StaleApprovalError(ApprovalPendingError):
+    """A decision was about other arguments than the call now has: it is not applied, and the
+    call waits for a fresh decision."""
 
 
 class PersistenceError(SaLLMError):

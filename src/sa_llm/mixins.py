@@ -100,6 +100,10 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 # for it, so `content_raw IS NULL` tells plain messages from raw ones.
 _NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
+# thinking_raw's type: JSON kept as written (PostgreSQL's json, not jsonb, which reorders keys
+# and drops duplicates), with Python None as SQL NULL.
+_RawJSON = JSON(none_as_null=True)
+
 _DEFAULT_TABLES = {
     "chats": "chats",
     "messages": "messages",
@@ -343,6 +347,10 @@ class _MessageColumns(_Timestamps, _Columns):
     thinking_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     thinking_signature: Mapped[str | None] = mapped_column(Text, nullable=True)
     thinking_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Every thinking/reasoning block of the reply as the provider sent it (signatures,
+    #: redacted blocks, reasoning items), replayed byte for byte on later turns. Plain JSON
+    #: on PostgreSQL too: JSONB would reorder the blocks' keys.
+    thinking_raw: Mapped[Any | None] = mapped_column(_RawJSON, nullable=True)
 
     @declared_attr
     def chat_id(cls) -> Mapped[Any]:
@@ -389,7 +397,7 @@ class LegacyMessageMixin(MessageRecord, _MessageColumns):
 
 
 class ToolCallMixin(ToolCallRecord, _Columns):
-    """Columns of a tool call: provider id, name, JSON arguments, message FK."""
+    """Columns of a tool call: provider id, name, JSON arguments, message FK, approval."""
 
     __sa_llm_tables__: ClassVar[dict[str, str]] = {}
 
@@ -398,6 +406,20 @@ class ToolCallMixin(ToolCallRecord, _Columns):
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     arguments: Mapped[Any] = mapped_column(JSONType, nullable=False, default=dict)
     thought_signature: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Tool approval (sa_llm.approval): ``pending`` (the turn parked on it), ``approved`` or
+    #: ``denied``; ``None`` for calls that needed no decision.
+    approval: Mapped[str | None] = mapped_column(String(16), nullable=True, default=None)
+    #: SHA-256 of the arguments the approval state is about: a decision never applies to
+    #: arguments that changed since.
+    approval_arguments_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Who decided (what the application passed to ``approve(by=...)`` / ``deny``).
+    approval_decided_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: When the decision was recorded.
+    approval_decided_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    #: Why the call was denied (the model reads it).
+    approval_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, nullable=False
     )

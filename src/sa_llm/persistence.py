@@ -59,6 +59,7 @@ from sqlalchemy.orm.attributes import instance_state
 from sa_llm._mapping import ChatSchema
 from sa_llm._persisted import attachments as _attachments
 from sa_llm._persisted import usage as _usage
+from sa_llm._persisted.approvals import round_has_approvals
 from sa_llm._persisted.history import HistoryCache, call_from_values
 from sa_llm._persisted.lease import Lease, RepairReport, repair
 from sa_llm._persisted.rowwrite import save_row
@@ -259,6 +260,48 @@ class PersistenceStrategy:
             self.persist_attachments(session, turn, row, message.attachments)
         return row
 
+    def persist_failed_attempt(
+        self,
+        session: Session,
+        turn: Turn,
+        row: Any,
+        partial: Message | None,
+        error: BaseException,
+    ) -> Any:
+        """Record a reply attempt that failed before the turn moved on to a fallback model.
+
+        The attempt stays visible as its own message: its placeholder (or, when none was
+        written, e.g. a stream refused at its start, a new row) gets status ``failed``, the
+        model that failed (``turn.model_ref``), the usage reported so far and, with
+        ``keep_partial_output``, the text that streamed; the next attempt starts a new row.
+        Failed rows are never sent to a provider. A message table without ``status`` cannot
+        tell such a row from a reply: the placeholder is deleted instead and ``None`` returned.
+        This is the hook where a usage ledger records an attempt.
+        """
+        schema = turn.schema
+        written = row is not None and instance_state(row).key is not None
+        if "status" not in schema.optional:
+            identity = instance_state(row).identity if written else None
+            if identity is not None:
+                found = session.get(schema.message_cls, identity[0])
+                if found is not None:
+                    session.delete(found)
+                    session.flush()
+            return None
+        if not written:
+            row = self.new_row(turn, "assistant")
+            row.content = ""
+            session.add(row)
+        if partial is not None:
+            if turn.keep_partial and (partial.text or partial.thinking):
+                self.assign_content(turn, row, partial)
+            self.assign_tokens(turn, row, partial)
+        self.assign_status(turn, row, "failed")
+        if schema.message_model_attr is not None:
+            setattr(row, schema.message_model_attr, turn.model_ref)
+        session.flush()
+        return row
+
     def persist_attachments(
         self, session: Session, turn: Turn, row: Any, attachments: Sequence[Any]
     ) -> list[Any]:
@@ -366,6 +409,8 @@ class PersistenceStrategy:
     def _delete_round(self, session: Session, turn: Turn, call_message_id: Any) -> None:
         schema = turn.schema
         M, TC = schema.message_cls, schema.tool_call_cls
+        if round_has_approvals(session, schema, call_message_id):
+            return  # parked for approval: its calls wait for decisions, the next turn runs them
         call_ids = _tool_call_ids(session, turn, [call_message_id])
         parent_fk = getattr(M, schema.message_parent_fk)
         results = (
@@ -447,6 +492,9 @@ class PersistenceStrategy:
             row.thinking_signature = thinking.signature if thinking else None
         if "thinking_tokens" in optional:
             row.thinking_tokens = tokens.reasoning
+        if "thinking_raw" in optional:
+            # Every block as the provider sent it (signatures, reasoning items), for replay.
+            row.thinking_raw = dict(thinking.extra) if thinking and thinking.extra else None
 
     def find_tool_call_row(self, session: Session, turn: Turn, provider_id: str) -> Any:
         """The ``tool_calls`` key of this chat's call with this provider id, or ``None``."""
@@ -502,6 +550,16 @@ class SaveOnCompletionStrategy(PersistenceStrategy):
     def persist_new_message(self, session: Session, turn: Turn) -> Any:
         row = self.new_row(turn, "assistant")
         return row  # not added: nothing is written until completion
+
+    def persist_failed_attempt(
+        self,
+        session: Session,
+        turn: Turn,
+        row: Any,
+        partial: Message | None,
+        error: BaseException,
+    ) -> Any:
+        return None  # only complete replies are written
 
 
 def enable_sqlite_savepoints(engine: Any) -> None:

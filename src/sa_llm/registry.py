@@ -52,6 +52,7 @@ from typing import Any, NoReturn
 from sa_llm.errors import ModelNotFoundError, ProviderNotFoundError
 
 __all__ = [
+    "PROVIDER_LABELS",
     "SUPPORTED_PROVIDERS",
     "ModelInfo",
     "Registry",
@@ -67,6 +68,20 @@ __all__ = [
     "resolve",
     "where",
 ]
+
+#: How each provider is named for people (``ModelInfo.label``); others show their key.
+PROVIDER_LABELS: Mapping[str, str] = {
+    "openai": "OpenAI",
+    "anthropic": "Anthropic",
+    "gemini": "Google Gemini",
+    "bedrock": "Amazon Bedrock",
+    "openrouter": "OpenRouter",
+    "deepseek": "DeepSeek",
+    "mistral": "Mistral",
+    "ollama": "Ollama",
+    "xai": "xAI",
+    "fake": "Fake (sa_llm.testing)",
+}
 
 SUPPORTED_PROVIDERS = (
     "openai",
@@ -327,6 +342,12 @@ class ModelInfo:
     def supports_reasoning(self) -> bool:
         """Thinks before answering, with controllable effort or budget (``reasoning``)."""
         return "reasoning" in self.capabilities
+
+    @property
+    def label(self) -> str:
+        """A display label: the model's name and its provider's, e.g. ``"GPT-4.1 nano
+        (OpenAI)"``."""
+        return f"{self.name or self.id} ({PROVIDER_LABELS.get(self.provider, self.provider)})"
 
     @property
     def type(self) -> str:

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from sa_llm import errors
-from sa_llm.types import Chunk, Message, Thinking, Tokens, ToolCall
+from sa_llm.types import Chunk, Content, Message, Thinking, Tokens, ToolCall
 
 __all__ = ["Accumulator"]
 
@@ -60,6 +60,7 @@ class Accumulator:
     """Collects chunks of one reply and builds the assistant :class:`Message` from them."""
 
     __slots__ = (
+        "_attachments",
         "_calls",
         "_content",
         "_thinking",
@@ -78,6 +79,7 @@ class Accumulator:
         self._content: list[str] = []
         self._thinking: list[str] = []
         self._calls: dict[int | str, _PendingCall] = {}
+        self._attachments: list[Any] = []
         self.thinking_signature: str | None = None
         self.thinking_extra: dict[str, Any] = {}
         self.tokens: Tokens | None = None
@@ -97,6 +99,8 @@ class Accumulator:
             self.thinking_signature = chunk.thinking_signature
         if chunk.thinking_extra:
             self.thinking_extra.update(chunk.thinking_extra)
+        if chunk.attachments:
+            self._attachments.extend(chunk.attachments)
         for delta in chunk.tool_calls:
             pending = self._calls.get(delta.key)
             if pending is None:
@@ -173,9 +177,12 @@ class Accumulator:
                 signature=self.thinking_signature,
                 extra=dict(self.thinking_extra),
             )
+        content: str | Content | None = text if text else None
+        if self._attachments:  # files the model returned: text and files, as a user's are
+            content = Content(text or None, tuple(self._attachments))
         return Message(
             role="assistant",
-            content=text if text else None,
+            content=content,
             tool_calls=self.tool_calls(),
             tokens=self.tokens,
             model_id=self.model_id,

@@ -39,12 +39,13 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sa_llm._attempts import OK, Attempt, AttemptLog, outcome_of
-from sa_llm._flow import Effect, Scope
+from sa_llm._flow import Call, Effect, Scope
 
 if TYPE_CHECKING:
     from sa_llm.config import Config
@@ -300,9 +301,30 @@ class TurnTrace:
         result = _tool_result if self._capture else None
         return InSpan(effect, self, f"execute_tool {call.name}", attributes, result)
 
+    def traced_call(self, run: Call, call: ToolCall) -> Call:
+        """``run`` (a tool's :class:`~sa_llm._flow.Call`) as a call whose function runs inside
+        an ``execute_tool {name}`` span, wherever it runs: in the flow, or on a worker thread
+        or task when a round's calls run concurrently."""
+        in_span = self.tool(run, call)
+        if inspect.iscoroutinefunction(run.fn):
+
+            async def traced_async() -> Any:
+                return await in_span.arun(_NO_SCOPE)
+
+            return Call(traced_async)
+
+        def traced() -> Any:
+            return in_span.run(_NO_SCOPE)
+
+        return Call(traced)
+
     def step(self, effect: Effect[T], what: str) -> InSpan[T]:
         """``effect`` (a database step) inside an ``sa_llm {what}`` span."""
         return InSpan(effect, self, f"sa_llm {what}", {"sa_llm.step": what})
+
+
+#: A tool's function ignores the scope of its Call; a traced call run off the flow has none.
+_NO_SCOPE: Any = None
 
 
 def _tool_result(span: Any, value: Any) -> None:

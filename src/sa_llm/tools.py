@@ -100,8 +100,11 @@ class Tool:
         description: what the tool does (default: the class docstring).
         parameters: explicit :class:`Param` declarations (default: from ``execute``).
         schema: a complete JSON Schema for the arguments (overrides both).
+        requires_approval: calls wait for a person's decision before they run
+            (:mod:`sa_llm.approval`).
     """
 
+    requires_approval: ClassVar[bool] = False
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     parameters: ClassVar[Mapping[str, Param] | None] = None
@@ -225,8 +228,12 @@ class _FunctionTool(Tool):
         return type(self).function(**kwargs)
 
 
-def as_tool(function: Callable[..., Any], *, name: str | None = None) -> type[Tool]:
+def as_tool(
+    function: Callable[..., Any], *, name: str | None = None, requires_approval: bool = False
+) -> type[Tool]:
     """A :class:`Tool` class from a typed function; its docstring is the description.
+
+    ``requires_approval=True`` makes its calls wait for a decision (:mod:`sa_llm.approval`).
 
     Raises:
         ToolError: a callable without a signature Python can read (some builtins).
@@ -260,6 +267,7 @@ def as_tool(function: Callable[..., Any], *, name: str | None = None) -> type[To
         "name": name or getattr(function, "__name__", ""),
         "description": inspect.getdoc(function) or "",
         "execute": execute,
+        "requires_approval": requires_approval,
         "__module__": function.__module__,
     }
     return type(f"{getattr(function, '__name__', 'function')}_tool", (Tool,), namespace)

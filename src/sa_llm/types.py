@@ -276,6 +276,7 @@ class Chunk:
         thinking_signature: the reasoning signature or encrypted reasoning, when it arrives.
         thinking_extra: provider replay details for the reasoning (e.g. the item id).
         tool_calls: fragments of tool calls.
+        attachments: files the reply returns (e.g. an image a model generated).
         tokens: usage reported so far (fields that are set replace earlier ones).
         model_id: the model that answers.
         finish_reason: why the model stopped, in the last chunk.
@@ -289,3 +290,4 @@ class Chunk:
     tokens: Tokens | None = None
     model_id: str | None = None
     finish_reason: str | None = None
+    attachments: tuple[Attachment, ...] = ()

@@ -493,7 +493,13 @@ def test_a_whole_reply_with_reasoning_tools_and_cache_usage() -> None:
         acc.add(chunk)
     message = acc.message()
     assert message.text == "Calling."
-    assert message.thinking == Thinking("Hmm.", "s1", {"redacted_reasoning": ["cmVkYWN0ZWQ="]})
+    blocks = [
+        {"reasoningText": {"text": "Hmm.", "signature": "s1"}},
+        {"redactedContent": "cmVkYWN0ZWQ="},
+    ]
+    assert message.thinking == Thinking(
+        "Hmm.", "s1", {"redacted_reasoning": ["cmVkYWN0ZWQ="], "bedrock_reasoning": blocks}
+    )
     assert message.tool_calls == (ToolCall("t1", "lookup", {"q": "é"}),)
     assert message.tokens == sa_llm.Tokens(input=130, output=4, cached=100, cache_creation=20)
     assert message.finish_reason == "tool_use"

@@ -178,7 +178,11 @@ def upgrade(
     2. ``upgrade_v2`` sets ``content_raw`` to SQL NULL where earlier releases stored the JSON
        value ``null`` (every plain message).
     3. ``upgrade_v3`` adds the turn lease (``turn_token``, ``turn_expires_at``,
-       ``cancel_requested_at``) to the chats table and ``status`` to the messages table.
+       ``cancel_requested_at``) to the chats table, ``status`` and ``thinking_raw`` to the
+       messages table and the
+       tool-approval columns (``approval``, ``approval_arguments_hash``,
+       ``approval_decided_by``, ``approval_decided_at``, ``approval_reason``) to the tool
+       calls table.
 
     An sa_llm install revision of version N stands for the upgrades up to N.
 

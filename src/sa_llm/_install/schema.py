@@ -38,10 +38,7 @@ _INSTALL_MESSAGE = "Create the sa_llm chat tables"
 _UPGRADES = {
     1: ("upgrade_v1", "Add the sa_llm raw content, cache token and thinking columns"),
     2: ("upgrade_v2", "Store SQL NULL instead of JSON null in sa_llm's content_raw"),
-    3: (
-        "upgrade_v3",
-        "Add the sa_llm turn lease, message status, chat event log and usage ledger",
-    ),
+    3: ("upgrade_v3", "Add the sa_llm turn lease, status, thinking, approvals, events, ledger"),
 }
 _LINE = 100
 # PostgreSQL cuts longer identifiers, and then the names no longer match the models.
@@ -61,11 +58,13 @@ _CHAT_COLUMNS = (
 _MESSAGE_COLUMNS = (
     "id", "role", "status", "content", "content_raw", "input_tokens", "output_tokens",
     "cached_tokens", "cache_creation_tokens", "thinking_text", "thinking_signature",
-    "thinking_tokens",
+    "thinking_tokens", "thinking_raw",
     "created_at", "updated_at",
 )  # fmt: skip
 _TOOL_CALL_COLUMNS = (
-    "id", "tool_call_id", "name", "arguments", "thought_signature", "created_at"
+    "id", "tool_call_id", "name", "arguments", "thought_signature", "approval",
+    "approval_arguments_hash", "approval_decided_by", "approval_decided_at", "approval_reason",
+    "created_at",
 )  # fmt: skip
 _ATTACHMENT_COLUMNS = (
     "id", "filename", "content_type", "byte_size", "sha256", "storage_key", "created_at"

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -40,6 +40,7 @@ from sqlalchemy.orm.attributes import instance_state
 
 from sa_llm._attempts import Attempt, AttemptLog
 from sa_llm._flow import Effect, Flow, Sleep, StreamAbandoned
+from sa_llm._persisted import approvals as _approvals
 from sa_llm._persisted import attachments as _attachments
 from sa_llm._persisted import events as _events
 from sa_llm._persisted.heartbeat import Heartbeat, StartHeartbeat
@@ -55,20 +56,26 @@ from sa_llm._persisted.lease import (
 )
 from sa_llm._persisted.steps import DbStep, commit_failed, show_messages
 from sa_llm._persisted.wakeups import Listen, WaitForWakeup, hub
+from sa_llm.approval import ParkedRound
 from sa_llm.chat import Chat, ChunkCallback, require_content, traced_turn
 from sa_llm.content import AttachmentSource, ensure_model_accepts
 from sa_llm.errors import (
     ChatBusyError,
     ConfigurationError,
     PersistenceError,
+    ProviderError,
     TurnCancelledError,
     TurnLeaseLostError,
 )
 from sa_llm.persistence import PersistenceStrategy, Turn
 from sa_llm.providers._transport import Download
+from sa_llm.registry_table import resolve_model_row
 from sa_llm.storage import Storage
 from sa_llm.streaming import Accumulator
 from sa_llm.types import Content, Message, RawContent, ToolCall
+
+if TYPE_CHECKING:
+    from sa_llm.registry import ModelInfo
 
 __all__ = ["PersistedChat"]
 
@@ -83,6 +90,10 @@ _MAX_WAIT = 0.25
 _DB_RETRY_DELAYS = (0.05, 0.25, 1.0)
 # SQLSTATEs after which the transaction was rolled back whole: safe to run the step again.
 _RETRY_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+
+
+#: A begin step that found the chat's parked round in the way (the turn raises after it).
+_REFUSED = "refused"
 
 
 class _LeaseGone(Exception):
@@ -469,9 +480,21 @@ class PersistedChat(Chat):
                     return outcome
                 if outcome == Claim.TAKEN_OVER:
                     settle(session, schema, turn.chat_id, self._buffer)
-            found["history"] = turn.memory.history.current(
-                session, schema, turn.chat_id, self.storage
-            )
+            history = turn.memory.history
+            found["history"] = history.current(session, schema, turn.chat_id, self.storage)
+            if schema.approval and history.parked:  # the reading found a round parked
+                verdict = _approvals.at_begin(
+                    session, schema, turn.chat_id, asking=message is not None,
+                    deny=self.on_new_question == "deny", events=self._buffer,
+                )  # fmt: skip
+                if verdict.error is not None:  # refused: give the chat back, keep resets
+                    if lease is not None:
+                        release(session, schema, lease, turn.record)
+                    found["refused"] = verdict.error
+                    return _REFUSED
+                found["resume"] = verdict.resume
+                if verdict.resume is None:  # closed with denials: read what is sent now
+                    found["history"] = history.current(session, schema, turn.chat_id, self.storage)
             self._emit("turn.started")
             if message is not None:
                 found["row"] = strategy.persist_user_message(session, turn, message)
@@ -502,7 +525,16 @@ class PersistedChat(Chat):
             if lease is not None:
                 lease.held = False
             return outcome
+        if outcome == _REFUSED:
+            self._released()
+            raise found["refused"]
         messages, mirror = found["history"]
+        resume: _approvals.Resume | None = found.get("resume")
+        if resume is not None:
+            # The parked reply and any results it has are not in the (valid) history yet;
+            # the mirror would not know them, so this turn keeps none.
+            messages, mirror = [*messages, resume.message, *resume.answered], None
+            self._resume = resume.round
         self.use_history(messages, mirror)
         if message is not None:
             self._note(found["row"], message)
@@ -536,6 +568,86 @@ class PersistedChat(Chat):
         if lease is not None:
             lease.held = False
             hub.notify(wakeup_key(self.turn.schema, self.turn.chat_id))
+
+    def _check_supported(self) -> None:
+        """Also refuse tool approval on a tool-call table without its columns (before any
+        row is written)."""
+        super()._check_supported()
+        if self.turn.schema.approval:
+            return
+        marked = any(getattr(tool, "requires_approval", False) for tool in self.tools.values())
+        if marked or self.approval_policy:
+            raise ConfigurationError(
+                f"{self.turn.schema.tool_call_cls.__name__} has no tool-approval columns "
+                "(approval, approval_arguments_hash, approval_decided_by, approval_decided_at, "
+                "approval_reason), so calls cannot wait for a decision: add them (`sa-llm "
+                "upgrade` writes the migration)."
+            )
+
+    def _park(self, parked: ParkedRound) -> Flow[None]:
+        """Mark the calls that wait and release the chat, in one transaction."""
+        turn, schema = self.turn, self.turn.schema
+        lease = turn.lease
+        self._stop_heartbeat()
+        self._forget()  # the history leaves the parked round out until it is answered
+        waiting = {
+            turn.tool_call_rows[call_id]: decision.arguments_hash or ""
+            for call_id, decision in parked.decisions.items()
+        }
+
+        def park(session: Session, kept: list[Any]) -> None:
+            _approvals.mark_pending(session, schema, waiting)
+            if (
+                lease is not None
+                and lease.held
+                and not release(session, schema, lease, turn.record)
+            ):
+                raise _LeaseGone
+            self._emit("turn.ended", outcome="awaiting_approval", tool_calls=list(parked.decisions))
+
+        try:
+            yield from self._run(park, what="park the tool calls")
+        except _LeaseGone:
+            raise TurnLeaseLostError(
+                "This turn's lease on the chat expired and another turn took the chat over; "
+                "its tool calls were not parked."
+            ) from None
+        self._released()
+
+    def _attempt_failed(
+        self, error: ProviderError, partial: Message | None, to: ModelInfo
+    ) -> Flow[None]:
+        """Record the failed attempt (its own row, ``failed``) and reference the fallback's
+        registry row in the replies that follow, in one step."""
+        turn, strategy, schema = self.turn, self.strategy, self.turn.schema
+        row, config = turn.placeholder, self.config
+        failed_model = self.model_id
+
+        def record(session: Session, kept: list[Any]) -> Any:
+            existed = row is not None and instance_state(row).key is not None
+            written = strategy.persist_failed_attempt(session, turn, row, partial, error)
+            if written is not None and instance_state(written).key is not None:
+                kept.append(written)
+                pk = _pk(written)
+                if not existed:
+                    self._emit("message.created", pk, role="assistant", status="failed")
+                self._emit(
+                    "message.status", pk, status="failed", content=written.content,
+                    model=failed_model, error=_describe(error),
+                )  # fmt: skip
+            if schema.model_cls is not None:
+                assumed = bool(to.metadata.get("assumed"))
+                model_row = resolve_model_row(
+                    session, schema.model_cls, to.id, to.provider, assumed, config
+                )
+                turn.model_ref = _pk(model_row)
+            else:
+                turn.model_ref = to.id
+            turn.model_name = to.id
+            return written
+
+        yield from self._run(record, what="record the failed attempt")
+        turn.placeholder = None
 
     # -- flow hooks --
 

@@ -11,8 +11,11 @@ carries the whole text.
 
 Kinds and their data:
 
-* ``turn.started`` / ``turn.ended`` (``outcome``: complete, failed, cancelled, interrupted;
-  ``error``): a turn took / released the chat.
+* ``turn.started`` / ``turn.ended`` (``outcome``: complete, failed, cancelled, interrupted,
+  awaiting_approval with the waiting ``tool_calls``; ``error``): a turn took / released the
+  chat.
+* ``tool_call.decided`` (``tool_call_id``, ``approval``, ``decided_by``, ``reason``): a
+  decision about a parked call (:mod:`sa_llm.approval`).
 * ``message.created`` (``role``, ``status``, ``content``): a row was written (a user message, a
   reply's placeholder, a tool result's placeholder).
 * ``message.delta`` (``text``, ``offset``: where the text starts in the message): streamed text.

@@ -44,6 +44,7 @@ __all__ = [
     "message_from_columns",
     "mirror_row",
     "read_history",
+    "read_message",
     "row_to_message",
     "tool_call_from_columns",
 ]
@@ -98,13 +99,16 @@ class HistoryCache:
     ``updated_at`` alone does not: :meth:`clear` (``chat.expire_history()``) forces a rebuild.
     """
 
-    __slots__ = ("chat_id", "last_updated", "messages", "rows")
+    __slots__ = ("chat_id", "last_updated", "messages", "parked", "rows")
 
     def __init__(self) -> None:
         self.messages: tuple[Message, ...] | None = None
         self.rows = 0
         self.last_updated: Any = None
         self.chat_id: Any = None
+        #: Whether the history :meth:`current` returned last has a round parked for approval
+        #: (never kept between turns: a reused history has none).
+        self.parked = False
 
     def clear(self) -> None:
         """Forget the history: the next turn reads it from the database."""
@@ -119,6 +123,7 @@ class HistoryCache:
         is ``None`` when the history cannot be kept (no ``updated_at`` column, stored files).
         """
         queries = _queries(schema)
+        self.parked = False
         if (
             self.messages is not None
             and self.chat_id == chat_id
@@ -128,7 +133,8 @@ class HistoryCache:
             return list(self.messages), Mirror(list(self.messages), self.rows, self.last_updated)
         history = read_history(session, schema, chat_id, storage)
         self.clear()
-        if history.has_files or queries.fingerprint is None:
+        self.parked = history.parked
+        if history.has_files or history.parked or queries.fingerprint is None:
             return history.messages, None
         return history.messages, Mirror(history.messages, history.rows, history.last_updated)
 
@@ -156,6 +162,7 @@ _HISTORY_COLUMNS = (
     "thinking_text",
     "thinking_signature",
     "thinking_tokens",
+    "thinking_raw",
     "updated_at",
 )
 
@@ -224,6 +231,8 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
     call_columns = [message_fk, tc["tool_call_id"], tc["name"], tc["arguments"]]
     if has_signature:
         call_columns.append(tc["thought_signature"])
+    if schema.approval:  # last: a round parked for approval is found while reading
+        call_columns.append(tc["approval"])
     calls = (
         select(*call_columns)
         .select_from(tc["id"].table.join(m["id"].table, message_fk == m["id"]))
@@ -274,6 +283,7 @@ class History:
     rows: int
     last_updated: Any
     has_files: bool
+    parked: bool = False  # a round of tool calls waits for approval (sa_llm.approval)
 
 
 def read_history(
@@ -289,11 +299,15 @@ def read_history(
     if queries.attachments is not None and storage is not None:
         files = _attachments.read_history(connection.execute(queries.attachments, params), storage)
     collected: dict[Any, list[ToolCall]] = {}
+    approvals = queries.schema.approval
+    decided: set[Any] = set()  # messages whose calls carry an approval state
     for call in connection.execute(queries.calls, params).all():
         signature = call[4] if queries.has_signature else None
         collected.setdefault(call[0], []).append(
             tool_call_from_columns(call[1], call[2], call[3], signature)
         )
+        if approvals and call[-1] is not None:
+            decided.add(call[0])
     system: list[Message] = []
     others: list[tuple[Any, Message]] = []
     results: dict[Any, dict[str, Message]] = {}  # asking message -> call id -> its result
@@ -302,8 +316,8 @@ def read_history(
     last_updated: Any = None
     for (
         pk, role, status, content, raw, tokens_in, tokens_out, cached, cache_creation,
-        thinking_text, thinking_signature, thinking_tokens, updated_at, parent_call_id,
-        parent_message_id, model_name,
+        thinking_text, thinking_signature, thinking_tokens, thinking_raw, updated_at,
+        parent_call_id, parent_message_id, model_name,
     ) in connection.execute(queries.messages, params).all():  # fmt: skip
         # This loop is the cost of a long history: positional unpacking, no per-row lookups.
         rows += 1
@@ -318,7 +332,7 @@ def read_history(
         message = message_from_columns(
             pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation,
             thinking_text, thinking_signature, thinking_tokens, parent_call_id, model_name,
-            tuple(calls) if calls else no_calls, files,
+            tuple(calls) if calls else no_calls, files, thinking_raw,
         )  # fmt: skip
         if role == "tool":
             results.setdefault(parent_message_id, {}).setdefault(parent_call_id, message)
@@ -326,7 +340,40 @@ def read_history(
             system.append(message)
         else:
             others.append((pk, message))
-    return History(system + _paired(others, results), rows, _naive_utc(last_updated), bool(files))
+    # A round parked for approval: calls with an approval state, not all answered yet.
+    parked = any(not all(c.id in results.get(pk, {}) for c in collected[pk]) for pk in decided)
+    return History(
+        system + _paired(others, results),
+        rows,
+        _naive_utc(last_updated),
+        bool(files),
+        parked,
+    )
+
+
+def read_message(session: Session, schema: ChatSchema, chat_id: Any, pk: Any) -> Message | None:
+    """One message of the chat as a rebuild maps it, with its tool calls, whatever its status
+    (a round parked for approval, which the history leaves out until it is answered)."""
+    queries = _queries(schema)
+    m = sa_inspect(schema.message_cls).c
+    tc = sa_inspect(schema.tool_call_cls).c
+    params = {"sa_llm_chat_id": chat_id}
+    row = session.execute(queries.messages.where(m["id"] == pk), params).first()
+    if row is None:
+        return None
+    calls = tuple(
+        tool_call_from_columns(c[1], c[2], c[3], c[4] if queries.has_signature else None)
+        for c in session.execute(queries.calls.where(tc[schema.tool_call_message_fk] == pk), params)
+    )
+    (
+        pk, role, _status, content, raw, tokens_in, tokens_out, cached, cache_creation,
+        thinking_text, thinking_signature, thinking_tokens, thinking_raw, _updated_at,
+        parent_call_id, _parent_message_id, model_name,
+    ) = row  # fmt: skip
+    return message_from_columns(
+        pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation, thinking_text,
+        thinking_signature, thinking_tokens, parent_call_id, model_name, calls, {}, thinking_raw,
+    )  # fmt: skip
 
 
 def _blank(raw: Any) -> bool:
@@ -368,9 +415,13 @@ def message_from_columns(
     model_name: Any,
     calls: tuple[ToolCall, ...],
     files: Mapping[Any, tuple[Any, ...]],
+    thinking_raw: Any = None,
 ) -> Message:
     """One message from a row's column values: the one mapping of rows to messages (the
-    rebuild, the history cache and ``message.to_llm()`` all use it)."""
+    rebuild, the history cache and ``message.to_llm()`` all use it).
+
+    ``thinking_raw`` is the reply's provider-native reasoning data (``Thinking.extra``: every
+    thinking block with its signature, reasoning items, ...), replayed as it came."""
     tokens = None
     # Most rows (user, system, tool) carry no counts: skip building a Tokens for them.
     if not (
@@ -394,8 +445,8 @@ def message_from_columns(
         parent_call_id,
         tokens,
         model_name,
-        Thinking(thinking_text, thinking_signature)
-        if (thinking_text or thinking_signature)
+        Thinking(thinking_text, thinking_signature, thinking_raw or {})
+        if (thinking_text or thinking_signature or thinking_raw)
         else None,
     )
 
@@ -418,6 +469,7 @@ def row_to_message(row: Mapping[str, Any], tool_calls: Sequence[ToolCall] = ()) 
         row.get("model_name"),
         tuple(tool_calls),
         {},
+        row.get("thinking_raw"),
     )
 
 
@@ -526,6 +578,7 @@ def mirror_row(
         row_model,
         calls,
         {},
+        column("thinking_raw"),
     )
     return mirrored, _naive_utc(updated_at)
 

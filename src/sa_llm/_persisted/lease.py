@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from sa_llm._mapping import LEASE_COLUMNS, ChatSchema
+from sa_llm._persisted.approvals import parked_calls
 from sa_llm._persisted.events import EventBuffer
 from sa_llm._persisted.events import write as write_events
 
@@ -315,7 +316,8 @@ def settle(
     * a placeholder it was writing (status ``pending`` / ``streaming``): deleted when blank,
       else (its text was flushed: ``keep_partial_output``) kept as ``interrupted``;
     * tool calls it asked for without a result: each gets a result saying the turn was
-      interrupted, so the model sees every call answered and the chat can continue.
+      interrupted, so the model sees every call answered and the chat can continue (a round
+      parked for approval is left to its decisions).
 
     Call it with the chat's lease held (after a takeover) or while no turn runs (repair).
     ``events`` (the step's event buffer) receives what changed, for the chat's event log.
@@ -361,12 +363,15 @@ def _close_unanswered_calls(
     parent_fk = getattr(M, schema.message_parent_fk)
     call_message_fk = getattr(TC, schema.tool_call_message_fk)
     answered = select(parent_fk).where(parent_fk.is_not(None))
-    open_calls = session.execute(
+    query = (
         select(TC.id, TC.tool_call_id)
         .join(M, call_message_fk == M.id)
         .where(chat_fk == chat_id, TC.id.not_in(answered))
         .order_by(TC.id)
-    ).all()
+    )
+    if schema.approval:  # a round parked for approval waits for a person, not a process
+        query = query.where(call_message_fk.not_in(parked_calls(schema)))
+    open_calls = session.execute(query).all()
     rows = []
     for call_pk, _provider_id in open_calls:
         row = schema.message_cls()
@@ -456,6 +461,9 @@ def _chats_with_open_calls(session: Session, schema: ChatSchema, chat_ids: Any) 
         .join(TC, getattr(TC, schema.tool_call_message_fk) == M.id)
         .where(TC.id.not_in(select(parent_fk).where(parent_fk.is_not(None))))
     )
+    if schema.approval:
+        message_fk = getattr(TC, schema.tool_call_message_fk)
+        query = query.where(message_fk.not_in(parked_calls(schema)))
     if chat_ids is not None:
         query = query.where(chat_fk.in_(list(chat_ids)))
     return list(session.scalars(query).all())

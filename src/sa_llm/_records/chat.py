@@ -25,13 +25,16 @@ from sqlalchemy import Engine, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_object_session
 from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from sa_llm._flow import adrive, adrive_iter, drive, drive_iter
 from sa_llm._mapping import ChatSchema, chat_schema
+from sa_llm.approval import ApprovalPolicy, Decision
 from sa_llm.chat import ChatSettings, ChunkCallback, resolve_model
 from sa_llm.config import get_config
 from sa_llm.content import AttachmentSource
-from sa_llm.errors import ConfigurationError, DetachedRecordError
+from sa_llm.errors import ConfigurationError, DetachedRecordError, ProviderError
+from sa_llm.fallbacks import FallbackEvent
 from sa_llm.registry_table import resolve_model_row
 from sa_llm.tools import Tool
 from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
@@ -184,9 +187,42 @@ class ChatMethods:
         replace: bool = False,
         choice: str | None = None,
         calls: Literal["one", "many"] | None = None,
+        concurrency: int | None = None,
     ) -> Self:
-        """Add tools (``replace=True`` drops the current ones first); runtime only."""
-        _runtime(self).with_tools(*tools, replace=replace, choice=choice, calls=calls)
+        """Add tools (``replace=True`` drops the current ones first); runtime only.
+
+        ``concurrency``: calls of one round run at once (results are written in call order).
+        """
+        _runtime(self).with_tools(
+            *tools, replace=replace, choice=choice, calls=calls, concurrency=concurrency
+        )
+        return self
+
+    def with_approval(
+        self: Self,
+        policy: bool | ApprovalPolicy | None = True,
+        *,
+        on_new_question: Literal["raise", "deny"] = "raise",
+    ) -> Self:
+        """Make tool calls wait for a decision (see :meth:`sa_llm.Chat.with_approval`);
+        runtime only. Tools marked ``requires_approval`` wait without it."""
+        _runtime(self).with_approval(policy, on_new_question=on_new_question)
+        return self
+
+    def with_fallbacks(
+        self: Self,
+        *models: str | ModelInfo,
+        on: Sequence[type[ProviderError]] | None = None,
+    ) -> Self:
+        """Models to move on to when a request fails for good (see
+        :meth:`sa_llm.Chat.with_fallbacks`); runtime only. Each failed attempt stays a row of
+        its own (status ``failed``, the model that failed)."""
+        _runtime(self).with_fallbacks(*models, on=on)  # resolved with the row's context
+        return self
+
+    def on_fallback(self: Self, callback: Callable[[FallbackEvent], Any]) -> Self:
+        """Call ``callback(event)`` before a turn of this row moves to a fallback model."""
+        _runtime(self).on_fallback(callback)
         return self
 
     def with_schema(self: Self, schema: Any) -> Self:
@@ -395,15 +431,24 @@ class ChatMethods:
 
         Only what a provider may be sent: unfinished or partial replies and unanswered tool
         calls are left out (``chat.messages`` shows every row). Runtime configuration (tools,
-        schema, ...) is applied. Needs a sync session.
+        schema, ...) is applied, and callbacks registered on the returned chat
+        (``on_new_message``, ``on_end_message``, ...) also fire on this row's own turns
+        (``chat.ask``). Needs a sync session.
         """
         session = _sync_session(self)
-        return self._prepare(session, None, with_history=True)
+        return self._shared(self._prepare(session, None, with_history=True))
 
     async def ato_llm(self) -> PersistedChat:
         """Async twin of :meth:`to_llm`."""
         session = _async_session(self)
-        return await session.run_sync(lambda s: self._prepare(s, session, with_history=True))
+        llm = await session.run_sync(lambda s: self._prepare(s, session, with_history=True))
+        return self._shared(llm)
+
+    def _shared(self, llm: PersistedChat) -> PersistedChat:
+        """``llm`` with this row's callbacks (one registry of them): a callback registered on
+        what ``to_llm()`` returned fires on the row's own turns too, as in RubyLLM."""
+        llm._callbacks = _runtime(self)._callbacks
+        return llm
 
     # -- partial output and cancellation --
 
@@ -504,6 +549,150 @@ class ChatMethods:
         """Async twin of :meth:`cost`."""
         return (await self.ausage()).cost
 
+    # -- tool approval (decisions in the tool-call rows, from any process) --
+
+    def pending_approvals(self) -> list[Any]:
+        """The tool-call rows of this chat that wait for a decision, in call order.
+
+        A chat whose list is not empty is *awaiting approval*: its last turn parked, no turn
+        runs, and ``ask`` raises :class:`~sa_llm.errors.ApprovalPendingError` until the calls
+        are decided and :meth:`complete` has run them.
+        """
+        return self._pending_step(_sync_session(self))
+
+    async def apending_approvals(self) -> list[Any]:
+        """Async twin of :meth:`pending_approvals`."""
+        return await _async_session(self).run_sync(self._pending_step)
+
+    def _pending_step(self, session: Session) -> list[Any]:
+        """Read the waiting calls as a step: its transaction ends (no SQLite read lock is left
+        to block a decision written on another connection) and the rows stay readable."""
+        from sa_llm._persisted.approvals import pending_query
+        from sa_llm._persisted.steps import loaded_values, restore
+        from sa_llm.persistence import strategy_for
+
+        schema = _approval_schema(type(self))
+        query = pending_query(schema, sa_inspect(self).identity[0])
+        loaded: list[tuple[Any, dict[str, Any] | None]] = []
+
+        def step() -> list[Any]:
+            rows = list(session.scalars(query))
+            loaded.extend((row, loaded_values(row)) for row in rows)
+            return rows
+
+        rows = _run_step(strategy_for(session, type(self)), session, self, step)
+        restore(loaded)
+        return rows
+
+    def approve(
+        self, call: Any, *, by: str | None = None, arguments_hash: str | None = None
+    ) -> Decision:
+        """Let a parked call run on the next :meth:`complete` (in this or any process).
+
+        Committed at once in a transaction of its own, with who (``by``) and when, and the hash
+        of the call's arguments: a call whose arguments change afterwards is not run.
+
+        Args:
+            call: the provider's call id (``row.tool_call_id``), or the tool-call row.
+            by: who decided (a user id, a name: any string).
+            arguments_hash: the hash of the arguments the person saw (the row's
+                ``approval_arguments_hash`` when it was shown); refused if they changed since.
+
+        Raises:
+            ConfigurationError: no call of this chat with that id awaits a decision.
+            StaleApprovalError: ``arguments_hash`` differs from the call's arguments now.
+        """
+        return self._decide_sync(call, "approved", by, None, arguments_hash)
+
+    async def aapprove(
+        self, call: Any, *, by: str | None = None, arguments_hash: str | None = None
+    ) -> Decision:
+        """Async twin of :meth:`approve`."""
+        return await self._adecide(call, "approved", by, None, arguments_hash)
+
+    def deny(
+        self,
+        call: Any,
+        reason: str | None = None,
+        *,
+        by: str | None = None,
+        arguments_hash: str | None = None,
+    ) -> Decision:
+        """Refuse a parked call: it never runs; the next :meth:`complete` tells the model, with
+        ``reason``. Recorded like :meth:`approve` (same arguments and errors)."""
+        return self._decide_sync(call, "denied", by, reason, arguments_hash)
+
+    async def adeny(
+        self,
+        call: Any,
+        reason: str | None = None,
+        *,
+        by: str | None = None,
+        arguments_hash: str | None = None,
+    ) -> Decision:
+        """Async twin of :meth:`deny`."""
+        return await self._adecide(call, "denied", by, reason, arguments_hash)
+
+    def _decide_sync(
+        self,
+        call: Any,
+        state: Literal["approved", "denied"],
+        by: str | None,
+        reason: str | None,
+        expected: str | None,
+    ) -> Decision:
+        from sa_llm._persisted.approvals import decide
+
+        session = _sync_session(self)
+        schema = _approval_schema(type(self))
+        chat_id = sa_inspect(self).identity[0]
+        bind = session.get_bind(mapper=type(self))
+
+        def record(connection: Any) -> Decision:
+            return decide(
+                connection, schema, chat_id, call, state,
+                by=by, reason=reason, expected_hash=expected,
+            )  # fmt: skip
+
+        if isinstance(bind, Engine):
+            with bind.begin() as connection:
+                decision = record(connection)
+        else:
+            decision = record(session)
+            session.commit()
+        _show_decision(session, call, decision)
+        return decision
+
+    async def _adecide(
+        self,
+        call: Any,
+        state: Literal["approved", "denied"],
+        by: str | None,
+        reason: str | None,
+        expected: str | None,
+    ) -> Decision:
+        from sa_llm._persisted.approvals import decide
+
+        session = _async_session(self)
+        schema = _approval_schema(type(self))
+        chat_id = sa_inspect(self).identity[0]
+        bind = session.sync_session.get_bind(mapper=type(self))
+
+        def record(connection: Any) -> Decision:
+            return decide(
+                connection, schema, chat_id, call, state,
+                by=by, reason=reason, expected_hash=expected,
+            )  # fmt: skip
+
+        if isinstance(bind, Engine):
+            async with AsyncEngine(bind).begin() as connection:
+                decision = await connection.run_sync(record)
+        else:
+            decision = await session.run_sync(record)
+            await session.commit()
+        _show_decision(session.sync_session, call, decision)
+        return decision
+
     # -- turns --
 
     def ask(
@@ -602,12 +791,30 @@ class ChatMethods:
 
         _run_step(strategy, session, self, step)
 
-    def with_instructions(self: Self, text: str | None, *, append: bool = False) -> Self:
-        """Persist the system prompt: replaces it unless ``append``; ``None`` clears it."""
+    def with_instructions(
+        self: Self, text: str | None, *, append: bool = False, persist: bool = True
+    ) -> Self:
+        """Persist the system prompt: replaces it unless ``append``; ``None`` clears it.
+
+        With ``persist=False`` the instruction is a *runtime* one: it applies to this row
+        instance's turns and is never stored (an agent whose prompt lives in code). A request
+        then sends the stored instructions (unless a runtime one replaced them:
+        ``append=False``), then the runtime ones in the order given; ``None`` forgets the
+        runtime ones. No database access.
+        """
+        if not persist:
+            _runtime(self).runtime_instructions.set(text, append=append)
+            return self
         self._instructions_step(_sync_session(self), text, append)
         return self
 
-    async def awith_instructions(self: Self, text: str | None, *, append: bool = False) -> Self:
+    async def awith_instructions(
+        self: Self, text: str | None, *, append: bool = False, persist: bool = True
+    ) -> Self:
+        """Async twin of :meth:`with_instructions`."""
+        if not persist:
+            _runtime(self).runtime_instructions.set(text, append=append)
+            return self
         session = _async_session(self)
         await session.run_sync(lambda s: self._instructions_step(s, text, append))
         return self
@@ -697,6 +904,31 @@ def _lease_schema(chat_cls: type[Any]) -> ChatSchema:
             "(`sa-llm upgrade` writes the migration)."
         )
     return schema
+
+
+def _approval_schema(chat_cls: type[Any]) -> ChatSchema:
+    schema = chat_schema(chat_cls)
+    if not schema.approval:
+        raise ConfigurationError(
+            f"{schema.tool_call_cls.__name__} has no tool-approval columns (approval, "
+            "approval_arguments_hash, approval_decided_by, approval_decided_at, "
+            "approval_reason): add them (`sa-llm upgrade` writes the migration)."
+        )
+    return schema
+
+
+def _show_decision(session: Session, call: Any, decision: Decision) -> None:
+    """A tool-call row given as ``call`` reads as decided (written by another connection)."""
+    if isinstance(call, str) or call not in session:
+        return
+    for name, value in (
+        ("approval", decision.state),
+        ("approval_arguments_hash", decision.arguments_hash),
+        ("approval_decided_by", decision.decided_by),
+        ("approval_decided_at", decision.decided_at),
+        ("approval_reason", decision.reason),
+    ):
+        set_committed_value(call, name, value)
 
 
 def _has_files(content: Any) -> bool:

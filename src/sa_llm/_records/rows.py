@@ -96,9 +96,13 @@ class MessageMethods:
 
     @property
     def thinking(self) -> Thinking | None:
+        """The reply's reasoning: text, signature and every block as the provider sent it."""
         text = getattr(self, "thinking_text", None)
         signature = getattr(self, "thinking_signature", None)
-        return Thinking(text=text, signature=signature) if (text or signature) else None
+        raw = getattr(self, "thinking_raw", None)
+        if not (text or signature or raw):
+            return None
+        return Thinking(text=text, signature=signature, extra=raw or {})
 
     @property
     def is_tool_call(self) -> bool:
@@ -144,6 +148,7 @@ class MessageMethods:
             "thinking_text": getattr(self, "thinking_text", None),
             "thinking_signature": getattr(self, "thinking_signature", None),
             "thinking_tokens": getattr(self, "thinking_tokens", None),
+            "thinking_raw": getattr(self, "thinking_raw", None),
             "parent_call_id": parent.tool_call_id if parent is not None else None,
             "model_name": model_name,
         }
@@ -290,6 +295,17 @@ class ModelMethods:
                 if prop.columns[0].key == attr:
                     setattr(row, name, value)
         return row
+
+    @property
+    def type(self) -> str:
+        """What the model is for: ``chat``, ``embedding``, ``image``, ``audio``,
+        ``transcription``, ``moderation``, ... (see :attr:`sa_llm.registry.ModelInfo.type`)."""
+        return self.to_llm().type
+
+    @property
+    def label(self) -> str:
+        """A display label, e.g. ``"GPT-4.1 nano (OpenAI)"``."""
+        return self.to_llm().label
 
     def supports(self, capability: str) -> bool:
         """Whether the model lists ``capability`` (e.g. ``"function_calling"``)."""

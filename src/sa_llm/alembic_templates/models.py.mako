@@ -134,6 +134,9 @@ class ${s.message.class_name}(MessageRecord, Base):
     thinking_text: Mapped[str | None] = mapped_column(Text)
     thinking_signature: Mapped[str | None] = mapped_column(Text)
     thinking_tokens: Mapped[int | None] = mapped_column(Integer)
+    # Every thinking block of a reply as the provider sent it (signatures included), replayed
+    # byte for byte: plain JSON, since JSONB would reorder keys.
+    thinking_raw: Mapped[Any | None] = mapped_column(JSON(none_as_null=True))
     ${s.fk_column(s.fks.message_model, s.model, "SET NULL", index=False)}
     # The tool call a tool result answers (not the provider's string id). Messages and tool
     # calls point at each other, so this key is added after both tables exist (use_alter).
@@ -178,6 +181,13 @@ class ${s.tool_call.class_name}(ToolCallRecord, Base):
     name: Mapped[str] = mapped_column(String(255))
     arguments: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     thought_signature: Mapped[str | None] = mapped_column(Text)
+    # Tool approval: pending / approved / denied (NULL: no decision needed), the hash of the
+    # arguments it is about, who decided, when, and why a call was denied.
+    approval: Mapped[str | None] = mapped_column(String(16))
+    approval_arguments_hash: Mapped[str | None] = mapped_column(String(64))
+    approval_decided_by: Mapped[str | None] = mapped_column(String(255))
+    approval_decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    approval_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     if TYPE_CHECKING:

@@ -41,7 +41,10 @@ One concept, one module (over 600 lines): the Gemini provider and its wire forma
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import mimetypes
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -122,10 +125,13 @@ def _count(usage: Mapping[str, Any], key: str) -> int | None:
 class _Reply:
     """What parsing one reply remembers between its stream events."""
 
-    __slots__ = ("call_signature", "calls", "finished", "model_seen", "produced", "response_id")
+    __slots__ = (
+        "call_signature", "calls", "files", "finished", "model_seen", "produced", "response_id",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.calls = 0
+        self.files = 0
         self.call_signature: str | None = None
         self.finished = False
         self.model_seen = False
@@ -431,10 +437,18 @@ class Gemini(Provider):
         thought: str | None = None
         text_signature: str | None = None
         calls: list[ToolCallDelta] = []
+        files: list[Attachment] = []
         for part in parts:
             if type(part) is not dict:
                 continue
             signature = part.get("thoughtSignature")
+            inline = part.get("inlineData") or part.get("inline_data")
+            if inline is not None and not part.get("thought"):
+                # A file the model made (an image): returned with the reply, stored with it.
+                files.append(self.inline_file(inline, reply))
+                if signature:
+                    text_signature = str(signature)
+                continue
             call = part.get("functionCall")
             if call is not None:
                 if reply.call_signature is None:
@@ -450,7 +464,7 @@ class Gemini(Provider):
                     text = value if text is None else text + value
             if signature:
                 text_signature = str(signature)
-        if text is not None or calls:
+        if text is not None or calls or files:
             reply.produced = True
 
         model_id = None
@@ -470,6 +484,26 @@ class Gemini(Provider):
             tokens=tokens,
             model_id=model_id,
             finish_reason=finish,
+            attachments=tuple(files),
+        )
+
+    def inline_file(self, inline: Any, reply: _Reply) -> Attachment:
+        """An ``inlineData`` part of a reply (base64 bytes and their type) as an attachment.
+
+        Raises:
+            ResponseParseError: the part has no valid base64 data.
+        """
+        if not isinstance(inline, Mapping):
+            raise self.malformed("an inlineData part is not an object", inline)
+        mime = str(inline.get("mimeType") or inline.get("mime_type") or "application/octet-stream")
+        try:
+            data = base64.b64decode(str(inline.get("data") or ""), validate=True)
+        except (ValueError, binascii.Error):
+            raise self.malformed("an inlineData part is not base64", mime) from None
+        reply.files += 1
+        extension = mimetypes.guess_extension(mime) or ""
+        return Attachment.from_bytes(
+            data, filename=f"output-{reply.files}{extension}", mime_type=mime
         )
 
     def candidateless_chunk(self, payload: Mapping[str, Any], streaming: bool) -> Chunk:

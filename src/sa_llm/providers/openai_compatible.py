@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from sa_llm.config import Config
@@ -28,7 +29,18 @@ from sa_llm.providers.chat_completions import ChatCompletionsCodec, ChatCompleti
 from sa_llm.providers.responses import ResponsesCodec
 from sa_llm.types import Chunk, Message, RawContent
 
-__all__ = ["DeepSeek", "DeepSeekResponses", "Mistral", "Ollama", "OpenRouter"]
+__all__ = [
+    "THINKING_PARTS",
+    "DeepSeek",
+    "DeepSeekResponses",
+    "Mistral",
+    "MistralStreamParser",
+    "Ollama",
+    "OpenRouter",
+]
+
+#: The key of ``Thinking.extra`` holding Mistral's ``thinking`` content parts as they came.
+THINKING_PARTS = "mistral_thinking"
 
 # The ``format`` OpenRouter gives reasoning details, by model vendor: needed to rebuild the
 # details of a reply stored before they were kept (only text and signature were).
@@ -233,27 +245,103 @@ class Mistral(ChatCompletionsCodec):
         return part
 
     def format_assistant_message(self, message: Message) -> dict[str, Any]:
-        """An earlier reply; one that thought is sent as Mistral returned it: a ``thinking``
-        part, then a ``text`` part (none when the reply only called tools).
+        """An earlier reply; one that thought is sent as Mistral returned it: its ``thinking``
+        parts (as they came), then a ``text`` part (none when the reply only called tools).
 
         Reasoning models continue from their own thinking; without it the next request reads
         as if the model had answered without any.
         """
         data = super().format_assistant_message(message)
         thinking = message.thinking
-        if thinking is None or not thinking.text or isinstance(message.content, RawContent):
+        if thinking is None or isinstance(message.content, RawContent):
             return data
-        parts: list[dict[str, Any]] = [
-            {
-                "type": "thinking",
-                "thinking": [{"type": "text", "text": thinking.text}],
-                "closed": True,
-            }
-        ]
+        kept = thinking.extra.get(THINKING_PARTS)
+        parts: list[Any]
+        if isinstance(kept, list | tuple) and kept:
+            # As they came; a finished reply's thinking is closed (Mistral marks it so).
+            parts = [
+                part if "closed" in part else {**part, "closed": True}
+                for part in kept
+                if isinstance(part, Mapping)
+            ]
+        elif thinking.text:
+            parts = [
+                {
+                    "type": "thinking",
+                    "thinking": [{"type": "text", "text": thinking.text}],
+                    "closed": True,
+                }
+            ]
+        else:
+            return data
         if message.text:
             parts.append({"type": "text", "text": message.text})
         data["content"] = parts
         return data
+
+    def message_chunk(self, message: Mapping[str, Any]) -> Chunk:
+        """Also keeps the ``thinking`` parts of a whole reply as they came, for replay."""
+        chunk = super().message_chunk(message)
+        content = message.get("content")
+        parts = (
+            [p for p in content if isinstance(p, Mapping) and p.get("type") == "thinking"]
+            if isinstance(content, list)
+            else []
+        )
+        if not parts:
+            return chunk
+        return replace(chunk, thinking_extra={THINKING_PARTS: parts})
+
+    def stream_parser(self) -> StreamParser:
+        return MistralStreamParser(self)
+
+
+class MistralStreamParser(ChatCompletionsStreamParser):
+    """Also rebuilds the streamed ``thinking`` parts as a whole reply has them: the pieces of
+    consecutive thinking deltas joined into one part, a new part after text."""
+
+    def __init__(self, provider: Mistral) -> None:
+        super().__init__(provider)
+        self.parts: list[dict[str, Any]] = []
+        self._open = False  # whether the last piece of content was thinking
+
+    def delta_chunk(self, delta: Mapping[str, Any]) -> Chunk:
+        chunk = super().delta_chunk(delta)
+        content = delta.get("content")
+        if not isinstance(content, list):
+            if isinstance(content, str) and content:
+                self._open = False
+            return chunk
+        thought = False
+        for part in content:
+            if not isinstance(part, Mapping):
+                continue
+            if part.get("type") == "thinking":
+                self._add(part)
+                thought = True
+            elif part.get("type") == "text" and part.get("text"):
+                self._open = False
+        if not thought:
+            return chunk
+        # The same list each time: the reply keeps it as it grows.
+        return replace(chunk, thinking_extra={THINKING_PARTS: self.parts})
+
+    def _add(self, piece: Mapping[str, Any]) -> None:
+        inner = piece.get("thinking")
+        text = "".join(
+            str(p.get("text"))
+            for p in (inner if isinstance(inner, list) else [])
+            if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+        )
+        if isinstance(inner, str):
+            text = inner
+        if not self._open or not self.parts:
+            self.parts.append({"type": "thinking", "thinking": [{"type": "text", "text": ""}]})
+            self._open = True
+        part = self.parts[-1]
+        part["thinking"][0]["text"] += text
+        if "closed" in piece:
+            part["closed"] = piece["closed"]
 
 
 @register_provider

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from sa_llm.content import Attachment
@@ -34,7 +35,11 @@ from sa_llm.providers.sse import ServerSentEvent, SSEDecoder
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Message, RawContent, Tokens, ToolCallDelta
 
-__all__ = ["ResponsesCodec", "ResponsesStreamParser", "inline_text_file"]
+__all__ = ["REASONING_ITEMS", "ResponsesCodec", "ResponsesStreamParser", "inline_text_file"]
+
+#: The key of ``Thinking.extra`` holding a reply's reasoning items as they came (summary,
+#: encrypted content), in order, for replay.
+REASONING_ITEMS = "reasoning_items"
 
 
 def inline_text_file(attachment: Attachment) -> str:
@@ -126,7 +131,11 @@ class ResponsesCodec(Provider):
             return self.format_tool_result(message)
         items: list[dict[str, Any]] = []
         thinking = message.thinking
-        if thinking is not None and (thinking.signature or thinking.extra.get("reasoning_item")):
+        kept = thinking.extra.get(REASONING_ITEMS) if thinking is not None else None
+        if isinstance(kept, list | tuple) and kept:
+            # Every reasoning item of the reply, its summary and encrypted content as they came.
+            items.extend(self.reasoning_input(item) for item in kept if isinstance(item, Mapping))
+        elif thinking is not None and (thinking.signature or thinking.extra.get("reasoning_item")):
             reasoning: dict[str, Any] = {
                 "type": "reasoning",
                 "summary": [{"type": "summary_text", "text": thinking.text}]
@@ -152,6 +161,14 @@ class ResponsesCodec(Provider):
                 }
             )
         return items
+
+    def reasoning_input(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """A reasoning item of an earlier reply as input: its summary and encrypted content
+        exactly as received (no id: with ``store: false`` there is nothing to refer to)."""
+        reasoning: dict[str, Any] = {"type": "reasoning", "summary": item.get("summary") or []}
+        if item.get("encrypted_content"):
+            reasoning["encrypted_content"] = item["encrypted_content"]
+        return reasoning
 
     def format_tool_result(self, message: Message) -> list[dict[str, Any]]:
         content = message.content
@@ -194,6 +211,11 @@ class ResponsesCodec(Provider):
         if not isinstance(output, list):
             raise self.malformed("the reply has no 'output' list", body)
         chunks = [chunk for item in output for chunk in self.parse_output_item(item, final=True)]
+        reasoning = [i for i in output if isinstance(i, Mapping) and i.get("type") == "reasoning"]
+        if reasoning:
+            chunks.append(
+                Chunk(thinking_extra={"reasoning_item": True, REASONING_ITEMS: reasoning})
+            )
         chunks.append(self.final_chunk(body))
         return chunks
 
@@ -288,6 +310,7 @@ class ResponsesStreamParser(StreamParser):
     def __init__(self, provider: ResponsesCodec) -> None:
         super().__init__(provider)
         self.decoder = SSEDecoder()
+        self._reasoning: list[Any] = []  # the reply's reasoning items, whole, for replay
 
     def feed(self, data: bytes) -> list[Chunk]:
         return self._chunks(self.decoder.feed(data))
@@ -346,8 +369,12 @@ class ResponsesStreamParser(StreamParser):
         if kind == "response.output_item.done":
             item = payload.get("item")
             if isinstance(item, Mapping) and item.get("type") == "reasoning":
+                self._reasoning.append(item)
                 chunks = list(self.provider.parse_output_item(item, final=False))
-                return chunks[0] if chunks else None
+                extra = {"reasoning_item": True, REASONING_ITEMS: list(self._reasoning)}
+                if not chunks:
+                    return Chunk(thinking_extra=extra)
+                return replace(chunks[0], thinking_extra=extra)
             return None
         if kind in ("response.completed", "response.incomplete"):
             self.finished = True

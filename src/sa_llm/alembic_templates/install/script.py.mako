@@ -107,6 +107,8 @@ def upgrade() -> None:
         sa.Column("thinking_text", sa.Text(), nullable=True),
         sa.Column("thinking_signature", sa.Text(), nullable=True),
         sa.Column("thinking_tokens", sa.Integer(), nullable=True),
+        # Thinking blocks as sent (plain JSON: JSONB would reorder their keys).
+        sa.Column("thinking_raw", sa.JSON(), nullable=True),
         sa.Column(
             ${q(s.fks.message_model)},
             ${s.pk_type},
@@ -141,6 +143,12 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("thought_signature", sa.Text(), nullable=True),
+        # Tool approval: state, the hash of the arguments it is about, who, when, why.
+        sa.Column("approval", sa.String(16), nullable=True),
+        sa.Column("approval_arguments_hash", sa.String(64), nullable=True),
+        sa.Column("approval_decided_by", sa.String(255), nullable=True),
+        sa.Column("approval_decided_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("approval_reason", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         ${call("sa.UniqueConstraint", [q(s.fks.tool_call_message), '"tool_call_id"', "name=" + q(s.names.tool_call_unique)], 8, ",")}
     )

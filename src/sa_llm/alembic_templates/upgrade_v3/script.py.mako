@@ -4,7 +4,7 @@ Revision ID: ${up_revision}
 ${"Revises: " + comma(down_revision) if down_revision else "Revises: (none)"}
 Create Date: ${create_date}
 
-${wrap(f"Written by ``sa-llm upgrade``. Adds the turn lease to ``{s.chat.table}``: ``turn_token``, ``turn_expires_at``, ``cancel_requested_at`` (one turn per chat across processes, crash recovery, cancel from anywhere) and its event counter ``event_seq``; ``status`` to ``{s.message.table}`` (pending, streaming, complete, failed, cancelled, interrupted); the chats' event log ``{s.event.table}`` (what viewers follow live); and ``{s.usage.table}``, the usage ledger (one row per provider attempt). Existing rows keep NULL, which reads as no turn running and complete.")}
+${wrap(f"Written by ``sa-llm upgrade``. Adds the turn lease to ``{s.chat.table}``: ``turn_token``, ``turn_expires_at``, ``cancel_requested_at`` (one turn per chat across processes, crash recovery, cancel from anywhere) and its event counter ``event_seq``; ``status`` (pending, streaming, complete, failed, cancelled, interrupted) and ``thinking_raw`` (every thinking block of a reply as sent, for replay) to ``{s.message.table}``; the tool-approval columns to ``{s.tool_call.table}``: ``approval``, ``approval_arguments_hash``, ``approval_decided_by``, ``approval_decided_at``, ``approval_reason``; the chats' event log ``{s.event.table}`` (what viewers follow live); and ``{s.usage.table}``, the usage ledger (one row per provider attempt). Existing rows keep NULL, which reads as no turn running, complete, and no decision needed.")}
 A column or table that exists already is left alone, so the revision fits any older schema.
 The downgrade drops the columns and the tables of this revision that exist (Alembic keeps no
 record of which ones the upgrade found already there); the other rows stay.
@@ -41,6 +41,14 @@ def _columns() -> dict[str, list[sa.Column[Any]]]:
         ],
         ${q(s.message.table)}: [
             sa.Column("status", sa.String(16), nullable=True),
+            sa.Column("thinking_raw", sa.JSON(), nullable=True),
+        ],
+        ${q(s.tool_call.table)}: [
+            sa.Column("approval", sa.String(16), nullable=True),
+            sa.Column("approval_arguments_hash", sa.String(64), nullable=True),
+            sa.Column("approval_decided_by", sa.String(255), nullable=True),
+            sa.Column("approval_decided_at", sa.DateTime(timezone=True), nullable=True),
+            sa.Column("approval_reason", sa.Text(), nullable=True),
         ],
     }
 

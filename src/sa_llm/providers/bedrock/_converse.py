@@ -54,6 +54,7 @@ from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCall, ToolCallDelta
 
 __all__ = [
+    "REASONING_BLOCKS",
     "ConverseCodec",
     "ConverseStreamParser",
     "converse_error_class",
@@ -165,6 +166,22 @@ def converse_tokens(usage: Any) -> Tokens | None:
         cached=cached,
         cache_creation=created,
     )
+
+
+#: The key of ``Thinking.extra`` holding a reply's ``reasoningContent`` blocks as they came
+#: (text with its signature, or redacted content), in order, for replay.
+REASONING_BLOCKS = "bedrock_reasoning"
+
+
+def _replayable(block: Any) -> bool:
+    """Whether a reasoning block may go back: redacted content, or signed text (unsigned text
+    cannot be verified and is rejected by Claude, ignored by Nova)."""
+    if not isinstance(block, Mapping):
+        return False
+    if block.get("redactedContent"):
+        return True
+    text = block.get("reasoningText")
+    return isinstance(text, Mapping) and bool(text.get("signature"))
 
 
 def thinking_fields(thinking: Mapping[str, Any], model: str) -> dict[str, Any]:
@@ -357,7 +374,11 @@ class ConverseCodec(Provider):
             blocks = [{"text": message.text}] if message.text else []
         thinking = message.thinking
         reasoning: list[Any] = []
-        if thinking is not None:
+        kept = thinking.extra.get(REASONING_BLOCKS) if thinking is not None else None
+        if isinstance(kept, list | tuple) and kept:
+            # Every block as it came, in order (several signed blocks stay several).
+            reasoning = [{"reasoningContent": block} for block in kept if _replayable(block)]
+        elif thinking is not None:
             # Reasoning goes back only with its signature: unsigned text cannot be verified
             # by the model and is rejected (Claude) or ignored (Nova).
             if thinking.signature:
@@ -456,6 +477,7 @@ class ConverseCodec(Provider):
 
     def _block_chunks(self, content: list[Any]) -> Iterator[Chunk]:
         redacted: list[Any] = []
+        blocks: list[Any] = []  # every reasoningContent block as it came, for replay
         for index, block in enumerate(content):
             if type(block) is not dict:
                 raise self.malformed("a content block is not an object", block)
@@ -481,6 +503,8 @@ class ConverseCodec(Provider):
                 reasoning = block["reasoningContent"]
                 if type(reasoning) is not dict:
                     continue
+                blocks.append(reasoning)
+                yield Chunk(thinking_extra={REASONING_BLOCKS: list(blocks)})
                 text_part = reasoning.get("reasoningText")
                 if type(text_part) is dict:
                     yield Chunk(
@@ -536,6 +560,9 @@ class ConverseStreamParser(StreamParser):
         super().__init__(provider)
         self.decoder = EventStreamDecoder(provider.name)
         self._redacted: list[Any] = []
+        # Reasoning blocks being streamed, by content block index, rebuilt as a whole reply
+        # has them ({"reasoningText": {"text", "signature"}} or {"redactedContent": ...}).
+        self._reasoning: dict[Any, dict[str, Any]] = {}
 
     def feed(self, data: bytes) -> list[Chunk]:
         """Chunks for the messages completed by ``data``."""
@@ -584,6 +611,8 @@ class ConverseStreamParser(StreamParser):
                 )
                 return Chunk(tool_calls=(delta,))
             return None
+        if event == "contentBlockStop" and payload.get("contentBlockIndex") in self._reasoning:
+            return Chunk(thinking_extra={REASONING_BLOCKS: list(self._reasoning.values())})
         if event == "messageStop":
             self.finished = True
             stop = payload.get("stopReason")
@@ -610,6 +639,7 @@ class ConverseStreamParser(StreamParser):
             return Chunk(tool_calls=(ToolCallDelta(key=key, arguments=str(piece)),))
         reasoning = delta.get("reasoningContent")
         if type(reasoning) is dict:
+            self._keep_reasoning(payload.get("contentBlockIndex", 0), reasoning)
             if reasoning.get("text"):
                 return Chunk(thinking=str(reasoning["text"]))
             if reasoning.get("signature"):
@@ -618,6 +648,20 @@ class ConverseStreamParser(StreamParser):
                 self._redacted.append(reasoning["redactedContent"])
                 return Chunk(thinking_extra={"redacted_reasoning": list(self._redacted)})
         return None
+
+    def _keep_reasoning(self, index: Any, piece: dict[str, Any]) -> None:
+        """Add a streamed piece of reasoning to its block."""
+        if piece.get("redactedContent"):
+            self._reasoning[index] = {"redactedContent": piece["redactedContent"]}
+            return
+        block = self._reasoning.setdefault(index, {"reasoningText": {}})
+        part = block.get("reasoningText")
+        if not isinstance(part, dict):
+            return
+        if isinstance(piece.get("text"), str):
+            part["text"] = part.get("text", "") + piece["text"]
+        if isinstance(piece.get("signature"), str):
+            part["signature"] = part.get("signature", "") + piece["signature"]
 
     def _payload(self, message: EventStreamMessage, *, strict: bool = True) -> dict[str, Any]:
         try:
