@@ -305,3 +305,27 @@ def test_global_providers_set_by_an_sdk_are_used_and_the_api_alone_is_skipped() 
     )
     assert result.returncode == 0, result.stderr
     assert "invoke_agent" in result.stdout and "chat gpt-4.1-nano" in result.stdout
+
+
+async def test_tools_run_concurrently_each_get_their_span(
+    world: World, fake: FakeLLM, otel: Telemetry
+) -> None:
+    """A round whose calls run at once (``concurrency``) still traces every call, each span a
+    child of the turn, wherever the call ran (a worker thread, a task)."""
+    fake.reply(
+        tool_calls=[
+            {"name": "clock", "arguments": {}, "id": "call_a"},
+            {"name": "clock", "arguments": {}, "id": "call_b"},
+        ]
+    ).reply("Noon twice")
+    chat = world.Chat(model="gpt-4.1-nano", provider="fake")
+    await world.add(chat)
+    chat.with_tools(clock, concurrency=2)
+    await world.call(chat.ask, "Time, twice?")
+    spans = otel.spans()
+    (turn,) = [s for s in spans if s.name == "invoke_agent"]
+    tools = [s for s in children(spans, turn) if s.name == "execute_tool clock"]
+    assert sorted((s.attributes or {})["gen_ai.tool.call.id"] for s in tools) == [
+        "call_a",
+        "call_b",
+    ]
