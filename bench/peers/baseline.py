@@ -95,6 +95,7 @@ _OPTIONAL = (
     "thinking_text",
     "thinking_signature",
     "thinking_tokens",
+    "thinking_raw",
 )
 HISTORY_MESSAGES = (
     select(
@@ -121,6 +122,7 @@ HISTORY_CALLS = (
         TOOL_CALLS.c.name,
         TOOL_CALLS.c.arguments,
         TOOL_CALLS.c.thought_signature,
+        TOOL_CALLS.c.approval,
     )
     .select_from(TOOL_CALLS.join(MESSAGES, TOOL_CALLS.c.message_id == MESSAGES.c.id))
     .where(MESSAGES.c.chat_id == CHAT_ID)
@@ -282,6 +284,11 @@ def _call_row(message_id: int, call: dict[str, Any]) -> dict[str, Any]:
         "name": call["name"],
         "arguments": json.loads(call["arguments"] or "{}"),
         "thought_signature": None,
+        "approval": None,
+        "approval_arguments_hash": None,
+        "approval_decided_by": None,
+        "approval_decided_at": None,
+        "approval_reason": None,
         "message_id": message_id,
     }
 
