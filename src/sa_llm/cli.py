@@ -57,6 +57,20 @@ class _Group(click.Group):
             raise click.ClickException(f"database error: {reason}") from exc
 
 
+def _path_option(flag: str, *names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A path option with its default shown: ``_path_option("--module", "module_path",
+    "models.py", "Where ...")`` (the destination name is optional, as in ``click.option``)."""
+    *dest, default, help_text = names
+    return click.option(
+        flag,
+        *dest,
+        type=click.Path(path_type=Path),
+        default=Path(default),
+        show_default=True,
+        help=help_text,
+    )
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sa-llm", prog_name="sa-llm")
 def main() -> None:
@@ -67,21 +81,8 @@ def main() -> None:
 @click.argument("mappings", nargs=-1)
 @click.option("--skip-attachments", is_flag=True, help="Do not create the attachments table/class.")
 @click.option("--uuid", "use_uuid", is_flag=True, help="UUID primary keys instead of integers.")
-@click.option(
-    "--module",
-    "module_path",
-    type=click.Path(path_type=Path),
-    default=Path("models.py"),
-    show_default=True,
-    help="Where to write the models module.",
-)
-@click.option(
-    "--alembic-dir",
-    type=click.Path(path_type=Path),
-    default=Path("alembic"),
-    show_default=True,
-    help="The Alembic environment (created when missing).",
-)
+@_path_option("--module", "module_path", "models.py", "Where to write the models module.")
+@_path_option("--alembic-dir", "alembic", "The Alembic environment (created when missing).")
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def install(
     mappings: tuple[str, ...],
@@ -111,13 +112,7 @@ def install(
 
 @main.command()
 @click.argument("mappings", nargs=-1)
-@click.option(
-    "--alembic-dir",
-    type=click.Path(path_type=Path),
-    default=Path("alembic"),
-    show_default=True,
-    help="The existing Alembic environment.",
-)
+@_path_option("--alembic-dir", "alembic", "The existing Alembic environment.")
 @click.option("--force", is_flag=True, help="Rewrite the sa_llm upgrade revisions that exist.")
 def upgrade(mappings: tuple[str, ...], alembic_dir: Path, force: bool) -> None:
     """Write the revisions that bring an older schema up to date (columns, stored values)."""
@@ -130,21 +125,12 @@ def upgrade(mappings: tuple[str, ...], alembic_dir: Path, force: bool) -> None:
 
 @main.command("chat-ui")
 @click.argument("mappings", nargs=-1)
-@click.option(
-    "--models",
-    "models_path",
-    type=click.Path(path_type=Path),
-    default=Path("models.py"),
-    show_default=True,
-    help="The models module sa-llm install wrote.",
-)
-@click.option(
+@_path_option("--models", "models_path", "models.py", "The models module sa-llm install wrote.")
+@_path_option(
     "--module",
     "module_path",
-    type=click.Path(path_type=Path),
-    default=Path("chat_app.py"),
-    show_default=True,
-    help="Where to write the app module (its templates go beside it, in chat_ui/).",
+    "chat_app.py",
+    "Where to write the app module (its templates go beside it, in chat_ui/).",
 )
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def chat_ui(mappings: tuple[str, ...], models_path: Path, module_path: Path, force: bool) -> None:
@@ -201,14 +187,7 @@ def _registry_class(module_path: Path, class_name: str) -> Any:
 
 @models.command("load")
 @_database_url(required=True)
-@click.option(
-    "--module",
-    "module_path",
-    type=click.Path(path_type=Path),
-    default=Path("models.py"),
-    show_default=True,
-    help="The module that defines the registry class.",
-)
+@_path_option("--module", "module_path", "models.py", "The module that defines the registry class.")
 @click.option("--class", "class_name", default="Model", show_default=True)
 def load(database_url: str, module_path: Path, class_name: str) -> None:
     """Upsert the bundled registry into the models table (idempotent, safe to repeat)."""
@@ -226,13 +205,11 @@ def load(database_url: str, module_path: Path, class_name: str) -> None:
 
 @models.command("refresh")
 @_database_url(required=False)
-@click.option(
+@_path_option(
     "--module",
     "module_path",
-    type=click.Path(path_type=Path),
-    default=Path("models.py"),
-    show_default=True,
-    help="The module that defines the registry class (with --database-url).",
+    "models.py",
+    "The module that defines the registry class (with --database-url).",
 )
 @click.option("--class", "class_name", default="Model", show_default=True)
 def refresh(database_url: str | None, module_path: Path, class_name: str) -> None:
@@ -326,13 +303,11 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
 
 @attachments.command("gc")
 @_database_url(required=True)
-@click.option(
+@_path_option(
     "--module",
     "module_path",
-    type=click.Path(path_type=Path),
-    default=Path("models.py"),
-    show_default=True,
-    help="The module that defines the attachment class.",
+    "models.py",
+    "The module that defines the attachment class.",
 )
 @click.option(
     "--class",
@@ -421,14 +396,7 @@ def chats() -> None:
 
 @chats.command("repair")
 @_database_url(required=True)
-@click.option(
-    "--module",
-    "module_path",
-    type=click.Path(path_type=Path),
-    default=Path("models.py"),
-    show_default=True,
-    help="The module that defines the chat class.",
-)
+@_path_option("--module", "module_path", "models.py", "The module that defines the chat class.")
 @click.option("--class", "class_name", default="Chat", show_default=True)
 def repair(database_url: str, module_path: Path, class_name: str) -> None:
     """Settle what turns that died left behind, in every chat no turn holds now.
