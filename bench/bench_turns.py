@@ -101,8 +101,14 @@ def _w1_row(label: str, times: list[float], counts: tuple[int, int]) -> str:
     return f"| {label} | {statistics.median(times):.2f} ({spread}) | {counts[0]} | {counts[1]} |"
 
 
-def bench_w1(before_src: Path, tmp: Path) -> list[str]:
-    after_src = ROOT / "src"
+def bench_w1(
+    before_src: Path,
+    tmp: Path,
+    after_src: Path = ROOT / "src",
+    labels: tuple[str, str] = ("before the lease", "with the lease"),
+    title: str = "W1 per turn, before and after the lease",
+    target: str = " (target <= 1.1x)",
+) -> list[str]:
     befores, afters, ratios = [], [], []
     counts: dict[str, Any] = {}
     for round_ in range(ROUNDS):
@@ -115,18 +121,18 @@ def bench_w1(before_src: Path, tmp: Path) -> list[str]:
         ratios.append(result["after"]["median_ms"] / result["before"]["median_ms"])
         counts = {label: (r["statements"], r["commits"]) for label, r in result.items()}
     return [
-        "## W1 per turn, before and after the lease",
+        f"## {title}",
         "",
         f"{TURNS} non-streamed asks per round, sync, SQLite file (DELETE journal), fake model in "
         f"process; {ROUNDS} rounds, each version in a fresh process, alternating.",
         "",
         "| | median ms / turn (min-max over rounds) | statements / turn | commits / turn |",
         "| --- | --- | --- | --- |",
-        _w1_row("before the lease", befores, counts["before"]),
-        _w1_row("with the lease", afters, counts["after"]),
+        _w1_row(labels[0], befores, counts["before"]),
+        _w1_row(labels[1], afters, counts["after"]),
         "",
-        f"Paired ratio (with / before), per round: median **{statistics.median(ratios):.2f}x**, "
-        f"min {min(ratios):.2f}x, max {max(ratios):.2f}x (target <= 1.1x).",
+        f"Paired ratio (second / first), per round: median **{statistics.median(ratios):.2f}x**, "
+        f"min {min(ratios):.2f}x, max {max(ratios):.2f}x{target}.",
         "",
     ]
 
@@ -287,6 +293,15 @@ def bench_flushes(db_url: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--before-src", type=Path, default=None)
+    parser.add_argument(
+        "--restructure",
+        nargs=2,
+        type=Path,
+        metavar=("BEFORE_SRC", "AFTER_SRC"),
+        default=None,
+        help="only W1, between two src trees (issue 13: before and after the restructure); "
+        "writes bench/results/restructure.md",
+    )
     parser.add_argument("--w1-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--wait-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -299,6 +314,27 @@ def main() -> None:
     import tempfile
 
     load = os.getloadavg()
+    if args.restructure is not None:
+        before, after = (path.resolve() for path in args.restructure)
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = bench_w1(
+                before, Path(tmp), after, ("before the restructure", "after the restructure"),
+                "W1 per turn, before and after the restructure (issue 13)", " (target: 1.0x)",
+            )  # fmt: skip
+        text = "\n".join(
+            [
+                "# The restructure, before and after",
+                "",
+                f"Run {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} CPUs, load average "
+                f"at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. `python "
+                f"bench/bench_turns.py --restructure {before} {after}`.",
+                "",
+                *rows,
+            ]
+        )
+        print(text)
+        (RESULTS.parent / "restructure.md").write_text(text + "\n")
+        return
     report = [
         "# Durable turns",
         "",
