@@ -88,12 +88,35 @@ def _start_postgres(stack: ExitStack, env: dict[str, str]) -> None:
     )
 
 
+def _workers(args: list[str]) -> list[str]:
+    """``-n N --dist loadfile`` (pytest-xdist, one worker per core up to four) unless the caller
+    chose (``-n``/``--numprocesses``, ``-p no:xdist``) or names single tests (``path::test``).
+
+    The suite is made of independent tests (each its own database or schema, loopback ports
+    chosen by the OS), so two cores finish it in about half the time. A module's tests stay on
+    one worker (``loadfile``): module-scoped fixtures (a browser, a server) start once."""
+    chosen = any(
+        arg in ("-n", "--numprocesses", "no:xdist") or arg.startswith(("-n", "--numprocesses="))
+        for arg in args
+    )
+    single = any("::" in arg for arg in args)
+    cores = os.cpu_count() or 1
+    if chosen or single or cores < 2:
+        return []
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        return []
+    return ["-n", str(min(cores, 4)), "--dist", "loadfile"]
+
+
 def main(args: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     env = dict(os.environ)
     with ExitStack() as stack:
         _start_postgres(stack, env)
-        command = [sys.executable, "-m", "pytest", *_rebase_args(args, Path.cwd().resolve())]
+        args = _rebase_args(args, Path.cwd().resolve())
+        command = [sys.executable, "-m", "pytest", *_workers(args), *args]
         _say("$ " + " ".join(command))
         started = time.monotonic()
         returncode = subprocess.call(command, cwd=ROOT, env=env)
