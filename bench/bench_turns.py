@@ -2,7 +2,9 @@
 
 Run from the repository root with ``python bench/bench_turns.py`` (``--before-src PATH`` adds the
 first table; PostgreSQL rows need ``SA_LLM_TEST_POSTGRES_URL``). It prints markdown tables and
-writes them to ``bench/results/turns.md``.
+writes them to ``bench/results/turns.md``, and every round's and trial's numbers to
+``bench/results/turns.json`` (the plot's data; ``--json-only``: that file alone, ``--no-write``:
+neither).
 
 1. **W1 per turn, before and after the lease** (``--before-src``: the ``src`` directory of a
    checkout without the lease, e.g. ``git worktree add /tmp/before <commit>``). 50 non-streamed
@@ -35,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import results_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "turns.md"
@@ -108,7 +112,9 @@ def bench_w1(
     labels: tuple[str, str] = ("before the lease", "with the lease"),
     title: str = "W1 per turn, before and after the lease",
     target: str = " (target <= 1.1x)",
+    found: dict[str, Any] | None = None,
 ) -> list[str]:
+    """The W1 table; ``found`` (when given) receives every round's numbers."""
     befores, afters, ratios = [], [], []
     counts: dict[str, Any] = {}
     for round_ in range(ROUNDS):
@@ -120,6 +126,13 @@ def bench_w1(
         afters.append(result["after"]["median_ms"])
         ratios.append(result["after"]["median_ms"] / result["before"]["median_ms"])
         counts = {label: (r["statements"], r["commits"]) for label, r in result.items()}
+    if found is not None:
+        found.update(
+            labels=list(labels),
+            before_ms=befores,
+            after_ms=afters,
+            statements={k: list(v) for k, v in counts.items()},
+        )
     return [
         f"## {title}",
         "",
@@ -245,7 +258,7 @@ def wait_table(rows: list[tuple[str, list[float]]]) -> list[str]:
 # -- 3. partial-output flushes -----------------------------------------------------------------
 
 
-def bench_flushes(db_url: str) -> list[str]:
+def bench_flushes(db_url: str, found: list[dict[str, Any]] | None = None) -> list[str]:
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
@@ -286,8 +299,36 @@ def bench_flushes(db_url: str) -> list[str]:
             flushes = counter.count("UPDATE messages") - 1
             bound = int(duration / interval) + 1
             lines.append(f"| {chunks} | {interval} | {duration:.2f} | {flushes} | {bound} |")
+            if found is not None:
+                found.append(
+                    {
+                        "chunks": chunks,
+                        "interval_s": interval,
+                        "duration_s": round(duration, 4),
+                        "flushes": flushes,
+                        "bound": bound,
+                    }
+                )
     engine.dispose()
     return [*lines, ""]
+
+
+def payload(
+    meta: dict[str, Any],
+    w1: dict[str, Any] | None,
+    waits: list[tuple[str, list[float]]],
+    flushes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """``bench/results/turns.json``: W1's rounds (when run), every wait-to-start trial (ms) per
+    setup, and the flush counts against their bounds."""
+    return {
+        "meta": meta,
+        "turns": TURNS,
+        "w1": w1,
+        "wait_target_ms": 50.0,
+        "waits": [{"label": label, "ms": [round(v, 3) for v in values]} for label, values in waits],
+        "flushes": flushes,
+    }
 
 
 def main() -> None:
@@ -302,6 +343,8 @@ def main() -> None:
         help="only W1, between two src trees (issue 13: before and after the restructure); "
         "writes bench/results/restructure.md",
     )
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    parser.add_argument("--json-only", action="store_true", help="write only turns.json")
     parser.add_argument("--w1-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--wait-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -313,6 +356,7 @@ def main() -> None:
         return
     import tempfile
 
+    meta = results_json.run_meta("turns")
     load = os.getloadavg()
     if args.restructure is not None:
         before, after = (path.resolve() for path in args.restructure)
@@ -333,7 +377,8 @@ def main() -> None:
             ]
         )
         print(text)
-        (RESULTS.parent / "restructure.md").write_text(text + "\n")
+        if not args.no_write:
+            (RESULTS.parent / "restructure.md").write_text(text + "\n")
         return
     report = [
         "# Durable turns",
@@ -342,19 +387,26 @@ def main() -> None:
         f"start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. `python bench/bench_turns.py`.",
         "",
     ]
+    w1: dict[str, Any] | None = None
+    flushes: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.before_src is not None:
-            report += bench_w1(args.before_src.resolve(), Path(tmp))
+            w1 = {}
+            report += bench_w1(args.before_src.resolve(), Path(tmp), found=w1)
         waits = [bench_wait(f"sqlite:///{Path(tmp) / 'wait.db'}", "SQLite, polling")]
         postgres = os.environ.get("SA_LLM_TEST_POSTGRES_URL")
         if postgres:
             waits.append(bench_wait(postgres, "PostgreSQL, LISTEN/NOTIFY"))
             waits.append(bench_wait(postgres, "PostgreSQL, polling only", no_listen=True))
         report += wait_table(waits)
-        report += bench_flushes(f"sqlite:///{Path(tmp) / 'flush.db'}")
+        report += bench_flushes(f"sqlite:///{Path(tmp) / 'flush.db'}", flushes)
     text = "\n".join(report)
     print(text)
-    RESULTS.write_text(text + "\n")
+    if not args.no_write and not args.json_only:
+        RESULTS.write_text(text + "\n")
+    if not args.no_write:
+        found = payload(meta, w1, waits, flushes)
+        print(f"written to {results_json.write('turns', found)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
