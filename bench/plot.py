@@ -1162,8 +1162,9 @@ def draw_turns(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
     w1 = data.get("w1") or {}
     if not waits and not flushes and not w1:
         return None
-    panels = [p for p, present in (("waits", waits), ("flushes", flushes), ("w1", w1)) if present]
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1, 5), dpi=100)
+    panels = [p for p, present in (("waits", waits), ("flushes", flushes)) if present]
+    panels += ["w1 times", "w1 ratios"] if w1 else []
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels) + 1, 5), dpi=100)
     axes = dict(zip(panels, list(axes) if len(panels) > 1 else [axes], strict=True))
     if waits:
         ax = axes["waits"]
@@ -1204,21 +1205,56 @@ def draw_turns(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
         categories(ax, [f"{f['chunks']} chunks\n{f['interval_s']:g} s" for f in flushes])
         ax.legend(fontsize=8)
     if w1:
-        ax = axes["w1"]
-        before, after = w1.get("before_ms") or [], w1.get("after_ms") or []
-        labels = w1.get("labels") or ["before", "after"]
-        boxes(ax, [before, after], [0, 1], [COLORS["reference"], "#1f77b4"])
-        ratio = ax.twinx()
-        pairs = [a / b for a, b in zip(after, before, strict=False) if b]
-        boxes(ratio, [pairs], [2], ["#2ca02c"])
-        ratio.axhline(1.1, **TARGET)
-        ratio.set_ylabel("paired ratio per round (x)")
-        ax.set_xticks([0, 1, 2], [*labels, "ratio"])
-        ax.set_xlim(-0.7, 2.7)
-        ax.set_ylim(bottom=0)
-        ax.set_ylabel("median ms per turn, one dot per round")
-        ax.set_title("W1 per turn, before and after")
+        before_after(axes["w1 times"], axes["w1 ratios"], w1, 1.1)
     return finish(plt, figure, path, "Durable turns", data.get("meta"), None)
+
+
+def before_after(times: Any, ratios: Any, w1: dict[str, Any], target: float | None) -> None:
+    """W1 between two versions: each round's median wall and CPU ms per turn of each version,
+    and the per-round ratios (second over first) against ``target``."""
+    labels = w1.get("labels") or ["before", "after"]
+    rows = [("wall", "before_ms", "after_ms"), ("CPU", "before_cpu_ms", "after_cpu_ms")]
+    rows = [r for r in rows if w1.get(r[1]) and w1.get(r[2])]
+    groups, positions, colors, hatches = [], [], [], []
+    for row, (_, first, second) in enumerate(rows):
+        groups += [w1[first], w1[second]]
+        positions += [row - 0.2, row + 0.2]
+        colors += [COLORS["reference"], "#1f77b4"]
+        hatches += ["", "//"]
+    boxes(times, groups, positions, colors, width=0.36, hatches=hatches)
+    categories(times, [f"{kind} ms / turn" for kind, _, _ in rows])
+    times.set_ylim(bottom=0)
+    times.set_ylabel("the round's median ms per turn, one dot per round")
+    times.set_title("W1 per turn, each version")
+    times.legend(
+        handles=_legend_patches(
+            [(labels[0], COLORS["reference"], ""), (labels[1], "#1f77b4", "//")]
+        ),
+        fontsize=8,
+    )
+    pairs = [
+        [a / b for a, b in zip(w1[second], w1[first], strict=False) if b]
+        for _, first, second in rows
+    ]
+    boxes(ratios, pairs, range(len(rows)), ["#2ca02c"] * len(rows))
+    if target is not None:
+        target_line(ratios, target, f"target: {target:g}x")
+        ratios.legend(fontsize=8)
+    ratios.axhline(1.0, **REFERENCE)
+    categories(ratios, [f"{kind}: second / first" for kind, _, _ in rows])
+    ratios.set_ylabel("ratio in the same round (x)")
+    ratios.set_title("Paired ratio per round")
+
+
+def draw_restructure(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
+    """W1 before and after a restructure (``bench_turns.py --restructure``), per round."""
+    w1 = data.get("w1") or {}
+    if not w1.get("before_ms"):
+        return None
+    figure, (times, ratios) = plt.subplots(1, 2, figsize=(12, 5), dpi=100)
+    before_after(times, ratios, w1, data.get("target"))
+    title = f"W1 before and after the restructure ({data.get('rounds', '?')} rounds)"
+    return finish(plt, figure, path, title, data.get("meta"), None)
 
 
 #: workload -> (the JSON file it is drawn from, the function that draws it)
@@ -1237,6 +1273,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[Any, dict[str, Any], Path], Path | Non
     "usage": ("usage", draw_usage),
     "ui": ("ui", draw_ui),
     "turns": ("turns", draw_turns),
+    "restructure": ("restructure", draw_restructure),
 }
 
 

@@ -15,6 +15,7 @@ benchmarks that need the openai SDK skip without it.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -375,15 +376,26 @@ def synthetic() -> dict[str, dict[str, Any]]:
         ],
         "memory_kib_per_stream": 4.1,
     }
+    w1 = {
+        "labels": ["before the lease", "with the lease"],
+        "before_ms": series(6, 3),
+        "after_ms": series(6.2, 3),
+        "before_cpu_ms": series(4, 3),
+        "after_cpu_ms": series(4.1, 3),
+        "statements": {"before": [4, 2], "after": [6, 2]},
+    }
+    restructure = {
+        "meta": meta("turns"),
+        "turns": 50,
+        "rounds": 3,
+        "src": ["/tmp/before/src", "/tmp/after/src"],
+        "w1": w1,
+        "target": 1.0,
+    }
     turns = {
         "meta": meta("turns"),
         "turns": 50,
-        "w1": {
-            "labels": ["before the lease", "with the lease"],
-            "before_ms": series(6, 3),
-            "after_ms": series(6.2, 3),
-            "statements": {"before": [4, 2], "after": [6, 2]},
-        },
+        "w1": w1,
         "wait_target_ms": 50.0,
         "waits": [{"label": "SQLite, polling", "ms": series(70, 5, 5)}],
         "flushes": [
@@ -402,6 +414,7 @@ def synthetic() -> dict[str, dict[str, Any]]:
         "usage": usage,
         "ui": ui,
         "turns": turns,
+        "restructure": restructure,
     }
 
 
@@ -520,8 +533,10 @@ def test_a_benchmark_writes_what_the_plot_reads(tmp_path: Path, name: str) -> No
     assert written["meta"]["run"] == "run-test"
     assert set(written) == set(synthetic()[name]), name
     assert_within(synthetic()[name], written, name)
-    if importlib.util.find_spec("matplotlib") is None:
-        return
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        return  # the shape is checked; the drawing needs matplotlib
     drawn = load("plot").draw_results(name, written, tmp_path / "img")
     assert drawn, f"nothing drawn from {name}.json"
     for path in drawn.values():
@@ -545,6 +560,8 @@ def test_the_turns_benchmark_writes_what_the_plot_reads() -> None:
         "labels": ["before", "after"],
         "before_ms": [6.0, 6.1],
         "after_ms": [6.2, 6.0],
+        "before_cpu_ms": [4.0, 4.1],
+        "after_cpu_ms": [4.2, 4.0],
         "statements": {"before": [4, 2], "after": [6, 2]},
     }
     flushes = [{"chunks": 100, "interval_s": 0.05, "duration_s": 1.1, "flushes": 21, "bound": 23}]
@@ -552,3 +569,7 @@ def test_the_turns_benchmark_writes_what_the_plot_reads() -> None:
     written = json.loads(json.dumps(written))
     assert set(written) == set(synthetic()["turns"])
     assert_within(synthetic()["turns"], written, "turns")
+    restructure = bench_turns.restructure_payload(meta("turns"), w1, ("/a/src", "/b/src"), 2)
+    restructure = json.loads(json.dumps(restructure))
+    assert set(restructure) == set(synthetic()["restructure"])
+    assert_within(synthetic()["restructure"], restructure, "restructure")

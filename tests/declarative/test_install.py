@@ -119,6 +119,26 @@ def tables(engine: Engine) -> set[str]:
     return set(inspect(engine).get_table_names()) - {"alembic_version"}
 
 
+def assert_the_docs_table_matches(engine: Engine) -> None:
+    """docs/migrations.md's table of what the install revision creates names every table and
+    every column the revision created, each in backticks, and nothing the revision lacks."""
+    page = (Path(__file__).parents[2] / "docs" / "migrations.md").read_text()
+    section = page.split("It creates:", 1)[1].split("\n\n", 2)[1]
+    documented: dict[str, set[str]] = {}
+    for row in section.splitlines()[2:]:
+        cells = row.split("|")
+        spans = [s for s in re.findall(r"`([^`]+)`", cells[2]) if not s.startswith("-")]
+        documented[cells[1].strip(" `")] = {w for span in spans for w in re.findall(r"\w+", span)}
+    inspector = inspect(engine)
+    assert set(documented) == tables(engine)
+    for table, words in documented.items():
+        columns = {column["name"] for column in inspector.get_columns(table)}
+        assert columns <= words, (table, columns - words)
+        # A backticked lower-case name that is no column (and no table) is a stale one.
+        stale = {w for w in words if w.islower() and w not in columns} - set(documented)
+        assert not stale, (table, stale)
+
+
 def run_turn(engine: Engine, chat_cls: type[Any], *, tool_call: bool = False) -> Any:
     """One persisted turn through the fake model; returns the chat's primary key."""
     with fake_llm(echo=False) as fake, Session(engine) as session:
@@ -161,6 +181,7 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
     }
     models = project.models()
     assert schema_diff(engine, models) == []
+    assert_the_docs_table_matches(engine)
 
     loaded = project.cli("models", "load", "--module", project.module_file)
     assert loaded.exit_code == 0, loaded.output

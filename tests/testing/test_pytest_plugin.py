@@ -99,8 +99,9 @@ async def test_an_async_turn(sa_llm_async_sessionmaker, sa_llm_fake):
 
 @pytest.mark.sa_llm_fake(echo=False)
 def test_the_marker_configures_the_fake(sa_llm_fake):
-    with pytest.raises(sa_llm.ProviderError):
+    with pytest.raises(sa_llm.errors.BadRequestError, match="script is empty"):
         sa_llm.chat("any-model", provider="fake").ask("Unscripted")
+    assert len(sa_llm_fake.requests) == 1  # an unscripted call is not retried
 
 
 def test_an_unscripted_fake_echoes(sa_llm_fake):

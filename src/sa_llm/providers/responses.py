@@ -15,7 +15,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -51,6 +51,13 @@ def inline_text_file(attachment: Attachment) -> str:
 
 
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex", "gpt-oss", "grok-3-mini", "grok-4")
+
+
+def _parts(value: Any) -> Sequence[Any]:
+    """An output item's ``content`` or ``summary`` list; anything else (absent, or garbled into
+    ``true``, a number or a string, as the fuzzer found) holds no parts, the way the Chat
+    Completions codec reads a garbled ``tool_calls``."""
+    return value if isinstance(value, list) else ()
 
 
 class ResponsesCodec(Provider):
@@ -165,7 +172,10 @@ class ResponsesCodec(Provider):
     def reasoning_input(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """A reasoning item of an earlier reply as input: its summary and encrypted content
         exactly as received (no id: with ``store: false`` there is nothing to refer to)."""
-        reasoning: dict[str, Any] = {"type": "reasoning", "summary": item.get("summary") or []}
+        reasoning: dict[str, Any] = {
+            "type": "reasoning",
+            "summary": list(_parts(item.get("summary"))),
+        }
         if item.get("encrypted_content"):
             reasoning["encrypted_content"] = item["encrypted_content"]
         return reasoning
@@ -225,7 +235,7 @@ class ResponsesCodec(Provider):
             raise self.malformed("an output item is not an object", item)
         kind = item.get("type")
         if kind == "message" and final:
-            for part in item.get("content") or ():
+            for part in _parts(item.get("content")):
                 if not isinstance(part, Mapping):
                     continue
                 if part.get("type") == "output_text" and part.get("text"):
@@ -244,16 +254,15 @@ class ResponsesCodec(Provider):
                 )
             )
         elif kind == "reasoning":
-            summary = item.get("summary") or []
             text = "\n\n".join(
                 str(part.get("text"))
-                for part in summary
+                for part in _parts(item.get("summary"))
                 if isinstance(part, Mapping) and part.get("text")
             )
             if not text:
                 text = "".join(
                     str(part.get("text"))
-                    for part in item.get("content") or ()
+                    for part in _parts(item.get("content"))
                     if isinstance(part, Mapping) and part.get("text")
                 )
             yield Chunk(

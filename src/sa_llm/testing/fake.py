@@ -122,7 +122,8 @@ class FakeLLM:
 
     Attributes:
         requests: the JSON bodies the fake received, in order.
-        echo: answer ``"echo: <last user text>"`` when the script is empty (else fail 500).
+        echo: answer ``"echo: <last user text>"`` when the script is empty (else the call fails
+            at once with :class:`~sa_llm.errors.BadRequestError`, not retried).
     """
 
     def __init__(self, *, echo: bool = True, chunk_size: int = 8) -> None:
@@ -215,7 +216,13 @@ class FakeLLM:
             if self._queue:
                 return self._queue.pop(0)
         if not self.echo:
-            return ScriptedReply(status=500, error_message="the fake LLM's script is empty")
+            # 400, not 5xx: an unscripted call is a bug in the test, so it fails at once as a
+            # BadRequestError instead of being retried with backoff like a server fault.
+            return ScriptedReply(
+                status=400,
+                error_message="the fake LLM's script is empty (echo=False): script a reply "
+                "with fake.reply(...) before the call",
+            )
         last_user = next(
             (m.get("content") for m in reversed(body.get("messages", [])) if m["role"] == "user"),
             "",
