@@ -6,7 +6,8 @@ know these roles, so this extension rewrites them, once the package is loaded, i
 cross-references: the name is resolved in the docstring's own scope (as Python would: the object,
 its parents, their imports), and becomes ``<autoref identifier="..." optional>`` with the name
 in code font. ``~`` keeps the last component as the title; ``title <target>`` keeps the title.
-A name that does not resolve (a stdlib or SQLAlchemy object) is left as code, unlinked. The
+A name that does not resolve (a stdlib or SQLAlchemy object) is left as code, unlinked;
+``Example::`` before an indented block becomes ``Example:``. The
 references are *optional*: one whose target the reference does not render stays text instead of
 failing ``mkdocs build --strict`` (docs/decisions.md, D45).
 
@@ -79,6 +80,9 @@ def rewrite(text: str, obj: griffe.Object, root: griffe.Object) -> str:
             return code
         return f'<autoref identifier="{html.escape(full)}" optional>{code}</autoref>'
 
+    # A reST literal-block marker ("Example::" before an indented block) reads as one colon:
+    # the indented block is a Markdown code block already.
+    text = re.sub(r"(?<=\S)::$", ":", text, flags=re.M)
     return ROLE.sub(replace, text)
 
 
