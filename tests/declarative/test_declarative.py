@@ -25,7 +25,7 @@ import decl_admin
 import decl_assistants
 import decl_support
 import sa_llm
-from persisted import World, close_world, make_world
+from persisted import World, close_world, default_models, make_world
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
 from sa_llm.mixins import (
     ChatMixin,
@@ -839,21 +839,7 @@ async def test_user_declared_relationship_is_kept(build_world: BuildWorld, fake:
             "Message", order_by="Message.id.desc()", cascade="all, delete-orphan"
         )
 
-    @acts_as_message()
-    class Message(MessageMixin, Base):
-        __tablename__ = "messages"
-
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
-    world = build_world(
-        {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model}
-    )
+    world = build_world(default_models(base=Base, Chat=Chat))
     fake.reply("one").reply("two")
     chat = await new_chat(world)
     chat_id = chat.id

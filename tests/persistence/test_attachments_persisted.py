@@ -861,33 +861,21 @@ def test_a_differently_named_attachment_class_needs_naming() -> None:
 
 
 def test_attachment_class_option() -> None:
-    from sa_llm.declarative import acts_as_chat, acts_as_model, acts_as_tool_call, chat_schema
-    from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
+    from sa_llm.declarative import chat_schema
+    from sa_llm.mixins import MessageMixin
 
     class Base(DeclarativeBase):
         pass
-
-    @acts_as_chat()
-    class Chat(ChatMixin, Base):
-        __tablename__ = "chats"
 
     @acts_as_message(attachments="files", attachment_class="ChatFile")
     class Message(MessageMixin, Base):
         __tablename__ = "messages"
 
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
     @acts_as_attachment(message="message")
     class ChatFile(AttachmentMixin, Base):
         __tablename__ = "chat_files"
 
-    schema = chat_schema(Chat)
+    schema = chat_schema(default_models(base=Base, Message=Message, ChatFile=ChatFile)["Chat"])
     assert schema.attachment_cls is ChatFile
     assert schema.message_attachments_attr == "files"
     assert schema.attachment_message_fk == "message_id"
