@@ -81,6 +81,25 @@ def default_models(*extra: str, base: Any = None, **declared: Any) -> dict[str, 
     return models
 
 
+def models_source(*extra: str) -> str:
+    """The source of a models module that declares the default models (without the chat's
+    ``title``) and ``extra`` on its own ``Base``: for a test that loads models by import path
+    or in another process."""
+    lines = [
+        "from sqlalchemy.orm import DeclarativeBase",
+        "from sa_llm.declarative import *",
+        "from sa_llm.mixins import *",
+        "",
+        "class Base(DeclarativeBase):",
+        "    pass",
+    ]
+    for name in ("Chat", "Message", "ToolCall", "Model", *extra):
+        decorator, mixins, table = MODEL_DECLARATIONS[name]
+        lines += ["", f"@{decorator.__name__}()", f"class {name}({mixins[0].__name__}, Base):"]
+        lines.append(f"    __tablename__ = {table!r}")
+    return "\n".join(lines) + "\n"
+
+
 def attachment_models() -> dict[str, Any]:
     """The default models plus an ``@acts_as_attachment`` class on the same base."""
     return default_models("Attachment")

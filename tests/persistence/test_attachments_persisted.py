@@ -40,6 +40,7 @@ from persisted import (
     close_world,
     default_models,
     make_world,
+    models_source,
 )
 from sa_llm.cli import main
 from sa_llm.content import Attachment
@@ -941,34 +942,7 @@ def referenced_keys(world: World) -> set[str]:
     return {row.storage_key for row in attachment_rows(world)}
 
 
-MODELS_MODULE = """
-from sqlalchemy.orm import DeclarativeBase
-from sa_llm.declarative import *
-from sa_llm.mixins import *
-
-class Base(DeclarativeBase):
-    pass
-
-@acts_as_chat()
-class Chat(ChatMixin, Base):
-    __tablename__ = "chats"
-
-@acts_as_message()
-class Message(MessageMixin, Base):
-    __tablename__ = "messages"
-
-@acts_as_tool_call()
-class ToolCall(ToolCallMixin, Base):
-    __tablename__ = "tool_calls"
-
-@acts_as_model()
-class Model(ModelMixin, Base):
-    __tablename__ = "models"
-
-@acts_as_attachment()
-class Attachment(AttachmentMixin, Base):
-    __tablename__ = "attachments"
-"""
+MODELS_MODULE = models_source("Attachment")
 
 
 @pytest.mark.parametrize("lookup", ["table", "module"])
