@@ -174,6 +174,13 @@ class World:
         return self.rows(self.Message)
 
 
+async def new_chat(world: World, **kwargs: Any) -> Any:
+    """A chat saved in ``world``: on the fake provider's ``fake-model`` unless ``kwargs`` say."""
+    chat = world.Chat(**{"model": "fake-model", "provider": "fake", **kwargs})
+    await world.add(chat)
+    return chat
+
+
 def make_world(mode: str, sync_url: str, async_url: str, models: dict[str, Any]) -> World:
     sync_engine = create_engine(sync_url)
     enable_sqlite_savepoints(sync_engine)

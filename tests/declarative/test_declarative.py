@@ -25,7 +25,7 @@ import decl_admin
 import decl_assistants
 import decl_support
 import sa_llm
-from persisted import World, close_world, default_models, make_world
+from persisted import World, close_world, default_models, make_world, new_chat
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
 from sa_llm.mixins import (
     ChatMixin,
@@ -87,14 +87,6 @@ def read(world: World, fn: Callable[[Session], T]) -> T:
 
 def table_names(world: World) -> set[str]:
     return set(sa_inspect(world.sync_engine).get_table_names())
-
-
-async def new_chat(world: World, **kwargs: Any) -> Any:
-    kwargs.setdefault("model", "fake-model")
-    kwargs.setdefault("provider", "fake")
-    chat = world.Chat(**kwargs)
-    await world.add(chat)
-    return chat
 
 
 def model_ids(world: World) -> dict[Any, str]:

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import sa_llm
-from persisted import World, default_models
+from persisted import World, default_models, new_chat
 from sa_llm.declarative import acts_as_chat, acts_as_event, acts_as_message, acts_as_tool_call
 from sa_llm.events import prune_events, read_events, wait_for_events
 from sa_llm.mixins import EventMixin, ToolCallMixin
@@ -33,12 +33,6 @@ def world_models() -> dict[str, Any]:
 @pytest.fixture
 def world_settings() -> dict[str, Any]:
     return {"max_retries": 0}
-
-
-async def new_chat(world: World) -> Any:
-    chat = world.Chat(model="fake-model", provider="fake")
-    await world.add(chat)
-    return chat
 
 
 def kinds(world: World, chat_id: Any) -> list[tuple[int, str, str | None]]:
