@@ -53,6 +53,21 @@ def inline_text_file(attachment: Attachment) -> str:
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex", "gpt-oss", "grok-3-mini", "grok-4")
 
 
+def _function_call_chunk(item: Mapping[str, Any], key: Any) -> Chunk:
+    """A ``function_call`` output item as a chunk of one tool call, keyed by ``key`` (the later
+    argument deltas name the call by it)."""
+    return Chunk(
+        tool_calls=(
+            ToolCallDelta(
+                key=str(key),
+                id=str(item.get("call_id") or item.get("id")),
+                name=str(item.get("name") or ""),
+                arguments=str(item.get("arguments") or ""),
+            ),
+        )
+    )
+
+
 def _parts(value: Any) -> Sequence[Any]:
     """An output item's ``content`` or ``summary`` list; anything else (absent, or garbled into
     ``true``, a number or a string, as the fuzzer found) holds no parts, the way the Chat
@@ -243,16 +258,7 @@ class ResponsesCodec(Provider):
                 elif part.get("type") == "refusal" and part.get("refusal"):
                     yield Chunk(content=str(part["refusal"]))
         elif kind == "function_call" and final:
-            yield Chunk(
-                tool_calls=(
-                    ToolCallDelta(
-                        key=str(item.get("id") or item.get("call_id")),
-                        id=str(item.get("call_id") or item.get("id")),
-                        name=str(item.get("name") or ""),
-                        arguments=str(item.get("arguments") or ""),
-                    ),
-                )
-            )
+            yield _function_call_chunk(item, item.get("id") or item.get("call_id"))
         elif kind == "reasoning":
             text = "\n\n".join(
                 str(part.get("text"))
@@ -358,16 +364,7 @@ class ResponsesStreamParser(StreamParser):
         if kind == "response.output_item.added":
             item = payload.get("item")
             if isinstance(item, Mapping) and item.get("type") == "function_call":
-                return Chunk(
-                    tool_calls=(
-                        ToolCallDelta(
-                            key=str(item.get("id") or payload.get("output_index")),
-                            id=str(item.get("call_id") or item.get("id")),
-                            name=str(item.get("name") or ""),
-                            arguments=str(item.get("arguments") or ""),
-                        ),
-                    )
-                )
+                return _function_call_chunk(item, item.get("id") or payload.get("output_index"))
             return None
         if kind == "response.function_call_arguments.delta":
             delta = payload.get("delta")
