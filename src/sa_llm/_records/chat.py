@@ -633,6 +633,29 @@ class ChatMethods:
         """Async twin of :meth:`deny`."""
         return await self._adecide(call, "denied", by, reason, arguments_hash)
 
+    def _decision_writer(
+        self,
+        call: Any,
+        state: Literal["approved", "denied"],
+        by: str | None,
+        reason: str | None,
+        expected: str | None,
+    ) -> Callable[[Any], Decision]:
+        """The decision's write, on a connection or a session (the async twin runs it with
+        ``run_sync``)."""
+        from sa_llm._persisted.approvals import decide
+
+        schema = _approval_schema(type(self))
+        chat_id = sa_inspect(self).identity[0]
+
+        def record(connection: Any) -> Decision:
+            return decide(
+                connection, schema, chat_id, call, state,
+                by=by, reason=reason, expected_hash=expected,
+            )  # fmt: skip
+
+        return record
+
     def _decide_sync(
         self,
         call: Any,
@@ -641,19 +664,9 @@ class ChatMethods:
         reason: str | None,
         expected: str | None,
     ) -> Decision:
-        from sa_llm._persisted.approvals import decide
-
         session = _sync_session(self)
-        schema = _approval_schema(type(self))
-        chat_id = sa_inspect(self).identity[0]
+        record = self._decision_writer(call, state, by, reason, expected)
         bind = session.get_bind(mapper=type(self))
-
-        def record(connection: Any) -> Decision:
-            return decide(
-                connection, schema, chat_id, call, state,
-                by=by, reason=reason, expected_hash=expected,
-            )  # fmt: skip
-
         if isinstance(bind, Engine):
             with bind.begin() as connection:
                 decision = record(connection)
@@ -671,19 +684,9 @@ class ChatMethods:
         reason: str | None,
         expected: str | None,
     ) -> Decision:
-        from sa_llm._persisted.approvals import decide
-
         session = _async_session(self)
-        schema = _approval_schema(type(self))
-        chat_id = sa_inspect(self).identity[0]
+        record = self._decision_writer(call, state, by, reason, expected)
         bind = session.sync_session.get_bind(mapper=type(self))
-
-        def record(connection: Any) -> Decision:
-            return decide(
-                connection, schema, chat_id, call, state,
-                by=by, reason=reason, expected_hash=expected,
-            )  # fmt: skip
-
         if isinstance(bind, Engine):
             async with AsyncEngine(bind).begin() as connection:
                 decision = await connection.run_sync(record)
