@@ -9,7 +9,7 @@ every behaviour test runs four ways (two databases x two modes) from one body.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+import sa_llm
 from sa_llm.declarative import (
     acts_as_attachment,
     acts_as_chat,
@@ -62,9 +63,10 @@ def default_models(*extra: str, base: Any = None, **declared: Any) -> dict[str, 
 
     ``extra`` names optional models to declare too (``"ChatEvent"``, ``"Usage"``,
     ``"Attachment"``). A test that needs one model of its own declares it on its own ``base``
-    and passes it by name in ``declared``: it stands in for the default of that name, and the
-    others are declared beside it on ``base``. Every class is returned: SQLAlchemy's registry
-    holds classes weakly, and one nothing refers to would be collected.
+    and passes it by name in ``declared``: it stands in for the default of that name (``None``
+    leaves that model out), and the others are declared beside it on ``base``. Every class is
+    returned: SQLAlchemy's registry holds classes weakly, and one nothing refers to would be
+    collected.
     """
     if base is None:
 
@@ -78,7 +80,7 @@ def default_models(*extra: str, base: Any = None, **declared: Any) -> dict[str, 
             decorator, mixins, table = MODEL_DECLARATIONS[name]
             body = {"__tablename__": table, "__module__": __name__, "__qualname__": name}
             models[name] = decorator()(type(name, (*mixins, base), body))
-    return models
+    return {name: cls for name, cls in models.items() if cls is not None}
 
 
 def models_source(*extra: str) -> str:
@@ -203,6 +205,18 @@ async def close_world(world: World) -> None:
     if world.async_engine is not None:
         await world.async_engine.dispose()
     world.sync_engine.dispose()
+
+
+def configure_worker(job: Mapping[str, Any]) -> None:
+    """sa_llm in a worker process: the fake OpenAI server at ``job["server"]`` (Chat
+    Completions, no retries), plus the job's own ``settings``."""
+    sa_llm.configure(
+        openai_base_url=job["server"],
+        openai_api_key="test-key",
+        openai_api="chat_completions",
+        max_retries=0,
+        **job.get("settings", {}),
+    )
 
 
 class StatementCounter:

@@ -264,3 +264,23 @@ def expected_tokens(reply: Mapping[str, Any]) -> sa_llm.Tokens:
         cached=(usage.get("input_tokens_details") or {}).get("cached_tokens"),
         reasoning=(usage.get("output_tokens_details") or {}).get("reasoning_tokens"),
     )
+
+
+def responses_reply(text: str) -> dict[str, Any]:
+    """A whole Responses-API reply of one message saying ``text`` (one token each way)."""
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "status": "completed",
+        "model": "gpt-4.1-nano",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+    }

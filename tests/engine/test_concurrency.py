@@ -10,32 +10,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 
 import sa_llm
-
-
-def reply(text: str) -> dict[str, Any]:
-    return {
-        "id": "resp_1",
-        "object": "response",
-        "status": "completed",
-        "model": "gpt-4.1-nano",
-        "output": [
-            {
-                "type": "message",
-                "id": "msg_1",
-                "role": "assistant",
-                "status": "completed",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            }
-        ],
-        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
-    }
+from wire_responses import responses_reply
 
 
 def user_texts(request: httpx.Request) -> list[str]:
@@ -48,7 +29,7 @@ def user_texts(request: httpx.Request) -> list[str]:
 
 
 def answer(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json=reply(f"re: {user_texts(request)[-1]}"))
+    return httpx.Response(200, json=responses_reply(f"re: {user_texts(request)[-1]}"))
 
 
 def alternates(chat: sa_llm.Chat) -> bool:

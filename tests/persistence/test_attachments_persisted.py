@@ -780,8 +780,8 @@ async def test_an_empty_list_attaches_nothing(world: World, fake: FakeLLM) -> No
 async def test_legacy_chats_store_files(
     db_url: str, async_db_url: str, tmp_path: Path, mode: str
 ) -> None:
-    from sa_llm.declarative import acts_as_chat, acts_as_tool_call
-    from sa_llm.mixins import LegacyChatMixin, LegacyMessageMixin, ToolCallMixin
+    from sa_llm.declarative import acts_as_chat
+    from sa_llm.mixins import LegacyChatMixin, LegacyMessageMixin
 
     class Base(DeclarativeBase):
         pass
@@ -794,16 +794,7 @@ async def test_legacy_chats_store_files(
     class Message(LegacyMessageMixin, Base):
         __tablename__ = "messages"
 
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_attachment()
-    class Attachment(AttachmentMixin, Base):
-        __tablename__ = "attachments"
-
-    models = {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall}
-    models["Attachment"] = Attachment
+    models = default_models("Attachment", base=Base, Chat=Chat, Message=Message, Model=None)
     world = make_world(mode, db_url, async_db_url, models)
     sa_llm.configure(attachment_storage=tmp_path / "blobs")
     try:
