@@ -47,11 +47,6 @@ T = TypeVar("T")
 BuildWorld = Callable[[dict[str, Any]], World]
 
 
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 async def build_world(mode: str, db_url: str, async_db_url: str) -> AsyncIterator[BuildWorld]:
     """Makes a :class:`World` for a models dict; closes it and disposes its registry after."""
@@ -284,16 +279,7 @@ def standard_models(
 
     if decorate_message:
         acts_as_message(**(message or {}))(Message)
-
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
-    return {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model}
+    return default_models(base=Base, Chat=Chat, Message=Message)
 
 
 # -- custom class names ---------------------------------------------------------------------------
