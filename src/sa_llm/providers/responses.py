@@ -26,12 +26,13 @@ from sa_llm.providers.base import (
     HttpResponse,
     Provider,
     SchemaSpec,
+    SSEStreamParser,
     StreamParser,
     ToolSpec,
     deep_merge,
     reasoning_effort,
 )
-from sa_llm.providers.sse import ServerSentEvent, SSEDecoder
+from sa_llm.providers.sse import ServerSentEvent
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Message, RawContent, Tokens, ToolCallDelta
 
@@ -317,30 +318,14 @@ class ResponsesCodec(Provider):
         return ResponsesStreamParser(self)
 
 
-class ResponsesStreamParser(StreamParser):
+class ResponsesStreamParser(SSEStreamParser):
     """Parses the Responses event stream (``response.output_text.delta`` ... ``completed``)."""
 
     provider: ResponsesCodec
 
     def __init__(self, provider: ResponsesCodec) -> None:
         super().__init__(provider)
-        self.decoder = SSEDecoder()
         self._reasoning: list[Any] = []  # the reply's reasoning items, whole, for replay
-
-    def feed(self, data: bytes) -> list[Chunk]:
-        return self._chunks(self.decoder.feed(data))
-
-    def close(self) -> list[Chunk]:
-        chunks = self._chunks(self.decoder.flush())
-        return chunks + super().close()
-
-    def _chunks(self, events: list[ServerSentEvent]) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        for event in events:
-            chunk = self.parse_event(event)
-            if chunk is not None:
-                chunks.append(chunk)
-        return chunks
 
     def parse_event(self, event: ServerSentEvent) -> Chunk | None:
         if not event.data or event.data == "[DONE]":
