@@ -479,6 +479,13 @@ class Provider:
         status = 529 if "overloaded" in lowered else 429 if _RATE_LIMITED.search(lowered) else 500
         if "context" in lowered and "length" in lowered:
             status = 400
+        return self.stream_error_for(status, message, code, payload)
+
+    def stream_error_for(
+        self, status: int, message: str, code: str | None, payload: Any
+    ) -> errors.ProviderError:
+        """The typed error that ``status`` stands for, for an error object inside a stream or
+        a 200 reply (the error keeps no HTTP status of its own)."""
         cls = error_class_for(status, message, code)
         return cls(message, provider=self.name, status=None, body=payload)
 

@@ -49,7 +49,6 @@ from sa_llm.providers.base import (
     StreamParser,
     ToolSpec,
     deep_merge,
-    error_class_for,
     reasoning_effort,
 )
 from sa_llm.providers.responses import inline_text_file
@@ -395,8 +394,7 @@ class ChatCompletionsCodec(Provider):
         code = _mapping(_mapping(payload).get("error")).get("code")
         if isinstance(code, int) and 400 <= code <= 599:
             message, _ = self.error_message(payload)
-            cls = error_class_for(code, message, str(code))
-            return cls(message, provider=self.name, status=None, body=payload)
+            return self.stream_error_for(code, message, str(code), payload)
         return super().stream_error(payload)
 
 
