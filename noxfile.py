@@ -96,10 +96,11 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (bench/run.py): writes bench/results/latest.md (and a copy named after the
-    run's start time) and the generated sections of docs/benchmarks.md. The peers come from the
-    ``bench`` dependency group; the PostgreSQL workloads (W6 and the transports) run when
-    SA_LLM_TEST_POSTGRES_URL is set. Arguments go to bench/run.py (``-k peers``,
-    ``--journal wal``, ...)."""
+    run's start time), every benchmark's raw samples (bench/results/<name>.json), the generated
+    sections of docs/benchmarks.md and every workload's plot (docs/img/bench-<workload>.png,
+    bench/plot.py). The peers and matplotlib come from the ``bench`` dependency group; the
+    PostgreSQL workloads (W6 and the transports) run when SA_LLM_TEST_POSTGRES_URL is set.
+    Arguments go to bench/run.py (``-k peers``, ``--journal wal``, ...)."""
     if not (ROOT / "bench" / "run.py").exists():
         session.skip("bench/run.py does not exist yet")
     session.install("-e", ".[test]")

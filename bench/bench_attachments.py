@@ -1,7 +1,10 @@
 """Attachment memory: peak Python memory when a persisted chat attaches a 20 MB file.
 
 Run from the repository root with ``python bench/bench_attachments.py``; it prints a markdown
-table and writes it to ``bench/results/attachments.md`` (``--no-write`` leaves it alone).
+table and writes it to ``bench/results/attachments.md``, and every run's peak to
+``bench/results/attachments.json`` (the plot's data; ``--json-only``: that file alone,
+``--no-write``: neither). The scenarios run ``--repeats`` times (3), each run with a fresh
+file, database and storage; the table gives the median peak.
 Nothing touches the network: the OpenAI provider talks to an ``httpx.MockTransport`` that drops
 the request and answers with a recorded Responses API reply. The database is SQLite in memory,
 the storage a ``LocalStorage`` in a temporary directory, the file 20 MiB of random bytes behind
@@ -29,6 +32,7 @@ import asyncio
 import gc
 import json
 import os
+import statistics
 import sys
 import tempfile
 import tracemalloc
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import results_json
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -221,11 +226,40 @@ def scenarios(file: Path, directory: Path) -> list[tuple[str, int]]:
     return results
 
 
-def report(results: Sequence[tuple[str, int]], size: int) -> str:
+def peaks(runs: Sequence[Sequence[tuple[str, int]]]) -> dict[str, list[int]]:
+    """Each scenario's peaks over the runs, in the scenarios' order."""
+    found: dict[str, list[int]] = {}
+    for run in runs:
+        for name, peak in run:
+            found.setdefault(name, []).append(peak)
+    return found
+
+
+def medians(runs: Sequence[Sequence[tuple[str, int]]]) -> list[tuple[str, int]]:
+    """Each scenario's median peak over the runs."""
+    return [(name, int(statistics.median(values))) for name, values in peaks(runs).items()]
+
+
+def payload(
+    meta: dict[str, Any], size: int, runs: Sequence[Sequence[tuple[str, int]]]
+) -> dict[str, Any]:
+    """``bench/results/attachments.json``: every run's peak (bytes) per scenario."""
+    return {
+        "meta": meta,
+        "file_bytes": size,
+        "base64_bytes": (size + 2) // 3 * 4,
+        "baseline": "plain ask, no database (baseline)",
+        "scenarios": [{"name": name, "peak_bytes": values} for name, values in peaks(runs).items()],
+    }
+
+
+def report(results: Sequence[tuple[str, int]], size: int, repeats: int = 1) -> str:
     baseline = dict(results)["plain ask, no database (baseline)"]
+    runs = f"; median of {repeats} runs" if repeats > 1 else ""
     lines = [
         f"File: {size / MIB:.0f} MiB (PDF signature + random bytes); base64 of it: "
-        f"{(size + 2) // 3 * 4 / MIB:.1f} MiB. Peak = tracemalloc peak above the start level.",
+        f"{(size + 2) // 3 * 4 / MIB:.1f} MiB. Peak = tracemalloc peak above the start "
+        f"level{runs}.",
         "",
         "| scenario | peak MiB | x file size | above plain ask, MiB |",
         "| --- | ---: | ---: | ---: |",
@@ -249,18 +283,27 @@ def report(results: Sequence[tuple[str, int]], size: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=20, help="size of the attached file")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of every scenario")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    parser.add_argument("--json-only", action="store_true", help="write only attachments.json")
     args = parser.parse_args(argv)
+    meta = results_json.run_meta("attachments")
     size = args.size_mib * MIB
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        file = directory / "report.pdf"
-        with file.open("wb") as out:
-            out.write(b"%PDF-1.7\n")
-            out.write(os.urandom(size - 9))
-        table = report(scenarios(file, directory), size)
+    runs = []
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            file = directory / "report.pdf"
+            with file.open("wb") as out:
+                out.write(b"%PDF-1.7\n")
+                out.write(os.urandom(size - 9))
+            runs.append(scenarios(file, directory))
+    table = report(medians(runs), size, args.repeats)
     print(table)
     if not args.no_write:
+        path = results_json.write("attachments", payload(meta, size, runs))
+        print(f"written to {path}", file=sys.stderr)
+    if not args.no_write and not args.json_only:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(
             "# Attachments\n\n"

@@ -1,7 +1,9 @@
 """Library overhead from the transport yielding the first chunk to the user's ``on_chunk``.
 
 Run from the repository root with ``python bench/bench_first_chunk.py``; it prints a markdown
-table and writes it to ``bench/results/first_chunk.md``. Nothing touches the network.
+table and writes it to ``bench/results/first_chunk.md``, and every run's time to
+``bench/results/first_chunk.json`` (the plot's data; ``--json-only``: that file alone,
+``--no-write``: neither). Nothing touches the network.
 
 Method. A custom httpx transport (sync and async) serves a recorded OpenAI Responses stream
 (``tests/fixtures/wire/openai/chat_streaming_responses_...json``, the first interaction) one SSE
@@ -42,6 +44,7 @@ from time import perf_counter_ns
 from typing import Any, TypeVar
 
 import httpx
+import results_json
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -357,6 +360,39 @@ def report(
     return "\n".join(lines)
 
 
+#: The rows of the table and the plot: (key of the series, samples, label, on the path).
+SERIES = (
+    ("plain sync", "total", "plain `Chat`, sync", True),
+    ("plain async", "total", "plain `Chat`, async", True),
+    ("persisted sync", "total", "persisted, sync", True),
+    ("persisted async", "total", "persisted, async", True),
+    ("persisted sync", "placeholder", "placeholder INSERT + COMMIT, sync", False),
+    ("persisted async", "placeholder", "placeholder INSERT + COMMIT, async", False),
+)
+
+
+def payload(
+    meta: dict[str, Any], results: dict[str, Series], runs: int, warmup: int, db: str
+) -> dict[str, Any]:
+    """``bench/results/first_chunk.json``: every run's µs per row."""
+    return {
+        "meta": meta,
+        "runs": runs,
+        "warmup": warmup,
+        "db": db,
+        "target_us": TARGET_US,
+        "rows": [
+            {
+                "label": label,
+                "on_path": on_path,
+                "us": [round(ns / 1e3, 3) for ns in getattr(results[key], samples)],
+            }
+            for key, samples, label, on_path in SERIES
+            if key in results
+        ],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
@@ -365,7 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sqlite-file", action="store_true", help="persist to a temporary file, not in memory"
     )
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    parser.add_argument("--json-only", action="store_true", help="write only first_chunk.json")
     args = parser.parse_args(argv)
+    meta = results_json.run_meta("first_chunk")
 
     pieces, headers, index = load_stream(FIXTURE)
     transport = RecordedTransport(pieces, headers)
@@ -416,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = report(results, pieces, index, args.runs, db)
     print(table)
     if not args.no_write:
+        path = results_json.write("first_chunk", payload(meta, results, args.runs, args.warmup, db))
+        print(f"written to {path}", file=sys.stderr)
+    if not args.no_write and not args.json_only:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(
             "# First-chunk overhead\n\n"

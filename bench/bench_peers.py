@@ -3,9 +3,12 @@
 Run from the repository root with ``python bench/bench_peers.py`` (``nox -s bench`` runs it with
 the peers installed from the ``bench`` dependency group). It prints markdown tables; with
 ``--docs`` it also rewrites the part of ``docs/benchmarks.md`` between ``<!-- peers:start -->``
-and ``<!-- peers:end -->``, draws ``docs/img/peers.png`` (``bench/plot.py``), keeps the raw
-numbers in ``bench/results/peers.json`` and the report in ``bench/results/peers-<time>.md``
-(the run the docs cite; ``<time>`` is when the run started, UTC).
+and ``<!-- peers:end -->`` and draws the plots of W1, W2, W3 and W6
+(``docs/img/bench-w<n>.png``, ``bench/plot.py``) that the section embeds; unless given
+``--no-write`` it keeps the raw numbers in ``bench/results/peers.json`` and the report in
+``bench/results/peers-<time>.md`` (the run the docs cite; ``<time>`` is when the run started,
+UTC). ``--from-json bench/results/peers.json`` prints a saved run's report instead of running;
+with ``--docs`` it also rewrites the section and redraws the plots from it.
 
 Systems (``bench/peers/``): sa_llm (a persisted chat row in a sync ``Session`` on a SQLite file;
 an ``AsyncSession`` on aiosqlite and on PostgreSQL for the async workloads), sa_llm's plain
@@ -97,7 +100,7 @@ from peers.workloads import (  # noqa: E402
 )
 
 DOCS = ROOT / "docs" / "benchmarks.md"
-IMAGE = ROOT / "docs" / "img" / "peers.png"
+IMAGES = ROOT / "docs" / "img"
 RESULTS = BENCH / "results" / "peers.json"
 START, END = "<!-- peers:start -->", "<!-- peers:end -->"
 POSTGRES_ENV = "SA_LLM_TEST_POSTGRES_URL"
@@ -1026,7 +1029,10 @@ class Report:
             else "**Fairness checks failed:** " + "; ".join([*parity.get("problems", []), *checks])
         ]
 
-    def markdown(self, image: str | None) -> list[str]:
+    def markdown(self, images: dict[str, str] | None = None) -> list[str]:
+        """The section; ``images``: workload (``w1``, ...) -> the path of its plot, relative to
+        the docs page, for the plots that were drawn."""
+        images = images or {}
         body = [
             "## Side by side with the Python peers",
             "",
@@ -1051,18 +1057,66 @@ class Report:
         ]
         for mode in self.modes():
             body += [f"### W1 and W3, {mode.upper()} journal", "", *self.w1(mode), ""]
-            if mode == self.primary() and image:
-                body += [
-                    f"![Time per turn against history length]({image})",
-                    "",
-                    "Left: W1's 50 turns (median over the rounds). Right: the same on a log "
-                    "scale, with the two turns each system ran on top of W2's 100- and "
-                    "1,000-message histories.",
-                    "",
-                ]
+            if mode == self.primary():
+                body += plot(images, "w1")
             body += [*self.w3(mode), ""]
-        body += [*self.w2(), "", *self.w4(), "", *self.w5(), "", *self.w6()]
-        return body
+            if mode == self.primary():
+                body += plot(images, "w3")
+        body += [*self.w2(), "", *plot(images, "w2"), *self.w4(), "", *self.w5(), "", *self.w6()]
+        body += ["", *plot(images, "w6")] if "w6" in images else []
+        return body[:-1] if body and not body[-1] else body
+
+
+#: How to read each plot (one sentence under it in the docs), and its alt text.
+PLOTS = {
+    "w1": (
+        "W1: time per turn and ratios to the limit",
+        "Left, each system's ms per turn, one dot per round (box: interquartile range and "
+        "median, whiskers: min and max; hatched: WAL); middle, sa_llm's per-round ratio to the "
+        "limit, wall and CPU, sync and async, against the 1.15x target (dashed); right, the "
+        "time of each turn against the messages already in the chat (line: median over the "
+        "rounds, band: min to max), with the turns run on W2's 100- and 1,000-message "
+        "histories as dots.",
+    ),
+    "w3": (
+        "W3: first chunk and per-round ratios",
+        "Left, the first chunk of every turn of every round (server write to callback, log "
+        "scale), without a time to first token and with it (hatched); right, the per-round "
+        "ratios to the plain chat and to the limit in each journal mode (hatched: WAL), "
+        "against their targets (dashed): a box above its dashed segment is a missed target.",
+    ),
+    "w2": (
+        "W2: rebuilding a history",
+        "For each history size, each system's warm loads (coloured) next to the raw SELECT of "
+        "its own rows (grey, hatched), log scale, triangles the first load of a fresh process; "
+        "right, each process's warm load over its raw SELECT (one dot per process), against "
+        "sa_llm's 2x target.",
+    ),
+    "w6": (
+        "W6: concurrent chats",
+        "Wall time (dotted: the latency floor) and client CPU per turn of each system and "
+        "transport, one dot per round (hatched: aiohttp), and each round's ratio to the limit "
+        "on the same transport against the 1.2x target (dashed); a single dot is a peer that "
+        "ran one round.",
+    ),
+}
+
+
+def plot(images: dict[str, str], workload: str) -> list[str]:
+    """The embed of a workload's plot and the sentence on how to read it (nothing if not
+    drawn)."""
+    if workload not in images:
+        return []
+    alt, reading = PLOTS[workload]
+    return [f"![{alt}]({images[workload]})", "", reading, ""]
+
+
+def draw_plots(results: dict[str, Any]) -> dict[str, str]:
+    """Draw W1, W2, W3 and W6 from ``results`` into ``docs/img``; their paths from the docs."""
+    from plot import draw_results
+
+    drawn = draw_results("peers", results, IMAGES)
+    return {w: p.relative_to(DOCS.parent).as_posix() for w, p in drawn.items()}
 
 
 def _value(run: dict[str, Any], key: str) -> float | None:
@@ -1232,7 +1286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.from_json:
         saved = json.loads(args.from_json.read_text(encoding="utf-8"))
         source = f"bench/results/peers-{saved['meta']['stamp']}.md"
-        print("\n".join(Report(saved, source).markdown(None)))
+        images = draw_plots(saved) if args.docs and not args.no_write else {}
+        lines = Report(saved, source).markdown(images)
+        print("\n".join(lines))
+        if args.docs and not args.no_write and not saved.get("checks"):
+            write_docs(lines)
         return 0
 
     meta = start_meta(args)  # first: the load and the time before this run adds to them
@@ -1346,13 +1404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["meta"]["seconds"] = round(elapsed, 1)
     source = f"bench/results/peers-{meta['stamp']}.md"
     report = Report(results, source)
-    image = None
-    if args.docs and not args.no_write:
-        from plot import draw
-
-        if draw(results, IMAGE):
-            image = IMAGE.relative_to(DOCS.parent).as_posix()
-    lines = report.markdown(image)
+    images = draw_plots(results) if args.docs and not args.no_write else {}
+    lines = report.markdown(images)
     print("\n".join(lines))
     print(f"\n({elapsed:.0f} s)", file=sys.stderr)
     if checks:

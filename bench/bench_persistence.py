@@ -1,7 +1,9 @@
 """Persistence cost: SQL statements per turn, and rebuilding a long history (``to_llm``).
 
 Run from the repository root with ``python bench/bench_persistence.py``; it prints markdown
-tables and writes them to ``bench/results/persistence.md``. Nothing touches the network: the
+tables and writes them to ``bench/results/persistence.md``, and every run's time and statement
+counts to ``bench/results/persistence.json`` (the plots' data; ``--json-only``: that file alone,
+``--no-write``: neither). Nothing touches the network: the
 model is sa_llm's scripted fake (provider ``"fake"``), which runs the real transport, SSE
 decoding and tool loop. The database is SQLite in memory; the models are the standard mixins,
 declared as ``tests/persisted.py`` declares them; the strategy is the default (commit per step).
@@ -36,6 +38,7 @@ from pathlib import Path
 from time import perf_counter_ns
 from typing import Annotated, Any, cast
 
+import results_json
 from sqlalchemy import Engine, Table, create_engine, event, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -260,7 +263,9 @@ async def turns_async(engine: AsyncEngine, repeats: int) -> dict[str, TurnResult
 def build_chat(session: Session, size: int, first_ids: tuple[int, int]) -> int:
     """A chat of ``size`` messages written with Core bulk inserts; returns its id.
 
-    The rounds are: user, assistant asking for one tool, the tool result, assistant answer.
+    The rounds are: user, assistant asking for one tool, the tool result, assistant answer
+    (a chat whose size ends a round early ends on an answer: a rebuild leaves out a tool call
+    that has no result yet).
     ``first_ids`` are the first free message and tool-call ids.
     """
     chat = ChatRow(model=MODEL, provider=PROVIDER)
@@ -274,6 +279,8 @@ def build_chat(session: Session, size: int, first_ids: tuple[int, int]) -> int:
     calls: list[dict[str, Any]] = []
     for i in range(size):
         kind = i % 4
+        if kind == 1 and i + 1 == size:
+            kind = 3  # no room for the call's result: an unanswered call is not history
         row: dict[str, Any] = {
             "id": message_id + i,
             "chat_id": chat_id,
@@ -453,12 +460,58 @@ def report_history(results: list[HistoryResult], repeats: int) -> list[str]:
     return lines
 
 
+def payload(
+    meta: dict[str, Any],
+    turns: dict[str, dict[str, TurnResult]],
+    rebuilt: list[HistoryResult],
+    repeats: int,
+    history_repeats: int,
+) -> dict[str, Any]:
+    """``bench/results/persistence.json``: every ask's and every rebuild's time (ms), and the
+    statement counts seen ((SELECT, INSERT, UPDATE, DELETE, other, COMMIT) tuples). The three
+    timings of a rebuild run (``to_llm`` and the two raw reads) come from the same iteration:
+    their ratio is paired."""
+    return {
+        "meta": meta,
+        "repeats": repeats,
+        "history_repeats": history_repeats,
+        "ratio_target": RATIO_TARGET,
+        "select_target": SELECT_TARGET,
+        "count_columns": [*VERBS, "other", "COMMIT"],
+        "turns": [
+            {
+                "turn": name,
+                "mode": mode,
+                "ms": [results_json.ms(ns) for ns in result.times_ns],
+                "counts": sorted(list(c) for c in result.counts),
+            }
+            for name in turns["sync"]
+            for mode, results in turns.items()
+            if name in results
+            for result in (results[name],)
+        ],
+        "history": [
+            {
+                "size": result.size,
+                "messages": result.messages,
+                "to_llm_ms": [results_json.ms(ns) for ns in result.to_llm_ns],
+                "raw_ms": [results_json.ms(ns) for ns in result.raw_ns],
+                "raw_with_calls_ms": [results_json.ms(ns) for ns in result.raw_with_calls_ns],
+                "counts": sorted(list(c) for c in result.counts),
+            }
+            for result in rebuilt
+        ],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=25, help="asks per turn kind")
     parser.add_argument("--history-repeats", type=int, default=30)
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    parser.add_argument("--json-only", action="store_true", help="write only persistence.json")
     args = parser.parse_args(argv)
+    meta = results_json.run_meta("persistence")
 
     sync_engine = create_engine("sqlite://", poolclass=StaticPool)
     Base.metadata.create_all(sync_engine)
@@ -486,6 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(table)
     if not args.no_write:
+        found = payload(meta, turns, rebuilt, args.repeats, args.history_repeats)
+        print(f"written to {results_json.write('persistence', found)}", file=sys.stderr)
+    if not args.no_write and not args.json_only:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(
             "# Persistence\n\n"

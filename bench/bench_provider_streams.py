@@ -1,7 +1,9 @@
 """Per-event stream parsing cost of every provider, side by side with OpenAI's parser.
 
 Run from the repository root with ``python bench/bench_provider_streams.py``; it prints a
-markdown table and writes it to ``bench/results/provider_streams.md``.
+markdown table and writes it to ``bench/results/provider_streams.md``, and every run's time to
+``bench/results/provider_streams.json`` (the plot's data; ``--json-only``: that file alone,
+``--no-write``: neither).
 
 For each provider the recorded ``chat_streaming_responses_*`` stream in
 ``tests/fixtures/wire/<provider>/`` is stretched to the same length (1,000 events): its middle
@@ -26,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import results_json
 
 import sa_llm
 from sa_llm.providers import create_provider
@@ -96,8 +100,8 @@ def parse_all(provider: Any, pieces: list[bytes]) -> int:
     return count
 
 
-def measure(provider: Any, stream: bytes, repeats: int) -> float:
-    """Median seconds to parse ``stream`` once."""
+def measure(provider: Any, stream: bytes, repeats: int) -> list[float]:
+    """Seconds to parse ``stream`` once, for each of ``repeats`` runs."""
     pieces = [stream[i : i + PIECE] for i in range(0, len(stream), PIECE)]
     parse_all(provider, pieces)  # warm up (and fail loudly if the stream does not parse)
     times = []
@@ -105,7 +109,7 @@ def measure(provider: Any, stream: bytes, repeats: int) -> float:
         start = time.perf_counter()
         parse_all(provider, pieces)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
 def config() -> sa_llm.Config:
@@ -136,14 +140,42 @@ def describe(unit: bytes) -> str:
     return "choices delta"
 
 
+def payload(
+    meta: dict[str, Any],
+    repeats: int,
+    rows: list[tuple[str, float | None, int | None, str]],
+    samples: dict[str, list[float]],
+) -> dict[str, Any]:
+    """``bench/results/provider_streams.json``: every run's µs per event, per provider."""
+    providers: list[dict[str, Any]] = []
+    for name, cost, size, what in rows:
+        if cost is None:
+            providers.append({"name": name, "missing": what})
+            continue
+        us = [round(seconds / EVENTS * 1e6, 4) for seconds in samples[name]]
+        providers.append({"name": name, "event": what, "bytes": size, "us_per_event": us})
+    return {
+        "meta": meta,
+        "events": EVENTS,
+        "piece": PIECE,
+        "repeats": repeats,
+        "target": TARGET,
+        "baseline": "openai",
+        "providers": providers,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--json-only", action="store_true", help="write only the JSON")
     args = parser.parse_args()
+    meta = results_json.run_meta("provider_streams")
 
     cfg = config()
     rows: list[tuple[str, float | None, int | None, str]] = []
+    samples: dict[str, list[float]] = {}
     baseline = None
     for name in PROVIDERS:
         recorded = recorded_stream(name)
@@ -156,7 +188,8 @@ def main() -> int:
             rows.append((name, None, None, f"not available: {type(exc).__name__}"))
             continue
         stream, unit = stretch(recorded, EVENTS)
-        per_event = measure(provider, stream, args.repeats) / EVENTS * 1e6
+        samples[name] = measure(provider, stream, args.repeats)
+        per_event = statistics.median(samples[name]) / EVENTS * 1e6
         if name == "openai":
             baseline = per_event
         rows.append((name, per_event, len(stream), describe(unit)))
@@ -180,8 +213,11 @@ def main() -> int:
     report = "\n".join(lines) + "\n"
     print("## Provider stream parsers\n")
     print(report)
-    if not args.no_write:
+    if not args.no_write and not args.json_only:
         RESULTS.write_text("# Provider stream parsers\n\n" + report, encoding="utf-8")
+    if not args.no_write:
+        path = results_json.write("provider_streams", payload(meta, args.repeats, rows, samples))
+        print(f"written to {path}", file=sys.stderr)
     return 0 if worst <= TARGET else 1
 
 

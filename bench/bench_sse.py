@@ -1,8 +1,9 @@
 """Server-sent events decoding throughput: sa_llm's decoder against the official openai SDK's.
 
 Run from the repository root with ``python bench/bench_sse.py``; it prints a markdown table and
-writes it to ``bench/results/sse.md``. Nothing touches the network: every HTTP response comes
-from an in-process ``MockTransport``.
+writes it to ``bench/results/sse.md``, and every run's time to ``bench/results/sse.json`` (the
+plot's data; ``--json-only``: that file alone, ``--no-write``: neither). Nothing touches the
+network: every HTTP response comes from an in-process ``MockTransport``.
 
 The stream is a recorded OpenAI Responses stream (``tests/fixtures/sse/openai_responses.txt``)
 whose ``response.output_text.delta`` events are repeated until it holds 1,000 events, with the
@@ -31,10 +32,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import httpx2
 import openai
+import results_json
 from openai._streaming import SSEDecoder as OpenAISSEDecoder
 
 from sa_llm.providers.sse import iter_sse
@@ -61,8 +64,8 @@ def chunked(stream: bytes, size: int) -> list[bytes]:
     return [stream[i : i + size] for i in range(0, len(stream), size)]
 
 
-def median_seconds(run: Callable[[], int], expected: int, repeats: int) -> float:
-    """Median wall time of ``run`` (after one warm-up), checking it saw every event each time."""
+def run_seconds(run: Callable[[], int], expected: int, repeats: int) -> list[float]:
+    """Wall time of each run of ``run`` (after one warm-up), checking it saw every event."""
     assert run() == expected
     times = []
     for _ in range(repeats):
@@ -70,7 +73,33 @@ def median_seconds(run: Callable[[], int], expected: int, repeats: int) -> float
         seen = run()
         times.append(time.perf_counter() - start)
         assert seen == expected, (seen, expected)
-    return statistics.median(times)
+    return times
+
+
+def payload(
+    meta: dict[str, Any],
+    events: int,
+    size: int,
+    chunk: int,
+    rows: list[tuple[str, str, str]],
+    samples: dict[str, list[float]],
+) -> dict[str, Any]:
+    """``bench/results/sse.json``: every run's ms per row; ``rows``: (label, path, library)."""
+    return {
+        "meta": meta,
+        "events": events,
+        "bytes": size,
+        "chunk": chunk,
+        "rows": [
+            {
+                "label": name,
+                "path": path,
+                "library": library,
+                "ms": [round(s * 1e3, 4) for s in samples[name + path]],
+            }
+            for name, path, library in rows
+        ],
+    }
 
 
 def main() -> None:
@@ -79,7 +108,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--chunk", type=int, default=1024, help="bytes per chunk")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    parser.add_argument("--json-only", action="store_true", help="write only sse.json")
     args = parser.parse_args()
+    meta = results_json.run_meta("sse")
 
     stream = build_stream(args.events)
     chunks = chunked(stream, args.chunk)
@@ -131,7 +162,8 @@ def main() -> None:
         ("openai `SSEDecoder` + `json.loads`", "httpx2 `MockTransport`", openai_decoder_httpx2),
         ("openai SDK `responses.create(stream=True)`", "httpx2 `MockTransport`", openai_sdk),
     ]
-    timings = {name + path: median_seconds(run, n, args.repeats) for name, path, run in rows}
+    samples = {name + path: run_seconds(run, n, args.repeats) for name, path, run in rows}
+    timings = {key: statistics.median(times) for key, times in samples.items()}
 
     def per_second(name: str, path: str) -> tuple[float, float]:
         seconds = timings[name + path]
@@ -169,7 +201,7 @@ def main() -> None:
         client.close()
     table = "\n".join(lines)
     print(table)
-    if not args.no_write:
+    if not args.no_write and not args.json_only:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(
             "# Server-sent events decoding\n\n"
@@ -178,6 +210,15 @@ def main() -> None:
             + "\n"
         )
         print(f"\nwritten to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+    if not args.no_write:
+        libraries = [("sa_llm" if name.startswith("sa_llm") else "openai") for name, _, _ in rows]
+        described = [
+            (name, path, lib) for (name, path, _), lib in zip(rows, libraries, strict=True)
+        ]
+        written = results_json.write(
+            "sse", payload(meta, n, len(stream), args.chunk, described, samples)
+        )
+        print(f"written to {written}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Streaming throughput, whole path: sa_llm's ``Chat.ask(on_chunk=...)`` against the openai SDK.
 
 Run from the repository root with ``python bench/bench_stream_path.py``; it prints a markdown
-table and writes it to ``bench/results/stream_path.md``. Nothing touches the network.
+table and writes it to ``bench/results/stream_path.md``, and every run's time to
+``bench/results/stream_path.json`` (the plot's data; ``--json-only``: that file alone,
+``--no-write``: neither). Nothing touches the network.
 
 ``bench_sse.py`` compares the SSE decoders; this one compares what a user of each library runs
 to consume a stream, over the same bytes: a 1,000-event OpenAI Responses stream (the recorded
@@ -28,10 +30,12 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from time import perf_counter_ns
+from typing import Any
 
 import httpx
 import httpx2
 import openai
+import results_json
 
 import sa_llm
 from sa_llm.providers.sse import SSEDecoder
@@ -82,11 +86,7 @@ class _Pieces2(httpx2.SyncByteStream, httpx2.AsyncByteStream):
             yield piece
 
 
-def _median_ms(samples: Sequence[int]) -> float:
-    return statistics.median(samples) / 1e6
-
-
-def time_sync(run: Callable[[], int], expected: int, repeats: int) -> float:
+def time_sync(run: Callable[[], int], expected: int, repeats: int) -> list[int]:
     assert run() == expected  # warm-up, and a check
     samples = []
     for _ in range(repeats):
@@ -94,10 +94,10 @@ def time_sync(run: Callable[[], int], expected: int, repeats: int) -> float:
         seen = run()
         samples.append(perf_counter_ns() - start)
         assert seen == expected, (seen, expected)
-    return _median_ms(samples)
+    return samples
 
 
-async def time_async(run: Callable[[], Awaitable[int]], expected: int, repeats: int) -> float:
+async def time_async(run: Callable[[], Awaitable[int]], expected: int, repeats: int) -> list[int]:
     assert await run() == expected
     samples = []
     for _ in range(repeats):
@@ -105,7 +105,50 @@ async def time_async(run: Callable[[], Awaitable[int]], expected: int, repeats: 
         seen = await run()
         samples.append(perf_counter_ns() - start)
         assert seen == expected, (seen, expected)
-    return _median_ms(samples)
+    return samples
+
+
+#: (key, consumer, path, library) of each row, in the table's order.
+ROWS = (
+    ("decoder", "sa_llm `SSEDecoder.feed` alone", "no HTTP, no JSON", "sa_llm"),
+    ("sa_llm sync", "sa_llm `Chat.ask(on_chunk=...)`", "sync, httpx `MockTransport`", "sa_llm"),
+    (
+        "sdk sync",
+        "openai SDK `responses.create(stream=True)`",
+        "sync, httpx2 `MockTransport`",
+        "openai",
+    ),
+    ("sa_llm async", "sa_llm `Chat.aask(on_chunk=...)`", "async, httpx `MockTransport`", "sa_llm"),
+    (
+        "sdk async",
+        "openai SDK `AsyncOpenAI` `responses.create(stream=True)`",
+        "async, httpx2 `MockTransport`",
+        "openai",
+    ),
+)
+
+
+def payload(
+    meta: dict[str, Any], events: int, size: int, chunk: int, samples: dict[str, list[int]]
+) -> dict[str, Any]:
+    """``bench/results/stream_path.json``: every run's ms per row."""
+    return {
+        "meta": meta,
+        "events": events,
+        "bytes": size,
+        "chunk": chunk,
+        "rows": [
+            {
+                "key": key,
+                "label": label,
+                "path": path,
+                "library": library,
+                "ms": [results_json.ms(ns) for ns in samples[key]],
+            }
+            for key, label, path, library in ROWS
+            if key in samples
+        ],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,7 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--chunk", type=int, default=1024, help="bytes per piece")
     parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    parser.add_argument("--json-only", action="store_true", help="write only stream_path.json")
     args = parser.parse_args(argv)
+    meta = results_json.run_meta("stream_path")
 
     stream, deltas = build_stream(args.events)
     pieces = [stream[i : i + args.chunk] for i in range(0, len(stream), args.chunk)]
@@ -162,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         events = sdk.responses.create(model=MODEL, input="Count", stream=True)
         return sum(1 for event in events if event.type == "response.output_text.delta")
 
-    timings = {
+    samples = {
         "decoder": time_sync(decoder_only, deltas, args.repeats),
         "sa_llm sync": time_sync(sa_llm_ask, deltas, args.repeats),
         "sdk sync": time_sync(sdk_stream, deltas, args.repeats),
@@ -196,14 +241,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     seen += 1
             return seen
 
-        timings["sa_llm async"] = await time_async(sa_llm_aask, deltas, args.repeats)
-        timings["sdk async"] = await time_async(sdk_astream, deltas, args.repeats)
+        samples["sa_llm async"] = await time_async(sa_llm_aask, deltas, args.repeats)
+        samples["sdk async"] = await time_async(sdk_astream, deltas, args.repeats)
         await async_sdk.close()
 
     asyncio.run(run_async())
     sdk.close()
 
     n = args.events
+    timings = {key: statistics.median(runs) / 1e6 for key, runs in samples.items()}
 
     def row(label: str, path: str, key: str) -> str:
         ms = timings[key]
@@ -245,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     table = "\n".join(lines)
     print(table)
-    if not args.no_write:
+    if not args.no_write and not args.json_only:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(
             "# Streaming, whole path\n\n"
@@ -253,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "timed).\n\n" + table + "\n"
         )
         print(f"\nwritten to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+    if not args.no_write:
+        path = results_json.write("stream_path", payload(meta, n, len(stream), args.chunk, samples))
+        print(f"written to {path}", file=sys.stderr)
     return 0
 
 

@@ -3,9 +3,12 @@
 Run from the repository root with ``python bench/bench_transports.py`` (``nox -s bench`` runs
 it; it needs ``SA_LLM_TEST_POSTGRES_URL`` and prints a note without it). It prints markdown;
 with ``--docs`` it rewrites the part of ``docs/benchmarks.md`` between
-``<!-- transports:start -->`` and ``<!-- transports:end -->`` and keeps the report in
-``bench/results/transports-<time>.md`` (the run the docs cite) and the raw numbers in
-``bench/results/transports.json``.
+``<!-- transports:start -->`` and ``<!-- transports:end -->`` and draws the plot that part
+embeds (``docs/img/bench-transports.png``, ``bench/plot.py``); unless given ``--no-write`` it
+keeps the report in ``bench/results/transports-<time>.md`` (the run the docs cite) and the raw
+numbers in ``bench/results/transports.json``. ``--from-json bench/results/transports.json``
+prints a saved run's report instead of running; with ``--docs`` it also rewrites the section
+and redraws the plot from it.
 
 Method. The concurrency workload of ``bench_peers.py`` (W6: 200 new chats x 5 turns at once,
 100 ms of server latency, PostgreSQL through asyncpg) runs sa_llm's ``AsyncSession`` chats on
@@ -122,7 +125,23 @@ def _ok(run: Any) -> dict[str, Any] | None:
     return run if isinstance(run, dict) and "error" not in run else None
 
 
-def report(results: dict[str, Any], source: str) -> list[str]:
+PLOT_READING = (
+    "Each transport's wall time and client CPU per turn, one dot per round (box: interquartile "
+    "range and median, whiskers: min and max), each round's wall time over the default's in "
+    "the same round (below 1: faster than httpx with sa_llm's default limits), and the profiled "
+    "client CPU split by package."
+)
+
+
+def draw_plot(results: dict[str, Any]) -> str | None:
+    """Draw ``docs/img/bench-transports.png``; its path from the docs page (None: not drawn)."""
+    from plot import draw
+
+    drawn = draw("transports", results)
+    return drawn.relative_to(DOCS.parent).as_posix() if drawn else None
+
+
+def report(results: dict[str, Any], source: str, image: str | None = None) -> list[str]:
     meta = results["meta"]
     turns = W6_CHATS * W6_TURNS
     load = meta["load_at_start"]
@@ -162,6 +181,9 @@ def report(results: dict[str, Any], source: str) -> list[str]:
         )
     for transport in results["missing"]:
         lines.append(f"| {LABELS.get(transport, transport)} | not installed | | | |")
+    if image:
+        lines += ["", f"![The transports: wall time, CPU, ratio to the default]({image})", ""]
+        lines.append(PLOT_READING)
     profiles: dict[str, dict[str, Any]] = {}
     for transport, run in results["profiles"].items():
         found = _ok(run)
@@ -216,7 +238,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--docs", action="store_true", help=f"update {DOCS.name}")
     parser.add_argument("--no-write", action="store_true", help="write nothing but stdout")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument(
+        "--from-json", type=Path, help="report a saved run (bench/results/transports.json)"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        image = draw_plot(saved) if args.docs and not args.no_write else None
+        lines = report(saved, f"bench/results/transports-{saved['meta']['stamp']}.md", image)
+        print("\n".join(lines))
+        if args.docs and not args.no_write:
+            write_docs(lines)
+        return 0
     if not os.environ.get(POSTGRES_ENV):
         print(
             f"Not run: {POSTGRES_ENV} is not set (the workload runs on PostgreSQL; "
@@ -225,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     results = measure(args.repeats, args.timeout)
     source = f"bench/results/transports-{results['meta']['stamp']}.md"
-    lines = report(results, source)
+    image = draw_plot(results) if args.docs and not args.no_write else None
+    lines = report(results, source, image)
     print("\n".join(lines))
     if not args.no_write:
         RESULTS.write_text(json.dumps(results, separators=(",", ":")) + "\n", encoding="utf-8")

@@ -2,7 +2,9 @@
 
 Run from the repository root with ``python bench/bench_turns.py`` (``--before-src PATH`` adds the
 first table; PostgreSQL rows need ``SA_LLM_TEST_POSTGRES_URL``). It prints markdown tables and
-writes them to ``bench/results/turns.md``.
+writes them to ``bench/results/turns.md``, and every round's and trial's numbers to
+``bench/results/turns.json`` (the plot's data; ``--json-only``: that file alone, ``--no-write``:
+neither; with ``--restructure``, ``restructure.md`` and ``restructure.json``).
 
 1. **W1 per turn, before and after the lease** (``--before-src``: the ``src`` directory of a
    checkout without the lease, e.g. ``git worktree add /tmp/before <commit>``). 50 non-streamed
@@ -35,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import results_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "turns.md"
@@ -77,13 +81,19 @@ def w1_worker(db_path: str) -> dict[str, Any]:
         event.listen(engine, "commit", lambda c: commits.append(1))
         chat.ask("counted")
         counted = (len(statements), len(commits))
-        times = []
+        times, cpu = [], []
         for turn in range(TURNS):
-            started = time.perf_counter_ns()
+            started, started_cpu = time.perf_counter_ns(), time.process_time_ns()
             chat.ask(f"question {turn}")
             times.append((time.perf_counter_ns() - started) / 1e6)
+            cpu.append((time.process_time_ns() - started_cpu) / 1e6)
     engine.dispose()
-    return {"median_ms": statistics.median(times), "statements": counted[0], "commits": counted[1]}
+    return {
+        "median_ms": statistics.median(times),
+        "cpu_median_ms": statistics.median(cpu),
+        "statements": counted[0],
+        "commits": counted[1],
+    }
 
 
 def _run_w1(src: Path, tmp: Path, label: str, round_: int) -> dict[str, Any]:
@@ -96,9 +106,11 @@ def _run_w1(src: Path, tmp: Path, label: str, round_: int) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def _w1_row(label: str, times: list[float], counts: tuple[int, int]) -> str:
-    spread = f"{min(times):.2f}-{max(times):.2f}"
-    return f"| {label} | {statistics.median(times):.2f} ({spread}) | {counts[0]} | {counts[1]} |"
+def _w1_row(label: str, times: list[float], cpu: list[float], counts: tuple[int, int]) -> str:
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    return f"| {label} | {cell(times)} | {cell(cpu)} | {counts[0]} | {counts[1]} |"
 
 
 def bench_w1(
@@ -108,10 +120,14 @@ def bench_w1(
     labels: tuple[str, str] = ("before the lease", "with the lease"),
     title: str = "W1 per turn, before and after the lease",
     target: str = " (target <= 1.1x)",
+    rounds: int = ROUNDS,
+    found: dict[str, Any] | None = None,
 ) -> list[str]:
-    befores, afters, ratios = [], [], []
+    """The W1 table; ``found`` (when given) receives every round's numbers."""
+    befores, afters, ratios, cpu_ratios = [], [], [], []
+    cpu: dict[str, list[float]] = {"before": [], "after": []}
     counts: dict[str, Any] = {}
-    for round_ in range(ROUNDS):
+    for round_ in range(rounds):
         order = [("before", before_src), ("after", after_src)]
         if round_ % 2:
             order.reverse()
@@ -119,20 +135,37 @@ def bench_w1(
         befores.append(result["before"]["median_ms"])
         afters.append(result["after"]["median_ms"])
         ratios.append(result["after"]["median_ms"] / result["before"]["median_ms"])
+        for label in cpu:
+            cpu[label].append(result[label]["cpu_median_ms"])
+        cpu_ratios.append(cpu["after"][-1] / cpu["before"][-1])
         counts = {label: (r["statements"], r["commits"]) for label, r in result.items()}
+    if found is not None:
+        found.update(
+            labels=list(labels),
+            before_ms=befores,
+            after_ms=afters,
+            before_cpu_ms=cpu["before"],
+            after_cpu_ms=cpu["after"],
+            statements={k: list(v) for k, v in counts.items()},
+        )
     return [
         f"## {title}",
         "",
         f"{TURNS} non-streamed asks per round, sync, SQLite file (DELETE journal), fake model in "
-        f"process; {ROUNDS} rounds, each version in a fresh process, alternating.",
+        f"process; {rounds} rounds, each version in a fresh process, alternating. CPU is the "
+        "process's CPU time per turn (waits for the disk's fsync and for the machine's other "
+        "work are out of it), the figure a busy machine blurs least.",
         "",
-        "| | median ms / turn (min-max over rounds) | statements / turn | commits / turn |",
-        "| --- | --- | --- | --- |",
-        _w1_row(labels[0], befores, counts["before"]),
-        _w1_row(labels[1], afters, counts["after"]),
+        "| | median ms / turn (min-max over rounds) | CPU ms / turn (min-max) "
+        "| statements / turn | commits / turn |",
+        "| --- | --- | --- | --- | --- |",
+        _w1_row(labels[0], befores, cpu["before"], counts["before"]),
+        _w1_row(labels[1], afters, cpu["after"], counts["after"]),
         "",
         f"Paired ratio (second / first), per round: median **{statistics.median(ratios):.2f}x**, "
-        f"min {min(ratios):.2f}x, max {max(ratios):.2f}x{target}.",
+        f"min {min(ratios):.2f}x, max {max(ratios):.2f}x{target}; "
+        f"CPU per turn: median **{statistics.median(cpu_ratios):.2f}x**, "
+        f"min {min(cpu_ratios):.2f}x, max {max(cpu_ratios):.2f}x.",
         "",
     ]
 
@@ -245,7 +278,7 @@ def wait_table(rows: list[tuple[str, list[float]]]) -> list[str]:
 # -- 3. partial-output flushes -----------------------------------------------------------------
 
 
-def bench_flushes(db_url: str) -> list[str]:
+def bench_flushes(db_url: str, found: list[dict[str, Any]] | None = None) -> list[str]:
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
@@ -286,8 +319,44 @@ def bench_flushes(db_url: str) -> list[str]:
             flushes = counter.count("UPDATE messages") - 1
             bound = int(duration / interval) + 1
             lines.append(f"| {chunks} | {interval} | {duration:.2f} | {flushes} | {bound} |")
+            if found is not None:
+                found.append(
+                    {
+                        "chunks": chunks,
+                        "interval_s": interval,
+                        "duration_s": round(duration, 4),
+                        "flushes": flushes,
+                        "bound": bound,
+                    }
+                )
     engine.dispose()
     return [*lines, ""]
+
+
+def restructure_payload(
+    meta: dict[str, Any], w1: dict[str, Any], sources: tuple[str, str], rounds: int
+) -> dict[str, Any]:
+    """``bench/results/restructure.json``: W1's rounds between two ``src`` trees."""
+    return {"meta": meta, "turns": TURNS, "rounds": rounds, "src": list(sources), "w1": w1,
+            "target": 1.0}  # fmt: skip
+
+
+def payload(
+    meta: dict[str, Any],
+    w1: dict[str, Any] | None,
+    waits: list[tuple[str, list[float]]],
+    flushes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """``bench/results/turns.json``: W1's rounds (when run), every wait-to-start trial (ms) per
+    setup, and the flush counts against their bounds."""
+    return {
+        "meta": meta,
+        "turns": TURNS,
+        "w1": w1,
+        "wait_target_ms": 50.0,
+        "waits": [{"label": label, "ms": [round(v, 3) for v in values]} for label, values in waits],
+        "flushes": flushes,
+    }
 
 
 def main() -> None:
@@ -302,6 +371,9 @@ def main() -> None:
         help="only W1, between two src trees (issue 13: before and after the restructure); "
         "writes bench/results/restructure.md",
     )
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="W1 rounds (default 7)")
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    parser.add_argument("--json-only", action="store_true", help="write only turns.json")
     parser.add_argument("--w1-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--wait-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -313,13 +385,16 @@ def main() -> None:
         return
     import tempfile
 
+    meta = results_json.run_meta("turns")
     load = os.getloadavg()
     if args.restructure is not None:
         before, after = (path.resolve() for path in args.restructure)
+        found: dict[str, Any] = {}
         with tempfile.TemporaryDirectory() as tmp:
             rows = bench_w1(
                 before, Path(tmp), after, ("before the restructure", "after the restructure"),
                 "W1 per turn, before and after the restructure (issue 13)", " (target: 1.0x)",
+                args.rounds, found,
             )  # fmt: skip
         text = "\n".join(
             [
@@ -327,13 +402,17 @@ def main() -> None:
                 "",
                 f"Run {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} CPUs, load average "
                 f"at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. `python "
-                f"bench/bench_turns.py --restructure {before} {after}`.",
+                f"bench/bench_turns.py --restructure {before} {after} --rounds {args.rounds}`.",
                 "",
                 *rows,
             ]
         )
         print(text)
-        (RESULTS.parent / "restructure.md").write_text(text + "\n")
+        if not args.no_write and not args.json_only:
+            (RESULTS.parent / "restructure.md").write_text(text + "\n")
+        if not args.no_write:
+            data = restructure_payload(meta, found, (str(before), str(after)), args.rounds)
+            print(f"written to {results_json.write('restructure', data)}", file=sys.stderr)
         return
     report = [
         "# Durable turns",
@@ -342,19 +421,26 @@ def main() -> None:
         f"start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. `python bench/bench_turns.py`.",
         "",
     ]
+    w1: dict[str, Any] | None = None
+    flushes: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.before_src is not None:
-            report += bench_w1(args.before_src.resolve(), Path(tmp))
+            w1 = {}
+            report += bench_w1(args.before_src.resolve(), Path(tmp), rounds=args.rounds, found=w1)
         waits = [bench_wait(f"sqlite:///{Path(tmp) / 'wait.db'}", "SQLite, polling")]
         postgres = os.environ.get("SA_LLM_TEST_POSTGRES_URL")
         if postgres:
             waits.append(bench_wait(postgres, "PostgreSQL, LISTEN/NOTIFY"))
             waits.append(bench_wait(postgres, "PostgreSQL, polling only", no_listen=True))
         report += wait_table(waits)
-        report += bench_flushes(f"sqlite:///{Path(tmp) / 'flush.db'}")
+        report += bench_flushes(f"sqlite:///{Path(tmp) / 'flush.db'}", flushes)
     text = "\n".join(report)
     print(text)
-    RESULTS.write_text(text + "\n")
+    if not args.no_write and not args.json_only:
+        RESULTS.write_text(text + "\n")
+    if not args.no_write:
+        found = payload(meta, w1, waits, flushes)
+        print(f"written to {results_json.write('turns', found)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

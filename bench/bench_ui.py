@@ -3,7 +3,9 @@ latency with 1, 20 and 100 viewers of one chat, and memory per open event stream
 
 Run from the repository root with ``python bench/bench_ui.py`` (PostgreSQL rows need
 ``SA_LLM_TEST_POSTGRES_URL``; the browser rows need Debian's chromium and playwright). Prints
-markdown tables and writes them to ``bench/results/ui.md`` (not with ``--no-write``).
+markdown tables and writes them to ``bench/results/ui.md``, and every reply's counts and every
+delta's latency to ``bench/results/ui.json`` (the plots' data; ``--json-only``: that file alone;
+``--no-write``: neither).
 
 1. **Events and writes per reply.** ``chat.aask`` streamed through the fake OpenAI server (120
    chunks, 25 ms apart: a 3 s reply) on a chat with an event log, in this process, 5 replies per
@@ -37,6 +39,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import results_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "ui.md"
@@ -109,6 +113,10 @@ async def events_and_writes(url: str) -> dict[str, Any]:
         "events": (statistics.median(events), min(events), max(events)),
         "writes": (statistics.median(writes), min(writes), max(writes)),
         "seconds": statistics.median(r[2] for r in rows),
+        "replies": [
+            {"events": seq, "commits_per_s": round(rate, 3), "seconds": round(seconds, 4)}
+            for seq, rate, seconds in rows
+        ],
     }
 
 
@@ -264,12 +272,43 @@ async def hold_streams(url: str, count: int, pid: int) -> float:
 # -- the run ----------------------------------------------------------------------------------
 
 
+def payload(
+    meta: dict[str, Any],
+    events: list[tuple[str, dict[str, Any]]],
+    latency: list[tuple[str, int, str, list[float]]],
+    memory_kib: float | None,
+) -> dict[str, Any]:
+    """``bench/results/ui.json``: every reply's events and commit rate per database; every
+    delta's latency (ms) per setup; the memory per open stream. The stream's event interval
+    and the turn's heartbeat (the configuration's defaults) bound the events and commits."""
+    from sa_llm import get_config
+
+    config = get_config()
+    return {
+        "meta": meta,
+        "chunks": CHUNKS,
+        "interval_s": INTERVAL,
+        "event_interval_s": config.stream_event_interval,
+        "heartbeat_s": config.turn_poll_interval,
+        "events": [{"database": name, "replies": found["replies"]} for name, found in events],
+        "latency": [
+            {"setup": setup, "viewers": viewers, "kind": kind, "ms": [round(v, 2) for v in values]}
+            for setup, viewers, kind, values in latency
+        ],
+        "memory_kib_per_stream": memory_kib,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--json-only", action="store_true", help="write only ui.json")
     parser.add_argument("--events-only", action="store_true", help="only the first table")
     args = parser.parse_args()
+    meta = results_json.run_meta("ui")
     pg = os.environ.get("SA_LLM_TEST_POSTGRES_URL")
+    events: list[tuple[str, dict[str, Any]]] = []
+    latency: list[tuple[str, int, str, list[float]]] = []
     out = ["## Chat UI: events, writes, chunk-to-viewer latency, memory", ""]
 
     out += ["### Events and database writes per streamed reply", "",
@@ -283,6 +322,7 @@ def main() -> None:
             dbs.append(("PostgreSQL", pg_schema_url(pg)))
         for name, url in dbs:
             r = asyncio.run(events_and_writes(url))
+            events.append((name, r))
             e, w = r["events"], r["writes"]
             out.append(f"| {name} | {r['seconds']:.2f} | {e[0]:.0f} ({e[1]}-{e[2]}) | "
                        f"{w[0]:.1f} ({w[1]:.1f}-{w[2]:.1f}) |")  # fmt: skip
@@ -292,6 +332,7 @@ def main() -> None:
     memory = None
     for label, run in [] if args.events_only else latency_runs(pg):
         for viewers, kind, values in run:
+            latency.append((label, viewers, kind, values))
             if values:
                 median, p95 = statistics.median(values), pct(values, 0.95)
                 out.append(f"| {label} | {viewers} {kind} | {len(values)} | "
@@ -305,8 +346,11 @@ def main() -> None:
                    f"{memory:.1f} KiB of resident memory per stream.")  # fmt: skip
     text = "\n".join(out) + "\n"
     print(text)
-    if not args.no_write:
+    if not args.no_write and not args.json_only:
         RESULTS.write_text(text)
+    if not args.no_write:
+        found = payload(meta, events, latency, memory)
+        print(f"written to {results_json.write('ui', found)}", file=sys.stderr)
 
 
 MEMORY: dict[str, float] = {}

@@ -1,7 +1,9 @@
 """The usage ledger and tracing: commits per turn, and time per turn with each on and off.
 
 Run from the repository root with ``python bench/bench_usage.py``. It prints markdown tables and
-writes them to ``bench/results/usage.md``.
+writes them to ``bench/results/usage.md``, and every round's times to
+``bench/results/usage.json`` (the plot's data; ``--json-only``: that file alone, ``--no-write``:
+neither). ``--rounds`` and ``--turns`` shrink the run.
 
 1. **Commits and statements per turn**, ledger off and on: a warm chat, one non-streamed ask
    with a tool round (two provider calls), counted with the engine's ``commit`` events and a
@@ -22,6 +24,7 @@ writes them to ``bench/results/usage.md``.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -30,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import results_json
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "usage.md"
 sys.path.insert(0, str(ROOT / "tests"))
@@ -37,7 +42,21 @@ sys.path.insert(0, str(ROOT / "tests"))
 TURNS = 40
 WARMUP = 5
 ROUNDS = 11
+TARGET = 1.05
 CONFIGS = [(False, False), (True, False), (False, True), (True, True)]  # (ledger, tracing)
+NAMES = {
+    (False, False): "ledger off, tracing off",
+    (True, False): "ledger on, tracing off",
+    (False, True): "ledger off, tracing on",
+    (True, True): "ledger on, tracing on",
+}
+#: The paired ratios: (label, numerator, denominator), each per round.
+RATIOS = (
+    ("ledger on / off (tracing off)", (True, False), (False, False)),
+    ("ledger on / off (tracing on)", (True, True), (False, True)),
+    ("tracing on / off (ledger off)", (False, True), (False, False)),
+    ("tracing on / off (ledger on)", (True, True), (True, False)),
+)
 
 
 def _models(ledger: bool) -> dict[str, Any]:
@@ -102,9 +121,9 @@ def _statements(ledger: bool) -> dict[str, float]:
         return {k: float(v) for k, v in counts.items()}
 
 
-def _round(providers: tuple[Any, Any]) -> dict[tuple[bool, bool], float]:
+def _round(providers: tuple[Any, Any], turns: int = TURNS) -> dict[tuple[bool, bool], list[float]]:
     """One round: a chat per configuration, each on its own SQLite file; the configurations'
-    turns interleaved (turn 1 of each, then turn 2 of each, ...). Median ms per turn of each."""
+    turns interleaved (turn 1 of each, then turn 2 of each, ...). The ms of each timed turn."""
     from sqlalchemy import create_engine, event
     from sqlalchemy.orm import Session
 
@@ -133,7 +152,7 @@ def _round(providers: tuple[Any, Any]) -> dict[tuple[bool, bool], float]:
             session.add(chat)
             session.commit()
             chats[(ledger, tracing)] = chat
-        for turn in range(WARMUP + TURNS):
+        for turn in range(WARMUP + turns):
             order = CONFIGS[turn % len(CONFIGS) :] + CONFIGS[: turn % len(CONFIGS)]
             for config in order:
                 fake.reply("Paris", tokens=sa_llm.Tokens(input=12, output=1))
@@ -144,7 +163,7 @@ def _round(providers: tuple[Any, Any]) -> dict[tuple[bool, bool], float]:
         for session, engine in sessions:
             session.close()
             engine.dispose()
-    return {config: statistics.median(values) for config, values in timings.items()}
+    return timings
 
 
 def _no_sync(dbapi_connection: Any, record: Any) -> None:
@@ -157,7 +176,45 @@ def _ratio_row(label: str, ratios: list[float]) -> str:
     return f"| {label} | {statistics.median(ratios):.3f} | {min(ratios):.3f} | {max(ratios):.3f} |"
 
 
-def main() -> int:
+def payload(
+    meta: dict[str, Any],
+    statements: dict[str, dict[str, float]],
+    turn_ms: dict[tuple[bool, bool], list[list[float]]],
+    turns: int,
+) -> dict[str, Any]:
+    """``bench/results/usage.json``: every timed turn's ms, per configuration and round (the
+    rounds in the same order for every configuration: a round's ratios are paired)."""
+    return {
+        "meta": meta,
+        "turns": turns,
+        "warmup": WARMUP,
+        "rounds": len(next(iter(turn_ms.values()), [])),
+        "target": TARGET,
+        "statements": statements,
+        "configs": [
+            {
+                "ledger": ledger,
+                "tracing": tracing,
+                "label": NAMES[(ledger, tracing)],
+                "turn_ms": [[round(v, 4) for v in values] for values in turn_ms[(ledger, tracing)]],
+            }
+            for ledger, tracing in CONFIGS
+        ],
+        "ratios": [
+            {"label": label, "numerator": NAMES[a], "denominator": NAMES[b]}
+            for label, a, b in RATIOS
+        ],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--turns", type=int, default=TURNS, help="timed turns per round")
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS}")
+    parser.add_argument("--json-only", action="store_true", help="write only usage.json")
+    args = parser.parse_args(argv)
+    meta = results_json.run_meta("usage")
     lines = ["# Usage ledger and tracing", ""]
     off, on = _statements(False), _statements(True)
     lines += [
@@ -170,19 +227,14 @@ def main() -> int:
         "",
     ]
     providers = _tracing()
-    medians: dict[tuple[bool, bool], list[float]] = {config: [] for config in CONFIGS}
-    for _ in range(ROUNDS):
-        for config, median in _round(providers).items():
-            medians[config].append(median)
+    turn_ms: dict[tuple[bool, bool], list[list[float]]] = {config: [] for config in CONFIGS}
+    for _ in range(args.rounds):
+        for config, values in _round(providers, args.turns).items():
+            turn_ms[config].append(values)
     providers[0].shutdown()
-    names = {
-        (False, False): "ledger off, tracing off",
-        (True, False): "ledger on, tracing off",
-        (False, True): "ledger off, tracing on",
-        (True, True): "ledger on, tracing on",
-    }
+    medians = {config: [statistics.median(r) for r in rounds] for config, rounds in turn_ms.items()}
     lines += [
-        f"## Time per turn ({TURNS} warm non-streamed asks per round, {ROUNDS} rounds)",
+        f"## Time per turn ({args.turns} warm non-streamed asks per round, {args.rounds} rounds)",
         "",
         "| configuration | ms per turn (median) | min round | max round |",
         "| --- | ---: | ---: | ---: |",
@@ -190,7 +242,7 @@ def main() -> int:
     for config in CONFIGS:
         values = medians[config]
         lines.append(
-            f"| {names[config]} | {statistics.median(values):.3f} | {min(values):.3f} "
+            f"| {NAMES[config]} | {statistics.median(values):.3f} | {min(values):.3f} "
             f"| {max(values):.3f} |"
         )
 
@@ -203,16 +255,17 @@ def main() -> int:
         "",
         "| ratio | median | min | max |",
         "| --- | ---: | ---: | ---: |",
-        _ratio_row("ledger on / off (tracing off)", paired((True, False), (False, False))),
-        _ratio_row("ledger on / off (tracing on)", paired((True, True), (False, True))),
-        _ratio_row("tracing on / off (ledger off)", paired((False, True), (False, False))),
-        _ratio_row("tracing on / off (ledger on)", paired((True, True), (True, False))),
+        *(_ratio_row(label, paired(a, b)) for label, a, b in RATIOS),
         "",
         f"Python {sys.version.split()[0]}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
     ]
     text = "\n".join(lines) + "\n"
-    RESULTS.write_text(text, encoding="utf-8")
     print(text)
+    if not args.no_write and not args.json_only:
+        RESULTS.write_text(text, encoding="utf-8")
+    if not args.no_write:
+        found = payload(meta, {"off": off, "on": on}, turn_ms, args.turns)
+        print(f"written to {results_json.write('usage', found)}", file=sys.stderr)
     return 0
 
 

@@ -6,11 +6,17 @@ the machine it ran on (CPU, cores, the load average and the time read when the r
 Python and library versions, git commit), and writes it to ``bench/results/latest.md`` and to
 ``bench/results/run-<time>.md`` (``<time>``: the start, UTC; the file the docs' target rows
 cite). Every ``bench_*.py`` must print its tables as markdown on stdout and accept
-``--no-write``, which this runner passes so that a run changes only those files (run one
-benchmark on its own to refresh its ``bench/results/<name>.md``). Benchmarks that own a section
-of ``docs/benchmarks.md`` accept ``--docs`` (``bench_peers.py``: the peers section and its plot;
-``bench_transports.py``: the concurrent chats' transports); the runner passes it instead of
-``--no-write`` unless it was given ``--no-write`` itself.
+``--no-write``. Benchmarks that own a section of ``docs/benchmarks.md`` accept ``--docs``
+(``bench_peers.py``: the peers section and the plots of W1, W2, W3 and W6;
+``bench_transports.py``: the concurrent chats' transports and their plot), which the runner
+passes; the others accept ``--json-only``, which the runner passes so that they write their raw
+samples (``bench/results/<name>.json``, see ``bench/results_json.py``) and leave their own
+markdown alone (run one benchmark on its own to refresh its ``bench/results/<name>.md``); a
+benchmark that takes neither gets ``--no-write``. The benchmarks run with ``SA_LLM_BENCH_RUN``
+set to the report's name (``run-<time>``), which their JSON records. After the benchmarks, the
+runner draws every workload's plot from those JSON files (``bench/plot.py``: the plots
+``docs/benchmarks.md`` embeds, ``docs/img/bench-<workload>.png``). With ``--no-write`` every
+benchmark gets ``--no-write`` and nothing is drawn.
 
 Options: ``-k TEXT`` runs only the benchmarks whose file name contains TEXT; ``--no-write``
 leaves the results and the docs alone; ``--journal MODES`` (``delete``, ``wal`` or both,
@@ -46,7 +52,9 @@ VERSIONS = (
     "llm",
 )
 DOCS_FLAG = "--docs"
+JSON_FLAG = "--json-only"
 JOURNAL_FLAG = "--journal"
+RUN_ENV = "SA_LLM_BENCH_RUN"  # results_json.RUN_ENV
 
 
 @dataclass
@@ -117,15 +125,34 @@ def takes(script: Path, flag: str) -> bool:
     return f'"{flag}"' in script.read_text(encoding="utf-8")
 
 
-def run(script: Path, timeout: float, docs: bool = False, journal: str | None = None) -> Outcome:
-    start = time.perf_counter()
-    flags = [DOCS_FLAG if docs and takes(script, DOCS_FLAG) else "--no-write"]
+def flags_for(script: Path, write: bool, journal: str | None = None) -> list[str]:
+    """What the runner passes a benchmark: ``--docs`` or ``--json-only`` when the run writes
+    (whichever it takes), ``--no-write`` otherwise; and the journal modes if it takes them."""
+    flags = ["--no-write"]
+    if write and takes(script, DOCS_FLAG):
+        flags = [DOCS_FLAG]
+    elif write and takes(script, JSON_FLAG):
+        flags = [JSON_FLAG]
     if journal is not None and takes(script, JOURNAL_FLAG):
         flags += [JOURNAL_FLAG, journal]
+    return flags
+
+
+def run(
+    script: Path,
+    timeout: float,
+    docs: bool = False,
+    journal: str | None = None,
+    name: str | None = None,
+) -> Outcome:
+    start = time.perf_counter()
+    flags = flags_for(script, docs, journal)
+    env = {**os.environ, RUN_ENV: name} if name else None
     try:
         done = subprocess.run(
             [sys.executable, str(script), *flags],
             cwd=ROOT,
+            env=env,
             capture_output=True,
             text=True,
             timeout=max(timeout, 1.0),
@@ -153,10 +180,27 @@ def section(outcome: Outcome) -> list[str]:
     return [*lines, "```", tail, "```", ""] if tail else lines
 
 
+def draw_plots() -> bool:
+    """Every workload's plot from the JSON files in ``bench/results``; false if it failed."""
+    try:
+        from plot import draw_all
+
+        drawn = draw_all()
+    except Exception:  # a plot that fails must not lose the report; say so and fail the run
+        import traceback
+
+        traceback.print_exc()
+        return False
+    print(f"{len(drawn)} plot(s) drawn into docs/img", file=sys.stderr)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("-k", dest="only", default="", help="run benchmarks whose name has this")
-    parser.add_argument("--no-write", action="store_true", help=f"do not write {LATEST}")
+    parser.add_argument(
+        "--no-write", action="store_true", help=f"write nothing ({LATEST}, results, plots)"
+    )
     parser.add_argument(
         JOURNAL_FLAG, default=None, help="SQLite journal modes for the peers (default: both)"
     )
@@ -173,10 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(header), flush=True)
     deadline = time.monotonic() + args.timeout
     outcomes = []
+    name = f"run-{started:%Y%m%dT%H%M%SZ}"
     for script in scripts:
         print(f"running {script.name} ...", file=sys.stderr, flush=True)
         outcome = run(
-            script, deadline - time.monotonic(), docs=not args.no_write, journal=args.journal
+            script,
+            deadline - time.monotonic(),
+            docs=not args.no_write,
+            journal=args.journal,
+            name=name,
         )
         outcomes.append(outcome)
         print("\n".join(section(outcome)), flush=True)
@@ -187,10 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         body = [*header, *(line for o in outcomes for line in section(o)), footer]
         LATEST.parent.mkdir(parents=True, exist_ok=True)
         LATEST.write_text("\n".join(body) + "\n")
-        stamped = LATEST.with_name(f"run-{started:%Y%m%dT%H%M%SZ}.md")
+        stamped = LATEST.with_name(f"{name}.md")
         stamped.write_text("\n".join(body) + "\n")
         print(f"\nwritten to {LATEST.relative_to(ROOT)} and {stamped.name}", file=sys.stderr)
-    return 0 if all(o.returncode == 0 for o in outcomes) else 1
+        plotted = draw_plots()
+    else:
+        plotted = True
+    return 0 if plotted and all(o.returncode == 0 for o in outcomes) else 1
 
 
 if __name__ == "__main__":

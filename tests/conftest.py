@@ -54,8 +54,9 @@ import sa_llm
 from persisted import World, close_world, default_models, make_world
 from sa_llm.testing import FakeLLM, fake_llm
 
-# pytester runs sa_llm's pytest plugin in isolated pytest runs (tests/testing/test_pytest_plugin).
-pytest_plugins = ["pytester"]
+# pytester runs sa_llm's pytest plugin in isolated pytest runs (tests/testing/test_pytest_plugin);
+# docs_summary prints the executed-docs count (tests/docs), in the xdist controller too.
+pytest_plugins = ["pytester", "docs_summary"]
 
 POSTGRES_URL_ENV = "SA_LLM_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "SA_LLM_TEST_REQUIRE_POSTGRES"

@@ -325,7 +325,7 @@ async def test_tools_run_concurrently_each_get_their_span(
     spans = otel.spans()
     (turn,) = [s for s in spans if s.name == "invoke_agent"]
     tools = [s for s in children(spans, turn) if s.name == "execute_tool clock"]
-    assert sorted((s.attributes or {})["gen_ai.tool.call.id"] for s in tools) == [
+    assert sorted(str((s.attributes or {})["gen_ai.tool.call.id"]) for s in tools) == [
         "call_a",
         "call_b",
     ]
