@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -53,6 +54,36 @@ def project(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Ite
     for opened in open_project(tmp_path, db_url, monkeypatch):
         monkeypatch.setenv("DATABASE_URL", db_url)  # for `sa-llm models load`
         yield Project(opened.root, opened.module_name, opened.db_url)
+
+
+#: The tables ``sa-llm install`` creates with its default names.
+DEFAULT_TABLES = {
+    "chats",
+    "messages",
+    "tool_calls",
+    "models",
+    "attachments",
+    "chat_events",
+    "usages",
+}
+
+
+def upgraded(project: Project, engine: Engine, expected: set[str]) -> ModuleType:
+    """``alembic upgrade head``: the ``expected`` tables exist and match the generated models
+    (returned)."""
+    project.alembic("upgrade", "head")
+    assert tables(engine) == expected
+    models = project.models()
+    assert schema_diff(engine, models) == []
+    return models
+
+
+def assert_down_and_up(project: Project, engine: Engine, models: ModuleType) -> None:
+    """``downgrade base`` leaves no table; ``upgrade head`` again matches ``models``."""
+    project.alembic("downgrade", "base")
+    assert tables(engine) == set()
+    project.alembic("upgrade", "head")
+    assert schema_diff(engine, models) == []
 
 
 def assert_one_line_error(result: Result, *fragments: str) -> None:
@@ -113,18 +144,7 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
         assert f"created {path}" in result.output
     assert "alembic upgrade head" in result.output
 
-    project.alembic("upgrade", "head")
-    assert tables(engine) == {
-        "chats",
-        "messages",
-        "tool_calls",
-        "models",
-        "attachments",
-        "chat_events",
-        "usages",
-    }
-    models = project.models()
-    assert schema_diff(engine, models) == []
+    models = upgraded(project, engine, DEFAULT_TABLES)
     assert_the_docs_table_matches(engine)
 
     loaded = project.cli("models", "load", "--module", project.module_file)
@@ -162,19 +182,8 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
         assert chat.model.model_id == "gpt-4.1-nano"
     replay.assert_all_used()
 
-    project.alembic("downgrade", "base")
-    assert tables(engine) == set()
-    project.alembic("upgrade", "head")
-    assert tables(engine) == {
-        "chats",
-        "messages",
-        "tool_calls",
-        "models",
-        "attachments",
-        "chat_events",
-        "usages",
-    }
-    assert schema_diff(engine, models) == []
+    assert_down_and_up(project, engine, models)
+    assert tables(engine) == DEFAULT_TABLES
 
 
 def test_install_custom_names(project: Project, engine: Engine) -> None:
@@ -194,17 +203,8 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
         source
     )
 
-    project.alembic("upgrade", "head")
-    assert tables(engine) == {
-        "conversations",
-        "chat_messages",
-        "function_calls",
-        "ai_models",
-        "chat_events",
-        "usages",
-    }
-    models = project.models()
-    assert schema_diff(engine, models) == []
+    custom_tables = {"conversations", "chat_messages", "function_calls", "ai_models"}
+    models = upgraded(project, engine, {*custom_tables, "chat_events", "usages"})
 
     # The registry command the install printed works as printed.
     (load,) = re.findall(r"`sa-llm (models load [^`]*)`", result.output)
@@ -229,10 +229,7 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
         assert chat.chat_messages[2].content == "Paris: sunny"
         assert chat.ai_model.model_id == "fake-model"
 
-    project.alembic("downgrade", "base")
-    assert tables(engine) == set()
-    project.alembic("upgrade", "head")
-    assert schema_diff(engine, models) == []
+    assert_down_and_up(project, engine, models)
 
 
 def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> None:
@@ -245,18 +242,7 @@ def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> 
         "--uuid",
     )
     assert result.exit_code == 0, result.output
-    project.alembic("upgrade", "head")
-    assert tables(engine) == {
-        "llm_chats",
-        "llm_messages",
-        "llm_tool_calls",
-        "llm_models",
-        "llm_attachments",
-        "llm_chat_events",
-        "llm_usages",
-    }
-    models = project.models()
-    assert schema_diff(engine, models) == []
+    models = upgraded(project, engine, {f"llm_{table}" for table in DEFAULT_TABLES})
 
     chat_id = run_turn(engine, models.Chat, tool_call=True)
     assert isinstance(chat_id, uuid.UUID)
@@ -277,10 +263,7 @@ def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> 
         session.add(attachment)
         session.commit()
 
-    project.alembic("downgrade", "base")
-    assert tables(engine) == set()
-    project.alembic("upgrade", "head")
-    assert schema_diff(engine, models) == []
+    assert_down_and_up(project, engine, models)
 
 
 def test_generated_code_is_lint_and_type_clean(
