@@ -17,7 +17,7 @@ import shlex
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +73,14 @@ class Project:
         importlib.invalidate_caches()
         return importlib.import_module(self.module_name)
 
+    def files(self) -> dict[str, bytes]:
+        """The project's files by relative path (no caches, no SQLite databases)."""
+        return {
+            p.relative_to(self.root).as_posix(): p.read_bytes()
+            for p in sorted(self.root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".sqlite3"
+        }
+
     def run(self, command_line: str) -> subprocess.CompletedProcess[str]:
         """A command line as printed, in a subprocess, with this project's environment."""
         argv = shlex.split(command_line)
@@ -122,6 +130,62 @@ def schema_diff(engine: Engine, models: ModuleType) -> list[Any]:
 
 def tables(engine: Engine) -> set[str]:
     return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+# -- older schemas, as revisions ------------------------------------------------------------------
+
+# The columns every older sa_llm schema had, by table (in creation order).
+_OLD_TABLES = {
+    "chats": ['sa.Column("id", sa.Integer(), primary_key=True)'],
+    "messages": [
+        'sa.Column("id", sa.Integer(), primary_key=True)',
+        'sa.Column("chat_id", sa.Integer(), sa.ForeignKey("chats.id"), nullable=False)',
+        'sa.Column("role", sa.String(20), nullable=False)',
+        'sa.Column("content", sa.Text())',
+    ],
+    "tool_calls": [
+        'sa.Column("id", sa.Integer(), primary_key=True)',
+        'sa.Column("message_id", sa.Integer(), sa.ForeignKey("messages.id"), nullable=False)',
+    ],
+}
+
+#: The tool-call columns of an older schema that stored calls.
+OLD_TOOL_CALL_COLUMNS = (
+    'sa.Column("tool_call_id", sa.String(255), nullable=False)',
+    'sa.Column("name", sa.String(255), nullable=False)',
+    'sa.Column("arguments", sa.JSON())',
+)
+
+
+def old_revision(revision: str, doc: str, **columns: Sequence[str]) -> str:
+    """The source of an Alembic revision (with no parent) that creates an older schema: the
+    chats, messages and tool calls with their ids and links, plus ``columns`` by table name
+    (``sa.Column(...)`` source lines, one per line of the revision)."""
+    created = "\n".join(
+        f'    op.create_table(\n        "{table}",\n'
+        + "".join(f"        {column},\n" for column in [*base, *columns.get(table, ())])
+        + "    )"
+        for table, base in _OLD_TABLES.items()
+    )
+    dropped = "\n".join(f'    op.drop_table("{table}")' for table in reversed(_OLD_TABLES))
+    return f'''"""{doc}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+{created}
+
+
+def downgrade() -> None:
+{dropped}
+'''
 
 
 @contextmanager

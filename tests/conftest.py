@@ -316,6 +316,20 @@ def fake() -> Iterator[FakeLLM]:
 
 
 @pytest.fixture
+def no_retries() -> Iterator[None]:
+    """sa_llm configured not to retry (a scripted error fails at once); reset after."""
+    sa_llm.configure(max_retries=0, retry_interval=0)
+    yield
+    sa_llm.reset_config()
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """The API form under test: ``"sync"`` or ``"async"``."""
+    return str(request.param)
+
+
+@pytest.fixture
 def world_models() -> dict[str, Any]:
     """The models ``world`` declares; a test module overrides it to use others."""
     return default_models()

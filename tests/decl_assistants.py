@@ -20,27 +20,33 @@ from sa_llm.mixins import ChatMixin, MessageMixin, ToolCallMixin
 TABLES = {"chats": "bot_chats", "messages": "bot_messages", "tool_calls": "bot_tool_calls"}
 
 
-def build(base: type[DeclarativeBase]) -> dict[str, type[Any]]:
-    """Fresh ``BotChat``/``BotMessage``/``BotToolCall`` classes on ``base``."""
+def build(
+    base: type[DeclarativeBase], *, module: str = __name__, tables: dict[str, str] = TABLES
+) -> dict[str, type[Any]]:
+    """Fresh ``BotChat``/``BotMessage``/``BotToolCall`` classes on ``base``, in ``module`` (their
+    ``__module__``, which qualified class names resolve by) on ``tables``."""
 
     # mypy cannot check a base class passed in as a value; the classes are ordinary models.
-    @acts_as_chat(messages="bot_messages", message_class="decl_assistants.BotMessage")
+    @acts_as_chat(messages="bot_messages", message_class=f"{module}.BotMessage")
     class BotChat(ChatMixin, base):  # type: ignore[misc,valid-type]
-        __tablename__ = TABLES["chats"]
+        __module__ = module
+        __tablename__ = tables["chats"]
 
     @acts_as_message(
         chat="bot_chat",
-        chat_class="decl_assistants.BotChat",
+        chat_class=f"{module}.BotChat",
         tool_calls="bot_tool_calls",
-        tool_call_class="decl_assistants.BotToolCall",
+        tool_call_class=f"{module}.BotToolCall",
     )
     class BotMessage(MessageMixin, base):  # type: ignore[misc,valid-type]
-        __tablename__ = TABLES["messages"]
-        __sa_llm_tables__: ClassVar[dict[str, str]] = TABLES
+        __module__ = module
+        __tablename__ = tables["messages"]
+        __sa_llm_tables__: ClassVar[dict[str, str]] = tables
 
-    @acts_as_tool_call(message="bot_message", message_class="decl_assistants.BotMessage")
+    @acts_as_tool_call(message="bot_message", message_class=f"{module}.BotMessage")
     class BotToolCall(ToolCallMixin, base):  # type: ignore[misc,valid-type]
-        __tablename__ = TABLES["tool_calls"]
-        __sa_llm_tables__: ClassVar[dict[str, str]] = TABLES
+        __module__ = module
+        __tablename__ = tables["tool_calls"]
+        __sa_llm_tables__: ClassVar[dict[str, str]] = tables
 
     return {"Chat": BotChat, "Message": BotMessage, "ToolCall": BotToolCall}

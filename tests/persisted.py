@@ -9,7 +9,7 @@ every behaviour test runs four ways (two databases x two modes) from one body.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,54 +17,94 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+import sa_llm
 from sa_llm.declarative import (
     acts_as_attachment,
     acts_as_chat,
+    acts_as_event,
     acts_as_message,
     acts_as_model,
     acts_as_tool_call,
+    acts_as_usage,
 )
-from sa_llm.mixins import AttachmentMixin, ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
+from sa_llm.mixins import (
+    AttachmentMixin,
+    ChatMixin,
+    EventMixin,
+    MessageMixin,
+    ModelMixin,
+    ToolCallMixin,
+    UsageMixin,
+)
 from sa_llm.persistence import enable_sqlite_savepoints
 
 
-def default_models() -> dict[str, Any]:
-    """Chat, Message, ToolCall and Model on a new declarative base."""
+class _Titled:
+    """A ``title`` column, as most apps give their chats."""
 
-    class Base(DeclarativeBase):
-        pass
+    title: Mapped[str | None] = mapped_column(default=None)
 
-    @acts_as_chat()
-    class Chat(ChatMixin, Base):
-        __tablename__ = "chats"
-        title: Mapped[str | None] = mapped_column(default=None)
 
-    @acts_as_message()
-    class Message(MessageMixin, Base):
-        __tablename__ = "messages"
+# Class name -> (decorator, mixins, table): how every harness here declares each model.
+Declaration = tuple[Callable[[], Callable[[type], type]], tuple[type, ...], str]
+MODEL_DECLARATIONS: dict[str, Declaration] = {
+    "Chat": (acts_as_chat, (ChatMixin, _Titled), "chats"),
+    "Message": (acts_as_message, (MessageMixin,), "messages"),
+    "ToolCall": (acts_as_tool_call, (ToolCallMixin,), "tool_calls"),
+    "Model": (acts_as_model, (ModelMixin,), "models"),
+    "ChatEvent": (acts_as_event, (EventMixin,), "chat_events"),
+    "Usage": (acts_as_usage, (UsageMixin,), "usages"),
+    "Attachment": (acts_as_attachment, (AttachmentMixin,), "attachments"),
+}
 
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
 
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
+def default_models(*extra: str, base: Any = None, **declared: Any) -> dict[str, Any]:
+    """Chat, Message, ToolCall and Model on a new declarative base.
 
-    return {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model}
+    ``extra`` names optional models to declare too (``"ChatEvent"``, ``"Usage"``,
+    ``"Attachment"``). A test that needs one model of its own declares it on its own ``base``
+    and passes it by name in ``declared``: it stands in for the default of that name (``None``
+    leaves that model out), and the others are declared beside it on ``base``. Every class is
+    returned: SQLAlchemy's registry holds classes weakly, and one nothing refers to would be
+    collected.
+    """
+    if base is None:
+
+        class Base(DeclarativeBase):
+            pass
+
+        base = Base
+    models: dict[str, Any] = {"Base": base, **declared}
+    for name in ("Chat", "Message", "ToolCall", "Model", *extra):
+        if name not in models:
+            decorator, mixins, table = MODEL_DECLARATIONS[name]
+            body = {"__tablename__": table, "__module__": __name__, "__qualname__": name}
+            models[name] = decorator()(type(name, (*mixins, base), body))
+    return {name: cls for name, cls in models.items() if cls is not None}
+
+
+def models_source(*extra: str) -> str:
+    """The source of a models module that declares the default models (without the chat's
+    ``title``) and ``extra`` on its own ``Base``: for a test that loads models by import path
+    or in another process."""
+    lines = [
+        "from sqlalchemy.orm import DeclarativeBase",
+        "from sa_llm.declarative import *",
+        "from sa_llm.mixins import *",
+        "",
+        "class Base(DeclarativeBase):",
+        "    pass",
+    ]
+    for name in ("Chat", "Message", "ToolCall", "Model", *extra):
+        decorator, mixins, table = MODEL_DECLARATIONS[name]
+        lines += ["", f"@{decorator.__name__}()", f"class {name}({mixins[0].__name__}, Base):"]
+        lines.append(f"    __tablename__ = {table!r}")
+    return "\n".join(lines) + "\n"
 
 
 def attachment_models() -> dict[str, Any]:
     """The default models plus an ``@acts_as_attachment`` class on the same base."""
-    models = default_models()
-    Base: Any = models["Base"]
-
-    @acts_as_attachment()
-    class Attachment(AttachmentMixin, Base):  # type: ignore[misc]
-        __tablename__ = "attachments"
-
-    models["Attachment"] = Attachment
-    return models
+    return default_models("Attachment")
 
 
 @dataclass
@@ -136,6 +176,13 @@ class World:
         return self.rows(self.Message)
 
 
+async def new_chat(world: World, **kwargs: Any) -> Any:
+    """A chat saved in ``world``: on the fake provider's ``fake-model`` unless ``kwargs`` say."""
+    chat = world.Chat(**{"model": "fake-model", "provider": "fake", **kwargs})
+    await world.add(chat)
+    return chat
+
+
 def make_world(mode: str, sync_url: str, async_url: str, models: dict[str, Any]) -> World:
     sync_engine = create_engine(sync_url)
     enable_sqlite_savepoints(sync_engine)
@@ -158,6 +205,18 @@ async def close_world(world: World) -> None:
     if world.async_engine is not None:
         await world.async_engine.dispose()
     world.sync_engine.dispose()
+
+
+def configure_worker(job: Mapping[str, Any]) -> None:
+    """sa_llm in a worker process: the fake OpenAI server at ``job["server"]`` (Chat
+    Completions, no retries), plus the job's own ``settings``."""
+    sa_llm.configure(
+        openai_base_url=job["server"],
+        openai_api_key="test-key",
+        openai_api="chat_completions",
+        max_retries=0,
+        **job.get("settings", {}),
+    )
 
 
 class StatementCounter:

@@ -16,18 +16,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
 import sa_llm
 from faults_support import WIRE, events
-from sa_llm.declarative import (
-    acts_as_chat,
-    acts_as_message,
-    acts_as_model,
-    acts_as_tool_call,
-    acts_as_usage,
-)
-from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin, UsageMixin
+from persisted import default_models
 from sa_llm.testing.faults import Api, FaultInjectingServer, RecordedReply
 
 # The recordings each provider's case replays: (whole reply, streamed reply), each the first model
@@ -251,35 +242,7 @@ def _figures(api: Api, kind: str, payload: Any) -> dict[str, int | None] | None:
 
 def ledger_models() -> dict[str, Any]:
     """The default models plus an ``@acts_as_usage`` class, on a new declarative base."""
-
-    class Base(DeclarativeBase):
-        pass
-
-    @acts_as_chat()
-    class Chat(ChatMixin, Base):
-        __tablename__ = "chats"
-        title: Mapped[str | None] = mapped_column(default=None)
-
-    @acts_as_message()
-    class Message(MessageMixin, Base):
-        __tablename__ = "messages"
-
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
-    @acts_as_usage()
-    class Usage(UsageMixin, Base):
-        __tablename__ = "usages"
-
-    return {
-        "Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model,
-        "Usage": Usage,
-    }  # fmt: skip
+    return default_models("Usage")
 
 
 def as_decimal(value: Any) -> Decimal | None:

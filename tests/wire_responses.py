@@ -11,14 +11,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import sa_llm
 from sa_llm.content import Attachment
-from sa_llm.types import Content
+from sa_llm.types import Content, Message
 
 WIRE = Path(__file__).parent / "fixtures" / "wire"
 
@@ -264,3 +264,76 @@ def expected_tokens(reply: Mapping[str, Any]) -> sa_llm.Tokens:
         cached=(usage.get("input_tokens_details") or {}).get("cached_tokens"),
         reasoning=(usage.get("output_tokens_details") or {}).get("reasoning_tokens"),
     )
+
+
+def responses_reply(text: str) -> dict[str, Any]:
+    """A whole Responses-API reply of one message saying ``text`` (one token each way)."""
+    return {
+        "id": "resp_1",
+        "object": "response",
+        "status": "completed",
+        "model": "gpt-4.1-nano",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+    }
+
+
+def tool_rounds(messages: Sequence[Message]) -> list[list[tuple[str, str, dict[str, Any]]]]:
+    """``(id, name, arguments)`` of the calls of each assistant message that asked for tools."""
+    return [
+        [(c.id, c.name, dict(c.arguments)) for c in m.tool_calls]
+        for m in messages
+        if m.role == "assistant" and m.tool_calls
+    ]
+
+
+def recorded_rounds(calls: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The tool calls of each recorded Responses-API reply that asked for tools."""
+    return [
+        found
+        for call in calls
+        if (obj := reply_object(call["response"])) is not None and (found := expected_calls(obj))
+    ]
+
+
+def replay_tool(
+    name: str, description: str | None, schema: Mapping[str, Any], results: Mapping[Any, Any]
+) -> sa_llm.Tool:
+    """A tool with a recorded definition that answers each call with the recorded result of
+    ``(name, JSON arguments)``, else the first result of the same tool; past the recording's
+    last result it halts (the original test stopped the loop there)."""
+    tool_name, tool_description, tool_schema = str(name), str(description or ""), dict(schema)
+
+    class Recorded(sa_llm.Tool):
+        name = tool_name
+        description = tool_description
+        schema: ClassVar[Mapping[str, Any] | None] = tool_schema
+
+        def execute(self, **kwargs: Any) -> Any:
+            key = (self.name, json.dumps(kwargs, sort_keys=True))
+            if key in results:
+                return results[key]
+            same = [v for (n, _), v in results.items() if n == self.name]
+            return same[0] if same else self.halt("halted by the replay")
+
+    return Recorded()
+
+
+#: A whole Chat Completions reply saying "Hi" (3 tokens in, 1 out).
+CHAT_COMPLETION_REPLY: dict[str, Any] = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "model": "gpt-4.1-nano",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+}

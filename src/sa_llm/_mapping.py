@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APPROVAL_COLUMNS",
+    "CACHE_AND_THINKING_COLUMNS",
     "EVENT_OPTIONS",
     "LEASE_COLUMNS",
     "USAGE_COLUMNS",
@@ -39,6 +40,7 @@ __all__ = [
     "ToolCallOptions",
     "UsageOptions",
     "classify",
+    "decorated_class",
     "find_class",
     "underscore",
 ]
@@ -50,6 +52,17 @@ MODEL_OPTIONS = "__sa_llm_model__"
 ATTACHMENT_OPTIONS = "__sa_llm_attachment__"
 EVENT_OPTIONS = "__sa_llm_event__"
 USAGE_OPTIONS = "__sa_llm_usage__"
+
+# The decorator that stores each of the options above.
+_DECORATORS = {
+    CHAT_OPTIONS: "acts_as_chat",
+    MESSAGE_OPTIONS: "acts_as_message",
+    TOOL_CALL_OPTIONS: "acts_as_tool_call",
+    MODEL_OPTIONS: "acts_as_model",
+    ATTACHMENT_OPTIONS: "acts_as_attachment",
+    EVENT_OPTIONS: "acts_as_event",
+    USAGE_OPTIONS: "acts_as_usage",
+}
 
 
 def underscore(name: str) -> str:
@@ -94,12 +107,27 @@ class ChatOptions:
 
 
 @dataclass
-class MessageOptions:
-    """Options of ``@acts_as_message``."""
+class _ChatLink:
+    """The association to a chat: its name, class (default: its CamelCase) and FK attribute."""
 
     chat: str = "chat"
     chat_class: str | None = None
     chat_foreign_key: str | None = None
+
+
+@dataclass
+class _MessageLink:
+    """The association to a message: its name, class (default: its CamelCase), FK attribute."""
+
+    message: str = "message"
+    message_class: str | None = None
+    message_foreign_key: str | None = None
+
+
+@dataclass
+class MessageOptions(_ChatLink):
+    """Options of ``@acts_as_message``."""
+
     tool_calls: str = "tool_calls"
     tool_call_class: str | None = None
     tool_calls_foreign_key: str | None = None
@@ -115,42 +143,28 @@ class MessageOptions:
 
 
 @dataclass
-class ToolCallOptions:
+class ToolCallOptions(_MessageLink):
     """Options of ``@acts_as_tool_call``."""
 
-    message: str = "message"
-    message_class: str | None = None
-    message_foreign_key: str | None = None
     result: str = "result"
     result_class: str | None = None
     result_foreign_key: str | None = None
 
 
 @dataclass
-class AttachmentOptions:
+class AttachmentOptions(_MessageLink):
     """Options of ``@acts_as_attachment``."""
 
-    message: str = "message"
-    message_class: str | None = None
-    message_foreign_key: str | None = None
-
 
 @dataclass
-class EventOptions:
+class EventOptions(_ChatLink):
     """Options of ``@acts_as_event``."""
 
-    chat: str = "chat"
-    chat_class: str | None = None
-    chat_foreign_key: str | None = None
-
 
 @dataclass
-class UsageOptions:
+class UsageOptions(_ChatLink):
     """Options of ``@acts_as_usage``."""
 
-    chat: str = "chat"
-    chat_class: str | None = None
-    chat_foreign_key: str | None = None
     message_foreign_key: str | None = None
 
 
@@ -289,9 +303,8 @@ APPROVAL_COLUMNS = (
     "approval_reason",
 )
 
-_OPTIONAL_MESSAGE_COLUMNS = (
-    "status",
-    "content_raw",
+#: The optional message columns of a reply's cache counts and thinking (later additions).
+CACHE_AND_THINKING_COLUMNS = (
     "cached_tokens",
     "cache_creation_tokens",
     "thinking_text",
@@ -299,6 +312,8 @@ _OPTIONAL_MESSAGE_COLUMNS = (
     "thinking_tokens",
     "thinking_raw",
 )
+
+_OPTIONAL_MESSAGE_COLUMNS = ("status", "content_raw", *CACHE_AND_THINKING_COLUMNS)
 
 
 def foreign_key(cls: type[Any], explicit: str | None, candidates: list[str], option: str) -> str:
@@ -312,6 +327,52 @@ def foreign_key(cls: type[Any], explicit: str | None, candidates: list[str], opt
         f"{cls.__name__} has no foreign-key column {candidates[0]!r} (tried "
         f"{', '.join(repr(c) for c in candidates)}). Add it, or pass {option}='<column attribute>'."
     )
+
+
+def _linked_foreign_key(
+    cls: type[Any],
+    own: tuple[str | None, str],
+    other: tuple[str | None, str],
+    candidates: list[str],
+) -> str:
+    """The FK attribute of a link that both sides may name: ``own`` (this side's option value
+    and name) first, else ``other``'s, else the first candidate that exists. Errors name the
+    option the user passed (this side's when neither was)."""
+    (own_value, own_option), (other_value, other_option) = own, other
+    option = own_option if own_value or not other_value else other_option
+    return foreign_key(cls, own_value or other_value, candidates, option)
+
+
+def decorated_class(owner: type[Any], name: str, option: str, options_attr: str) -> type[Any]:
+    """The class ``name`` (``owner``'s ``option``, e.g. ``message_class``) resolved, and
+    decorated (its options stored under ``options_attr``).
+
+    Raises:
+        ConfigurationError: no such class, or it is not decorated.
+    """
+    found = find_class(owner, name, owner=owner, option=option)
+    if getattr(found, options_attr, None) is None:
+        kind, decorator = option.replace("_", " "), _DECORATORS[options_attr]
+        raise ConfigurationError(
+            f"{owner.__name__}: {kind} {found.__name__} is not decorated with @{decorator}."
+        )
+    return found
+
+
+def _all_or_none(cls: type[Any], columns: tuple[str, ...], feature: str) -> bool:
+    """Whether ``cls`` has the ``columns`` of a feature, which come all together or not at all.
+
+    Raises:
+        ConfigurationError: some of them but not all.
+    """
+    present = [name for name in columns if has_column(cls, name)]
+    if present and len(present) != len(columns):
+        missing = ", ".join(name for name in columns if name not in present)
+        raise ConfigurationError(
+            f"{cls.__name__} has some of the {feature} columns but not {missing}: add them all "
+            "(sa-llm upgrade writes the migration) or none."
+        )
+    return bool(present)
 
 
 # -- schema resolution ----------------------------------------------------------------------------
@@ -329,30 +390,12 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
     options: ChatOptions | None = getattr(chat_cls, CHAT_OPTIONS, None)
     if options is None:
         raise ConfigurationError(f"{chat_cls.__name__} is not decorated with @acts_as_chat.")
-    message_cls = find_class(
-        chat_cls,
-        options.message_class or classify(options.messages),
-        owner=chat_cls,
-        option="message_class",
-    )
-    m_options: MessageOptions | None = getattr(message_cls, MESSAGE_OPTIONS, None)
-    if m_options is None:
-        raise ConfigurationError(
-            f"{chat_cls.__name__}: message class {message_cls.__name__} is not decorated with "
-            "@acts_as_message."
-        )
-    tool_call_cls = find_class(
-        message_cls,
-        m_options.tool_call_class or classify(m_options.tool_calls),
-        owner=message_cls,
-        option="tool_call_class",
-    )
-    tc_options: ToolCallOptions | None = getattr(tool_call_cls, TOOL_CALL_OPTIONS, None)
-    if tc_options is None:
-        raise ConfigurationError(
-            f"{message_cls.__name__}: tool call class {tool_call_cls.__name__} is not decorated "
-            "with @acts_as_tool_call."
-        )
+    name = options.message_class or classify(options.messages)
+    message_cls = decorated_class(chat_cls, name, "message_class", MESSAGE_OPTIONS)
+    m_options: MessageOptions = getattr(message_cls, MESSAGE_OPTIONS)
+    name = m_options.tool_call_class or classify(m_options.tool_calls)
+    tool_call_cls = decorated_class(message_cls, name, "tool_call_class", TOOL_CALL_OPTIONS)
+    tc_options: ToolCallOptions = getattr(tool_call_cls, TOOL_CALL_OPTIONS)
     model_cls = None
     chat_model_attr: str | None
     message_model_attr: str | None
@@ -396,41 +439,25 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
         [f"{m_options.chat}_id", f"{underscore(chat_cls.__name__)}_id", "chat_id"],
         "messages_foreign_key" if options.messages_foreign_key else "chat_foreign_key",
     )
-    message_parent_fk = foreign_key(
+    message_parent_fk = _linked_foreign_key(
         message_cls,
-        tc_options.result_foreign_key or m_options.parent_tool_call_foreign_key,
+        (tc_options.result_foreign_key, "result_foreign_key"),
+        (m_options.parent_tool_call_foreign_key, "parent_tool_call_foreign_key"),
         [f"{underscore(tool_call_cls.__name__)}_id", "tool_call_id"],
-        "result_foreign_key"
-        if tc_options.result_foreign_key or not m_options.parent_tool_call_foreign_key
-        else "parent_tool_call_foreign_key",
     )
-    tool_call_message_fk = foreign_key(
+    tool_call_message_fk = _linked_foreign_key(
         tool_call_cls,
-        tc_options.message_foreign_key or m_options.tool_calls_foreign_key,
+        (tc_options.message_foreign_key, "message_foreign_key"),
+        (m_options.tool_calls_foreign_key, "tool_calls_foreign_key"),
         [f"{tc_options.message}_id", f"{underscore(message_cls.__name__)}_id", "message_id"],
-        "message_foreign_key"
-        if tc_options.message_foreign_key or not m_options.tool_calls_foreign_key
-        else "tool_calls_foreign_key",
     )
     for attr in ("role", "content", "created_at", "input_tokens", "output_tokens"):
         column_attribute(message_cls, attr, option=f"{message_cls.__name__}.{attr}")
     for attr in ("tool_call_id", "name", "arguments"):
         column_attribute(tool_call_cls, attr, option=f"{tool_call_cls.__name__}.{attr}")
     attachment_cls = attachment_class(message_cls)
-    lease = [name for name in LEASE_COLUMNS if has_column(chat_cls, name)]
-    if lease and len(lease) != len(LEASE_COLUMNS):
-        missing = ", ".join(name for name in LEASE_COLUMNS if name not in lease)
-        raise ConfigurationError(
-            f"{chat_cls.__name__} has some of the turn-lease columns but not {missing}: add "
-            "them all (sa-llm upgrade writes the migration) or none."
-        )
-    approval = [name for name in APPROVAL_COLUMNS if has_column(tool_call_cls, name)]
-    if approval and len(approval) != len(APPROVAL_COLUMNS):
-        missing = ", ".join(name for name in APPROVAL_COLUMNS if name not in approval)
-        raise ConfigurationError(
-            f"{tool_call_cls.__name__} has some of the tool-approval columns but not {missing}: "
-            "add them all (sa-llm upgrade writes the migration) or none."
-        )
+    lease = _all_or_none(chat_cls, LEASE_COLUMNS, "turn-lease")
+    approval = _all_or_none(tool_call_cls, APPROVAL_COLUMNS, "tool-approval")
     event_cls = event_class(chat_cls)
     event_chat_fk = None
     if event_cls is not None:
@@ -453,7 +480,7 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
         tool_call_message_fk=tool_call_message_fk,
         chat_model_attr=chat_model_attr,
         messages_attr=options.messages,
-        lease=bool(lease),
+        lease=lease,
         optional=frozenset(c for c in _OPTIONAL_MESSAGE_COLUMNS if has_column(message_cls, c)),
         optional_tool_call=frozenset(
             c for c in ("thought_signature",) if has_column(tool_call_cls, c)
@@ -467,7 +494,7 @@ def chat_schema(chat_cls: type[Any]) -> ChatSchema:
         message_attachments_attr=m_options.attachments if attachment_cls is not None else None,
         event_cls=event_cls,
         event_chat_fk=event_chat_fk,
-        approval=bool(approval),
+        approval=approval,
         **_usage_links(chat_cls, message_cls),
     )
     chat_cls.__sa_llm_schema__ = schema
@@ -480,10 +507,16 @@ def event_class(chat_cls: type[Any]) -> type[Any] | None:
     Raises:
         ConfigurationError: two event classes for one chat class.
     """
+    return _linked_class(chat_cls, EVENT_OPTIONS, "event")
+
+
+def _linked_class(chat_cls: type[Any], options_attr: str, kind: str) -> type[Any] | None:
+    """The class whose options (stored under ``options_attr``) link it to ``chat_cls``, or
+    ``None``; two such classes are a :class:`ConfigurationError` naming them as ``kind``."""
     found = []
     for mapper in list(sa_inspect(chat_cls).registry.mappers):
         other = mapper.class_
-        options: EventOptions | None = getattr(other, EVENT_OPTIONS, None)
+        options: _ChatLink | None = getattr(other, options_attr, None)
         if options is None:
             continue
         target = find_class(
@@ -493,7 +526,7 @@ def event_class(chat_cls: type[Any]) -> type[Any] | None:
             found.append(other)
     if len(found) > 1:
         names = ", ".join(cls.__name__ for cls in found)
-        raise ConfigurationError(f"{chat_cls.__name__} has several event classes: {names}.")
+        raise ConfigurationError(f"{chat_cls.__name__} has several {kind} classes: {names}.")
     return found[0] if found else None
 
 
@@ -556,13 +589,11 @@ def attachment_message_class(attachment_cls: type[Any]) -> type[Any] | None:
 def attachment_foreign_key(message_cls: type[Any], attachment_cls: type[Any]) -> str:
     options: AttachmentOptions = getattr(attachment_cls, ATTACHMENT_OPTIONS)
     m_options: MessageOptions = getattr(message_cls, MESSAGE_OPTIONS)
-    return foreign_key(
+    return _linked_foreign_key(
         attachment_cls,
-        options.message_foreign_key or m_options.attachments_foreign_key,
+        (options.message_foreign_key, "message_foreign_key"),
+        (m_options.attachments_foreign_key, "attachments_foreign_key"),
         [f"{options.message}_id", f"{underscore(message_cls.__name__)}_id", "message_id"],
-        "message_foreign_key"
-        if options.message_foreign_key or not m_options.attachments_foreign_key
-        else "attachments_foreign_key",
     )
 
 
@@ -587,21 +618,7 @@ def usage_class(chat_cls: type[Any]) -> type[Any] | None:
     Raises:
         ConfigurationError: two usage classes for one chat class.
     """
-    found = []
-    for mapper in list(sa_inspect(chat_cls).registry.mappers):
-        other = mapper.class_
-        options: UsageOptions | None = getattr(other, USAGE_OPTIONS, None)
-        if options is None:
-            continue
-        target = find_class(
-            other, options.chat_class or classify(options.chat), owner=other, option="chat_class"
-        )
-        if target is chat_cls:
-            found.append(other)
-    if len(found) > 1:
-        names = ", ".join(cls.__name__ for cls in found)
-        raise ConfigurationError(f"{chat_cls.__name__} has several usage classes: {names}.")
-    return found[0] if found else None
+    return _linked_class(chat_cls, USAGE_OPTIONS, "usage")
 
 
 def _usage_links(chat_cls: type[Any], message_cls: type[Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from sa_llm import registry, telemetry
 from sa_llm._attempts import OK, AttemptLog, outcome_of
@@ -88,7 +88,7 @@ from sa_llm.tools import (
     invalid_arguments_result,
     result_content,
 )
-from sa_llm.types import Chunk, Content, Message, RawContent, ToolCall
+from sa_llm.types import Chunk, Content, Message, MessageContent, RawContent, ToolCall
 
 if TYPE_CHECKING:
     from sa_llm._context import Context
@@ -97,6 +97,8 @@ if TYPE_CHECKING:
 __all__ = ["Chat", "ChatSettings", "ChunkCallback"]
 
 ChunkCallback = Callable[[Chunk], Any]
+# The files of a question, as ``ask(attachments=...)`` takes them.
+Files: TypeAlias = "AttachmentSource | Sequence[AttachmentSource] | None"
 Self = TypeVar("Self", bound="ChatSettings")
 ChatT = TypeVar("ChatT", bound="Chat")
 EventName = Literal["new_message", "end_message", "tool_call", "tool_result", "fallback"]
@@ -653,9 +655,14 @@ class Chat(ChatSettings):
         on_chunk: ChunkCallback | None,
         stream: bool,
     ) -> Flow[Message]:
+        require_content(content, attachments)
+        yield from self._open_turn(content, attachments, stream)
+        return (yield from self._reply_flow(on_chunk, stream))
+
+    def _open_turn(self, content: MessageContent, attachments: Files, stream: bool) -> Flow[None]:
+        """Take the chat for a question's turn and add the question to the conversation."""
         # A missing or oversized file, or a feature the provider lacks, fails here: before the
         # turn takes the chat, saves a row or sends anything.
-        require_content(content, attachments)
         message = self.user_message(
             content, attachments, max_bytes=self.config.max_attachment_bytes
         )
@@ -664,7 +671,6 @@ class Chat(ChatSettings):
         yield from self._take_turn()
         yield from self._close_parked_round()
         yield from self._add_user_message(message)
-        return (yield from self._reply_flow(on_chunk, stream))
 
     @traced_turn
     def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:

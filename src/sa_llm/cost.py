@@ -22,7 +22,7 @@ Example::
 
     from sa_llm import registry
     from sa_llm.cost import Prices
-    from sa_llm.types import Tokens
+    from sa_llm.types import Tokens, _add_optional
 
     prices = Prices.of(registry.find("gpt-4.1-nano"))
     cost = prices.cost_of(Tokens(input=1_000, output=200, cached=400))
@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from sa_llm.errors import ConfigurationError
-from sa_llm.types import Tokens
+from sa_llm.types import Tokens, _add_optional
 
 if TYPE_CHECKING:
     from sa_llm.registry import ModelInfo
@@ -95,16 +95,12 @@ class Cost:
             return NotImplemented
         if other.currency != self.currency:
             raise ValueError(f"Cannot add {self.currency} and {other.currency} costs.")
-
-        def plus(a: Decimal | None, b: Decimal | None) -> Decimal | None:
-            return b if a is None else a if b is None else a + b
-
         return Cost(
-            input=plus(self.input, other.input),
-            output=plus(self.output, other.output),
-            cache_read=plus(self.cache_read, other.cache_read),
-            cache_write=plus(self.cache_write, other.cache_write),
-            reasoning=plus(self.reasoning, other.reasoning),
+            input=_add_optional(self.input, other.input),
+            output=_add_optional(self.output, other.output),
+            cache_read=_add_optional(self.cache_read, other.cache_read),
+            cache_write=_add_optional(self.cache_write, other.cache_write),
+            reasoning=_add_optional(self.reasoning, other.reasoning),
             total=self.total + other.total,
             currency=self.currency,
         )

@@ -78,6 +78,7 @@ from sa_llm._mapping import (
     chat_schema,
     classify,
     column_attribute,
+    decorated_class,
     find_class,
     foreign_key,
     has_column,
@@ -680,18 +681,8 @@ def acts_as_attachment(
         _attach_methods(cls, AttachmentMethods)
 
         def message_cls() -> type[Any]:
-            found = find_class(
-                cls,
-                options.message_class or classify(options.message),
-                owner=cls,
-                option="message_class",
-            )
-            if getattr(found, MESSAGE_OPTIONS, None) is None:
-                raise ConfigurationError(
-                    f"{cls.__name__}: message class {found.__name__} is not decorated with "
-                    "@acts_as_message."
-                )
-            return found
+            name = options.message_class or classify(options.message)
+            return decorated_class(cls, name, "message_class", MESSAGE_OPTIONS)
 
         def message_relationship() -> Any:
             target = message_cls()

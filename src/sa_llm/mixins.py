@@ -195,6 +195,17 @@ def _foreign_key(cls: Any, part: str, **options: Any) -> ForeignKey:
     return key
 
 
+def _owner_key(cls: Any, part: str) -> Mapped[Any]:
+    """The required, indexed FK to the row (playing ``part``) this one belongs to and is
+    deleted with."""
+    return mapped_column(_foreign_key(cls, part, ondelete="CASCADE"), nullable=False, index=True)
+
+
+def _created_at() -> Mapped[Any]:
+    """The time a row was inserted (a new column for each class that declares it)."""
+    return mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
 def _repoint(key: ForeignKey, table: Table) -> None:
     """Point ``key`` (unresolved, at a default table name) at ``table.id`` instead."""
     column = key.parent
@@ -300,9 +311,7 @@ class _EventCounter:
 
 
 class _Timestamps:
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, nullable=False
-    )
+    created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow, nullable=False
     )
@@ -420,17 +429,11 @@ class ToolCallMixin(ToolCallRecord, _Columns):
     )
     #: Why the call was denied (the model reads it).
     approval_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, nullable=False
-    )
+    created_at: Mapped[datetime] = _created_at()
 
     @declared_attr
     def message_id(cls) -> Mapped[Any]:
-        return mapped_column(
-            _foreign_key(cls, "messages", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        return _owner_key(cls, "messages")
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[Any, ...]:
@@ -484,17 +487,11 @@ class AttachmentMixin(AttachmentRecord, _Columns):
     byte_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     storage_key: Mapped[str] = mapped_column(String(1024), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, nullable=False
-    )
+    created_at: Mapped[datetime] = _created_at()
 
     @declared_attr
     def message_id(cls) -> Mapped[Any]:
-        return mapped_column(
-            _foreign_key(cls, "messages", ondelete="CASCADE"),
-            nullable=False,
-            index=True,
-        )
+        return _owner_key(cls, "messages")
 
 
 class EventMixin(_Columns):
@@ -517,9 +514,7 @@ class EventMixin(_Columns):
     message_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: The details (text of a delta, status, content, ...).
     data: Mapped[Any] = mapped_column(JSONType, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, nullable=False
-    )
+    created_at: Mapped[datetime] = _created_at()
 
     @declared_attr
     def chat_id(cls) -> Mapped[Any]:
@@ -596,15 +591,11 @@ class UsageMixin(_Columns):
     total_cost: Mapped[Decimal | None] = mapped_column(CostType, nullable=True)
     #: ISO 4217 code of the costs (``USD``).
     currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, nullable=False
-    )
+    created_at: Mapped[datetime] = _created_at()
 
     @declared_attr
     def chat_id(cls) -> Mapped[Any]:
-        return mapped_column(
-            _foreign_key(cls, "chats", ondelete="CASCADE"), nullable=False, index=True
-        )
+        return _owner_key(cls, "chats")
 
     @declared_attr
     def message_id(cls) -> Mapped[Any]:

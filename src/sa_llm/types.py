@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from sa_llm.content import Attachment
@@ -36,7 +37,12 @@ Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[Role, ...] = ("system", "user", "assistant", "tool")
 
 
-def _add_optional(a: int | None, b: int | None) -> int | None:
+# A count or an amount: token counts add as ints, costs as Decimals.
+_Amount = TypeVar("_Amount", int, Decimal)
+
+
+def _add_optional(a: _Amount | None, b: _Amount | None) -> _Amount | None:
+    """``a + b``, where an unknown value (``None``) adds nothing; ``None`` when both are."""
     if a is None:
         return b
     if b is None:

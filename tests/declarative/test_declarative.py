@@ -25,7 +25,7 @@ import decl_admin
 import decl_assistants
 import decl_support
 import sa_llm
-from persisted import World, close_world, make_world
+from persisted import World, close_world, default_models, make_world, new_chat
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
 from sa_llm.mixins import (
     ChatMixin,
@@ -45,11 +45,6 @@ T = TypeVar("T")
 # -- harness --------------------------------------------------------------------------------------
 
 BuildWorld = Callable[[dict[str, Any]], World]
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture
@@ -87,14 +82,6 @@ def read(world: World, fn: Callable[[Session], T]) -> T:
 
 def table_names(world: World) -> set[str]:
     return set(sa_inspect(world.sync_engine).get_table_names())
-
-
-async def new_chat(world: World, **kwargs: Any) -> Any:
-    kwargs.setdefault("model", "fake-model")
-    kwargs.setdefault("provider", "fake")
-    chat = world.Chat(**kwargs)
-    await world.add(chat)
-    return chat
 
 
 def model_ids(world: World) -> dict[Any, str]:
@@ -292,16 +279,7 @@ def standard_models(
 
     if decorate_message:
         acts_as_message(**(message or {}))(Message)
-
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
-    return {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model}
+    return default_models(base=Base, Chat=Chat, Message=Message)
 
 
 # -- custom class names ---------------------------------------------------------------------------
@@ -839,21 +817,7 @@ async def test_user_declared_relationship_is_kept(build_world: BuildWorld, fake:
             "Message", order_by="Message.id.desc()", cascade="all, delete-orphan"
         )
 
-    @acts_as_message()
-    class Message(MessageMixin, Base):
-        __tablename__ = "messages"
-
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
-    world = build_world(
-        {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model}
-    )
+    world = build_world(default_models(base=Base, Chat=Chat))
     fake.reply("one").reply("two")
     chat = await new_chat(world)
     chat_id = chat.id

@@ -10,28 +10,26 @@ diff) on SQLite and PostgreSQL. Reference: sections 5 and 10 of ruby_llm_behavio
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
+import cli_support
+from cli_support import OLD_TOOL_CALL_COLUMNS, old_revision, open_project, schema_diff, tables
 from sa_llm.cli import main
 from sa_llm.testing import Replay, fake_llm
 from sa_llm.types import Tokens
@@ -41,62 +39,51 @@ WIRE = Path(__file__).parents[1] / "fixtures" / "wire" / "openai"
 # -- harness --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Project:
-    """A user's project directory, with the database its migrations run against."""
+class Project(cli_support.Project):
+    """The project, where ``sa-llm install`` gets this project's unique module name."""
 
-    root: Path
-    module_name: str
-    db_url: str
-
-    @property
-    def module_file(self) -> str:
-        return f"{self.module_name}.py"
-
-    def cli(self, *args: str) -> Result:
+    def cli(self, *args: str, env: Mapping[str, str | None] | None = None) -> Result:
         """``sa-llm ARGS``; ``install`` gets this project's unique module name."""
         if args[:1] == ("install",) and "--module" not in args:
             args = (*args, "--module", self.module_file)
-        return CliRunner().invoke(main, list(args))
-
-    def config(self, ini: str = "alembic.ini") -> Config:
-        config = Config(str(self.root / ini))
-        # The generated env.py leaves the test run's logging alone with this.
-        config.attributes["configure_logger"] = False
-        return config
-
-    def alembic(self, action: str, revision: str, ini: str = "alembic.ini") -> None:
-        importlib.invalidate_caches()  # files written within the same second
-        getattr(command, action)(self.config(ini), revision)
-
-    def models(self) -> ModuleType:
-        """The generated module (env.py imported it already when Alembic ran)."""
-        importlib.invalidate_caches()
-        return importlib.import_module(self.module_name)
-
-    def files(self) -> dict[str, bytes]:
-        return {
-            p.relative_to(self.root).as_posix(): p.read_bytes()
-            for p in sorted(self.root.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".sqlite3"
-        }
+        return super().cli(*args, env=env)
 
 
 @pytest.fixture
 def project(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    """An empty project as the working directory; sys.path and sys.modules restored after."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SA_LLM_DATABASE_URL", db_url)
-    # Alembic prepends alembic.ini's prepend_sys_path to sys.path for good.
-    monkeypatch.setattr(sys, "path", [*sys.path])
-    monkeypatch.setenv("DATABASE_URL", db_url)  # for `sa-llm models load`
-    project = Project(tmp_path, f"chat_models_{uuid.uuid4().hex[:12]}", db_url)
-    yield project
-    # The generated module, imported by env.py and the test, and by `sa-llm models load`.
-    for name in [project.module_name, *(m for m in sys.modules if m.startswith("_sa_llm_user"))]:
-        module = sys.modules.pop(name, None)
-        if module is not None and hasattr(module, "Base"):
-            module.Base.registry.dispose()
+    for opened in open_project(tmp_path, db_url, monkeypatch):
+        monkeypatch.setenv("DATABASE_URL", db_url)  # for `sa-llm models load`
+        yield Project(opened.root, opened.module_name, opened.db_url)
+
+
+#: The tables ``sa-llm install`` creates with its default names.
+DEFAULT_TABLES = {
+    "chats",
+    "messages",
+    "tool_calls",
+    "models",
+    "attachments",
+    "chat_events",
+    "usages",
+}
+
+
+def upgraded(project: Project, engine: Engine, expected: set[str]) -> ModuleType:
+    """``alembic upgrade head``: the ``expected`` tables exist and match the generated models
+    (returned)."""
+    project.alembic("upgrade", "head")
+    assert tables(engine) == expected
+    models = project.models()
+    assert schema_diff(engine, models) == []
+    return models
+
+
+def assert_down_and_up(project: Project, engine: Engine, models: ModuleType) -> None:
+    """``downgrade base`` leaves no table; ``upgrade head`` again matches ``models``."""
+    project.alembic("downgrade", "base")
+    assert tables(engine) == set()
+    project.alembic("upgrade", "head")
+    assert schema_diff(engine, models) == []
 
 
 def assert_one_line_error(result: Result, *fragments: str) -> None:
@@ -105,18 +92,6 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for fragment in fragments:
         assert fragment in lines[0]
-
-
-def schema_diff(engine: Engine, models: ModuleType) -> list[Any]:
-    with engine.connect() as connection:
-        diff: list[Any] = compare_metadata(
-            MigrationContext.configure(connection), models.Base.metadata
-        )
-        return diff
-
-
-def tables(engine: Engine) -> set[str]:
-    return set(inspect(engine).get_table_names()) - {"alembic_version"}
 
 
 def assert_the_docs_table_matches(engine: Engine) -> None:
@@ -169,18 +144,7 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
         assert f"created {path}" in result.output
     assert "alembic upgrade head" in result.output
 
-    project.alembic("upgrade", "head")
-    assert tables(engine) == {
-        "chats",
-        "messages",
-        "tool_calls",
-        "models",
-        "attachments",
-        "chat_events",
-        "usages",
-    }
-    models = project.models()
-    assert schema_diff(engine, models) == []
+    models = upgraded(project, engine, DEFAULT_TABLES)
     assert_the_docs_table_matches(engine)
 
     loaded = project.cli("models", "load", "--module", project.module_file)
@@ -218,19 +182,8 @@ def test_install_writes_a_working_schema(project: Project, engine: Engine) -> No
         assert chat.model.model_id == "gpt-4.1-nano"
     replay.assert_all_used()
 
-    project.alembic("downgrade", "base")
-    assert tables(engine) == set()
-    project.alembic("upgrade", "head")
-    assert tables(engine) == {
-        "chats",
-        "messages",
-        "tool_calls",
-        "models",
-        "attachments",
-        "chat_events",
-        "usages",
-    }
-    assert schema_diff(engine, models) == []
+    assert_down_and_up(project, engine, models)
+    assert tables(engine) == DEFAULT_TABLES
 
 
 def test_install_custom_names(project: Project, engine: Engine) -> None:
@@ -250,17 +203,8 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
         source
     )
 
-    project.alembic("upgrade", "head")
-    assert tables(engine) == {
-        "conversations",
-        "chat_messages",
-        "function_calls",
-        "ai_models",
-        "chat_events",
-        "usages",
-    }
-    models = project.models()
-    assert schema_diff(engine, models) == []
+    custom_tables = {"conversations", "chat_messages", "function_calls", "ai_models"}
+    models = upgraded(project, engine, {*custom_tables, "chat_events", "usages"})
 
     # The registry command the install printed works as printed.
     (load,) = re.findall(r"`sa-llm (models load [^`]*)`", result.output)
@@ -285,10 +229,7 @@ def test_install_custom_names(project: Project, engine: Engine) -> None:
         assert chat.chat_messages[2].content == "Paris: sunny"
         assert chat.ai_model.model_id == "fake-model"
 
-    project.alembic("downgrade", "base")
-    assert tables(engine) == set()
-    project.alembic("upgrade", "head")
-    assert schema_diff(engine, models) == []
+    assert_down_and_up(project, engine, models)
 
 
 def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> None:
@@ -301,18 +242,7 @@ def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> 
         "--uuid",
     )
     assert result.exit_code == 0, result.output
-    project.alembic("upgrade", "head")
-    assert tables(engine) == {
-        "llm_chats",
-        "llm_messages",
-        "llm_tool_calls",
-        "llm_models",
-        "llm_attachments",
-        "llm_chat_events",
-        "llm_usages",
-    }
-    models = project.models()
-    assert schema_diff(engine, models) == []
+    models = upgraded(project, engine, {f"llm_{table}" for table in DEFAULT_TABLES})
 
     chat_id = run_turn(engine, models.Chat, tool_call=True)
     assert isinstance(chat_id, uuid.UUID)
@@ -333,10 +263,7 @@ def test_install_namespaced_with_uuid_keys(project: Project, engine: Engine) -> 
         session.add(attachment)
         session.commit()
 
-    project.alembic("downgrade", "base")
-    assert tables(engine) == set()
-    project.alembic("upgrade", "head")
-    assert schema_diff(engine, models) == []
+    assert_down_and_up(project, engine, models)
 
 
 def test_generated_code_is_lint_and_type_clean(
@@ -513,45 +440,17 @@ def test_install_rejects_bad_module_paths_and_foreign_alembic_ini(project: Proje
 
 # -- upgrade -------------------------------------------------------------------------------------
 
-OLD_SCHEMA = '''"""An sa_llm schema from before raw content, cache tokens and thinking."""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "old0001"
-down_revision = None
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.create_table("chats", sa.Column("id", sa.Integer(), primary_key=True),
-                    sa.Column("model_id", sa.String(255)))
-    op.create_table(
-        "messages",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("chat_id", sa.Integer(), sa.ForeignKey("chats.id"), nullable=False),
-        sa.Column("role", sa.String(20), nullable=False),
-        sa.Column("content", sa.Text()),
-        sa.Column("input_tokens", sa.Integer()),
-        sa.Column("output_tokens", sa.Integer()),
-        sa.Column("tool_call_id", sa.Integer()),
-    )
-    op.create_table(
-        "tool_calls",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("message_id", sa.Integer(), sa.ForeignKey("messages.id"), nullable=False),
-        sa.Column("tool_call_id", sa.String(255), nullable=False),
-        sa.Column("name", sa.String(255), nullable=False),
-        sa.Column("arguments", sa.JSON()),
-    )
-
-
-def downgrade() -> None:
-    op.drop_table("tool_calls")
-    op.drop_table("messages")
-    op.drop_table("chats")
-'''
+OLD_SCHEMA = old_revision(
+    "old0001",
+    "An sa_llm schema from before raw content, cache tokens and thinking.",
+    chats=['sa.Column("model_id", sa.String(255))'],
+    messages=[
+        'sa.Column("input_tokens", sa.Integer())',
+        'sa.Column("output_tokens", sa.Integer())',
+        'sa.Column("tool_call_id", sa.Integer())',
+    ],
+    tool_calls=OLD_TOOL_CALL_COLUMNS,
+)
 
 NEW_MESSAGE_COLUMNS = {
     "content_raw",

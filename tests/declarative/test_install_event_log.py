@@ -14,7 +14,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
-from cli_support import Project, open_project, schema_diff, tables
+from cli_support import Project, old_revision, open_project, schema_diff, tables
 from sa_llm.events import read_events
 from sa_llm.testing import fake_llm
 
@@ -56,38 +56,9 @@ def test_install_creates_the_event_log_under_custom_names(project: Project, engi
     assert tables(engine) == set()
 
 
-OLD_V2 = '''"""An sa_llm schema of version 2: no lease, no status, no event log."""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "old0002"
-down_revision = None
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.create_table("chats", sa.Column("id", sa.Integer(), primary_key=True))
-    op.create_table(
-        "messages",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("chat_id", sa.Integer(), sa.ForeignKey("chats.id"), nullable=False),
-        sa.Column("role", sa.String(20), nullable=False),
-        sa.Column("content", sa.Text()),
-    )
-    op.create_table(
-        "tool_calls",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("message_id", sa.Integer(), sa.ForeignKey("messages.id"), nullable=False),
-    )
-
-
-def downgrade() -> None:
-    op.drop_table("tool_calls")
-    op.drop_table("messages")
-    op.drop_table("chats")
-'''
+OLD_V2 = old_revision(
+    "old0002", "An sa_llm schema of version 2: no lease, no status, no event log."
+)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -223,21 +223,3 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "No models module" in result.output
     assert "Traceback" not in result.output
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        [],
-        ["install"],
-        ["upgrade"],
-        ["models"],
-        ["models", "load"],
-        ["models", "list"],
-        ["models", "refresh"],
-    ],
-)
-def test_every_command_has_help(args: list[str]) -> None:
-    result = CliRunner().invoke(main, [*args, "--help"])
-    assert result.exit_code == 0, result.output
-    assert "Usage:" in result.output

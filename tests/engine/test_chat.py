@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
@@ -18,17 +17,7 @@ from sa_llm.providers._transport import retry_delay, should_retry
 from sa_llm.testing import FakeLLM
 from sa_llm.types import Chunk, Message, Tokens
 
-
-@pytest.fixture(autouse=True)
-def _config() -> Iterator[None]:
-    sa_llm.configure(max_retries=0, retry_interval=0)
-    yield
-    sa_llm.reset_config()
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+pytestmark = pytest.mark.usefixtures("no_retries")
 
 
 async def ask(chat: sa_llm.Chat, mode: str, *args: Any, **kwargs: Any) -> Message:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -17,25 +20,7 @@ import httpx
 import pytest
 
 import sa_llm
-
-
-def reply(text: str) -> dict[str, Any]:
-    return {
-        "id": "resp_1",
-        "object": "response",
-        "status": "completed",
-        "model": "gpt-4.1-nano",
-        "output": [
-            {
-                "type": "message",
-                "id": "msg_1",
-                "role": "assistant",
-                "status": "completed",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            }
-        ],
-        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
-    }
+from wire_responses import responses_reply
 
 
 def user_texts(request: httpx.Request) -> list[str]:
@@ -48,7 +33,7 @@ def user_texts(request: httpx.Request) -> list[str]:
 
 
 def answer(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json=reply(f"re: {user_texts(request)[-1]}"))
+    return httpx.Response(200, json=responses_reply(f"re: {user_texts(request)[-1]}"))
 
 
 def alternates(chat: sa_llm.Chat) -> bool:
@@ -59,7 +44,18 @@ def alternates(chat: sa_llm.Chat) -> bool:
     )
 
 
-def test_a_second_sync_turn_waits_for_the_first() -> None:
+@dataclass
+class Held:
+    """A chat whose first turn ("one") is running, and the histories its requests sent."""
+
+    chat: sa_llm.Chat
+    seen: list[list[str]]
+
+
+@contextmanager
+def first_turn_held(**settings: Any) -> Iterator[Held]:
+    """A chat (``settings`` in its context) whose first turn has sent its request, which the
+    server holds until the block ends; the turn has ended when the block has."""
     entered, release = threading.Event(), threading.Event()
     seen: list[list[str]] = []
 
@@ -69,74 +65,44 @@ def test_a_second_sync_turn_waits_for_the_first() -> None:
         release.wait(5)
         return answer(request)
 
-    ctx = sa_llm.context(
-        openai_api_key="k", http_client=httpx.Client(transport=httpx.MockTransport(handler))
-    )
-    chat = ctx.chat("gpt-4.1-nano")
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    chat = sa_llm.context(openai_api_key="k", http_client=client, **settings).chat("gpt-4.1-nano")
     first = threading.Thread(target=chat.ask, args=("one",))
     first.start()
     assert entered.wait(5)
-    second = threading.Thread(target=chat.ask, args=("two",))
-    second.start()
-    time.sleep(0.1)
-    assert len(seen) == 1  # the second turn has not sent anything yet
-    assert [m.text for m in chat.messages] == ["one"]  # nor added its message
-    release.set()
-    first.join(5)
+    try:
+        yield Held(chat, seen)
+    finally:
+        release.set()
+        first.join(5)
+
+
+def test_a_second_sync_turn_waits_for_the_first() -> None:
+    with first_turn_held() as held:
+        second = threading.Thread(target=held.chat.ask, args=("two",))
+        second.start()
+        time.sleep(0.1)
+        assert len(held.seen) == 1  # the second turn has not sent anything yet
+        assert [m.text for m in held.chat.messages] == ["one"]  # nor added its message
     second.join(5)
-    assert seen == [["one"], ["one", "re: one", "two"]]
-    assert alternates(chat)
+    assert held.seen == [["one"], ["one", "re: one", "two"]]
+    assert alternates(held.chat)
 
 
 def test_raise_mode_refuses_a_second_turn_and_leaves_no_trace() -> None:
-    entered, release = threading.Event(), threading.Event()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        entered.set()
-        release.wait(5)
-        return answer(request)
-
-    ctx = sa_llm.context(
-        openai_api_key="k",
-        concurrent_turns="raise",
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
-    )
-    chat = ctx.chat("gpt-4.1-nano")
-    first = threading.Thread(target=chat.ask, args=("one",))
-    first.start()
-    assert entered.wait(5)
-    with pytest.raises(sa_llm.ChatBusyError):
-        chat.ask("two")
-    release.set()
-    first.join(5)
-    assert [m.text for m in chat.messages] == ["one", "re: one"]
-    chat.ask("three")  # free again once the first turn ended
-    assert alternates(chat)
+    with first_turn_held(concurrent_turns="raise") as held, pytest.raises(sa_llm.ChatBusyError):
+        held.chat.ask("two")
+    assert [m.text for m in held.chat.messages] == ["one", "re: one"]
+    held.chat.ask("three")  # free again once the first turn ended
+    assert alternates(held.chat)
 
 
 def test_waiting_gives_up_after_the_timeout() -> None:
-    entered, release = threading.Event(), threading.Event()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        entered.set()
-        release.wait(5)
-        return answer(request)
-
-    ctx = sa_llm.context(
-        openai_api_key="k",
-        turn_wait_timeout=0.05,
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
-    )
-    chat = ctx.chat("gpt-4.1-nano")
-    first = threading.Thread(target=chat.ask, args=("one",))
-    first.start()
-    assert entered.wait(5)
-    started = time.monotonic()
-    with pytest.raises(sa_llm.ChatBusyError, match="turn_wait_timeout"):
-        chat.ask("two")
-    assert 0.04 <= time.monotonic() - started < 2
-    release.set()
-    first.join(5)
+    with first_turn_held(turn_wait_timeout=0.05) as held:
+        started = time.monotonic()
+        with pytest.raises(sa_llm.ChatBusyError, match="turn_wait_timeout"):
+            held.chat.ask("two")
+        assert 0.04 <= time.monotonic() - started < 2
 
 
 async def test_fifty_concurrent_async_turns_run_one_after_another() -> None:

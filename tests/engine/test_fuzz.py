@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,10 @@ def damage(data: st.DataObject, body: bytes) -> bytes:
     return body[:position] + data.draw(st.binary(min_size=1, max_size=16)) + body[position:]
 
 
+#: How a test spoils a recorded body.
+Spoil = Callable[[st.DataObject, bytes], bytes]
+
+
 def parse_stream(provider: Provider, body: bytes, piece: int) -> None:
     parser = provider.stream_parser()
     for start in range(0, len(body), piece):
@@ -159,51 +163,35 @@ def _skip_without(recorded: list[Any], what: str) -> None:
         pytest.skip(f"no recorded {what}")
 
 
+def mutate_json(data: st.DataObject, body: bytes) -> bytes:
+    """A JSON body with some of its values mutated (see :func:`mutate`)."""
+    return json.dumps(mutate(data, json.loads(body))).encode()
+
+
+@pytest.mark.parametrize("spoil", [mutate_json, damage], ids=["mutated_json", "damaged_bytes"])
 @pytest.mark.parametrize("name", PROVIDERS)
 @FUZZ
 @given(data=st.data())
-def test_whole_replies_with_mutated_json(name: str, data: st.DataObject) -> None:
+def test_whole_replies(name: str, spoil: Spoil, data: st.DataObject) -> None:
     whole, _ = corpus(name)
     _skip_without(whole, "whole replies")
     model, headers, body = data.draw(st.sampled_from(whole))
-    mutated = json.dumps(mutate(data, json.loads(body))).encode()
+    spoiled = spoil(data, body)
     provider = provider_for(name, model)
-    only_typed_errors(provider.parse_response, HttpResponse(200, headers, mutated))
+    only_typed_errors(provider.parse_response, HttpResponse(200, headers, spoiled))
 
 
+@pytest.mark.parametrize("spoil", [mutate_sse, damage], ids=["mutated_events", "damaged_bytes"])
 @pytest.mark.parametrize("name", PROVIDERS)
 @FUZZ
 @given(data=st.data())
-def test_whole_replies_with_damaged_bytes(name: str, data: st.DataObject) -> None:
-    whole, _ = corpus(name)
-    _skip_without(whole, "whole replies")
-    model, headers, body = data.draw(st.sampled_from(whole))
-    provider = provider_for(name, model)
-    only_typed_errors(provider.parse_response, HttpResponse(200, headers, damage(data, body)))
-
-
-@pytest.mark.parametrize("name", PROVIDERS)
-@FUZZ
-@given(data=st.data())
-def test_streams_with_mutated_events(name: str, data: st.DataObject) -> None:
+def test_streams(name: str, spoil: Spoil, data: st.DataObject) -> None:
     _, streams = corpus(name)
     _skip_without(streams, "streams")
     model, _, body = data.draw(st.sampled_from(streams))
     provider = provider_for(name, model)
     piece = data.draw(st.integers(1, 4096))
-    only_typed_errors(parse_stream, provider, mutate_sse(data, body), piece)
-
-
-@pytest.mark.parametrize("name", PROVIDERS)
-@FUZZ
-@given(data=st.data())
-def test_streams_with_damaged_bytes(name: str, data: st.DataObject) -> None:
-    _, streams = corpus(name)
-    _skip_without(streams, "streams")
-    model, _, body = data.draw(st.sampled_from(streams))
-    provider = provider_for(name, model)
-    piece = data.draw(st.integers(1, 4096))
-    only_typed_errors(parse_stream, provider, damage(data, body), piece)
+    only_typed_errors(parse_stream, provider, spoil(data, body), piece)
 
 
 @FUZZ

@@ -24,6 +24,7 @@ from sqlalchemy import MetaData, select
 import sa_llm
 from persisted import World
 from sa_llm.testing import Replay
+from wire_responses import responses_reply
 
 WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 FILES = sorted(WIRE.glob("*/*.json"))
@@ -149,22 +150,7 @@ async def test_no_key_in_the_database(
     assert replay.seen  # the turn did reach the (replayed) provider
 
 
-REPLY = {
-    "id": "resp_1",
-    "object": "response",
-    "status": "completed",
-    "model": "gpt-4.1-nano",
-    "output": [
-        {
-            "type": "message",
-            "id": "msg_1",
-            "role": "assistant",
-            "status": "completed",
-            "content": [{"type": "output_text", "text": "ok", "annotations": []}],
-        }
-    ],
-    "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
-}
+REPLY = responses_reply("ok")
 
 
 async def test_tenants_never_see_each_others_keys() -> None:

@@ -24,21 +24,14 @@ import pytest
 
 import sa_llm
 from sa_llm._redact import redact_url, strip_userinfo
+from wire_responses import CHAT_COMPLETION_REPLY
 
 KEY = "sk-canary-echoed-5b1e77"
 USER, PASSWORD = "gateway-user", "hunter2-canary-91d4"
 GATEWAY = f"https://{USER}:{PASSWORD}@gateway.internal/v1"
 
 REPLIES: dict[str, dict[str, Any]] = {
-    "openai": {
-        "id": "chatcmpl-1",
-        "object": "chat.completion",
-        "model": "gpt-4.1-nano",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-    },
+    "openai": CHAT_COMPLETION_REPLY,
     "anthropic": {
         "id": "msg_1",
         "type": "message",

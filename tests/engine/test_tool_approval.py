@@ -17,17 +17,7 @@ from sa_llm.approval import arguments_hash
 from sa_llm.testing import FakeLLM
 from sa_llm.types import Message
 
-
-@pytest.fixture(autouse=True)
-def _config() -> Iterator[None]:
-    sa_llm.configure(max_retries=0, retry_interval=0)
-    yield
-    sa_llm.reset_config()
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+pytestmark = pytest.mark.usefixtures("no_retries")
 
 
 async def run(chat: sa_llm.Chat, mode: str, name: str, *args: Any) -> Message:

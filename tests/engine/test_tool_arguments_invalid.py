@@ -11,14 +11,14 @@ Persisted chats store the call, its raw text under ``{"_raw": ...}``, and the er
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
 
 import sa_llm
-from persisted import World, close_world, default_models, make_world
+from persisted import World
 from sa_llm.testing import Replay
 from sa_llm.testing.faults import encode_frame
 
@@ -371,17 +371,6 @@ def test_a_valid_call_still_runs() -> None:
 
 
 # -- persisted chats -------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, default_models())
-    try:
-        yield world
-    finally:
-        await close_world(world)
 
 
 @pytest.mark.parametrize("api_name", ["chat_completions-whole", "anthropic-stream"])

@@ -10,24 +10,25 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-import sa_llm
-from examples_support import load_example, parse_sse
+from examples_support import (
+    PNG,
+    assert_greeting_streamed,
+    file_storage,
+    load_example,
+    parse_sse,
+    script_greeting,
+)
 from sa_llm.testing import FakeLLM
 
 app_module = load_example("fastapi_chat")
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-
 
 @pytest.fixture
 def client(async_db_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    sa_llm.configure(attachment_storage=str(tmp_path / "files"))
-    app = app_module.create_app(async_db_url, model="fake-model", provider="fake")
-    try:
+    with file_storage(tmp_path):
+        app = app_module.create_app(async_db_url, model="fake-model", provider="fake")
         with TestClient(app) as client:
             yield client
-    finally:
-        sa_llm.reset_config()
 
 
 def new_chat(client: TestClient) -> int:
@@ -78,22 +79,14 @@ def test_uploaded_files_are_sent_and_stored(client: TestClient, fake: FakeLLM) -
 
 def test_a_reply_streams_as_server_sent_events(client: TestClient, fake: FakeLLM) -> None:
     chat_id = new_chat(client)
-    fake.reply("Hello there, friend.", chunks=["Hello", " there,", " friend."])
+    script_greeting(fake)
     with client.stream(
         "POST", f"/chats/{chat_id}/stream", json={"content": "Greet me"}
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         body = "".join(response.iter_text())
-    events = parse_sse(body)
-    assert [e for e in events if e[0] == "delta"] == [
-        ("delta", {"text": "Hello"}),
-        ("delta", {"text": " there,"}),
-        ("delta", {"text": " friend."}),
-    ]
-    assert events[-1] == ("done", {})
-    stored = client.get(f"/chats/{chat_id}").json()["messages"]
-    assert stored[-1] == {"role": "assistant", "content": "Hello there, friend.", "files": []}
+    assert_greeting_streamed(body, client.get(f"/chats/{chat_id}").json()["messages"])
 
 
 def test_a_provider_error_mid_stream_is_an_error_event_and_no_reply_row(

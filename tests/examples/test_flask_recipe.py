@@ -14,13 +14,17 @@ from sqlalchemy import inspect
 
 import sa_llm
 from conftest import sync_url
-from examples_support import load_example, parse_sse
+from examples_support import (
+    PNG,
+    assert_greeting_streamed,
+    foreign_keys,
+    load_example,
+    script_greeting,
+)
 from sa_llm.testing import FakeLLM
 
 app_module = load_example("flask_chat")
 db = app_module.db
-
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
 @pytest.fixture
@@ -51,11 +55,7 @@ def test_tables_have_flask_sqlalchemys_names_and_the_foreign_keys_follow(
     with app.app_context():
         tables = inspect(db.engine).get_table_names()
         assert {"chat", "message", "tool_call", "model", "attachment"} <= set(tables)
-        foreign = {
-            (table, fk["constrained_columns"][0], fk["referred_table"])
-            for table in ("chat", "message", "tool_call", "attachment")
-            for fk in inspect(db.engine).get_foreign_keys(table)
-        }
+        foreign = foreign_keys(db.engine, ["chat", "message", "tool_call", "attachment"])
     assert foreign == {
         ("chat", "model_id", "model"),
         ("message", "chat_id", "chat"),
@@ -102,20 +102,13 @@ def test_uploaded_files_are_sent_and_stored(client: FlaskClient, fake: FakeLLM) 
 
 def test_a_reply_streams_as_server_sent_events(client: FlaskClient, fake: FakeLLM) -> None:
     chat_id = new_chat(client)
-    fake.reply("Hello there, friend.", chunks=["Hello", " there,", " friend."])
+    script_greeting(fake)
     response = client.post(f"/chats/{chat_id}/stream", json={"content": "Greet me"}, buffered=False)
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
-    events = parse_sse(b"".join(response.response).decode())  # type: ignore[arg-type]
+    body = b"".join(response.response).decode()  # type: ignore[arg-type]
     response.close()
-    assert [e for e in events if e[0] == "delta"] == [
-        ("delta", {"text": "Hello"}),
-        ("delta", {"text": " there,"}),
-        ("delta", {"text": " friend."}),
-    ]
-    assert events[-1] == ("done", {})
-    stored = client.get(f"/chats/{chat_id}").get_json()["messages"]
-    assert stored[-1] == {"role": "assistant", "content": "Hello there, friend.", "files": []}
+    assert_greeting_streamed(body, client.get(f"/chats/{chat_id}").get_json()["messages"])
 
 
 @pytest.mark.parametrize(

@@ -13,25 +13,26 @@ import pytest
 from litestar.testing import TestClient
 from sqlalchemy import create_engine, inspect
 
-import sa_llm
 from conftest import engine_arguments, sync_url
-from examples_support import load_example, parse_sse
+from examples_support import (
+    PNG,
+    assert_greeting_streamed,
+    file_storage,
+    foreign_keys,
+    load_example,
+    script_greeting,
+)
 from sa_llm.testing import FakeLLM
 
 app_module = load_example("litestar_chat")
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
-
 
 @pytest.fixture
 def client(async_db_url: str, tmp_path: Path) -> Iterator[TestClient[Any]]:
-    sa_llm.configure(attachment_storage=str(tmp_path / "files"))
-    app = app_module.create_app(async_db_url, model="fake-model", provider="fake")
-    try:
+    with file_storage(tmp_path):
+        app = app_module.create_app(async_db_url, model="fake-model", provider="fake")
         with TestClient(app) as client:
             yield client
-    finally:
-        sa_llm.reset_config()
 
 
 def new_chat(client: TestClient[Any]) -> str:
@@ -49,11 +50,7 @@ def test_keys_are_uuids_and_tables_have_advanced_alchemys_names(
     engine = create_engine(url, connect_args=connect_args)
     try:
         tables = set(inspect(engine).get_table_names())
-        foreign = {
-            (table, fk["constrained_columns"][0], fk["referred_table"])
-            for table in ("chat", "message", "tool_call", "attachment")
-            for fk in inspect(engine).get_foreign_keys(table)
-        }
+        foreign = foreign_keys(engine, ["chat", "message", "tool_call", "attachment"])
     finally:
         engine.dispose()
     assert {"chat", "message", "tool_call", "model", "attachment"} <= tables
@@ -96,19 +93,12 @@ def test_uploaded_files_are_sent_and_stored(client: TestClient[Any], fake: FakeL
 
 def test_a_reply_streams_as_server_sent_events(client: TestClient[Any], fake: FakeLLM) -> None:
     chat_id = new_chat(client)
-    fake.reply("Hello there, friend.", chunks=["Hello", " there,", " friend."])
+    script_greeting(fake)
     with client.stream("POST", f"/chats/{chat_id}/stream", json={"content": "Hi"}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = parse_sse("".join(response.iter_text()))
-    assert [e for e in events if e[0] == "delta"] == [
-        ("delta", {"text": "Hello"}),
-        ("delta", {"text": " there,"}),
-        ("delta", {"text": " friend."}),
-    ]
-    assert events[-1] == ("done", {})
-    stored = client.get(f"/chats/{chat_id}").json()["messages"]
-    assert stored[-1] == {"role": "assistant", "content": "Hello there, friend.", "files": []}
+        body = "".join(response.iter_text())
+    assert_greeting_streamed(body, client.get(f"/chats/{chat_id}").json()["messages"])
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 import sa_llm
-from persisted import default_models
+from persisted import configure_worker, default_models
 
 
 class Refund(sa_llm.Tool):
@@ -37,12 +37,7 @@ class Refund(sa_llm.Tool):
 
 def main() -> None:
     job = json.loads(sys.argv[1])
-    sa_llm.configure(
-        openai_base_url=job["server"],
-        openai_api_key="test-key",
-        openai_api="chat_completions",
-        max_retries=0,
-    )
+    configure_worker(job)
     models = default_models()
     engine = create_engine(job["db_url"])
     out: dict[str, Any] = {"pid": os.getpid()}

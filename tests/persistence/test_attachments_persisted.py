@@ -40,6 +40,8 @@ from persisted import (
     close_world,
     default_models,
     make_world,
+    models_source,
+    new_chat,
 )
 from sa_llm.cli import main
 from sa_llm.content import Attachment
@@ -87,14 +89,6 @@ def world_settings(tmp_path: Path) -> dict[str, Any]:
 @pytest.fixture
 def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "blobs")
-
-
-async def fake_chat(world: World, **kwargs: Any) -> Any:
-    kwargs.setdefault("model", "fake-model")
-    kwargs.setdefault("provider", "fake")
-    chat = world.Chat(**kwargs)
-    await world.add(chat)
-    return chat
 
 
 def attachment_rows(world: World) -> list[Any]:
@@ -464,7 +458,7 @@ async def test_create_user_message_then_complete_sends_the_stored_file(
     png = sample_png()
     path = tmp_path / "diagram.png"
     path.write_bytes(png)
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     row = await world.call(chat.create_user_message, "What's in it?", attachments=path)
     assert fake.requests == []
     assert [
@@ -487,12 +481,12 @@ async def test_reusing_a_stored_row_stores_nothing(
 ) -> None:
     counting = CountingStorage(storage)
     sa_llm.configure(attachment_storage=counting)
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.reply("ok").reply("ok again")
     await world.call(chat.ask, "first", attachments=[(sample_pdf(), "report.pdf")])
     assert counting.puts == 1
     [original] = attachment_rows(world)
-    other = await fake_chat(world)
+    other = await new_chat(world)
     await world.call(other.ask, "same file, other chat", attachments=original)
     assert counting.puts == 1
     rows = attachment_rows(world)
@@ -512,7 +506,7 @@ async def test_the_same_file_twice_is_one_blob(
     world: World, fake: FakeLLM, tmp_path: Path, storage: LocalStorage
 ) -> None:
     data = b"name,value\na,1\n"
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.reply("1").reply("2")
     await world.call(chat.ask, "one", attachments=[(data, "a.csv")])
     await world.call(chat.ask, "two", attachments={"file": (data, "b.csv"), "blank": ""})
@@ -528,7 +522,7 @@ async def test_uploads_are_streamed_and_typed_by_content(
     world: World, fake: FakeLLM, storage: LocalStorage
 ) -> None:
     png = sample_png()
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.reply("ok")
     upload = StarletteUploadFile(
         png, "../../etc/photo.jpg", "image/jpeg"
@@ -567,7 +561,7 @@ async def test_unreadable_files_fail_before_the_user_message_is_saved(
         bad.close()
     else:
         bad = io.StringIO("text, not bytes")
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     with pytest.raises(AttachmentError):
         await world.call(chat.ask, "look", attachments=[good, bad])
     with pytest.raises(AttachmentError):
@@ -588,7 +582,7 @@ async def test_size_limit(
         if kind == "unseekable"
         else sources.make(kind, "big.txt", "text/plain", data)
     )
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     with pytest.raises(AttachmentError, match="1,000"):
         await world.call(chat.ask, "too big", attachments=source)
     assert world.messages() == [] and attachment_rows(world) == [] and fake.requests == []
@@ -630,7 +624,7 @@ async def test_assumed_models_are_not_blocked(
 async def test_rollback_leaves_no_row_and_gc_removes_the_blob(
     world: World, fake: FakeLLM, storage: LocalStorage
 ) -> None:
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     use_strategy(world.session, InTransactionStrategy())
     fake.reply("seen")
     await world.call(chat.ask, "look", attachments=[(b"secret plans", "plans.txt")])
@@ -653,7 +647,7 @@ async def test_a_failed_row_write_rolls_back_the_message(
         raise RuntimeError("disk full")
 
     event.listen(Attachment, "before_insert", refuse)
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     with pytest.raises(RuntimeError, match="disk full"):
         await world.call(chat.ask, "look", attachments=[(b"data", "d.bin")])
     assert world.messages() == [] and attachment_rows(world) == []
@@ -669,7 +663,7 @@ async def test_tool_results_keep_their_files(
         """Fetches the quarterly report."""
         return Content("Fetched.", (Attachment.from_bytes(pdf, filename="q3.pdf"),))
 
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     chat.with_tool(fetch_report)
     fake.tool_call("fetch_report", {}, id="call_1").reply("It says hello.").reply("Still hello.")
     await world.call(chat.ask, "Summarise the report")
@@ -687,7 +681,7 @@ async def test_tool_results_keep_their_files(
 async def test_message_rows_expose_their_files(
     world: World, fake: FakeLLM, storage: LocalStorage
 ) -> None:
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.reply("ok")
     await world.call(chat.ask, "file", attachments=[(b"abc", "a.txt")])
     with Session(world.sync_engine) as session:
@@ -713,7 +707,7 @@ async def test_history_files_cost_one_select(
     engine = world.async_engine.sync_engine if world.async_engine else world.sync_engine
     counts = []
     for files in (0, 6):
-        chat = await fake_chat(world)
+        chat = await new_chat(world)
         for i in range(3):
             fake.reply(f"{i}")
             batch = [(f"{i}-{n}".encode(), f"f{n}.txt") for n in range(files)]
@@ -737,7 +731,7 @@ async def test_without_an_attachment_class_files_are_sent_not_stored(
         sa_llm.configure(attachment_storage=tmp_path / "unused")
         try:
             with fake_llm(echo=False) as fake, caplog.at_level(logging.WARNING):
-                chat = await fake_chat(world)
+                chat = await new_chat(world)
                 fake.reply("ok")
                 await world.call(chat.ask, "see", attachments=[(b"abc", "a.txt")])
                 assert sent_files(fake) == [[("a.txt", "text/plain", 3)]]
@@ -751,7 +745,7 @@ async def test_without_an_attachment_class_files_are_sent_not_stored(
 async def test_add_message_and_streams_store_files(
     world: World, fake: FakeLLM, storage: LocalStorage
 ) -> None:
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     note = Content("Here is the brief.", (Attachment.from_bytes(b"brief", filename="brief.md"),))
     row = await world.call(chat.add_message, sa_llm.Message(role="user", content=note))
     fake.reply("streamed answer", chunks=3)
@@ -773,7 +767,7 @@ async def test_add_message_and_streams_store_files(
 
 
 async def test_an_empty_list_attaches_nothing(world: World, fake: FakeLLM) -> None:
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.reply("ok")
     await world.call(chat.ask, "hi", attachments=[])
     await world.call(chat.create_user_message, "blank form field", attachments={"file": ""})
@@ -786,8 +780,8 @@ async def test_an_empty_list_attaches_nothing(world: World, fake: FakeLLM) -> No
 async def test_legacy_chats_store_files(
     db_url: str, async_db_url: str, tmp_path: Path, mode: str
 ) -> None:
-    from sa_llm.declarative import acts_as_chat, acts_as_tool_call
-    from sa_llm.mixins import LegacyChatMixin, LegacyMessageMixin, ToolCallMixin
+    from sa_llm.declarative import acts_as_chat
+    from sa_llm.mixins import LegacyChatMixin, LegacyMessageMixin
 
     class Base(DeclarativeBase):
         pass
@@ -800,21 +794,12 @@ async def test_legacy_chats_store_files(
     class Message(LegacyMessageMixin, Base):
         __tablename__ = "messages"
 
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_attachment()
-    class Attachment(AttachmentMixin, Base):
-        __tablename__ = "attachments"
-
-    models = {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall}
-    models["Attachment"] = Attachment
+    models = default_models("Attachment", base=Base, Chat=Chat, Message=Message, Model=None)
     world = make_world(mode, db_url, async_db_url, models)
     sa_llm.configure(attachment_storage=tmp_path / "blobs")
     try:
         with fake_llm(echo=False) as fake:
-            chat = await fake_chat(world)
+            chat = await new_chat(world)
             fake.reply("one").reply("two")
             await world.call(chat.ask, "see", attachments=[(b"legacy", "old.txt")])
             await world.call(chat.ask, "again")
@@ -861,33 +846,21 @@ def test_a_differently_named_attachment_class_needs_naming() -> None:
 
 
 def test_attachment_class_option() -> None:
-    from sa_llm.declarative import acts_as_chat, acts_as_model, acts_as_tool_call, chat_schema
-    from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
+    from sa_llm.declarative import chat_schema
+    from sa_llm.mixins import MessageMixin
 
     class Base(DeclarativeBase):
         pass
-
-    @acts_as_chat()
-    class Chat(ChatMixin, Base):
-        __tablename__ = "chats"
 
     @acts_as_message(attachments="files", attachment_class="ChatFile")
     class Message(MessageMixin, Base):
         __tablename__ = "messages"
 
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
     @acts_as_attachment(message="message")
     class ChatFile(AttachmentMixin, Base):
         __tablename__ = "chat_files"
 
-    schema = chat_schema(Chat)
+    schema = chat_schema(default_models(base=Base, Message=Message, ChatFile=ChatFile)["Chat"])
     assert schema.attachment_cls is ChatFile
     assert schema.message_attachments_attr == "files"
     assert schema.attachment_message_fk == "message_id"
@@ -953,41 +926,14 @@ def referenced_keys(world: World) -> set[str]:
     return {row.storage_key for row in attachment_rows(world)}
 
 
-MODELS_MODULE = """
-from sqlalchemy.orm import DeclarativeBase
-from sa_llm.declarative import *
-from sa_llm.mixins import *
-
-class Base(DeclarativeBase):
-    pass
-
-@acts_as_chat()
-class Chat(ChatMixin, Base):
-    __tablename__ = "chats"
-
-@acts_as_message()
-class Message(MessageMixin, Base):
-    __tablename__ = "messages"
-
-@acts_as_tool_call()
-class ToolCall(ToolCallMixin, Base):
-    __tablename__ = "tool_calls"
-
-@acts_as_model()
-class Model(ModelMixin, Base):
-    __tablename__ = "models"
-
-@acts_as_attachment()
-class Attachment(AttachmentMixin, Base):
-    __tablename__ = "attachments"
-"""
+MODELS_MODULE = models_source("Attachment")
 
 
 @pytest.mark.parametrize("lookup", ["table", "module"])
 async def test_gc_command(
     world: World, fake: FakeLLM, storage: LocalStorage, db_url: str, tmp_path: Path, lookup: str
 ) -> None:
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.reply("1").reply("2")
     await world.call(chat.ask, "keep", attachments=[(b"kept", "kept.txt")])
     await world.call(chat.ask, "drop", attachments=[(b"dropped", "dropped.txt")])
@@ -1070,7 +1016,7 @@ async def test_message_rows_hold_no_file_bytes(world: World) -> None:
     """The bytes are in the storage only: no base64 in message rows."""
     with fake_llm(echo=False) as fake:
         fake.reply("ok")
-        chat = await fake_chat(world)
+        chat = await new_chat(world)
         await world.call(chat.ask, "see", attachments=[(sample_pdf(), "r.pdf")])
     dumped = json.dumps([(m.content, m.content_raw) for m in world.messages()], default=str)
     assert base64.b64encode(sample_pdf()[:60]).decode()[:40] not in dumped

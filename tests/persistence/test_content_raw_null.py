@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 import sa_llm
-from cli_support import Project, open_project, schema_diff
+from cli_support import OLD_TOOL_CALL_COLUMNS, Project, old_revision, open_project, schema_diff
 from persisted import World, close_world, default_models, make_world
 from sa_llm._install import SCHEMA_VERSION
 from sa_llm.testing import FakeLLM, fake_llm
@@ -190,42 +190,12 @@ def test_upgrade_converts_the_rows_of_an_earlier_install(project: Project, engin
 
 # An sa_llm schema of RubyLLM 1.9's shape: content_raw is plain JSON (json, not jsonb, on
 # PostgreSQL), and the cache and thinking columns are missing.
-OLD_SCHEMA = '''"""An older chat schema with content_raw as JSON."""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "old0001"
-down_revision = None
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.create_table("chats", sa.Column("id", sa.Integer(), primary_key=True))
-    op.create_table(
-        "messages",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("chat_id", sa.Integer(), sa.ForeignKey("chats.id"), nullable=False),
-        sa.Column("role", sa.String(20), nullable=False),
-        sa.Column("content", sa.Text()),
-        sa.Column("content_raw", sa.JSON()),
-    )
-    op.create_table(
-        "tool_calls",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("message_id", sa.Integer(), sa.ForeignKey("messages.id"), nullable=False),
-        sa.Column("tool_call_id", sa.String(255), nullable=False),
-        sa.Column("name", sa.String(255), nullable=False),
-        sa.Column("arguments", sa.JSON()),
-    )
-
-
-def downgrade() -> None:
-    op.drop_table("tool_calls")
-    op.drop_table("messages")
-    op.drop_table("chats")
-'''
+OLD_SCHEMA = old_revision(
+    "old0001",
+    "An older chat schema with content_raw as JSON.",
+    messages=['sa.Column("content_raw", sa.JSON())'],
+    tool_calls=OLD_TOOL_CALL_COLUMNS,
+)
 
 
 def test_upgrade_converts_json_columns_of_an_older_schema(project: Project, engine: Engine) -> None:

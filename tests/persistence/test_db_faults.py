@@ -18,14 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 import sa_llm
 from conftest import engine_arguments
-from persisted import World, default_models
+from persisted import World, default_models, new_chat
 from sa_llm.testing import FakeLLM
-
-
-async def new_chat(world: World) -> Any:
-    chat = world.Chat(model="fake-model", provider="fake")
-    await world.add(chat)
-    return chat
 
 
 def assert_valid(world: World) -> None:

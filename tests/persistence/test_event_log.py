@@ -13,49 +13,16 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import sa_llm
-from persisted import World
-from sa_llm.declarative import (
-    acts_as_chat,
-    acts_as_event,
-    acts_as_message,
-    acts_as_model,
-    acts_as_tool_call,
-)
+from persisted import World, default_models, new_chat
+from sa_llm.declarative import acts_as_chat, acts_as_event, acts_as_message, acts_as_tool_call
 from sa_llm.events import prune_events, read_events, wait_for_events
-from sa_llm.mixins import ChatMixin, EventMixin, MessageMixin, ModelMixin, ToolCallMixin
+from sa_llm.mixins import EventMixin, ToolCallMixin
 from sa_llm.testing import FakeLLM
 from sa_llm.testing.server import FakeOpenAIServer
 
 
 def event_models() -> dict[str, Any]:
-    class Base(DeclarativeBase):
-        pass
-
-    @acts_as_chat()
-    class Chat(ChatMixin, Base):
-        __tablename__ = "chats"
-        title: Mapped[str | None] = mapped_column(default=None)
-
-    @acts_as_message()
-    class Message(MessageMixin, Base):
-        __tablename__ = "messages"
-
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
-    @acts_as_event()
-    class ChatEvent(EventMixin, Base):
-        __tablename__ = "chat_events"
-
-    return {
-        "Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model,
-        "ChatEvent": ChatEvent,
-    }  # fmt: skip
+    return default_models("ChatEvent")
 
 
 @pytest.fixture
@@ -66,12 +33,6 @@ def world_models() -> dict[str, Any]:
 @pytest.fixture
 def world_settings() -> dict[str, Any]:
     return {"max_retries": 0}
-
-
-async def new_chat(world: World) -> Any:
-    chat = world.Chat(model="fake-model", provider="fake")
-    await world.add(chat)
-    return chat
 
 
 def kinds(world: World, chat_id: Any) -> list[tuple[int, str, str | None]]:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
 
 import sa_llm
-from persisted import StatementCounter, World, close_world, default_models, make_world
+from persisted import StatementCounter, World, close_world, default_models, make_world, new_chat
 from sa_llm.testing import FakeLLM, fake_llm
 from sa_llm.types import Tokens
 
@@ -33,12 +33,6 @@ class Calculator(sa_llm.Tool):
 
     def execute(self, a: Annotated[int, "first"], b: Annotated[int, "second"]) -> str:
         return str(a + b)
-
-
-async def new_chat(world: World) -> Any:
-    chat = world.Chat(model="fake-model", provider="fake")
-    await world.add(chat)
-    return chat
 
 
 def engine_of(world: World) -> Engine:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event
 
 import sa_llm
-from persisted import StatementCounter, World, close_world, default_models, make_world
+from persisted import StatementCounter, World, close_world, default_models, make_world, new_chat
 from sa_llm.testing import FakeLLM, fake_llm
 from sa_llm.types import RawContent, Tokens
 
@@ -21,14 +21,6 @@ from sa_llm.types import RawContent, Tokens
 @pytest.fixture
 def world_settings() -> dict[str, Any]:
     return {"max_retries": 0, "default_model": "gpt-4.1-nano"}
-
-
-async def new_chat(world: World, **kwargs: Any) -> Any:
-    kwargs.setdefault("model", "fake-model")
-    kwargs.setdefault("provider", "fake")
-    chat = world.Chat(**kwargs)
-    await world.add(chat)
-    return chat
 
 
 class Calculator(sa_llm.Tool):

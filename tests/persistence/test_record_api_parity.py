@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import sa_llm
-from persisted import World, default_models
+from persisted import World, default_models, new_chat
 from sa_llm import registry
 from sa_llm.declarative import acts_as_attachment
 from sa_llm.mixins import AttachmentMixin
@@ -44,12 +44,6 @@ def world_models() -> dict[str, Any]:
 @pytest.fixture
 def world_settings(tmp_path: Path) -> dict[str, Any]:
     return {"max_retries": 0, "attachment_storage": tmp_path / "blobs"}
-
-
-async def new_chat(world: World, **kwargs: Any) -> Any:
-    chat = world.Chat(**{"model": "fake-model", "provider": "fake", **kwargs})
-    await world.add(chat)
-    return chat
 
 
 # -- tool concurrency ------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from persisted import StatementCounter, default_models
 from sa_llm._persisted.rowwrite import save_row
-from sa_llm.declarative import acts_as_chat, acts_as_message
-from sa_llm.mixins import ChatMixin, MessageMixin
+from sa_llm.declarative import acts_as_message
+from sa_llm.mixins import MessageMixin
 from sa_llm.testing import FakeLLM
 
 
@@ -116,26 +116,12 @@ def test_mapper_listeners_get_a_real_flush(engine: Engine) -> None:
     class Base(DeclarativeBase):
         pass
 
-    @acts_as_chat()
-    class Chat(ChatMixin, Base):
-        __tablename__ = "chats"
-
     @acts_as_message()
     class Message(MessageMixin, Base):
         __tablename__ = "messages"
         audit: Mapped[str | None] = mapped_column(String(40), default=None)
 
-    from sa_llm.declarative import acts_as_model, acts_as_tool_call
-    from sa_llm.mixins import ModelMixin, ToolCallMixin
-
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
+    Chat = default_models(base=Base, Message=Message)["Chat"]
     seen: list[str] = []
 
     @event.listens_for(Message, "before_insert")

@@ -9,19 +9,13 @@ from typing import Any
 
 import pytest
 
-from persisted import World
+from persisted import World, new_chat
 from sa_llm.testing import FakeLLM
 
 
 @pytest.fixture
 def world_settings() -> dict[str, Any]:
     return {"max_retries": 0}
-
-
-async def new_chat(world: World) -> Any:
-    chat = world.Chat(model="fake-model", provider="fake")
-    await world.add(chat)
-    return chat
 
 
 def sent(fake: FakeLLM, index: int = -1) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import sa_llm
-from persisted import StatementCounter, World, default_models
+from persisted import StatementCounter, World, default_models, new_chat
 from sa_llm.persistence import (
     InTransactionStrategy,
     PersistenceStrategy,
@@ -30,12 +30,6 @@ def world_settings() -> dict[str, Any]:
     return {"max_retries": 0}
 
 
-async def fake_chat(world: World) -> Any:
-    chat = world.Chat(model="fake-model", provider="fake")
-    await world.add(chat)
-    return chat
-
-
 # -- in-transaction -------------------------------------------------------------------------------
 
 
@@ -43,7 +37,7 @@ async def test_in_transaction_strategy_leaves_the_commit_to_the_caller(
     world: World, fake: FakeLLM
 ) -> None:
     use_strategy(world.session, InTransactionStrategy())
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.reply("one")
     await world.call(chat.ask, "kept?")
     assert world.messages() == []  # nothing visible before the caller commits
@@ -55,7 +49,7 @@ async def test_in_transaction_strategy_rolls_back_with_the_caller(
     world: World, fake: FakeLLM
 ) -> None:
     use_strategy(world.session, InTransactionStrategy())
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.reply("one")
     await world.call(chat.ask, "gone?")
     result = world.session.rollback()
@@ -66,7 +60,7 @@ async def test_in_transaction_strategy_rolls_back_with_the_caller(
 
 async def test_in_transaction_strategy_cleans_up_a_failed_turn(world: World, fake: FakeLLM) -> None:
     use_strategy(world.session, InTransactionStrategy())
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.error(500)
     with pytest.raises(sa_llm.ServerError):
         await world.call(chat.ask, "hello")
@@ -79,7 +73,7 @@ async def test_in_transaction_strategy_cleans_up_a_failed_turn(world: World, fak
 
 async def test_save_on_completion_writes_no_placeholder(world: World, fake: FakeLLM) -> None:
     use_strategy(world.session, SaveOnCompletionStrategy())
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     inserted: list[tuple[str, str | None]] = []
 
     @event.listens_for(world.Message, "after_insert")
@@ -96,7 +90,7 @@ async def test_save_on_completion_failure_leaves_the_user_message(
     world: World, fake: FakeLLM
 ) -> None:
     use_strategy(world.session, SaveOnCompletionStrategy())
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.error(500)
     with pytest.raises(sa_llm.ServerError):
         await world.call(chat.ask, "hello")
@@ -121,7 +115,7 @@ class Audited(PersistenceStrategy):
 async def test_single_hooks_can_be_overridden(world: World, fake: FakeLLM) -> None:
     strategy = Audited()
     use_strategy(world.session, strategy)
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     fake.reply("audited")
     await world.call(chat.ask, "hi")
     assert strategy.completed == ["assistant:audited"]
@@ -189,7 +183,7 @@ def test_strategy_per_model_class(db_url: str) -> None:
 
 
 async def test_no_transaction_is_open_during_the_provider_call(world: World, fake: FakeLLM) -> None:
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     seen: list[bool] = []
     sync_session = world.session.sync_session if world.mode == "async" else world.session
 
@@ -291,7 +285,7 @@ async def test_recorded_persisted_chat_with_an_attachment(world: World, tmp_path
 async def test_missing_attachment_fails_before_anything_is_saved(
     world: World, fake: FakeLLM
 ) -> None:
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     with pytest.raises(sa_llm.AttachmentError, match="not found"):
         await world.call(chat.ask, "see this", attachments=["/no/such/file.png"])
     assert world.messages() == []
@@ -299,7 +293,7 @@ async def test_missing_attachment_fails_before_anything_is_saved(
 
 
 async def test_statement_counts_do_not_grow_with_chunks(world: World, fake: FakeLLM) -> None:
-    chat = await fake_chat(world)
+    chat = await new_chat(world)
     engine = world.async_engine.sync_engine if world.async_engine else world.sync_engine
     writes = []
     for chunks in (5, 100):

@@ -8,16 +8,14 @@ from typing import Any
 import pytest
 
 import sa_llm
-from persisted import World
+from persisted import World, default_models
 from sa_llm.events import read_events
 from sa_llm.testing import FakeLLM
 
 
 @pytest.fixture
 def world_models() -> dict[str, Any]:
-    from test_event_log import event_models
-
-    return event_models()
+    return default_models("ChatEvent")
 
 
 @pytest.fixture

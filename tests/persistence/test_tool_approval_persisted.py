@@ -23,8 +23,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import sa_llm
 from persisted import World, default_models
 from sa_llm.approval import arguments_hash
-from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
-from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallRecord
+from sa_llm.declarative import acts_as_tool_call
+from sa_llm.mixins import ToolCallRecord
 from sa_llm.persistence import repair_chats
 from sa_llm.testing import FakeLLM
 from sa_llm.testing.server import FakeOpenAIServer, PlannedToolCall
@@ -192,14 +192,6 @@ def models_without_approval_columns() -> dict[str, Any]:
     class Base(DeclarativeBase):
         pass
 
-    @acts_as_chat()
-    class Chat(ChatMixin, Base):
-        __tablename__ = "chats"
-
-    @acts_as_message()
-    class Message(MessageMixin, Base):
-        __tablename__ = "messages"
-
     @acts_as_tool_call()
     class ToolCall(ToolCallRecord, Base):  # an older table: no approval columns
         __tablename__ = "tool_calls"
@@ -210,11 +202,7 @@ def models_without_approval_columns() -> dict[str, Any]:
         arguments: Mapped[Any] = mapped_column(JSON, default=dict)
         created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=datetime.now)
 
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
-    return {"Base": Base, "Chat": Chat, "Message": Message, "ToolCall": ToolCall, "Model": Model}
+    return default_models(base=Base, ToolCall=ToolCall)
 
 
 def test_a_table_without_the_columns_refuses_before_any_row(db_url: str, fake: FakeLLM) -> None:

@@ -17,18 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 import sa_llm
-from persisted import StatementCounter, World, default_models
+from persisted import StatementCounter, World, default_models, new_chat
 from sa_llm.persistence import repair_chats
 from sa_llm.testing import FakeLLM
 from sa_llm.testing.server import FakeOpenAIServer
-
-
-async def new_chat(world: World, **kwargs: Any) -> Any:
-    kwargs.setdefault("model", "fake-model")
-    kwargs.setdefault("provider", "fake")
-    chat = world.Chat(**kwargs)
-    await world.add(chat)
-    return chat
 
 
 def lease_of(world: World, chat_id: Any) -> tuple[Any, Any, Any]:

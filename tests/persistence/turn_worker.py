@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 import sa_llm
-from persisted import default_models
+from persisted import configure_worker, default_models
 
 
 class Weather(sa_llm.Tool):
@@ -97,13 +97,7 @@ async def run_async(job: dict[str, Any], models: dict[str, Any]) -> None:
 
 def main() -> None:
     job = json.loads(sys.argv[1])
-    sa_llm.configure(
-        openai_base_url=job["server"],
-        openai_api_key="test-key",
-        openai_api="chat_completions",
-        max_retries=0,
-        **job.get("settings", {}),
-    )
+    configure_worker(job)
     models = default_models()
     if job.get("mode") == "async":
         asyncio.run(run_async(job, models))

@@ -23,7 +23,7 @@ import re
 import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -37,12 +37,14 @@ from sa_llm.testing import Replay
 from sa_llm.types import Chunk, Content, Message, RawContent
 from wire_responses import (
     configure_turn,
-    expected_calls,
     expected_text,
     expected_tokens,
     make_tool,
+    recorded_rounds,
+    replay_tool,
     reply_object,
     tool_outputs,
+    tool_rounds,
     turns,
 )
 
@@ -265,22 +267,8 @@ def tool_results(recording: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
 
 
 def make_converse_tool(spec: Mapping[str, Any], results: Mapping[tuple[str, str], Any]) -> Any:
-    tool_spec = spec["toolSpec"]
-
-    class Recorded(sa_llm.Tool):
-        name = str(tool_spec["name"])
-        description = str(tool_spec.get("description") or "")
-        schema: ClassVar[Mapping[str, Any] | None] = dict(tool_spec["inputSchema"]["json"])
-
-        def execute(self, **kwargs: Any) -> Any:
-            key = (self.name, json.dumps(kwargs, sort_keys=True))
-            if key in results:
-                return results[key]
-            same = [v for (n, _), v in results.items() if n == self.name]
-            # The recording ends at this call: the original test stopped the loop here.
-            return same[0] if same else self.halt("halted by the replay")
-
-    return Recorded()
+    tool = spec["toolSpec"]
+    return replay_tool(tool["name"], tool.get("description"), tool["inputSchema"]["json"], results)
 
 
 def recorded_model(url: str) -> str:
@@ -502,15 +490,11 @@ async def test_replay_converse_recording(path: Path, mode: str) -> None:
         if stream:
             assert "".join(c.content or "" for c in chunks) == (final.text or "")
             assert "".join(c.thinking or "" for c in chunks) == expected["thinking"]
-        rounds = [m for m in chat.messages[before:] if m.role == "assistant" and m.tool_calls]
-        recorded_rounds = [
+        assert tool_rounds(chat.messages[before:]) == [
             r["calls"]
             for c in ask
             if c["response"]["status"] < 400 and (r := reply_of(c["response"]))["calls"]
         ]
-        assert [
-            [(c.id, c.name, dict(c.arguments)) for c in m.tool_calls] for m in rounds
-        ] == recorded_rounds
 
     sent = [r for r in replay.raw if r.method == "POST"]
     assert len(sent) == len(calls)
@@ -585,16 +569,7 @@ async def test_replay_mantle_responses_recording(path: Path, mode: str) -> None:
         assert reply.model_id == expected["model"]
         if stream:
             assert chunks and "".join(c.content or "" for c in chunks) == reply.text
-        rounds = [m for m in chat.messages[before:] if m.role == "assistant" and m.tool_calls]
-        recorded_rounds = [
-            calls
-            for call in turn.calls
-            if (obj := reply_object(call["response"])) is not None
-            and (calls := expected_calls(obj))
-        ]
-        assert [
-            [(c.id, c.name, dict(c.arguments)) for c in m.tool_calls] for m in rounds
-        ] == recorded_rounds
+        assert tool_rounds(chat.messages[before:]) == recorded_rounds(turn.calls)
 
     sent = [r for r in replay.raw if r.method == "POST"]
     assert len(sent) == len(model_calls(recording))

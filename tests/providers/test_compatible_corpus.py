@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -21,6 +21,7 @@ import sa_llm
 from sa_llm.content import Attachment
 from sa_llm.testing import Replay
 from sa_llm.types import Chunk, Content, Message
+from wire_responses import replay_tool, tool_rounds
 
 WIRE = Path(__file__).parents[1] / "fixtures" / "wire"
 PROVIDERS = ("openrouter", "deepseek", "mistral", "ollama")
@@ -217,20 +218,9 @@ def tool_results(recording: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
 
 def make_tool(spec: Mapping[str, Any], results: Mapping[tuple[str, str], Any]) -> sa_llm.Tool:
     function = spec["function"]
-
-    class Recorded(sa_llm.Tool):
-        name = str(function["name"])
-        description = str(function.get("description") or "")
-        schema: ClassVar[Mapping[str, Any] | None] = dict(function.get("parameters") or {})
-
-        def execute(self, **kwargs: Any) -> Any:
-            key = (self.name, json.dumps(kwargs, sort_keys=True))
-            if key in results:
-                return results[key]
-            same = [v for (n, _), v in results.items() if n == self.name]
-            return same[0] if same else self.halt("halted by the replay")
-
-    return Recorded()
+    return replay_tool(
+        function["name"], function.get("description"), function.get("parameters") or {}, results
+    )
 
 
 def recorded_files() -> list[Path]:
@@ -365,13 +355,9 @@ async def test_replay_chat_completions_recording(path: Path, mode: str) -> None:
             assert final.tokens.output == expected["usage"]["completion_tokens"]
         if stream:
             assert "".join(c.content or "" for c in chunks) == (final.text or "")
-        rounds = [m for m in chat.messages[before:] if m.role == "assistant" and m.tool_calls]
-        recorded_rounds = [
+        assert tool_rounds(chat.messages[before:]) == [
             r["calls"] for c in turn if (r := reply_of(c["response"])) and r["calls"]
         ]
-        assert [
-            [(c.id, c.name, dict(c.arguments)) for c in m.tool_calls] for m in rounds
-        ] == recorded_rounds
 
     posts = [s for s in replay.seen if s.method == "POST"]
     assert len(posts) == len(calls)

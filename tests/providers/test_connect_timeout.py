@@ -22,16 +22,9 @@ import pytest
 
 import sa_llm
 from sa_llm.config import CONNECT_TIMEOUT_ENV_VAR, Config
+from wire_responses import CHAT_COMPLETION_REPLY
 
-REPLY = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "model": "gpt-4.1-nano",
-    "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
-    ],
-    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-}
+REPLY = CHAT_COMPLETION_REPLY
 
 
 class TimeoutSpy:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 import sa_llm
-from persisted import World, close_world, default_models, make_world
+from persisted import World
 from sa_llm.testing import Replay
 
 MISTRAL = Path(__file__).parents[1] / "fixtures" / "wire" / "mistral"
@@ -187,17 +186,6 @@ def test_a_reply_without_thinking_is_sent_as_plain_text() -> None:
 
 
 # -- persisted chats ---------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sync", "async"])
-async def world(
-    request: pytest.FixtureRequest, db_url: str, async_db_url: str
-) -> AsyncIterator[World]:
-    world = make_world(request.param, db_url, async_db_url, default_models())
-    try:
-        yield world
-    finally:
-        await close_world(world)
 
 
 async def reopened(world: World, chat: Any) -> Any:

@@ -30,9 +30,11 @@ from wire_responses import (
     load,
     make_tool,
     model_calls,
+    recorded_rounds,
     reply_object,
     split_user_content,
     tool_outputs,
+    tool_rounds,
     turns,
 )
 
@@ -184,19 +186,12 @@ async def replay_recording(path: Path, mode: str, make_chat: ChatFactory) -> Non
             assert "".join(c.content or "" for c in chunks) == (final.text or "")
         # Every tool round the recording shows produced the same calls in the history.
         new_messages = messages[before:]
-        rounds = [m for m in new_messages if m.role == "assistant" and m.tool_calls]
-        recorded_rounds = [
-            calls
-            for call in turn.calls
-            if (obj := reply_object(call["response"])) is not None
-            and (calls := expected_calls(obj))
-        ]
-        assert [
-            [(c.id, c.name, dict(c.arguments)) for c in m.tool_calls] for m in rounds
-        ] == recorded_rounds
+        rounds = tool_rounds(new_messages)
+        assert rounds == recorded_rounds(turn.calls)
+        asked = {call_id for calls in rounds for call_id, _, _ in calls}
         for message in new_messages:
             if message.role == "tool":
-                assert message.tool_call_id in {c.id for m in rounds for c in m.tool_calls}
+                assert message.tool_call_id in asked
 
     posts = [s for s in replay.seen if s.method == "POST"]
     assert len(posts) == len(model_calls(recording))

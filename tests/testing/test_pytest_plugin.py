@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import POSTGRES_URL_ENV
+from persisted import models_source
 from sa_llm.testing.pytest_plugin import DATABASE_URL_ENV
 
 RECORDING = (
@@ -20,42 +21,17 @@ RECORDING = (
     / "chat_basic_chat_functionality_openai_gpt-5-nano_can_have_a_basic_conversation.json"
 )
 
-USER_CONFTEST = """
-import pytest
-from sqlalchemy.orm import DeclarativeBase
-
-from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
-from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-@acts_as_chat()
-class Chat(ChatMixin, Base):
-    __tablename__ = "chats"
-
-
-@acts_as_message()
-class Message(MessageMixin, Base):
-    __tablename__ = "messages"
-
-
-@acts_as_tool_call()
-class ToolCall(ToolCallMixin, Base):
-    __tablename__ = "tool_calls"
-
-
-@acts_as_model()
-class Model(ModelMixin, Base):
-    __tablename__ = "models"
-
+# The user's conftest: their models, and the fixture that hands the plugin their Base.
+USER_CONFTEST = (
+    "import pytest\n"
+    + models_source()
+    + """
 
 @pytest.fixture
 def sa_llm_base():
     return Base
 """
+)
 
 USER_TESTS = """
 import os

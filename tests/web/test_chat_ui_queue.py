@@ -12,19 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
 from conftest import POSTGRES_URL_ENV
-from sa_llm.declarative import (
-    acts_as_chat,
-    acts_as_event,
-    acts_as_message,
-    acts_as_model,
-    acts_as_tool_call,
-)
+from persisted import default_models
 from sa_llm.events import aread_events
-from sa_llm.mixins import ChatMixin, EventMixin, MessageMixin, ModelMixin, ToolCallMixin
 from sa_llm.persistence import use_strategy
 from sa_llm.testing import fake_llm
 
@@ -33,33 +25,7 @@ pytestmark = pytest.mark.postgres
 
 
 def models() -> dict[str, Any]:
-    class Base(DeclarativeBase):
-        pass
-
-    @acts_as_chat()
-    class Chat(ChatMixin, Base):
-        __tablename__ = "chats"
-        title: Mapped[str | None] = mapped_column(default=None)
-
-    @acts_as_message()
-    class Message(MessageMixin, Base):
-        __tablename__ = "messages"
-
-    @acts_as_tool_call()
-    class ToolCall(ToolCallMixin, Base):
-        __tablename__ = "tool_calls"
-
-    @acts_as_model()
-    class Model(ModelMixin, Base):
-        __tablename__ = "models"
-
-    @acts_as_event()
-    class ChatEvent(EventMixin, Base):
-        __tablename__ = "chat_events"
-
-    # Every class is returned: SQLAlchemy's registry holds classes weakly, and an event class
-    # nothing refers to would be collected (and the chats left without an event log).
-    return {"Base": Base, "Chat": Chat, "Message": Message, "ChatEvent": ChatEvent}
+    return default_models("ChatEvent")
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ from sa_llm._persisted.lease import (
 from sa_llm._persisted.steps import DbStep, commit_failed, show_messages
 from sa_llm._persisted.wakeups import Listen, WaitForWakeup, hub
 from sa_llm.approval import ParkedRound
-from sa_llm.chat import Chat, ChunkCallback, require_content, traced_turn
+from sa_llm.chat import Chat, ChunkCallback, Files, require_content, traced_turn
 from sa_llm.content import AttachmentSource, ensure_model_accepts
 from sa_llm.errors import (
     ChatBusyError,
@@ -72,7 +72,7 @@ from sa_llm.providers._transport import Download
 from sa_llm.registry_table import resolve_model_row
 from sa_llm.storage import Storage
 from sa_llm.streaming import Accumulator
-from sa_llm.types import Content, Message, RawContent, ToolCall
+from sa_llm.types import Content, Message, MessageContent, RawContent, ToolCall
 
 if TYPE_CHECKING:
     from sa_llm.registry import ModelInfo
@@ -393,22 +393,13 @@ class PersistedChat(Chat):
 
     # -- the turn --
 
-    @traced_turn
-    def _ask_flow(
-        self,
-        content: str | Content | RawContent | None,
-        attachments: AttachmentSource | Sequence[AttachmentSource] | None,
-        on_chunk: ChunkCallback | None,
-        stream: bool,
-    ) -> Flow[Message]:
+    def _open_turn(self, content: MessageContent, attachments: Files, stream: bool) -> Flow[None]:
         # Everything that can be refused is refused before any row is written: the content,
         # a feature the provider lacks, then the files (checked and stored before the turn).
-        require_content(content, attachments)
         self._check_supported()
         message = yield from self.user_message_flow(content, attachments)
         self._streamed = stream
         yield from self._begin(message)
-        return (yield from self._reply_flow(on_chunk, stream))
 
     @traced_turn
     def _complete_flow(self, on_chunk: ChunkCallback | None, stream: bool) -> Flow[Message]:

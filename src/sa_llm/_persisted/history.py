@@ -30,7 +30,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 
-from sa_llm._mapping import ChatSchema
+from sa_llm._mapping import CACHE_AND_THINKING_COLUMNS, ChatSchema
 from sa_llm._persisted import attachments as _attachments
 from sa_llm.storage import Storage
 from sa_llm.types import Content, Message, RawContent, Thinking, Tokens, ToolCall
@@ -157,12 +157,7 @@ _HISTORY_COLUMNS = (
     "content_raw",
     "input_tokens",
     "output_tokens",
-    "cached_tokens",
-    "cache_creation_tokens",
-    "thinking_text",
-    "thinking_signature",
-    "thinking_tokens",
-    "thinking_raw",
+    *CACHE_AND_THINKING_COLUMNS,
     "updated_at",
 )
 

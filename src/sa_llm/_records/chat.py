@@ -19,6 +19,7 @@ async twins side by side.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sqlalchemy import Engine, select
@@ -109,6 +110,17 @@ def _async_session(record: Any) -> AsyncSession:
             f"(async_session.add(chat)) or load it through an AsyncSession."
         )
     return session
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """A decision on a parked call, as ``approve``/``deny`` received it."""
+
+    call: Any
+    state: Literal["approved", "denied"]
+    by: str | None
+    reason: str | None
+    expected: str | None  # the arguments hash the person saw
 
 
 class ChatMethods:
@@ -602,13 +614,13 @@ class ChatMethods:
             ConfigurationError: no call of this chat with that id awaits a decision.
             StaleApprovalError: ``arguments_hash`` differs from the call's arguments now.
         """
-        return self._decide_sync(call, "approved", by, None, arguments_hash)
+        return self._decide_sync(_Decided(call, "approved", by, None, arguments_hash))
 
     async def aapprove(
         self, call: Any, *, by: str | None = None, arguments_hash: str | None = None
     ) -> Decision:
         """Async twin of :meth:`approve`."""
-        return await self._adecide(call, "approved", by, None, arguments_hash)
+        return await self._adecide(_Decided(call, "approved", by, None, arguments_hash))
 
     def deny(
         self,
@@ -620,7 +632,7 @@ class ChatMethods:
     ) -> Decision:
         """Refuse a parked call: it never runs; the next :meth:`complete` tells the model, with
         ``reason``. Recorded like :meth:`approve` (same arguments and errors)."""
-        return self._decide_sync(call, "denied", by, reason, arguments_hash)
+        return self._decide_sync(_Decided(call, "denied", by, reason, arguments_hash))
 
     async def adeny(
         self,
@@ -631,66 +643,48 @@ class ChatMethods:
         arguments_hash: str | None = None,
     ) -> Decision:
         """Async twin of :meth:`deny`."""
-        return await self._adecide(call, "denied", by, reason, arguments_hash)
+        return await self._adecide(_Decided(call, "denied", by, reason, arguments_hash))
 
-    def _decide_sync(
-        self,
-        call: Any,
-        state: Literal["approved", "denied"],
-        by: str | None,
-        reason: str | None,
-        expected: str | None,
-    ) -> Decision:
+    def _decision_writer(self, asked: _Decided) -> Callable[[Any], Decision]:
+        """The decision's write, on a connection or a session (the async twin runs it with
+        ``run_sync``)."""
         from sa_llm._persisted.approvals import decide
 
-        session = _sync_session(self)
         schema = _approval_schema(type(self))
         chat_id = sa_inspect(self).identity[0]
-        bind = session.get_bind(mapper=type(self))
 
         def record(connection: Any) -> Decision:
             return decide(
-                connection, schema, chat_id, call, state,
-                by=by, reason=reason, expected_hash=expected,
+                connection, schema, chat_id, asked.call, asked.state,
+                by=asked.by, reason=asked.reason, expected_hash=asked.expected,
             )  # fmt: skip
 
+        return record
+
+    def _decide_sync(self, asked: _Decided) -> Decision:
+        session = _sync_session(self)
+        record = self._decision_writer(asked)
+        bind = session.get_bind(mapper=type(self))
         if isinstance(bind, Engine):
             with bind.begin() as connection:
                 decision = record(connection)
         else:
             decision = record(session)
             session.commit()
-        _show_decision(session, call, decision)
+        _show_decision(session, asked.call, decision)
         return decision
 
-    async def _adecide(
-        self,
-        call: Any,
-        state: Literal["approved", "denied"],
-        by: str | None,
-        reason: str | None,
-        expected: str | None,
-    ) -> Decision:
-        from sa_llm._persisted.approvals import decide
-
+    async def _adecide(self, asked: _Decided) -> Decision:
         session = _async_session(self)
-        schema = _approval_schema(type(self))
-        chat_id = sa_inspect(self).identity[0]
+        record = self._decision_writer(asked)
         bind = session.sync_session.get_bind(mapper=type(self))
-
-        def record(connection: Any) -> Decision:
-            return decide(
-                connection, schema, chat_id, call, state,
-                by=by, reason=reason, expected_hash=expected,
-            )  # fmt: skip
-
         if isinstance(bind, Engine):
             async with AsyncEngine(bind).begin() as connection:
                 decision = await connection.run_sync(record)
         else:
             decision = await session.run_sync(record)
             await session.commit()
-        _show_decision(session.sync_session, call, decision)
+        _show_decision(session.sync_session, asked.call, decision)
         return decision
 
     # -- turns --

@@ -20,8 +20,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sa_llm.providers.base import Provider, StreamParser
-from sa_llm.providers.sse import ServerSentEvent, SSEDecoder
+from sa_llm.providers.base import Provider, SSEStreamParser
+from sa_llm.providers.sse import ServerSentEvent
 from sa_llm.types import Chunk, Tokens, ToolCallDelta
 
 __all__ = ["THINKING_BLOCKS", "AnthropicStreamParser", "reply_chunks", "usage_tokens"]
@@ -116,7 +116,7 @@ def reply_chunks(provider: Provider, body: Mapping[str, Any]) -> list[Chunk]:
     return chunks
 
 
-class AnthropicStreamParser(StreamParser):
+class AnthropicStreamParser(SSEStreamParser):
     """Parses the Messages event stream, from ``message_start`` to ``message_stop``.
 
     Events are dispatched on their ``type`` with the frequent ``content_block_delta`` first;
@@ -125,7 +125,6 @@ class AnthropicStreamParser(StreamParser):
 
     def __init__(self, provider: Provider) -> None:
         super().__init__(provider)
-        self.decoder = SSEDecoder()
         # Usage arrives twice (message_start, then message_delta with the final counts); the
         # later fields update the earlier so cache counts given only once are kept.
         self._usage: dict[str, Any] = {}
@@ -133,16 +132,6 @@ class AnthropicStreamParser(StreamParser):
         # kept whole for replay.
         self._open: dict[int, tuple[list[str], list[str]]] = {}
         self._thinking: list[dict[str, Any]] = []
-
-    def feed(self, data: bytes) -> list[Chunk]:
-        """Chunks for the events completed by ``data``."""
-        parse = self.parse_event
-        return [c for event in self.decoder.feed(data) if (c := parse(event)) is not None]
-
-    def close(self) -> list[Chunk]:
-        """The last event, if its blank line never came; raises if ``message_stop`` did not."""
-        chunks = [c for event in self.decoder.flush() if (c := self.parse_event(event))]
-        return chunks + super().close()
 
     def parse_event(self, event: ServerSentEvent) -> Chunk | None:
         """The chunk for one SSE event, ``None`` for events that carry nothing.

@@ -50,6 +50,7 @@ __all__ = [
 
 logger = logging.getLogger("sa_llm.http")
 E = TypeVar("E", bound=BaseException)
+R = TypeVar("R")
 
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _MAX_HONOURED_RETRY_AFTER = 60.0
@@ -438,9 +439,8 @@ class _ReadBody(Effect[bytes]):
             await self.response.aclose()
 
 
-class SendRequest(Effect[HttpResponse]):
-    """Effect: send a request with retries and return the whole 2xx response (each try
-    recorded in ``log``, when given)."""
+class _RequestEffect(Effect[R]):
+    """An effect that sends ``request`` through ``transport`` (each try recorded in ``log``)."""
 
     __slots__ = ("log", "request", "transport")
     interruptible = True
@@ -451,6 +451,13 @@ class SendRequest(Effect[HttpResponse]):
         self.transport = transport
         self.request = request
         self.log = log
+
+
+class SendRequest(_RequestEffect[HttpResponse]):
+    """Effect: send a request with retries and return the whole 2xx response (each try
+    recorded in ``log``, when given)."""
+
+    __slots__ = ()
 
     def run(self, scope: Scope) -> HttpResponse:
         return self.transport.send(self.request, self.log)
@@ -459,19 +466,11 @@ class SendRequest(Effect[HttpResponse]):
         return await self.transport.asend(self.request, self.log)
 
 
-class OpenStream(Effect[StreamHandle]):
+class OpenStream(_RequestEffect[StreamHandle]):
     """Effect: open a streamed response; it is closed when the drive ends (and its socket is
     shut down if the drive is aborted, so a blocking read returns at once)."""
 
-    __slots__ = ("log", "request", "transport")
-    interruptible = True
-
-    def __init__(
-        self, transport: Transport, request: HttpRequest, log: AttemptLog | None = None
-    ) -> None:
-        self.transport = transport
-        self.request = request
-        self.log = log
+    __slots__ = ()
 
     def run(self, scope: Scope) -> StreamHandle:
         handle = self.transport.open_stream(self.request, self.log)

@@ -43,7 +43,6 @@ from sa_llm.providers.base import (
     StreamParser,
     ToolSpec,
     deep_merge,
-    error_class_for,
 )
 from sa_llm.providers.responses import inline_text_file
 from sa_llm.schema import strict_schema
@@ -377,8 +376,7 @@ class Anthropic(Provider):
         status = _ERROR_STATUSES.get(code or "")
         if status is None:
             return super().stream_error(payload)
-        cls = error_class_for(status, message, code)
-        return cls(message, provider=self.name, status=None, body=payload)
+        return self.stream_error_for(status, message, code, payload)
 
     # -- model listing ------------------------------------------------------------------------
 

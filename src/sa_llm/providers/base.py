@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from sa_llm import errors
 from sa_llm._redact import redact_error, redact_url
 from sa_llm.config import Config
+from sa_llm.providers.sse import ServerSentEvent, SSEDecoder
 from sa_llm.types import Chunk, Content, Message, RawContent
 
 E = TypeVar("E", bound=BaseException)
@@ -41,6 +42,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "Provider",
+    "SSEStreamParser",
     "SchemaSpec",
     "StreamParser",
     "ToolSpec",
@@ -217,6 +219,33 @@ class StreamParser:
                 provider=self.provider.name,
             )
         return []
+
+
+class SSEStreamParser(StreamParser):
+    """A :class:`StreamParser` for a stream of server-sent events: subclasses turn each event
+    into a chunk (:meth:`parse_event`), or override :meth:`parse_events` for a whole batch."""
+
+    def __init__(self, provider: Provider) -> None:
+        super().__init__(provider)
+        self.decoder = SSEDecoder()
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        """Chunks for the events completed by ``data``."""
+        return self.parse_events(self.decoder.feed(data))
+
+    def close(self) -> list[Chunk]:
+        """The last event, if its blank line never came; raises if the reply is incomplete."""
+        chunks = self.parse_events(self.decoder.flush())
+        return chunks + super().close()
+
+    def parse_events(self, events: Sequence[ServerSentEvent]) -> list[Chunk]:
+        """The chunks of ``events``: each event's :meth:`parse_event` that is not ``None``."""
+        parse = self.parse_event
+        return [c for event in events if (c := parse(event)) is not None]
+
+    def parse_event(self, event: ServerSentEvent) -> Chunk | None:
+        """The chunk for one event, ``None`` for events that carry nothing."""
+        raise NotImplementedError
 
 
 def reasoning_effort(thinking: Mapping[str, Any]) -> str:
@@ -450,6 +479,13 @@ class Provider:
         status = 529 if "overloaded" in lowered else 429 if _RATE_LIMITED.search(lowered) else 500
         if "context" in lowered and "length" in lowered:
             status = 400
+        return self.stream_error_for(status, message, code, payload)
+
+    def stream_error_for(
+        self, status: int, message: str, code: str | None, payload: Any
+    ) -> errors.ProviderError:
+        """The typed error that ``status`` stands for, for an error object inside a stream or
+        a 200 reply (the error keeps no HTTP status of its own)."""
         cls = error_class_for(status, message, code)
         return cls(message, provider=self.name, status=None, body=payload)
 

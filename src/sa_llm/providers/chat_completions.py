@@ -45,14 +45,14 @@ from sa_llm.providers.base import (
     HttpResponse,
     Provider,
     SchemaSpec,
+    SSEStreamParser,
     StreamParser,
     ToolSpec,
     deep_merge,
-    error_class_for,
     reasoning_effort,
 )
 from sa_llm.providers.responses import inline_text_file
-from sa_llm.providers.sse import ServerSentEvent, SSEDecoder
+from sa_llm.providers.sse import ServerSentEvent
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCall, ToolCallDelta
 
@@ -394,12 +394,11 @@ class ChatCompletionsCodec(Provider):
         code = _mapping(_mapping(payload).get("error")).get("code")
         if isinstance(code, int) and 400 <= code <= 599:
             message, _ = self.error_message(payload)
-            cls = error_class_for(code, message, str(code))
-            return cls(message, provider=self.name, status=None, body=payload)
+            return self.stream_error_for(code, message, str(code), payload)
         return super().stream_error(payload)
 
 
-class ChatCompletionsStreamParser(StreamParser):
+class ChatCompletionsStreamParser(SSEStreamParser):
     """Parses ``data: {chunk}`` events up to ``data: [DONE]``.
 
     A reply is complete at ``[DONE]``, or, for servers that omit it, when a finish reason
@@ -410,22 +409,18 @@ class ChatCompletionsStreamParser(StreamParser):
 
     def __init__(self, provider: ChatCompletionsCodec) -> None:
         super().__init__(provider)
-        self.decoder = SSEDecoder()
         self.finish_seen = False
         # Which Accumulator key each wire index currently feeds, and the call id behind a key.
         self._keys: dict[int, int | str] = {}
         self._ids: dict[int | str, str] = {}
 
-    def feed(self, data: bytes) -> list[Chunk]:
-        """Chunks for the events completed by ``data``."""
-        return [c for event in self.decoder.feed(data) if (c := self.parse_event(event))]
-
     def close(self) -> list[Chunk]:
         """The last event, if its blank line never came; raises if the reply is incomplete."""
-        chunks = [c for event in self.decoder.flush() if (c := self.parse_event(event))]
+        chunks = self.parse_events(self.decoder.flush())
         if self.finish_seen:
             self.finished = True
-        return chunks + super().close()
+        # The completeness check of StreamParser, now that the finish reason counts.
+        return chunks + StreamParser.close(self)
 
     def parse_event(self, event: ServerSentEvent) -> Chunk | None:
         """The chunk for one event, ``None`` for events that carry nothing.

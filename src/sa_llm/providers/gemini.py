@@ -60,13 +60,13 @@ from sa_llm.providers.base import (
     HttpRequest,
     HttpResponse,
     Provider,
+    SSEStreamParser,
     StreamParser,
     ToolSpec,
     deep_merge,
     error_class_for,
 )
 from sa_llm.providers.responses import inline_text_file
-from sa_llm.providers.sse import SSEDecoder
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCallDelta
 
 __all__ = ["Gemini", "GeminiStreamParser"]
@@ -656,7 +656,7 @@ def _retry_delay(body: Any) -> float | None:
     return None
 
 
-class GeminiStreamParser(StreamParser):
+class GeminiStreamParser(SSEStreamParser):
     """Parses ``streamGenerateContent?alt=sse``: every event is a ``GenerateContentResponse``.
 
     The stream is complete once a candidate reports its ``finishReason``.
@@ -666,17 +666,9 @@ class GeminiStreamParser(StreamParser):
 
     def __init__(self, provider: Gemini) -> None:
         super().__init__(provider)
-        self.decoder = SSEDecoder()
         self.reply = _Reply()
 
-    def feed(self, data: bytes) -> list[Chunk]:
-        return self._chunks(self.decoder.feed(data))
-
-    def close(self) -> list[Chunk]:
-        chunks = self._chunks(self.decoder.flush())
-        return chunks + super().close()
-
-    def _chunks(self, events: Sequence[Any]) -> list[Chunk]:
+    def parse_events(self, events: Sequence[Any]) -> list[Chunk]:
         if not events:
             return []
         chunks = []

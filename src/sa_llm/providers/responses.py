@@ -26,12 +26,13 @@ from sa_llm.providers.base import (
     HttpResponse,
     Provider,
     SchemaSpec,
+    SSEStreamParser,
     StreamParser,
     ToolSpec,
     deep_merge,
     reasoning_effort,
 )
-from sa_llm.providers.sse import ServerSentEvent, SSEDecoder
+from sa_llm.providers.sse import ServerSentEvent
 from sa_llm.schema import strict_schema
 from sa_llm.types import Chunk, Message, RawContent, Tokens, ToolCallDelta
 
@@ -51,6 +52,21 @@ def inline_text_file(attachment: Attachment) -> str:
 
 
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex", "gpt-oss", "grok-3-mini", "grok-4")
+
+
+def _function_call_chunk(item: Mapping[str, Any], key: Any) -> Chunk:
+    """A ``function_call`` output item as a chunk of one tool call, keyed by ``key`` (the later
+    argument deltas name the call by it)."""
+    return Chunk(
+        tool_calls=(
+            ToolCallDelta(
+                key=str(key),
+                id=str(item.get("call_id") or item.get("id")),
+                name=str(item.get("name") or ""),
+                arguments=str(item.get("arguments") or ""),
+            ),
+        )
+    )
 
 
 def _parts(value: Any) -> Sequence[Any]:
@@ -243,16 +259,7 @@ class ResponsesCodec(Provider):
                 elif part.get("type") == "refusal" and part.get("refusal"):
                     yield Chunk(content=str(part["refusal"]))
         elif kind == "function_call" and final:
-            yield Chunk(
-                tool_calls=(
-                    ToolCallDelta(
-                        key=str(item.get("id") or item.get("call_id")),
-                        id=str(item.get("call_id") or item.get("id")),
-                        name=str(item.get("name") or ""),
-                        arguments=str(item.get("arguments") or ""),
-                    ),
-                )
-            )
+            yield _function_call_chunk(item, item.get("id") or item.get("call_id"))
         elif kind == "reasoning":
             text = "\n\n".join(
                 str(part.get("text"))
@@ -311,30 +318,14 @@ class ResponsesCodec(Provider):
         return ResponsesStreamParser(self)
 
 
-class ResponsesStreamParser(StreamParser):
+class ResponsesStreamParser(SSEStreamParser):
     """Parses the Responses event stream (``response.output_text.delta`` ... ``completed``)."""
 
     provider: ResponsesCodec
 
     def __init__(self, provider: ResponsesCodec) -> None:
         super().__init__(provider)
-        self.decoder = SSEDecoder()
         self._reasoning: list[Any] = []  # the reply's reasoning items, whole, for replay
-
-    def feed(self, data: bytes) -> list[Chunk]:
-        return self._chunks(self.decoder.feed(data))
-
-    def close(self) -> list[Chunk]:
-        chunks = self._chunks(self.decoder.flush())
-        return chunks + super().close()
-
-    def _chunks(self, events: list[ServerSentEvent]) -> list[Chunk]:
-        chunks: list[Chunk] = []
-        for event in events:
-            chunk = self.parse_event(event)
-            if chunk is not None:
-                chunks.append(chunk)
-        return chunks
 
     def parse_event(self, event: ServerSentEvent) -> Chunk | None:
         if not event.data or event.data == "[DONE]":
@@ -358,16 +349,7 @@ class ResponsesStreamParser(StreamParser):
         if kind == "response.output_item.added":
             item = payload.get("item")
             if isinstance(item, Mapping) and item.get("type") == "function_call":
-                return Chunk(
-                    tool_calls=(
-                        ToolCallDelta(
-                            key=str(item.get("id") or payload.get("output_index")),
-                            id=str(item.get("call_id") or item.get("id")),
-                            name=str(item.get("name") or ""),
-                            arguments=str(item.get("arguments") or ""),
-                        ),
-                    )
-                )
+                return _function_call_chunk(item, item.get("id") or payload.get("output_index"))
             return None
         if kind == "response.function_call_arguments.delta":
             delta = payload.get("delta")
