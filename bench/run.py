@@ -38,6 +38,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from results_json import cpu_model, git_revision
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LATEST = BENCH / "results" / "latest.md"
@@ -64,31 +66,6 @@ class Outcome:
     returncode: int | None  # None: timed out
     stdout: str
     stderr: str
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_revision() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() or "unknown"
 
 
 def version(package: str) -> str:

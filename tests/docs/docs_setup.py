@@ -15,24 +15,7 @@ from typing import Any
 from sqlalchemy import create_engine
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from sa_llm.declarative import (
-    acts_as_attachment,
-    acts_as_chat,
-    acts_as_event,
-    acts_as_message,
-    acts_as_model,
-    acts_as_tool_call,
-    acts_as_usage,
-)
-from sa_llm.mixins import (
-    AttachmentMixin,
-    ChatMixin,
-    EventMixin,
-    MessageMixin,
-    ModelMixin,
-    ToolCallMixin,
-    UsageMixin,
-)
+from persisted import default_models
 
 #: The repository (for the recorded traffic a page replays).
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,61 +29,16 @@ def standard_models(
     without: tuple[str, ...] = (),
 ) -> types.SimpleNamespace:
     """The four classes of "Getting started" on a fresh ``Base`` (plus the optional ones; less
-    those named in ``without``, which the page declares itself)."""
+    those named in ``without``, which the page declares itself): the test suite's
+    ``default_models``, whose chats also have a ``title``."""
 
-    class Base(DeclarativeBase):
-        pass
-
-    classes: dict[str, Any] = {"Base": Base}
-    if "Chat" not in without:
-
-        @acts_as_chat()
-        class Chat(ChatMixin, Base):
-            __tablename__ = "chats"
-
-        classes["Chat"] = Chat
-    if "Message" not in without:
-
-        @acts_as_message()
-        class Message(MessageMixin, Base):
-            __tablename__ = "messages"
-
-        classes["Message"] = Message
-    if "ToolCall" not in without:
-
-        @acts_as_tool_call()
-        class ToolCall(ToolCallMixin, Base):
-            __tablename__ = "tool_calls"
-
-        classes["ToolCall"] = ToolCall
-    if "Model" not in without:
-
-        @acts_as_model()
-        class Model(ModelMixin, Base):
-            __tablename__ = "models"
-
-        classes["Model"] = Model
-    if attachments:
-
-        @acts_as_attachment()
-        class Attachment(AttachmentMixin, Base):
-            __tablename__ = "attachments"
-
-        classes["Attachment"] = Attachment
-    if usage:
-
-        @acts_as_usage()
-        class Usage(UsageMixin, Base):
-            __tablename__ = "usages"
-
-        classes["Usage"] = Usage
-    if events:
-
-        @acts_as_event()
-        class Event(EventMixin, Base):
-            __tablename__ = "events"
-
-        classes["Event"] = Event
+    optional = {"Attachment": attachments, "Usage": usage, "ChatEvent": events}
+    classes = default_models(
+        *(name for name, wanted in optional.items() if wanted),
+        **dict.fromkeys(without),  # None: the page declares that one itself
+    )
+    if "ChatEvent" in classes:
+        classes["Event"] = classes.pop("ChatEvent")
     return types.SimpleNamespace(**classes)
 
 
