@@ -47,7 +47,6 @@ from docs_summary import DOCS_PROPERTY
 from sa_llm import providers
 from sa_llm.providers import _BUILTIN_MODULES, provider_class, register_provider
 from sa_llm.testing import FakeLLM, FakeProvider, fake_llm
-from sa_llm.testing import fake as fake_module
 
 PAGES = read_pages()
 
@@ -63,8 +62,6 @@ def providers_answered_by_the_fake() -> Iterator[None]:
     names = [name for name in _BUILTIN_MODULES if name != "fake"]
     real = {name: provider_class(name) for name in names}  # imports them all first
     saved = dict(providers._registry)
-    encoder = fake_module._message_json
-    fake_module._message_json = _message_json_keeping_urls(encoder)
     try:
         for name, cls in real.items():
             variant = type(
@@ -83,34 +80,8 @@ def providers_answered_by_the_fake() -> Iterator[None]:
             register_provider(variant, name)
         yield
     finally:
-        fake_module._message_json = encoder
         providers._registry.clear()
         providers._registry.update(saved)
-
-
-def _message_json_keeping_urls(original: Any) -> Any:
-    """The fake's message encoder, but a file given by URL goes as its URL: the fake reports
-    every file's size, which for a URL means downloading it, where a real provider that takes
-    URLs (OpenAI and Anthropic for images) sends the URL."""
-
-    def message_json(message: sa_llm.Message) -> dict[str, Any]:
-        content = message.content
-        if not isinstance(content, sa_llm.Content) or all(
-            a.url is None for a in content.attachments
-        ):
-            return original(message)  # type: ignore[no-any-return]
-        data: dict[str, Any] = original(message.copy(content=content.text))
-        data["content"] = {
-            "text": content.text,
-            "attachments": [
-                {"filename": a.display_name, "mime_type": a.type}
-                | ({"url": a.url} if a.url is not None else {"size": a.byte_size})
-                for a in content.attachments
-            ],
-        }
-        return data
-
-    return message_json
 
 
 # -- no real HTTP ---------------------------------------------------------------------------------

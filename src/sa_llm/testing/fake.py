@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import httpx
 
 from sa_llm import _http
+from sa_llm.content import Attachment
 from sa_llm.providers import register_provider
 from sa_llm.providers.base import (
     ChatRequest,
@@ -436,15 +437,26 @@ def _final_chunk(body: Mapping[str, Any]) -> Chunk:
     )
 
 
+def _file_json(attachment: Attachment) -> dict[str, Any]:
+    """An attachment as the fake receives it. A remote file not downloaded is described by its
+    URL, as a provider that takes URLs gets it: reading its size would download it."""
+    size = attachment.known_size()
+    if size is None and attachment.url is not None:
+        return {"filename": attachment.display_name, "mime_type": attachment.type,
+                "url": attachment.url}  # fmt: skip
+    return {
+        "filename": attachment.display_name,
+        "mime_type": attachment.type,
+        "size": attachment.byte_size if size is None else size,
+    }
+
+
 def _message_json(message: Message) -> dict[str, Any]:
     content: Any = message.content
     if isinstance(content, Content):
         content = {
             "text": content.text,
-            "attachments": [
-                {"filename": a.display_name, "mime_type": a.type, "size": a.byte_size}
-                for a in content.attachments
-            ],
+            "attachments": [_file_json(a) for a in content.attachments],
         }
     elif isinstance(content, RawContent):
         content = content.value
