@@ -278,6 +278,35 @@ def _paired(
     return ratios
 
 
+RatioCase = tuple[str, str, str, Callable[[dict[str, Any]], Any], str, float | None]
+
+
+def _ratio_panel(
+    ax: Any, data: dict[str, Any], modes: list[str], cases: list[RatioCase], ylabel: str
+) -> None:
+    """Per-round ratios, a box per case and journal mode: each case is (system, workload,
+    reference system, the value read from a run, label, target or ``None``)."""
+    step = 0.8 / max(len(modes), 1)
+    for index, mode in enumerate(modes):
+        boxes(
+            ax,
+            [
+                _paired(data, mode, name, ref, workload, value)
+                for name, workload, ref, value, _, _ in cases
+            ],
+            [row - 0.4 + step * (index + 0.5) for row in range(len(cases))],
+            [COLORS.get(case[0], "#888888") for case in cases],
+            width=step * 0.85,
+            hatches=[MODE_HATCH.get(index, "..")] * len(cases),
+        )
+    for row, case in enumerate(cases):
+        if case[5] is not None:
+            segment(ax, case[5], row)
+    ax.axhline(1.0, **REFERENCE)
+    categories(ax, [case[4] for case in cases])
+    ax.set_ylabel(ylabel)
+
+
 def draw_w1(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
     """W1: ms per turn over the rounds per system, the per-round ratios to the limit (wall and
     CPU, sync and async) in each journal mode, and the time per turn against the history."""
@@ -335,28 +364,16 @@ def draw_w1(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
         for c in cases
         if any(_paired(data, m, c[0], "baseline", c[1], lambda r, k=c[2]: r.get(k)) for m in modes)
     ]
-    for index, mode in enumerate(modes):
-        groups, positions = [], []
-        for row, (name, workload, key, _, _) in enumerate(shown):
-            groups.append(
-                _paired(data, mode, name, "baseline", workload, lambda r, k=key: r.get(k))
-            )
-            positions.append(row - 0.4 + step * (index + 0.5))
-        colors = [COLORS.get(c[0], "#888888") for c in shown]
-        boxes(
-            ratios,
-            groups,
-            positions,
-            colors,
-            width=step * 0.85,
-            hatches=[MODE_HATCH.get(index, "..")] * len(groups),
-        )
-    for row, case in enumerate(shown):
-        if case[4] is not None:
-            segment(ratios, case[4], row)
-    ratios.axhline(1.0, **REFERENCE)
-    categories(ratios, [c[3] for c in shown])
-    ratios.set_ylabel("ratio to the limit in the same round (x)")
+    _ratio_panel(
+        ratios,
+        data,
+        modes,
+        [
+            (name, workload, "baseline", lambda r, k=key: r.get(k), label, target)
+            for name, workload, key, label, target in shown
+        ],
+        "ratio to the limit in the same round (x)",
+    )
     ratios.set_title("sa_llm's per-round ratio to the limit (dashed: 1.15x target)")
     # (c) time per turn against the history (first mode): W1's turns, then W2's histories.
     mode = modes[0]
@@ -557,27 +574,7 @@ def draw_w3(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
         ("sa_llm", "w3", "baseline", wall, "50 turns / limit", 1.15),
         ("baseline", "w3", "plain", first, "limit's first chunk\n/ plain, no gap", None),
     ]
-    step = 0.8 / max(len(modes), 1)
-    for index, each in enumerate(modes):
-        groups, positions, colors = [], [], []
-        for row, (name, workload, reference, value, _, _) in enumerate(cases):
-            groups.append(_paired(data, each, name, reference, workload, value))
-            positions.append(row - 0.4 + step * (index + 0.5))
-            colors.append(COLORS.get(name, "#888888"))
-        boxes(
-            ratios,
-            groups,
-            positions,
-            colors,
-            width=step * 0.85,
-            hatches=[MODE_HATCH.get(index, "..")] * len(groups),
-        )
-    for row, case in enumerate(cases):
-        if case[5] is not None:
-            segment(ratios, case[5], row)
-    ratios.axhline(1.0, **REFERENCE)
-    categories(ratios, [c[4] for c in cases])
-    ratios.set_ylabel("ratio in the same round (x)")
+    _ratio_panel(ratios, data, modes, cases, "ratio in the same round (x)")
     ratios.set_title("Per-round ratios (dashed: the targets, 1.2x and 1.15x)")
     ratios.legend(
         handles=_legend_patches(
