@@ -278,7 +278,7 @@ def _paired(
     return ratios
 
 
-RatioCase = tuple[str, str, str, Callable[[dict[str, Any]], Any], str, float | None]
+RatioCase = tuple[str, str, str, Callable[[dict[str, Any]], float | None], str, float | None]
 
 
 def _ratio_panel(
@@ -359,29 +359,25 @@ def draw_w1(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
         ("sa_llm", "w1a", "cpu_s", "async\nCPU", None),
         ("plain", "w1", "wall_s", "plain\nwall", None),
     ]
-    shown = [
-        c
-        for c in cases
-        if any(_paired(data, m, c[0], "baseline", c[1], lambda r, k=c[2]: r.get(k)) for m in modes)
+
+    def reader(key: str) -> Callable[[dict[str, Any]], float | None]:
+        return lambda run: run.get(key)
+
+    shown: list[RatioCase] = [
+        (name, workload, "baseline", reader(key), label, target)
+        for name, workload, key, label, target in cases
     ]
-    _ratio_panel(
-        ratios,
-        data,
-        modes,
-        [
-            (name, workload, "baseline", lambda r, k=key: r.get(k), label, target)
-            for name, workload, key, label, target in shown
-        ],
-        "ratio to the limit in the same round (x)",
-    )
+    shown = [c for c in shown if any(_paired(data, m, c[0], c[2], c[1], c[3]) for m in modes)]
+    _ratio_panel(ratios, data, modes, shown, "ratio to the limit in the same round (x)")
     ratios.set_title("sa_llm's per-round ratio to the limit (dashed: 1.15x target)")
     # (c) time per turn against the history (first mode): W1's turns, then W2's histories.
     mode = modes[0]
     for name in _systems(data, mode, "w1"):
         if name == "plain":
             continue
-        runs = [r for r in (_run(x, name, "w1") for x in _rounds(data, mode)) if r]
-        per_turn = list(zip(*(r["turn_ms"] for r in runs), strict=False))
+        found = (_run(x, name, "w1") for x in _rounds(data, mode))
+        turn_ms = [r["turn_ms"] for r in found if r is not None]
+        per_turn = list(zip(*turn_ms, strict=False))
         xs = [2 * i for i in range(len(per_turn))][1:]
         meds = [statistics.median(t) for t in per_turn][1:]
         lows = [min(t) for t in per_turn][1:]
@@ -481,13 +477,10 @@ def draw_w2(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
             found = []
             for process in other[name]["w2"]:
                 sample = process.get(str(size))
-                warm, raw = (
-                    (_median(sample.get(k)) for k in ("warm_ms", "raw_ms"))
-                    if sample
-                    else (None, None)
-                )
-                if warm is not None and raw:
-                    found.append(warm / raw)
+                warm_ms = _median(sample.get("warm_ms")) if sample else None
+                raw_ms = _median(sample.get("raw_ms")) if sample else None
+                if warm_ms is not None and raw_ms:
+                    found.append(warm_ms / raw_ms)
             groups.append(found)
             positions.append(row - 0.4 + step * (index + 0.5))
             colors.append(COLORS.get(name, "#888888"))
@@ -568,7 +561,7 @@ def draw_w3(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
     def wall(run: dict[str, Any]) -> float | None:
         return float(run["wall_s"])
 
-    cases = [
+    cases: list[RatioCase] = [
         ("sa_llm", "w3g", "plain", first, f"first chunk / plain\n{gap} gap", 1.2),
         ("sa_llm", "w3", "plain", first, "first chunk / plain\nno gap", None),
         ("sa_llm", "w3", "baseline", wall, "50 turns / limit", 1.15),
