@@ -44,12 +44,12 @@ from bench_peers import (  # noqa: E402
     ServerProcess,
     compile_sources,
     fmt_spread,
-    git_revision,
     run_worker,
     spread,
 )
 from peers.transports import ASYNC_TRANSPORTS  # noqa: E402
 from peers.workloads import W6_CHATS, W6_LATENCY, W6_TURNS  # noqa: E402
+from results_json import git_revision  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 RESULTS = BENCH / "results" / "transports.json"
