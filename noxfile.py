@@ -63,12 +63,17 @@ def tests_httpx2(session: nox.Session) -> None:
 
 @nox.session
 def typing(session: nox.Session) -> None:
-    """mypy --strict over src and tests."""
+    """mypy --strict over src and tests, each recipe app and the benchmarks."""
     session.install("-e", ".[test,typing]")
     session.run("mypy", "--strict", "src", "tests", *session.posargs)
     # Each recipe is its own program (every one has an app.py): checked one by one.
     for app in sorted(ROOT.glob("examples/*/app.py")):
         session.run("mypy", "--strict", str(app.relative_to(ROOT)))
+    # The benchmarks too, with the peers they import (the bench dependency group); a few of
+    # them reuse the browser tests' helpers in tests/web.
+    pyproject = nox.project.load_toml(ROOT / "pyproject.toml")
+    session.install(*nox.project.dependency_groups(pyproject, "bench"))
+    session.run("mypy", "--strict", "bench", env={"MYPYPATH": "tests/web"})
 
 
 @nox.session

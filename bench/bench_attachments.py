@@ -36,7 +36,7 @@ import statistics
 import sys
 import tempfile
 import tracemalloc
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ def measure(run: Callable[[], Any]) -> int:
     return peak - start
 
 
-def ameasure(run: Callable[[], Awaitable[Any]]) -> int:
+def ameasure(run: Callable[[], Coroutine[Any, Any, Any]]) -> int:
     return measure(lambda: asyncio.run(run()))
 
 

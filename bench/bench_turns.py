@@ -184,7 +184,7 @@ def wait_worker(job: dict[str, Any]) -> None:
     if job.get("no_listen"):
         import sa_llm._persisted.wakeups as wakeups
 
-        wakeups.listen = lambda bind: None  # type: ignore[assignment]
+        wakeups.listen = lambda bind: None
     sa_llm.configure(
         openai_base_url=job["server"], openai_api_key="k", max_retries=0, turn_wait_timeout=60
     )
