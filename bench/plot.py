@@ -278,6 +278,14 @@ def _paired(
     return ratios
 
 
+def _mode_legend(ax: Any, modes: list[str], loc: str) -> None:
+    """Which hatch is which SQLite journal mode."""
+    patches = [
+        (f"{m.upper()} journal", "#cccccc", MODE_HATCH.get(i, "..")) for i, m in enumerate(modes)
+    ]
+    ax.legend(handles=_legend_patches(patches), fontsize=8, loc=loc)
+
+
 RatioCase = tuple[str, str, str, Callable[[dict[str, Any]], float | None], str, float | None]
 
 
@@ -341,16 +349,7 @@ def draw_w1(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
     times.set_yscale("log")
     times.set_ylabel("ms per turn (wall time / 50 turns, log scale)")
     times.set_title("ms per turn, one sample per round")
-    times.legend(
-        handles=_legend_patches(
-            [
-                (f"{m.upper()} journal", "#cccccc", MODE_HATCH.get(i, ".."))
-                for i, m in enumerate(modes)
-            ]
-        ),
-        fontsize=8,
-        loc="upper left",
-    )
+    _mode_legend(times, modes, "upper left")
     # (b) per-round ratios to the limit.
     cases = [
         ("sa_llm", "w1", "wall_s", "sa_llm\nwall", 1.15),
@@ -569,16 +568,7 @@ def draw_w3(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
     ]
     _ratio_panel(ratios, data, modes, cases, "ratio in the same round (x)")
     ratios.set_title("Per-round ratios (dashed: the targets, 1.2x and 1.15x)")
-    ratios.legend(
-        handles=_legend_patches(
-            [
-                (f"{m.upper()} journal", "#cccccc", MODE_HATCH.get(i, ".."))
-                for i, m in enumerate(modes)
-            ]
-        ),
-        fontsize=8,
-        loc="upper right",
-    )
+    _mode_legend(ratios, modes, "upper right")
     title = "W3: a 50-turn chat streamed in 50 deltas (boxes: IQR and median, whiskers min-max)"
     return finish(plt, figure, path, title, data.get("meta"), _peers_source(data))
 
