@@ -394,15 +394,27 @@ async def test_cancel_stops_the_stream_and_keeps_what_streamed(world: World) -> 
             got: list[str] = []
             cancelled: list[bool] = []
 
+            def cancel() -> bool:
+                with Session(world.sync_engine) as session:
+                    return bool(world.Chat.cancel_turn(session, chat.id))
+
             def on_chunk(chunk: Any) -> None:
                 got.append(chunk.content or "")
                 if len(got) == 20 and not cancelled:
-                    cancelled.append(world.Chat.cancel_turn(Session(world.sync_engine), chat.id))
+                    cancelled.append(cancel())
+
+            async def aon_chunk(chunk: Any) -> None:
+                got.append(chunk.content or "")
+                if len(got) == 20 and not cancelled:
+                    # From a thread, as another request would cancel. A blocking write on the
+                    # event loop could stall this turn's own heartbeat inside its transaction,
+                    # and SQLite has one writer: the cancel would wait for a lock never freed.
+                    cancelled.append(await asyncio.to_thread(cancel))
 
             async def talk() -> Any:
                 if world.mode == "sync":
                     return await asyncio.to_thread(chat.ask, "talk", on_chunk=on_chunk)
-                return await chat.aask("talk", on_chunk=on_chunk)
+                return await chat.aask("talk", on_chunk=aon_chunk)
 
             with pytest.raises(sa_llm.TurnCancelledError) as caught:
                 await talk()
