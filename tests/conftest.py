@@ -241,7 +241,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     base = make_url(os.environ[POSTGRES_URL_ENV])
     options = base.query.get("options")
-    extra = f"-csearch_path={schema}"
+    # The schema's name is the connections' application_name too: a test that kills
+    # connections (tests/persistence/test_db_faults.py) kills only its own, not those of the
+    # tests that other xdist workers run at the same time.
+    extra = f"-csearch_path={schema} -capplication_name={schema}"
     options = f"{options} {extra}" if isinstance(options, str) and options else extra
     url = base.update_query_dict({"options": options})
     try:

@@ -65,15 +65,18 @@ def _postgres_only(world: World) -> None:
 
 
 def _terminate_others(world: World) -> None:
-    """Kill every other connection to the test database (as a DBA or a failover would)."""
+    """Kill every other connection of this test (as a DBA or a failover would): those with
+    the test's application_name (its schema's name), not other tests' running beside it."""
     admin = create_engine(world.sync_engine.url)
     with admin.connect() as conn:
-        conn.execute(
+        killed = conn.execute(
             text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name = current_setting('application_name')"
             )
-        )
+        ).all()
+        assert killed, "the test's own connections were not found"
         conn.commit()
     admin.dispose()
 
