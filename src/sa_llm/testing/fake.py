@@ -34,9 +34,10 @@ from sa_llm.providers.base import (
     HttpRequest,
     HttpResponse,
     Provider,
+    SSEStreamParser,
     StreamParser,
 )
-from sa_llm.providers.sse import SSEDecoder
+from sa_llm.providers.sse import ServerSentEvent
 from sa_llm.types import Chunk, Content, Message, RawContent, Tokens, ToolCallDelta
 
 __all__ = [
@@ -470,29 +471,21 @@ def _message_json(message: Message) -> dict[str, Any]:
     return data
 
 
-class _FakeStreamParser(StreamParser):
-    def __init__(self, provider: Provider) -> None:
-        super().__init__(provider)
-        self.decoder = SSEDecoder()
-
-    def feed(self, data: bytes) -> list[Chunk]:
-        chunks = []
-        for event in self.decoder.feed(data):
-            payload = json.loads(event.data)
-            if payload.get("done"):
-                self.finished = True
-                chunks.append(_final_chunk(payload))
-            elif "tool_call" in payload:
-                call = payload["tool_call"]
-                delta = ToolCallDelta(
-                    key=call["index"],
-                    id=call.get("id"),
-                    name=call.get("name"),
-                    arguments=call.get("arguments", ""),
-                )
-                chunks.append(Chunk(tool_calls=(delta,)))
-            elif "thinking" in payload:
-                chunks.append(Chunk(thinking=payload["thinking"]))
-            else:
-                chunks.append(Chunk(content=payload.get("content")))
-        return chunks
+class _FakeStreamParser(SSEStreamParser):
+    def parse_event(self, event: ServerSentEvent) -> Chunk:
+        payload = json.loads(event.data)
+        if payload.get("done"):
+            self.finished = True
+            return _final_chunk(payload)
+        if "tool_call" in payload:
+            call = payload["tool_call"]
+            delta = ToolCallDelta(
+                key=call["index"],
+                id=call.get("id"),
+                name=call.get("name"),
+                arguments=call.get("arguments", ""),
+            )
+            return Chunk(tool_calls=(delta,))
+        if "thinking" in payload:
+            return Chunk(thinking=payload["thinking"])
+        return Chunk(content=payload.get("content"))
