@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, String, event, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm.attributes import flag_modified, instance_state
 from sqlalchemy.orm.exc import StaleDataError
 
 from persisted import StatementCounter, default_models
@@ -94,6 +95,47 @@ def test_update_sets_only_changed_columns_and_leaves_the_row_clean(
     with Session(engine) as session:
         stored = session.get(models["Message"], row_id)
         assert stored is not None and (stored.content, stored.status) == ("answer", "complete")
+
+
+def test_an_inserted_row_joins_the_session_as_session_add_attaches_it(
+    engine: Engine, models: dict[str, Any]
+) -> None:
+    """The insert attaches the row without ``session.add``'s cascade walk: the session's attach
+    events still fire, and the row is the one the identity map hands back."""
+    attached: list[tuple[str, Any]] = []
+    with Session(engine) as session:
+        chat = _chat(session, models)
+        event.listen(session, "before_attach", lambda s, obj: attached.append(("before", obj)))
+        event.listen(session, "after_attach", lambda s, obj: attached.append(("after", obj)))
+        row = _new_message(models, chat, content="hello")
+        save_row(session, row)
+        assert attached == [("before", row), ("after", row)]
+        assert session.get(models["Message"], row.id) is row
+        assert session.identity_map.get(instance_state(row).key) is row
+
+
+def test_update_sends_what_the_flush_finds_changed(
+    engine: Engine, models: dict[str, Any]
+) -> None:
+    """A JSON value changed in place and flagged (as ``Mutable`` types do) is written; a value
+    set to what was loaded is not."""
+    with Session(engine) as session:
+        chat = _chat(session, models)
+        row = _new_message(models, chat, content="x", content_raw={"parts": [1]})
+        save_row(session, row)
+        counter = StatementCounter(engine)
+        row.content_raw["parts"].append(2)
+        flag_modified(row, "content_raw")
+        row.content = "x"
+        save_row(session, row)
+        counter.close()
+        assert len(counter.sql) == 1
+        assert "content_raw=" in counter.sql[0] and "content=" not in counter.sql[0]
+        row_id = row.id
+        session.commit()
+    with Session(engine) as session:
+        stored = session.get(models["Message"], row_id)
+        assert stored is not None and stored.content_raw == {"parts": [1, 2]}
 
 
 def test_update_of_a_row_deleted_elsewhere_raises_like_a_flush(

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import get_history, instance_state
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.exc import StaleDataError
 
 __all__ = ["save_row"]
@@ -40,10 +40,9 @@ class _Plan:
     columns: tuple[tuple[str, Any], ...]
     #: attribute key -> column
     by_attr: dict[str, Any]
-    #: column keys that get an explicit NULL when the row has no value (as the ORM sends).
-    as_none: frozenset[str]
-    #: column keys whose Python ``None`` is a value (JSON ``null``), sent as given.
-    eval_none: frozenset[str]
+    #: per column in table order: (attribute key, column key, whether a missing value is sent
+    #: as an explicit NULL (as the ORM sends it), whether ``None`` is a value (JSON ``null``)).
+    inserts: tuple[tuple[str, str, bool, bool], ...]
     pk_attr: str
     relationships: frozenset[str]
     insert: Any
@@ -119,8 +118,10 @@ def _build_plan(mapper: Mapper[Any]) -> _Plan | None:
         table=table,
         columns=tuple(columns),
         by_attr=dict(columns),
-        as_none=frozenset(as_none),
-        eval_none=frozenset(eval_none),
+        inserts=tuple(
+            (attr, column.key, column.key in as_none, column.key in eval_none)
+            for attr, column in columns
+        ),
         pk_attr=pk_attr,
         relationships=frozenset(rel.key for rel in mapper.relationships),
         insert=table.insert(),
@@ -160,33 +161,47 @@ def save_row(session: Session, row: Any) -> None:
 def _insert(session: Session, plan: _Plan, mapper: Mapper[Any], state: Any, row: Any) -> None:
     values = state.dict
     params: dict[str, Any] = {}
-    for attr, column in plan.columns:
+    for attr, key, as_none, eval_none in plan.inserts:
         value = values.get(attr, _MISSING)
-        if value is _MISSING or (value is None and column.key not in plan.eval_none):
-            if column.key in plan.as_none:
-                params[column.key] = None
+        if value is _MISSING or (value is None and not eval_none):
+            if as_none:
+                params[key] = None
             continue  # the column's default (or the database) fills it
-        params[column.key] = value
+        params[key] = value
     connection = session.connection(bind_arguments={"mapper": mapper})
     result = connection.execute(plan.insert, params)
     written = result.last_inserted_params()
-    key = result.inserted_primary_key
-    assert key is not None
-    values[plan.pk_attr] = key[0]
+    primary_key = result.inserted_primary_key
+    assert primary_key is not None
+    values[plan.pk_attr] = primary_key[0]
     for attr, column in plan.columns:
         if attr not in values and column.key in written:
             values[attr] = written[column.key]
     make_transient_to_detached(row)
-    session.add(row)
+    if plan.relationships.isdisjoint(values):
+        # What ``session.add`` does for a detached row, without its cascade walk over every
+        # mapped property (nothing to cascade: no related object is set on the row).
+        session._update_impl(state)
+    else:
+        session.add(row)
 
 
 def _update(session: Session, plan: _Plan, mapper: Mapper[Any], state: Any) -> None:
     values = state.dict
     params: dict[str, Any] = {}
-    for attr in state.committed_state:
+    committed = state.committed_state
+    manager = state.manager
+    for attr in committed:
         column = plan.by_attr.get(attr)
-        if column is not None and get_history(state.obj(), attr).added:
-            params[column.key] = values[attr]
+        if column is None:
+            continue
+        value = values.get(attr, _MISSING)
+        # Changed as the flush decides it: the value differs from the one loaded.
+        if (
+            value is not _MISSING
+            and manager[attr].impl.is_equal(value, committed[attr]) is not True
+        ):
+            params[column.key] = value
     if params:
         params[_PK_PARAM] = state.key[1][0]
         connection = session.connection(bind_arguments={"mapper": mapper})
