@@ -114,9 +114,7 @@ def test_an_inserted_row_joins_the_session_as_session_add_attaches_it(
         assert session.identity_map.get(instance_state(row).key) is row
 
 
-def test_update_sends_what_the_flush_finds_changed(
-    engine: Engine, models: dict[str, Any]
-) -> None:
+def test_update_sends_what_the_flush_finds_changed(engine: Engine, models: dict[str, Any]) -> None:
     """A JSON value changed in place and flagged (as ``Mutable`` types do) is written; a value
     set to what was loaded is not."""
     with Session(engine) as session:
