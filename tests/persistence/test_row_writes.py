@@ -111,7 +111,8 @@ def test_an_inserted_row_joins_the_session_as_session_add_attaches_it(
         save_row(session, row)
         assert attached == [("before", row), ("after", row)]
         assert session.get(models["Message"], row.id) is row
-        assert session.identity_map.get(instance_state(row).key) is row
+        key = instance_state(row).key
+        assert key is not None and session.identity_map.get(key) is row
 
 
 def test_update_sends_what_the_flush_finds_changed(engine: Engine, models: dict[str, Any]) -> None:
