@@ -104,11 +104,14 @@ class ChatMemory:
         stale_lease: the token of its last turn when that turn could not release its lease
             (the database was down): the next turn takes it over at once instead of waiting
             for it to expire.
+        prices: the prices its last turn looked up, with the model and source they are of
+            (each turn's chat object is new; the lookup is the same while the model is).
     """
 
     history: HistoryCache = field(default_factory=HistoryCache)
     stale_lease: str | None = None
     format_cache: FormatCache = field(default_factory=FormatCache)
+    prices: Any = None
 
 
 @dataclass

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import anyio.to_thread
@@ -284,3 +286,27 @@ async def test_other_strategies_write_the_ledger_in_their_steps(
     assert [(r.outcome, r.input_tokens) for r in rows] == [("ServerError", None), ("ok", 7)]
     (reply,) = reply_ids(world, chat_id)
     assert {r.message_id for r in rows} == {reply}
+
+
+async def test_each_turn_is_priced_at_the_model_in_force(
+    world: World, fake: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row keeps its prices between turns, but never past a change of model."""
+    per_token = {"gpt-4.1-nano": Decimal("0.001"), "gpt-4.1": Decimal("0.01")}
+    looked_up: list[str] = []
+
+    def prices_for(model: Any, source: str = "registry") -> Prices:
+        looked_up.append(model.id)
+        return Prices(input=per_token[model.id] * 1_000_000, output=Decimal(0))
+
+    monkeypatch.setattr(sys.modules["sa_llm.chat"], "prices_for", prices_for)
+    chat = world.Chat(model="gpt-4.1-nano", provider="fake")
+    await world.add(chat)
+    for model in (None, None, "gpt-4.1"):
+        if model is not None:
+            await world.call(chat.with_model, model, provider="fake")
+        fake.reply("Hello", tokens=sa_llm.Tokens(input=1000, output=100))
+        await world.call(chat.ask, "Hi")
+    rows = ledger(world, chat.id)
+    assert [as_decimal(row.total_cost) for row in rows] == [Decimal(1), Decimal(1), Decimal(10)]
+    assert looked_up == ["gpt-4.1-nano", "gpt-4.1"]  # looked up again only for the new model

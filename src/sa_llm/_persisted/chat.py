@@ -75,6 +75,7 @@ from sa_llm.streaming import Accumulator
 from sa_llm.types import Content, Message, MessageContent, RawContent, ToolCall
 
 if TYPE_CHECKING:
+    from sa_llm.cost import GenaiPrices, Prices
     from sa_llm.registry import ModelInfo
 
 __all__ = ["PersistedChat"]
@@ -131,6 +132,7 @@ class PersistedChat(Chat):
         """Attach the turn state, the session the next flow runs on and the file storage."""
         self.turn = turn
         self.format_cache = turn.memory.format_cache
+        self._price_list = turn.memory.prices
         self.strategy = strategy
         self._session = session
         self._async_session = async_session
@@ -172,6 +174,12 @@ class PersistedChat(Chat):
 
     def _remember(self) -> None:
         self.turn.memory.history.keep(self._mirror, self.turn.chat_id)
+
+    def _prices(self) -> Prices | GenaiPrices | None:
+        """The chat's prices, kept by its row between turns (see :meth:`Chat._prices`)."""
+        prices = super()._prices()
+        self.turn.memory.prices = self._price_list
+        return prices
 
     def _forget(self) -> None:
         self._mirror = None
