@@ -62,7 +62,7 @@ class Heartbeat:
         self.engine = engine
         self.renew_every = max(interval, lease.ttl / 3)
         self._renewed = time.monotonic()
-        self._stopped = threading.Event()
+        self._stopped = False  # set under _lock; nothing waits on it (a flag, not an Event)
         self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -86,9 +86,9 @@ class Heartbeat:
 
     def _abort(self, *, lost: bool) -> None:
         with self._lock:
-            if self._stopped.is_set():
+            if self._stopped:
                 return  # the turn is ending: it released the lease itself
-            self._stopped.set()
+            self._stopped = True
         error: BaseException
         if lost:
             error = TurnLeaseLostError(
@@ -106,7 +106,7 @@ class Heartbeat:
         could leave the connection holding its read (a SQLite lock) in the pool.
         """
         with self._lock:
-            self._stopped.set()
+            self._stopped = True
         _beats.remove(self)
         wake, loop = self._wake, self._loop
         if wake is not None and loop is not None and not loop.is_closed():
@@ -145,10 +145,10 @@ class Heartbeat:
         self._task = self._loop.create_task(self._arun(engine, self._wake))
 
     async def _arun(self, engine: AsyncEngine, wake: asyncio.Event) -> None:
-        while not self._stopped.is_set():
+        while not self._stopped:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), self.interval)
-            if self._stopped.is_set():
+            if self._stopped:
                 return
             try:
                 async with engine.begin() as connection:
