@@ -97,6 +97,22 @@ def test_update_sets_only_changed_columns_and_leaves_the_row_clean(
         assert stored is not None and (stored.content, stored.status) == ("answer", "complete")
 
 
+def test_a_none_set_on_a_column_with_a_default_reads_as_the_default_like_after_a_flush(
+    engine: Engine, models: dict[str, Any]
+) -> None:
+    with Session(engine) as session:
+        chat = _chat(session, models)
+        flushed = _new_message(models, chat, content="a", created_at=None)
+        session.add(flushed)
+        session.flush()
+        saved = _new_message(models, chat, content="b", created_at=None)
+        save_row(session, saved)
+        counter = StatementCounter(engine)
+        assert isinstance(flushed.created_at, datetime) and isinstance(saved.created_at, datetime)
+        assert counter.statements == []
+        counter.close()
+
+
 def test_an_inserted_row_joins_the_session_as_session_add_attaches_it(
     engine: Engine, models: dict[str, Any]
 ) -> None:

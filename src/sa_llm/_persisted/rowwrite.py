@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
@@ -40,9 +40,17 @@ class _Plan:
     columns: tuple[tuple[str, Any], ...]
     #: attribute key -> column
     by_attr: dict[str, Any]
-    #: per column in table order: (attribute key, column key, whether a missing value is sent
-    #: as an explicit NULL (as the ORM sends it), whether ``None`` is a value (JSON ``null``)).
-    inserts: tuple[tuple[str, str, bool, bool], ...]
+    #: attribute key -> column key
+    keys: dict[str, str]
+    #: an explicit NULL for every column that gets one when the row has no value (as the ORM
+    #: sends it): the columns without a default, except those whose ``None`` is a value.
+    nulls: dict[str, None]
+    #: column keys whose Python ``None`` is a value (JSON ``null``), sent as given.
+    eval_none: frozenset[str]
+    #: (attribute key, column key) of the columns an INSERT fills when the row has no value (a
+    #: Python-side default, an explicit NULL) and of those an UPDATE may set (``onupdate``).
+    filled: tuple[tuple[str, str], ...]
+    onupdated: tuple[tuple[str, str], ...]
     pk_attr: str
     relationships: frozenset[str]
     insert: Any
@@ -118,10 +126,15 @@ def _build_plan(mapper: Mapper[Any]) -> _Plan | None:
         table=table,
         columns=tuple(columns),
         by_attr=dict(columns),
-        inserts=tuple(
-            (attr, column.key, column.key in as_none, column.key in eval_none)
+        keys={attr: column.key for attr, column in columns},
+        nulls=dict.fromkeys(sorted(as_none)),
+        eval_none=frozenset(eval_none),
+        filled=tuple(
+            (attr, column.key)
             for attr, column in columns
+            if column is not pk and (column.default is not None or column.key in as_none)
         ),
+        onupdated=tuple((a, c.key) for a, c in columns if c.onupdate is not None),
         pk_attr=pk_attr,
         relationships=frozenset(rel.key for rel in mapper.relationships),
         insert=table.insert(),
@@ -160,23 +173,23 @@ def save_row(session: Session, row: Any) -> None:
 
 def _insert(session: Session, plan: _Plan, mapper: Mapper[Any], state: Any, row: Any) -> None:
     values = state.dict
-    params: dict[str, Any] = {}
-    for attr, key, as_none, eval_none in plan.inserts:
-        value = values.get(attr, _MISSING)
-        if value is _MISSING or (value is None and not eval_none):
-            if as_none:
-                params[key] = None
-            continue  # the column's default (or the database) fills it
-        params[key] = value
+    # The flush's parameters: the row's values, an explicit NULL where the flush sends one,
+    # and nothing for a column whose default (or the database) fills it.
+    params: dict[str, Any] = dict(plan.nulls)
+    keys, eval_none = plan.keys, plan.eval_none
+    for attr, value in values.items():
+        key = keys.get(attr)
+        if key is not None and (value is not None or key in eval_none):
+            params[key] = value
     connection = session.connection(bind_arguments={"mapper": mapper})
     result = connection.execute(plan.insert, params)
-    written = result.last_inserted_params()
+    written = cast("dict[str, Any]", result.last_inserted_params())  # one row: a dict
     primary_key = result.inserted_primary_key
     assert primary_key is not None
     values[plan.pk_attr] = primary_key[0]
-    for attr, column in plan.columns:
-        if attr not in values and column.key in written:
-            values[attr] = written[column.key]
+    for attr, key in plan.filled:
+        if key in written:  # the row's value, or what the statement filled in (as a flush)
+            values[attr] = written[key]
     make_transient_to_detached(row)
     if plan.relationships.isdisjoint(values):
         # What ``session.add`` does for a detached row, without its cascade walk over every
@@ -211,9 +224,9 @@ def _update(session: Session, plan: _Plan, mapper: Mapper[Any], state: Any) -> N
                 f"UPDATE statement on table '{plan.table.name}' expected to update 1 row(s); "
                 f"{result.rowcount} were matched."
             )
-        written = result.last_updated_params()
-        for attr, column in plan.columns:
-            if column.key not in params and column.key in written and column.onupdate:
-                values[attr] = written[column.key]
+        written = cast("dict[str, Any]", result.last_updated_params())
+        for attr, key in plan.onupdated:
+            if key not in params and key in written:
+                values[attr] = written[key]
     # What a flush ends with: every attribute committed, the row no longer dirty.
     state._commit_all(values, session.identity_map)
