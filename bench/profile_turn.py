@@ -1,7 +1,8 @@
 """Where a turn's CPU goes: sa_llm against the fair limit, call by call.
 
 Run from the repository root with ``python bench/profile_turn.py`` (``--stream`` for W3's
-streamed turns, ``--async`` for W1 on aiosqlite, ``--top N`` for the list's length). Both
+streamed turns, ``--async`` for W1 on aiosqlite, ``--top N`` for the list's length,
+``--layers`` for the calls by layer). Both
 systems run the same 50-turn chats of W1 (``bench/peers/workloads.py``) against the fake server
 in its own process, under ``cProfile``, after a warm-up; then it prints
 
@@ -9,7 +10,14 @@ in its own process, under ``cProfile``, after a warm-up; then it prints
   and the CPU per turn under the profiler (``process_time``, so waits for the disk and the
   server are out; cProfile's own overhead is in, so only the ratio means anything);
 * the functions sa_llm calls more often than the limit per turn, with their own time: what a
-  change to the library's hot path should shrink.
+  change to the library's hot path should shrink;
+* with ``--layers``, the calls per turn of each system by the layer that made them (a count
+  under ``sys.setprofile``, no timing): the provider's request and reply (HTTP, the wire
+  format), the database steps, and the rest (the turn's flow, its setup, the history mirror).
+  A call belongs to the innermost function of the system's own code on the stack: sa_llm's
+  ``providers/`` is the request layer, ``_persisted/`` and ``persistence.py`` the database
+  steps; the limit's functions are sorted by name (``_call`` and what it calls for the reply
+  is the request, its transactions the database).
 
 The limit (``bench/peers/baseline.py``) runs sa_llm's statements and commits by hand in Core, so
 the difference is the library's own work: the ORM objects it keeps coherent, the provider codec,
@@ -97,12 +105,86 @@ def _tally(profile: cProfile.Profile) -> tuple[collections.Counter[str], dict[st
     return calls, own
 
 
+#: The limit's functions that make its request and read its reply (the rest is its database work).
+_LIMIT_REQUEST = frozenset(
+    {"_call", "handle_request", "__iter__", "close", "_sse_payloads", "absorb", "body", "_item"}
+)
+_SA_LLM_DB = ("/_persisted/", "/persistence.py")
+LAYERS = ("request (HTTP, wire format)", "database steps", "turn flow")
+
+
+def _layer_of(name: str, frame: Any) -> str | None:
+    """The layer of a frame of ``name``'s own code, or ``None`` for library code."""
+    file = frame.f_code.co_filename
+    if name == "sa_llm":
+        if "/src/sa_llm/" not in file:
+            return None
+        if "/providers/" in file:
+            return LAYERS[0]
+        return LAYERS[1] if any(part in file for part in _SA_LLM_DB) else LAYERS[2]
+    if not file.endswith("peers/baseline.py"):
+        return None
+    return LAYERS[0] if frame.f_code.co_name in _LIMIT_REQUEST else LAYERS[1]
+
+
+def _layers(name: str, root: str, tmp: Path, stream: bool) -> collections.Counter[str]:
+    """Calls per layer of ``name`` over ``CHATS`` chats of W1 (or W3) turns."""
+    cls = load(name)
+    warm_up(cls, tmp, root, name)
+    counts: collections.Counter[str] = collections.Counter()
+    stack: list[str | None] = []
+
+    def owner() -> str:
+        return next((layer for layer in reversed(stack) if layer), LAYERS[2])
+
+    def tally(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            stack.append(_layer_of(name, frame))
+            counts[owner()] += 1
+        elif event == "return":
+            if stack:
+                stack.pop()
+        elif event == "c_call":
+            counts[owner()] += 1
+
+    for index in range(CHATS):
+        system = _open(cls, tmp, root, f"layers-{name}-{int(stream)}-{index}")
+        try:
+            chat = system.new_chat(f"layers-{index}")
+            sys.setprofile(tally)
+            try:
+                _turns(system, chat, TURNS, stream=stream)
+            finally:
+                sys.setprofile(None)
+        finally:
+            system.close()
+    return counts
+
+
+def _print_layers(stream: bool) -> None:
+    turns = CHATS * TURNS
+    with tempfile.TemporaryDirectory() as tmp, bench_peers.ServerProcess() as root:
+        found = {name: _layers(name, root, Path(tmp), stream) for name in ("sa_llm", "baseline")}
+    ours, limit = found["sa_llm"], found["baseline"]
+    print(f"W{'3' if stream else '1'} {'streamed' if stream else 'sync'}, {turns} turns each\n")
+    print("| layer | sa_llm calls / turn | the limit's | extra |\n| --- | --- | --- | --- |")
+    for layer in (*LAYERS, None):
+        a = sum(ours.values()) if layer is None else ours[layer]
+        b = sum(limit.values()) if layer is None else limit[layer]
+        label = "all" if layer is None else layer
+        print(f"| {label} | {a / turns:,.0f} | {b / turns:,.0f} | {(a - b) / turns:+,.0f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stream", action="store_true", help="W3: streamed turns")
     parser.add_argument("--async", dest="use_async", action="store_true", help="W1 async")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--layers", action="store_true", help="calls per turn by layer")
     args = parser.parse_args(argv)
+    if args.layers:
+        _print_layers(args.stream)
+        return 0
     turns = CHATS * TURNS
     results = {}
     with tempfile.TemporaryDirectory() as tmp, bench_peers.ServerProcess() as root:

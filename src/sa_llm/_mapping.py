@@ -13,12 +13,13 @@ through it, so neither reaches into the other.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import ColumnProperty
+from sqlalchemy.orm import ColumnProperty, Mapper
 
 from sa_llm.errors import ConfigurationError
 
@@ -289,6 +290,25 @@ class ChatSchema:
     @property
     def legacy(self) -> bool:
         return self.model_cls is None
+
+    # The mappers, looked up once: a turn asks for them in several steps.
+    @functools.cached_property
+    def chat_mapper(self) -> Mapper[Any]:
+        """The chat class's mapper."""
+        mapper: Mapper[Any] = sa_inspect(self.chat_cls)
+        return mapper
+
+    @functools.cached_property
+    def chat_table_name(self) -> str:
+        """The name of the chat class's table (wake-up and event keys carry it)."""
+        table: Any = self.chat_mapper.local_table
+        return str(table.name)
+
+    @functools.cached_property
+    def message_mapper(self) -> Mapper[Any]:
+        """The message class's mapper."""
+        mapper: Mapper[Any] = sa_inspect(self.message_cls)
+        return mapper
 
 
 #: The chat columns of the turn lease (all or none).

@@ -88,7 +88,7 @@ class EventBuffer:
 
 def events_key(schema: ChatSchema, chat_id: Any) -> str:
     """What names a chat's event log among waiters (and in NOTIFY payloads)."""
-    return f"events:{sa_inspect(schema.chat_cls).local_table.name}:{chat_id}"
+    return f"events:{schema.chat_table_name}:{chat_id}"
 
 
 def _chat_columns(schema: ChatSchema) -> tuple[Any, Any, Any]:

@@ -289,7 +289,7 @@ def read_history(
     params = {"sa_llm_chat_id": chat_id}
     # Core on the session's connection (the rows are values, not objects), every row fetched
     # at once: the DB-API's fetchall, not a Python-level fetch per row.
-    connection = session.connection(bind_arguments={"mapper": sa_inspect(schema.message_cls)})
+    connection = session.connection(bind_arguments={"mapper": schema.message_mapper})
     files: dict[Any, tuple[Any, ...]] = {}
     if queries.attachments is not None and storage is not None:
         files = _attachments.read_history(connection.execute(queries.attachments, params), storage)
@@ -508,7 +508,7 @@ def history_fingerprint(session: Session, schema: ChatSchema, chat_id: Any) -> t
     assert query is not None, "the message table has no updated_at column"
     # Core on the session's connection: an aggregate loads no objects, and the ORM's execute
     # costs more than the statement on SQLite.
-    connection = session.connection(bind_arguments={"mapper": sa_inspect(schema.message_cls)})
+    connection = session.connection(bind_arguments={"mapper": schema.message_mapper})
     rows, last_updated = connection.execute(query, {"sa_llm_chat_id": chat_id}).one()
     return int(rows), _naive_utc(last_updated)
 

@@ -186,7 +186,7 @@ def _connection(session: Session | Connection, schema: ChatSchema) -> Connection
     """The connection of ``session``'s transaction for the chat table (Core, not the ORM's
     execute: these statements load no objects)."""
     if isinstance(session, Session):
-        return session.connection(bind_arguments={"mapper": sa_inspect(schema.chat_cls)})
+        return session.connection(bind_arguments={"mapper": schema.chat_mapper})
     return session
 
 
@@ -284,7 +284,7 @@ def release(session: Session, schema: ChatSchema, lease: Lease, record: Any = No
 
 def wakeup_key(schema: ChatSchema, chat_id: Any) -> str:
     """What names a chat among waiters: its table and key (a NOTIFY payload too)."""
-    return f"turn:{sa_inspect(schema.chat_cls).local_table.name}:{chat_id}"
+    return f"turn:{schema.chat_table_name}:{chat_id}"
 
 
 def notify_released(session: Session | Connection, schema: ChatSchema, chat_id: Any) -> None:
