@@ -4,7 +4,9 @@ Run from the repository root with ``python bench/bench_turns.py`` (``--before-sr
 first table; PostgreSQL rows need ``SA_LLM_TEST_POSTGRES_URL``). It prints markdown tables and
 writes them to ``bench/results/turns.md``, and every round's and trial's numbers to
 ``bench/results/turns.json`` (the plot's data; ``--json-only``: that file alone, ``--no-write``:
-neither; with ``--restructure``, ``restructure.md`` and ``restructure.json``).
+neither; with ``--restructure``, ``restructure.md`` and ``restructure.json``). Without
+``--before-src`` (as ``bench/run.py`` runs it) the file keeps the W1 rounds of the last run that
+measured them, with that run's meta (``w1_meta``), and the plot names it.
 
 1. **W1 per turn, before and after the lease** (``--before-src``: the ``src`` directory of a
    checkout without the lease, e.g. ``git worktree add /tmp/before <commit>``). 50 non-streamed
@@ -346,13 +348,16 @@ def payload(
     w1: dict[str, Any] | None,
     waits: list[tuple[str, list[float]]],
     flushes: list[dict[str, Any]],
+    w1_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``bench/results/turns.json``: W1's rounds (when run), every wait-to-start trial (ms) per
-    setup, and the flush counts against their bounds."""
+    """``bench/results/turns.json``: W1's rounds (when run; ``w1_meta`` names the run they come
+    from when it is an earlier one), every wait-to-start trial (ms) per setup, and the flush
+    counts against their bounds."""
     return {
         "meta": meta,
         "turns": TURNS,
         "w1": w1,
+        "w1_meta": w1_meta,
         "wait_target_ms": 50.0,
         "waits": [{"label": label, "ms": [round(v, 3) for v in values]} for label, values in waits],
         "flushes": flushes,
@@ -439,8 +444,26 @@ def main() -> None:
     if not args.no_write and not args.json_only:
         RESULTS.write_text(text + "\n")
     if not args.no_write:
-        found = payload(meta, w1, waits, flushes)
+        w1_meta = None
+        if w1 is None:
+            # Without a tree to compare with (``bench/run.py`` has none) W1 did not run: keep
+            # the last W1 that did, named by its own run, rather than drop it from the plot.
+            w1, w1_meta = earlier_w1(results_json.results_dir() / "turns.json")
+        found = payload(meta, w1, waits, flushes, w1_meta)
         print(f"written to {results_json.write('turns', found)}", file=sys.stderr)
+
+
+def earlier_w1(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The W1 rounds of an earlier ``turns.json`` and the meta of the run that measured them
+    (``None, None`` when there are none)."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    w1 = earlier.get("w1") or None
+    if w1 is None:
+        return None, None
+    return w1, earlier.get("w1_meta") or earlier.get("meta")
 
 
 if __name__ == "__main__":

@@ -1186,6 +1186,11 @@ def draw_turns(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
         ax.legend(fontsize=8)
     if w1:
         before_after(axes["w1 times"], axes["w1 ratios"], w1, 1.1)
+        earlier = data.get("w1_meta")
+        if earlier:  # W1 kept from the run that measured it (bench/run.py cannot run it)
+            for panel in ("w1 times", "w1 ratios"):
+                ax = axes[panel]
+                ax.set_title(f"{ax.get_title()}\n(run {earlier.get('started', '?')})", fontsize=10)
     return finish(plt, figure, path, "Durable turns", data.get("meta"), None)
 
 

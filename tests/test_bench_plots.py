@@ -396,6 +396,7 @@ def synthetic() -> dict[str, dict[str, Any]]:
         "meta": meta("turns"),
         "turns": 50,
         "w1": w1,
+        "w1_meta": meta("turns"),  # W1 kept from an earlier run (bench/run.py has no tree for it)
         "wait_target_ms": 50.0,
         "waits": [{"label": "SQLite, polling", "ms": series(70, 5, 5)}],
         "flushes": [
@@ -573,3 +574,21 @@ def test_the_turns_benchmark_writes_what_the_plot_reads() -> None:
     restructure = json.loads(json.dumps(restructure))
     assert set(restructure) == set(synthetic()["restructure"])
     assert_within(synthetic()["restructure"], restructure, "restructure")
+
+
+def test_a_turns_run_without_w1_keeps_the_last_w1_with_its_run(tmp_path: Path) -> None:
+    """``bench/run.py`` runs ``bench_turns.py`` without a tree to compare with: the W1 rounds of
+    the last run that measured them stay in turns.json, named by that run, and are drawn."""
+    bench_turns = load("bench_turns")
+    first = synthetic()["turns"] | {"w1_meta": None}
+    first["meta"] = first["meta"] | {"started": "2026-12-07 15:20:00 UTC"}
+    path = tmp_path / "turns.json"
+    path.write_text(json.dumps(first), encoding="utf-8")
+    w1, w1_meta = bench_turns.earlier_w1(path)
+    assert w1 == first["w1"] and w1_meta == first["meta"]
+    # Carried over twice, it still names the run that measured it.
+    path.write_text(json.dumps(bench_turns.payload(meta("turns"), w1, [], [], w1_meta)))
+    assert bench_turns.earlier_w1(path) == (first["w1"], first["meta"])
+    assert bench_turns.earlier_w1(tmp_path / "missing.json") == (None, None)
+    path.write_text(json.dumps(first | {"w1": None}), encoding="utf-8")
+    assert bench_turns.earlier_w1(path) == (None, None)
