@@ -371,7 +371,7 @@ def history_query(schema: ChatSchema, chat_id: Any) -> Select[Any]:
     assert schema.attachment_message_fk is not None
     mapper = sa_inspect(schema.attachment_cls)
     a = mapper.c
-    m = sa_inspect(schema.message_cls).c
+    m = schema.message_mapper.c
     message_fk = a[schema.attachment_message_fk]
 
     def column(name: str) -> Any:

@@ -92,7 +92,7 @@ def events_key(schema: ChatSchema, chat_id: Any) -> str:
 
 
 def _chat_columns(schema: ChatSchema) -> tuple[Any, Any, Any]:
-    mapper = sa_inspect(schema.chat_cls)
+    mapper = schema.chat_mapper
     return mapper.local_table, mapper.primary_key[0], mapper.column_attrs["event_seq"].columns[0]
 
 

@@ -186,7 +186,7 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
         return cached
     # Core columns of the mapped tables, labelled with the attribute names: the statements
     # skip the ORM's per-row machinery, and renamed columns still read by attribute.
-    m = sa_inspect(schema.message_cls).c
+    m = schema.message_mapper.c
     tc_mapper = sa_inspect(schema.tool_call_cls)
     tc = tc_mapper.c
     chat_id: Any = bindparam("sa_llm_chat_id")
@@ -350,7 +350,7 @@ def read_message(session: Session, schema: ChatSchema, chat_id: Any, pk: Any) ->
     """One message of the chat as a rebuild maps it, with its tool calls, whatever its status
     (a round parked for approval, which the history leaves out until it is answered)."""
     queries = _queries(schema)
-    m = sa_inspect(schema.message_cls).c
+    m = schema.message_mapper.c
     tc = sa_inspect(schema.tool_call_cls).c
     params = {"sa_llm_chat_id": chat_id}
     row = session.execute(queries.messages.where(m["id"] == pk), params).first()

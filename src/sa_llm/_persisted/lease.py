@@ -28,7 +28,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Interval, and_, bindparam, func, or_, select, update
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
@@ -113,7 +112,7 @@ class LeaseState:
 
 def _columns(schema: ChatSchema) -> tuple[Any, Any, Any, Any, Any]:
     """The chat table, its primary key and the three lease columns (Core)."""
-    mapper = sa_inspect(schema.chat_cls)
+    mapper = schema.chat_mapper
     table = mapper.local_table
     columns = [mapper.column_attrs[name].columns[0] for name in LEASE_COLUMNS]
     return table, mapper.primary_key[0], columns[0], columns[1], columns[2]

@@ -36,11 +36,7 @@ class _Plan:
     """How to write rows of one mapper in Core (built once per mapper)."""
 
     table: Table
-    #: (attribute key, column) of every mapped column, in table order.
-    columns: tuple[tuple[str, Any], ...]
-    #: attribute key -> column
-    by_attr: dict[str, Any]
-    #: attribute key -> column key
+    #: attribute key -> column key, of every mapped column
     keys: dict[str, str]
     #: an explicit NULL for every column that gets one when the row has no value (as the ORM
     #: sends it): the columns without a default, except those whose ``None`` is a value.
@@ -119,13 +115,10 @@ def _build_plan(mapper: Mapper[Any]) -> _Plan | None:
     pk_attr = next(attr for attr, column in columns if column is pk)
     if pk.default is None and pk.server_default is None and not pk.autoincrement:
         return None
-    # Sorted as the table orders them, so the statement's text is the flush's.
-    order = {column: index for index, column in enumerate(table.columns)}
-    columns.sort(key=lambda item: order[item[1]])
+    # The statements list their columns in table order whatever the parameters' order, as the
+    # flush's do.
     return _Plan(
         table=table,
-        columns=tuple(columns),
-        by_attr=dict(columns),
         keys={attr: column.key for attr, column in columns},
         nulls=dict.fromkeys(sorted(as_none)),
         eval_none=frozenset(eval_none),
@@ -205,8 +198,8 @@ def _update(session: Session, plan: _Plan, mapper: Mapper[Any], state: Any) -> N
     committed = state.committed_state
     manager = state.manager
     for attr in committed:
-        column = plan.by_attr.get(attr)
-        if column is None:
+        key = plan.keys.get(attr)
+        if key is None:
             continue
         value = values.get(attr, _MISSING)
         # Changed as the flush decides it: the value differs from the one loaded.
@@ -214,7 +207,7 @@ def _update(session: Session, plan: _Plan, mapper: Mapper[Any], state: Any) -> N
             value is not _MISSING
             and manager[attr].impl.is_equal(value, committed[attr]) is not True
         ):
-            params[column.key] = value
+            params[key] = value
     if params:
         params[_PK_PARAM] = state.key[1][0]
         connection = session.connection(bind_arguments={"mapper": mapper})
