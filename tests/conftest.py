@@ -344,6 +344,12 @@ def world_settings() -> dict[str, Any]:
     return {}
 
 
+@pytest.fixture
+def world_engine_options() -> dict[str, Any]:
+    """``create_engine(...)`` keywords of the world's engines; modules override it."""
+    return {}
+
+
 @pytest.fixture(params=["sync", "async"])
 async def world(
     request: pytest.FixtureRequest,
@@ -351,9 +357,10 @@ async def world(
     async_db_url: str,
     world_models: dict[str, Any],
     world_settings: dict[str, Any],
+    world_engine_options: dict[str, Any],
 ) -> AsyncIterator[World]:
     """``world_models`` on a fresh database (SQLite and PostgreSQL), used sync and async."""
-    world = make_world(request.param, db_url, async_db_url, world_models)
+    world = make_world(request.param, db_url, async_db_url, world_models, world_engine_options)
     if world_settings:
         sa_llm.configure(**world_settings)
     try:

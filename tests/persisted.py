@@ -183,12 +183,20 @@ async def new_chat(world: World, **kwargs: Any) -> Any:
     return chat
 
 
-def make_world(mode: str, sync_url: str, async_url: str, models: dict[str, Any]) -> World:
-    sync_engine = create_engine(sync_url)
+def make_world(
+    mode: str,
+    sync_url: str,
+    async_url: str,
+    models: dict[str, Any],
+    engine_options: Mapping[str, Any] | None = None,
+) -> World:
+    """``models`` on a new database engine (``engine_options``: ``create_engine``'s keywords)."""
+    options = dict(engine_options or {})
+    sync_engine = create_engine(sync_url, **options)
     enable_sqlite_savepoints(sync_engine)
     models["Base"].metadata.create_all(sync_engine)
     if mode == "async":
-        async_engine = create_async_engine(async_url)
+        async_engine = create_async_engine(async_url, **options)
         enable_sqlite_savepoints(async_engine)
         session: Any = AsyncSession(async_engine, expire_on_commit=False)
     else:

@@ -21,14 +21,16 @@ import json
 import logging
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, func, null, select
+from sqlalchemy import bindparam, func, null, select, type_coerce
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.types import NullType
 
 from sa_llm._mapping import CACHE_AND_THINKING_COLUMNS, ChatSchema
 from sa_llm._persisted import attachments as _attachments
@@ -162,6 +164,13 @@ _HISTORY_COLUMNS = (
 )
 
 
+#: The history columns read as the driver returns them and converted only where needed: a JSON
+#: value only when it is not NULL (most rows have none), ``updated_at`` only for the newest
+#: (the fingerprint needs no other). On SQLite the conversions are Python calls per row: a
+#: regular-expression parse per datetime, two calls per JSON value, NULL or not.
+_LATE_COLUMNS = ("content_raw", "thinking_raw", "updated_at")
+
+
 @dataclass(frozen=True)
 class _HistoryQueries:
     """The history SELECTs of one chat schema, built once (the chat id is a parameter)."""
@@ -174,6 +183,23 @@ class _HistoryQueries:
     fingerprint: Any = None  # count(*), max(updated_at); None without an updated_at column
     present: frozenset[str] = frozenset()  # the history columns the message table has
     server_set: frozenset[str] = frozenset()  # ... whose value the database may set itself
+    #: the types of :data:`_LATE_COLUMNS` (``None``: absent), whose conversions the rows skip
+    late_types: tuple[Any, ...] = (None, None, None)
+    #: dialect -> the result conversions of ``late_types`` (``None``: the driver's value is it)
+    converters: weakref.WeakKeyDictionary[Dialect, tuple[Any, ...]] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+
+    def late(self, dialect: Dialect) -> tuple[Any, ...]:
+        """The conversions of the late columns' values on ``dialect`` (as a result would run)."""
+        found = self.converters.get(dialect)
+        if found is None:
+            found = tuple(
+                None if kind is None else kind.dialect_impl(dialect).result_processor(dialect, None)
+                for kind in self.late_types
+            )
+            self.converters[dialect] = found
+        return found
 
 
 #: chat class -> its history queries (weak: classes made in tests come and go).
@@ -195,7 +221,11 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
 
     # A fixed column layout (absent optional columns read as NULL), so rows unpack by position.
     def column(name: str) -> Any:
-        return m[name].label(name) if name in m else null().label(name)
+        if name not in m:
+            return null().label(name)
+        if name in _LATE_COLUMNS:  # the driver's value: converted by the reader when needed
+            return type_coerce(m[name], NullType()).label(name)
+        return m[name].label(name)
 
     columns: list[Any] = [column(name) for name in _HISTORY_COLUMNS]
     columns.append(parent.c[tc["tool_call_id"].key].label("parent_call_id"))
@@ -248,9 +278,11 @@ def _queries(schema: ChatSchema) -> _HistoryQueries:
         for name in present
         if m[name].server_default is not None or m[name].server_onupdate is not None
     )
+    late_types = tuple(m[name].type if name in m else None for name in _LATE_COLUMNS)
     built = _HistoryQueries(
-        schema, query, calls, has_signature, attachments, fingerprint, present, server_set
-    )
+        schema, query, calls, has_signature, attachments, fingerprint, present, server_set,
+        late_types,
+    )  # fmt: skip
     _QUERIES[schema.chat_cls] = built
     return built
 
@@ -308,7 +340,10 @@ def read_history(
     results: dict[Any, dict[str, Message]] = {}  # asking message -> call id -> its result
     no_calls: tuple[ToolCall, ...] = ()
     rows = 0
-    last_updated: Any = None
+    # The newest updated_at as the driver returns it; on SQLite that is the stored text, which
+    # the fingerprint's max() compares too. Only it is converted, after the loop.
+    newest: Any = None
+    raw_value, thinking_value, updated_value = queries.late(connection.dialect)
     for (
         pk, role, status, content, raw, tokens_in, tokens_out, cached, cache_creation,
         thinking_text, thinking_signature, thinking_tokens, thinking_raw, updated_at,
@@ -316,8 +351,12 @@ def read_history(
     ) in connection.execute(queries.messages, params).all():  # fmt: skip
         # This loop is the cost of a long history: positional unpacking, no per-row lookups.
         rows += 1
-        if updated_at is not None and (last_updated is None or updated_at > last_updated):
-            last_updated = updated_at
+        if updated_at is not None and (newest is None or updated_at > newest):
+            newest = updated_at
+        if raw is not None and raw_value is not None:
+            raw = raw_value(raw)
+        if thinking_raw is not None and thinking_value is not None:
+            thinking_raw = thinking_value(thinking_raw)
         calls = collected.get(pk)
         if role == "assistant":
             if status not in _SENT or (not calls and not content and _blank(raw)):
@@ -337,13 +376,9 @@ def read_history(
             others.append((pk, message))
     # A round parked for approval: calls with an approval state, not all answered yet.
     parked = any(not all(c.id in results.get(pk, {}) for c in collected[pk]) for pk in decided)
-    return History(
-        system + _paired(others, results),
-        rows,
-        _naive_utc(last_updated),
-        bool(files),
-        parked,
-    )
+    if newest is not None and updated_value is not None:
+        newest = updated_value(newest)
+    return History(system + _paired(others, results), rows, _naive_utc(newest), bool(files), parked)
 
 
 def read_message(session: Session, schema: ChatSchema, chat_id: Any, pk: Any) -> Message | None:
@@ -353,18 +388,26 @@ def read_message(session: Session, schema: ChatSchema, chat_id: Any, pk: Any) ->
     m = schema.message_mapper.c
     tc = sa_inspect(schema.tool_call_cls).c
     params = {"sa_llm_chat_id": chat_id}
-    row = session.execute(queries.messages.where(m["id"] == pk), params).first()
+    connection = session.connection(bind_arguments={"mapper": schema.message_mapper})
+    row = connection.execute(queries.messages.where(m["id"] == pk), params).first()
     if row is None:
         return None
     calls = tuple(
         tool_call_from_columns(c[1], c[2], c[3], c[4] if queries.has_signature else None)
-        for c in session.execute(queries.calls.where(tc[schema.tool_call_message_fk] == pk), params)
+        for c in connection.execute(
+            queries.calls.where(tc[schema.tool_call_message_fk] == pk), params
+        )
     )
     (
         pk, role, _status, content, raw, tokens_in, tokens_out, cached, cache_creation,
         thinking_text, thinking_signature, thinking_tokens, thinking_raw, _updated_at,
         parent_call_id, _parent_message_id, model_name,
     ) = row  # fmt: skip
+    raw_value, thinking_value, _ = queries.late(connection.dialect)
+    if raw is not None and raw_value is not None:
+        raw = raw_value(raw)
+    if thinking_raw is not None and thinking_value is not None:
+        thinking_raw = thinking_value(thinking_raw)
     return message_from_columns(
         pk, role, content, raw, tokens_in, tokens_out, cached, cache_creation, thinking_text,
         thinking_signature, thinking_tokens, parent_call_id, model_name, calls, {}, thinking_raw,
