@@ -160,12 +160,37 @@ async def raw_viewer(url: str, got: list[tuple[float, int]], ready: asyncio.Even
                     got.append((time.time() * 1000, data["offset"] + len(data["text"])))
 
 
-def measure_viewers(app: Any, viewers: int, browser: Any, replies: int = 3) -> list[float]:
-    """Latencies (ms) of every delta of every viewer over ``replies`` replies."""
+#: How long the app took to answer each form POST (a new chat, a new message), ms: the user's
+#: message is written before the answer, the turn runs after it.
+POSTS_MS: list[float] = []
+#: A generous bound on one POST: the bench reports how long the answers took, it does not fail
+#: on a slow one (httpx's default of 5 s made a whole run fail once, on a loaded machine).
+POST_TIMEOUT = 60.0
+
+
+def post_message(url: str) -> None:
+    """Send "go" through the chat's message form, timed."""
     import httpx
 
+    start = time.perf_counter()
+    response = httpx.post(url, data={"content": "go"}, timeout=POST_TIMEOUT)
+    POSTS_MS.append((time.perf_counter() - start) * 1000)
+    if response.is_error:  # the form answers 303 See Other
+        response.raise_for_status()
+
+
+def new_chat(app: Any, prompt: str) -> str:
+    """A chat made through the app's form (timed); its page's URL."""
+    start = time.perf_counter()
+    url: str = app.new_chat(prompt, timeout=POST_TIMEOUT)
+    POSTS_MS.append((time.perf_counter() - start) * 1000)
+    return url
+
+
+def measure_viewers(app: Any, viewers: int, browser: Any, replies: int = 3) -> list[float]:
+    """Latencies (ms) of every delta of every viewer over ``replies`` replies."""
     base_turn, base_view = app.urls[0], app.urls[-1]
-    chat_url = app.new_chat("warm up")
+    chat_url = new_chat(app, "warm up")
     chat_path = chat_url.removeprefix(base_turn)
     time.sleep(1.5)
     found: list[float] = []
@@ -180,7 +205,7 @@ def measure_viewers(app: Any, viewers: int, browser: Any, replies: int = 3) -> l
                 page.goto(base_view + chat_path)
                 page.wait_for_function("() => window.saLlmChat && window.saLlmChat.applied")
             time.sleep(0.5)
-            httpx.post(base_turn + chat_path + "/messages", data={"content": "go"})
+            post_message(base_turn + chat_path + "/messages")
             pages[0].wait_for_function(
                 "(n) => document.querySelectorAll('article.assistant .markdown').length >= n",
                 arg=round_index + 2,  # the warm-up's reply, the earlier rounds', this one
@@ -213,8 +238,12 @@ async def raw_round(
         for i in range(viewers)
     ]
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 60)
-    async with httpx.AsyncClient() as client:
-        await client.post(turn_url + "/messages", data={"content": "go"})
+    async with httpx.AsyncClient(timeout=POST_TIMEOUT) as client:
+        start = time.perf_counter()
+        response = await client.post(turn_url + "/messages", data={"content": "go"})
+        POSTS_MS.append((time.perf_counter() - start) * 1000)
+        if response.is_error:  # the form answers 303 See Other
+            response.raise_for_status()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         exchanges = app.provider.exchanges
@@ -296,6 +325,7 @@ def payload(
             for setup, viewers, kind, values in latency
         ],
         "memory_kib_per_stream": memory_kib,
+        "post_ms": [round(v, 2) for v in POSTS_MS],
     }
 
 
@@ -339,6 +369,11 @@ def main() -> None:
                            f"{median:.0f} | {p95:.0f} | {max(values):.0f} |")  # fmt: skip
             else:
                 out.append(f"| {label} | {viewers} {kind} | 0 | - | - | - |")
+    if POSTS_MS:
+        out += ["", f"The app answered the {len(POSTS_MS)} form POSTs of these rows (a new chat, "
+                f"a new message; with the viewers connected) in {statistics.median(POSTS_MS):.0f} "
+                f"ms (median), {pct(POSTS_MS, 0.95):.0f} ms (p95), {max(POSTS_MS):.0f} ms "
+                "(max)."]  # fmt: skip
     memory = MEMORY.get("kib")
     out += ["", "### Memory per open event stream", ""]
     if memory is not None:
@@ -412,7 +447,7 @@ def latency_runs(pg: str | None) -> Any:
                             )
                     rows.append((100, "raw SSE clients", measure_viewers(app, 100, None)))
                     if processes == 1:
-                        idle = app.new_chat("warm up") + "/events"
+                        idle = new_chat(app, "warm up") + "/events"
                         time.sleep(1.5)
                         pid = uvicorn_pid(app)
                         MEMORY["kib"] = in_thread(hold_streams(idle, 100, pid))

@@ -86,10 +86,13 @@ class ChatApp:
     def url(self) -> str:
         return self.urls[0]
 
-    def new_chat(self, prompt: str, base: str | None = None) -> str:
+    def new_chat(self, prompt: str, base: str | None = None, timeout: float = 5.0) -> str:
         """Create a chat through the app's form; its page's URL."""
         response = httpx.post(
-            f"{base or self.url}/chats", data={"prompt": prompt}, follow_redirects=False
+            f"{base or self.url}/chats",
+            data={"prompt": prompt},
+            follow_redirects=False,
+            timeout=timeout,
         )
         assert response.status_code == 303, response.text
         return f"{base or self.url}{response.headers['location']}"
