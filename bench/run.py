@@ -153,8 +153,19 @@ def section(outcome: Outcome) -> list[str]:
     lines += [f"**Failed: {status}** (a target missed, or an error).", ""]
     if outcome.stdout.strip():
         lines += [outcome.stdout.strip(), ""]
-    tail = "\n".join(outcome.stderr.strip().splitlines()[-20:])
+    tail = "\n".join(error_tail(outcome.stderr))
     return [*lines, "```", tail, "```", ""] if tail else lines
+
+
+def error_tail(stderr: str, limit: int = 80) -> list[str]:
+    """What a failed benchmark's report keeps of its stderr: its last traceback whole (the
+    benchmark's own frames tell where it failed; a library's frames alone do not), at most
+    ``limit`` lines from its end; without a traceback, the last 20 lines."""
+    lines = stderr.strip().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call")]
+    if not starts:
+        return lines[-20:]
+    return lines[max(starts[-1], len(lines) - limit) :]
 
 
 def draw_plots() -> bool:

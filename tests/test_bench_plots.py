@@ -501,6 +501,29 @@ def test_the_runner_has_every_benchmark_write_its_results() -> None:
         assert run.takes(script, "--no-write"), script.name
 
 
+def test_a_failed_benchmark_keeps_its_own_frames_in_the_report() -> None:
+    """A traceback deeper than a screen still shows where in the benchmark it failed."""
+    run = load("run", "bench_run")
+    library = [f'  File "/site-packages/httpx/_client.py", line {n}, in send' for n in range(40)]
+    stderr = "\n".join(
+        [
+            "warming up",
+            "Traceback (most recent call last):",
+            '  File "/repo/bench/bench_ui.py", line 206, in measure_viewers',
+            *library,
+            "httpx.ReadTimeout: timed out",
+        ]
+    )
+    outcome = run.Outcome("bench_ui.py", 1.0, 1, "", stderr)
+    report = "\n".join(run.section(outcome))
+    assert "**Failed: exit status 1**" in report
+    assert 'bench/bench_ui.py", line 206, in measure_viewers' in report
+    assert report.rstrip().endswith("httpx.ReadTimeout: timed out\n```")
+    assert "warming up" not in report  # what came before the traceback
+    quiet = run.Outcome("bench_x.py", 1.0, 2, "", "\n".join(f"line {n}" for n in range(30)))
+    assert "line 9\n" not in "\n".join(run.section(quiet))  # no traceback: the last 20 lines
+
+
 #: benchmark -> (its tiny mode, the modules it needs beyond the test dependencies)
 TINY = {
     "sse": (["--events", "60", "--repeats", "2"], ("openai", "httpx2")),
