@@ -173,7 +173,11 @@ def post_message(url: str) -> None:
     import httpx
 
     start = time.perf_counter()
-    response = httpx.post(url, data={"content": "go"}, timeout=POST_TIMEOUT)
+    answered(start, httpx.post(url, data={"content": "go"}, timeout=POST_TIMEOUT))
+
+
+def answered(start: float, response: Any) -> None:
+    """Note how long a form POST sent at ``start`` took; raise if the app refused it."""
     POSTS_MS.append((time.perf_counter() - start) * 1000)
     if response.is_error:  # the form answers 303 See Other
         response.raise_for_status()
@@ -240,10 +244,7 @@ async def raw_round(
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 60)
     async with httpx.AsyncClient(timeout=POST_TIMEOUT) as client:
         start = time.perf_counter()
-        response = await client.post(turn_url + "/messages", data={"content": "go"})
-        POSTS_MS.append((time.perf_counter() - start) * 1000)
-        if response.is_error:  # the form answers 303 See Other
-            response.raise_for_status()
+        answered(start, await client.post(turn_url + "/messages", data={"content": "go"}))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         exchanges = app.provider.exchanges

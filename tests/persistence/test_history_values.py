@@ -95,8 +95,7 @@ async def test_a_rebuilt_history_is_reused_while_the_rows_are_unchanged(
         connection.execute(update(table).where(table.c.role == "user").values(updated_at=LATER))
     chat.expire_history()
     await world.call(chat.ask, "second")  # rebuilds: the rows are read
-    engine = world.async_engine.sync_engine if world.async_engine else world.sync_engine
-    counter = StatementCounter(engine)
+    counter = StatementCounter(world.sync_engine_for_async())
     try:
         await world.call(chat.ask, "third")
     finally:
