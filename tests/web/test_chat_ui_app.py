@@ -8,6 +8,7 @@ with ``chat:Conversation message:ChatMessage model:AIModel`` and served by uvico
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -251,3 +252,21 @@ async def test_open_streams_hold_no_database_connection(served: ChatApp) -> None
         finally:
             for stream in streams:
                 await stream.__aexit__(None, None, None)
+
+
+def test_a_reader_holding_the_sqlite_file_does_not_block_a_posted_message(
+    served: ChatApp,
+) -> None:
+    """The app opens SQLite in WAL mode: a read transaction held open elsewhere (as a page's
+    event stream holds one while it reads) does not keep a new chat and its message out."""
+    reader = sqlite3.connect(served.root / "app.sqlite3", isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a read lock, held
+        url = served.new_chat("Hello while another connection reads")
+        assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    kinds = [e["kind"] for e in events(f"{url}/events", after="0")]
+    assert kinds[0] == "message.created" and kinds[-1] == "turn.ended"

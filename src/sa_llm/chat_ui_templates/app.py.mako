@@ -53,6 +53,7 @@ from sa_llm.web import (
     last_turn_end,
     load_views,
     parse_cursor,
+    share_sqlite,
     tool_call_partials,
 )
 from ${models_name} import ${", ".join(sorted([Chat, s.message.class_name, Model], key=str.lower))}
@@ -61,6 +62,7 @@ ASSETS = Path(__file__).resolve().parent / ${q(assets)}
 DATABASE_URL = os.environ.get("SA_LLM_DATABASE_URL", "sqlite:///app.sqlite3")
 
 engine = create_async_engine(async_database_url(DATABASE_URL))
+share_sqlite(engine)  # SQLite: WAL, so the pages' streams never hold a reply's writes back
 Session = async_sessionmaker(engine, expire_on_commit=False)
 templates = Jinja2Templates(directory=ASSETS / "templates")
 templates.env.globals["tool_call_partials"] = tool_call_partials

@@ -16,7 +16,7 @@ routes. The page ``docs/chat-ui.md`` describes the whole.
 from __future__ import annotations
 
 from sa_llm.web.csrf import OriginCheck
-from sa_llm.web.db import async_database_url
+from sa_llm.web.db import async_database_url, share_sqlite
 from sa_llm.web.markdown import MARKDOWN_AVAILABLE, render_markdown
 from sa_llm.web.runner import InProcessRunner, TurnRunner, answer_chat, needs_reply
 from sa_llm.web.sse import HEADERS, frame, parse_cursor
@@ -42,5 +42,6 @@ __all__ = [
     "needs_reply",
     "parse_cursor",
     "render_markdown",
+    "share_sqlite",
     "tool_call_partials",
 ]
