@@ -4,13 +4,14 @@ The rebuild reads ``content_raw``, ``thinking_raw`` and ``updated_at`` as the dr
 and converts them itself, only where it needs to (a JSON value that is not NULL, the newest
 ``updated_at``). These tests check that the result is what the engine's own conversion gives:
 with a custom ``json_deserializer`` on the engine, and for the fingerprint a later turn compares
-(a rebuilt history is reused when the rows have not changed, with one SELECT).
+(a rebuilt history is reused when the rows have not changed, with one SELECT). On PostgreSQL
+both also run over asyncpg, which decodes JSON in the driver.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,7 +19,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from persisted import StatementCounter, World, new_chat
+import sa_llm
+from persisted import StatementCounter, World, close_world, default_models, new_chat
 from sa_llm.testing import FakeLLM, fake_llm
 from sa_llm.types import RawContent
 
@@ -61,9 +63,48 @@ def stored_json(world: World) -> list[tuple[Any, Any]]:
         return [tuple(row) for row in session.execute(query)]
 
 
+@pytest.fixture
+async def asyncpg_world(db_url: str) -> AsyncIterator[World]:
+    """The default models over asyncpg (the ``world`` fixture's async driver is psycopg), with
+    the same JSON decoder on the engine. asyncpg decodes JSON itself, with the decoder
+    SQLAlchemy registers on its connections, so no result processor runs for these columns."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from conftest import engine_arguments
+
+    if make_url(db_url).get_backend_name() != "postgresql":
+        pytest.skip("asyncpg is a PostgreSQL driver")
+    models = default_models()
+    sync_engine = create_engine(db_url, json_deserializer=tagged_loads)
+    models["Base"].metadata.create_all(sync_engine)
+    url, connect_args = engine_arguments(make_url(db_url).set(drivername="postgresql+asyncpg"))
+    engine = create_async_engine(url, connect_args=connect_args, json_deserializer=tagged_loads)
+    session = AsyncSession(engine, expire_on_commit=False)
+    world = World("async", sync_engine, engine, models, session)
+    sa_llm.configure(max_retries=0)
+    try:
+        yield world
+    finally:
+        sa_llm.reset_config()
+        await close_world(world)
+
+
 async def test_json_columns_are_decoded_as_the_engine_decodes_them(
     world: World, fake: FakeLLM
 ) -> None:
+    await check_json_decoding(world, fake)
+
+
+@pytest.mark.postgres
+async def test_json_columns_over_asyncpg_are_decoded_as_the_engine_decodes_them(
+    asyncpg_world: World, fake: FakeLLM
+) -> None:
+    await check_json_decoding(asyncpg_world, fake)
+
+
+async def check_json_decoding(world: World, fake: FakeLLM) -> None:
     chat = await new_chat(world)
     fake.reply("plain")
     await world.call(chat.ask, RawContent(BLOCKS))
@@ -85,6 +126,17 @@ async def test_json_columns_are_decoded_as_the_engine_decodes_them(
 async def test_a_rebuilt_history_is_reused_while_the_rows_are_unchanged(
     world: World, fake: FakeLLM
 ) -> None:
+    await check_reuse_after_rebuild(world, fake)
+
+
+@pytest.mark.postgres
+async def test_a_rebuilt_history_over_asyncpg_is_reused_while_the_rows_are_unchanged(
+    asyncpg_world: World, fake: FakeLLM
+) -> None:
+    await check_reuse_after_rebuild(asyncpg_world, fake)
+
+
+async def check_reuse_after_rebuild(world: World, fake: FakeLLM) -> None:
     chat = await new_chat(world)
     fake.reply("one").reply("two").reply("three")
     await world.call(chat.ask, "first")

@@ -10,7 +10,7 @@ import json
 from typing import Annotated, Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 import sa_llm
 from persisted import StatementCounter, World, close_world, default_models, make_world, new_chat
@@ -531,6 +531,38 @@ async def test_chat_row_stays_readable_after_an_async_turn(async_db_url: str, db
     finally:
         await engine.dispose()
         await close_world(sync_world)
+
+
+def test_a_step_commit_expires_the_other_rows_and_keeps_its_own(
+    db_url: str, async_db_url: str, engine: Engine
+) -> None:
+    """With ``expire_on_commit`` (the default) a turn's commit expires every other row of the
+    session, as a plain commit does (a change made elsewhere is read again), and leaves the
+    chat row loaded."""
+    import asyncio
+
+    from sqlalchemy import inspect, update
+    from sqlalchemy.orm import Session
+
+    models = default_models()
+    world = make_world("sync", db_url, async_db_url, models)
+    Chat = models["Chat"]
+    try:
+        with fake_llm(echo=False) as fake, Session(engine) as session:
+            fake.reply("ok")
+            other = Chat(model="fake-model", provider="fake", title="before")
+            chat = Chat(model="fake-model", provider="fake", title="kept")
+            session.add_all([other, chat])
+            session.commit()
+            assert (other.title, chat.title) == ("before", "kept")  # loaded again
+            with engine.begin() as conn:
+                conn.execute(update(Chat).where(Chat.id == other.id).values(title="after"))
+            chat.ask("hi")
+            assert "title" in inspect(chat).dict
+            assert "title" not in inspect(other).dict  # expired by the turn's commit
+            assert other.title == "after"
+    finally:
+        asyncio.run(close_world(world))
 
 
 async def test_abandoned_async_stream_is_cleaned_up(db_url: str, async_db_url: str) -> None:
