@@ -16,7 +16,9 @@ strategy (``PersistenceStrategy``, commit at each step) issues for a turn:
 * a streamed ``ask``: the empty assistant row in its own commit **when the stream opens**
   (status and headers in, before its first event is read), the UPDATE and release in a third;
 * a tool round: the call's UPDATE with its ``tool_calls`` INSERT, the tool result's empty row,
-  its UPDATE into a ``tool`` message, then the next reply's empty row, each committed.
+  its UPDATE into a ``tool`` message, then the next reply's empty row, each committed;
+* a new chat: sa_llm's lookup of its model's row (``Chat(model=...)`` reads it whole, so the
+  first turn needs no step of its own), then the chat's INSERT, in one commit.
 
 ``bench_peers.py`` checks that this holds: a parity run captures both systems' statements with
 a ``before_cursor_execute`` listener and fails loudly when the text of any statement or the
@@ -66,8 +68,23 @@ from peers.common import (
 from peers.sa_llm_peer import CHATS, MESSAGES, TOOL_CALLS, Base, Model, SaLLMSync, seed_rows
 from peers.transports import DEFAULT_LIMITS as LIMITS
 from peers.transports import async_client
+from sa_llm.registry_table import INFO_ATTRIBUTES
 
 MODELS = cast(Table, Model.__table__)
+#: sa_llm's lookup of a new chat's model (``registry_table.find_model``): the row's key and
+#: the columns of its ``ModelInfo``, by model id, at most two rows (an ambiguous id is none).
+MODEL_LOOKUP = (
+    select(
+        MODELS.c.id,
+        *(
+            prop.columns[0]
+            for name in INFO_ATTRIBUTES
+            if (prop := Model.__mapper__.column_attrs.get(name)) is not None
+        ),
+    )
+    .where(MODELS.c.model_id == bindparam("model"))
+    .limit(2)
+)
 
 TOOLS = [
     {
@@ -636,6 +653,9 @@ class Baseline(SaLLMSync):
         super().close()
 
     def _new_chat_row(self, conn: Connection, key: str) -> int:
+        # sa_llm's Chat(model=...) finds the model's row (read whole) before the INSERT.
+        found = conn.execute(MODEL_LOOKUP, {"model": MODEL}).all()
+        assert [row[0] for row in found] == [self.model_row]
         row = {"title": key, "model_id": self.model_row}
         return _pk(conn.execute(insert(CHATS), row))
 

@@ -88,7 +88,7 @@ from sa_llm._records.chat import ChatMethods, _runtime
 from sa_llm._records.rows import AttachmentMethods, MessageMethods, ModelMethods, ToolCallMethods
 from sa_llm.errors import ConfigurationError
 from sa_llm.mixins import link_foreign_keys
-from sa_llm.registry_table import find_model_key, model_row_key
+from sa_llm.registry_table import find_model, model_row_key
 
 __all__ = [
     "acts_as_attachment",
@@ -349,9 +349,14 @@ def _resolve_pending_model(mapper: Mapper[Any], connection: Any, target: Any) ->
         model = config.default_model
     # Your table first: it may hold models the bundled registry does not (loaded, refreshed or
     # assumed earlier); then the bundled registry, creating the row from its facts.
-    key = find_model_key(connection, schema.model_cls, model, runtime.pending_provider)
+    # The row found is read whole, so the chat's first turn need not load it again.
+    found = find_model(connection, schema.model_cls, model, runtime.pending_provider)
     resolved = None
-    if key is None:
+    if found is not None:
+        key, found_info = found
+        if found_info is not None:
+            resolved = (key, found_info)
+    else:
         config = runtime.context.config if runtime.context is not None else get_config()
         info = resolve_model(model, runtime.pending_provider, runtime.assume_model_exists, config)
         key = model_row_key(connection, schema.model_cls, info)

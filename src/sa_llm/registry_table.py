@@ -37,10 +37,11 @@ from sa_llm.errors import ConfigurationError
 from sa_llm.registry import ModelInfo
 
 __all__ = [
-    "find_model_key",
+    "find_model",
     "import_model_class",
     "load_models",
     "load_models_url",
+    "model_info_from",
     "model_row_key",
     "resolve_model_row",
     "row_values",
@@ -229,20 +230,74 @@ def model_row_key(connection: Connection, model_cls: type[Any], info: ModelInfo)
         return connection.execute(query).scalar_one()
 
 
-def find_model_key(
+#: The registry row's attributes a :class:`ModelInfo` is made of (those the table maps).
+INFO_ATTRIBUTES = (
+    "model_id",
+    "name",
+    "provider",
+    "family",
+    "context_window",
+    "max_output_tokens",
+    "knowledge_cutoff",
+    "modalities",
+    "capabilities",
+    "pricing",
+    "model_created_at",
+    "model_metadata",
+)
+
+
+def model_info_from(get: Callable[[str], Any]) -> ModelInfo:
+    """The :class:`ModelInfo` of a registry row whose attribute ``name`` is ``get(name)``
+    (``None`` for an attribute the table does not have); the inverse of :func:`row_values`."""
+    model_id = get("model_id")
+    modalities = get("modalities") or {}
+    created = get("model_created_at")
+    return registry.ModelInfo(
+        id=model_id,
+        name=get("name") or model_id,
+        provider=get("provider"),
+        family=get("family"),
+        context_window=get("context_window"),
+        max_output_tokens=get("max_output_tokens"),
+        knowledge_cutoff=get("knowledge_cutoff"),
+        input_modalities=tuple(modalities.get("input", ())),
+        output_modalities=tuple(modalities.get("output", ())),
+        capabilities=frozenset(get("capabilities") or ()),
+        pricing=dict(get("pricing") or {}),
+        created_at=created.isoformat() if created is not None else None,
+        metadata=dict(get("model_metadata") or {}),
+    )
+
+
+def find_model(
     connection: Connection, model_cls: type[Any], model: str, provider: str | None
-) -> Any:
-    """The key of the registry row with exactly this model id (and provider), if one exists.
+) -> tuple[Any, ModelInfo | None] | None:
+    """The key of the registry row with exactly this model id (and provider), if one exists,
+    with the row as a :class:`ModelInfo` read by the same SELECT (``None`` when the class
+    builds its ``to_llm`` itself).
 
     Without a provider, an id that several providers' rows share is ambiguous: ``None``.
     """
+    from sa_llm._records.rows import ModelMethods
+
     mapper = sa_inspect(model_cls)
     pk = mapper.primary_key[0]
-    query = select(pk).where(mapper.column_attrs["model_id"].columns[0] == model)
+    attrs = mapper.column_attrs
+    default_info = getattr(model_cls, "to_llm", None) is ModelMethods.to_llm
+    names = [name for name in INFO_ATTRIBUTES if name in attrs] if default_info else []
+    query = select(pk, *(attrs[name].columns[0] for name in names))
+    query = query.where(attrs["model_id"].columns[0] == model)
     if provider is not None:
-        query = query.where(mapper.column_attrs["provider"].columns[0] == provider)
-    keys = connection.execute(query.limit(2)).scalars().all()
-    return keys[0] if len(keys) == 1 else None
+        query = query.where(attrs["provider"].columns[0] == provider)
+    rows = connection.execute(query.limit(2)).all()
+    if len(rows) != 1:
+        return None
+    row = rows[0]
+    if not default_info:
+        return row[0], None
+    values = dict(zip(names, row[1:], strict=True))
+    return row[0], model_info_from(values.get)
 
 
 def _find_model_row(

@@ -581,6 +581,66 @@ async def test_abandoned_async_stream_is_cleaned_up(db_url: str, async_db_url: s
         await close_world(world)
 
 
+async def test_a_new_chat_on_a_known_model_does_not_read_the_model_row_again(
+    world: World, fake: FakeLLM
+) -> None:
+    """Creating a chat on a model the table holds reads that row whole (one SELECT), so its
+    first turn neither reads it again nor, with its row loaded (``expire_on_commit=False``, as
+    the async world), runs a step of its own before the turn's first statement, the claim."""
+    await new_chat(world)  # writes the model's row
+    chat = await new_chat(world)
+    counter = StatementCounter(world.sync_engine_for_async())
+    try:
+        fake.reply("hi")
+        await world.call(chat.ask, "hello")
+    finally:
+        counter.close()
+    sql = [statement for statement in counter.sql if statement != "BEGIN"]  # SQLite savepoints
+    assert not [statement for statement in sql if "FROM models" in statement]
+    if world.mode == "async":
+        assert sql[0].startswith("UPDATE chats SET turn_token=")
+    else:  # the commit that saved the chat expired it: the turn reads it first
+        assert sql[0].startswith("SELECT chats.")
+        assert sql[1].startswith("UPDATE chats SET turn_token=")
+    assert (await world.call(chat.to_llm)).model_id == "fake-model"
+
+
+def test_a_model_class_with_its_own_to_llm_is_read_through_it(
+    db_url: str, async_db_url: str
+) -> None:
+    """A registry class that builds its ``ModelInfo`` itself is still asked for it on the first
+    turn of a chat created on a row it already holds (the row is loaded for it)."""
+    import asyncio
+    import dataclasses
+
+    from sqlalchemy.orm import DeclarativeBase
+
+    from sa_llm.declarative import acts_as_model
+    from sa_llm.mixins import ModelMixin
+    from sa_llm.registry import ModelInfo
+
+    class Base(DeclarativeBase):
+        pass
+
+    @acts_as_model()
+    class Model(ModelMixin, Base):
+        __tablename__ = "models"
+
+        def to_llm(self) -> ModelInfo:
+            return dataclasses.replace(super().to_llm(), context_window=1234)
+
+    world = make_world("sync", db_url, async_db_url, default_models(base=Base, Model=Model))
+    try:
+        with fake_llm(echo=False) as fake:
+            asyncio.run(new_chat(world))  # writes the model's row
+            chat = asyncio.run(new_chat(world))
+            fake.reply("hi")
+            chat.ask("hello")
+            assert chat.to_llm().model_info.context_window == 1234
+    finally:
+        asyncio.run(close_world(world))
+
+
 async def test_models_only_in_the_table_can_be_chosen(world: World, fake: FakeLLM) -> None:
     """A row loaded into the table (or created earlier) wins over the bundled registry."""
     custom = world.Model(model_id="in-house-model", name="In-house", provider="fake")

@@ -19,7 +19,7 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sa_llm import registry
 from sa_llm.config import get_config
 from sa_llm.content import Attachment
-from sa_llm.registry_table import row_values
+from sa_llm.registry_table import model_info_from, row_values
 from sa_llm.types import Content, Message, RawContent, Thinking, Tokens, ToolCall
 
 if TYPE_CHECKING:
@@ -267,23 +267,7 @@ class ModelMethods:
 
     def to_llm(self) -> ModelInfo:
         """This row as a :class:`~sa_llm.registry.ModelInfo`."""
-        modalities = getattr(self, "modalities", None) or {}
-        created = getattr(self, "model_created_at", None)
-        return registry.ModelInfo(
-            id=self.model_id,
-            name=getattr(self, "name", None) or self.model_id,
-            provider=self.provider,
-            family=getattr(self, "family", None),
-            context_window=getattr(self, "context_window", None),
-            max_output_tokens=getattr(self, "max_output_tokens", None),
-            knowledge_cutoff=getattr(self, "knowledge_cutoff", None),
-            input_modalities=tuple(modalities.get("input", ())),
-            output_modalities=tuple(modalities.get("output", ())),
-            capabilities=frozenset(getattr(self, "capabilities", None) or ()),
-            pricing=dict(getattr(self, "pricing", None) or {}),
-            created_at=created.isoformat() if created is not None else None,
-            metadata=dict(getattr(self, "model_metadata", None) or {}),
-        )
+        return model_info_from(lambda name: getattr(self, name, None))
 
     @classmethod
     def from_llm(cls: type[R], info: ModelInfo) -> R:
