@@ -784,7 +784,8 @@ class Report:
         lines = [
             *header,
             f"asyncpg, each system's default database pool (SQLAlchemy: 5 + 10 overflow); every "
-            f"chat starts new and asks {W6_TURNS} questions. The floor is {W6_TURNS} x "
+            f"chat starts new (sa_llm and the limit look up its model's row, as "
+            f"`Chat(model=...)` does) and asks {W6_TURNS} questions. The floor is {W6_TURNS} x "
             f"{W6_LATENCY * 1000:.0f} ms = {floor:.1f} s. {len(rounds)} rounds, each system and "
             "transport in a fresh process per round (after a small warm-up run in it), sa_llm "
             "and the limit on the same transport next to each other. *vs limit*: per round, the "
@@ -1017,7 +1018,7 @@ class Report:
             "latency except in W6; each runs in its own processes with its defaults (sa_llm, "
             "the Agents SDK and the limit use the Responses API, LangChain and llm Chat "
             "Completions). The limit is sa_llm's default strategy by hand: the same statements "
-            "and commits per turn in SQLAlchemy Core, with httpx and `json` "
+            "and commits per turn (and per new chat) in SQLAlchemy Core, with httpx and `json` "
             "(`bench/peers/baseline.py`). Every system's SQLite file uses the run's journal "
             "mode (the Agents SDK's own switch to WAL is overridden).",
             "",
