@@ -97,13 +97,6 @@ async def test_json_columns_are_decoded_as_the_engine_decodes_them(
     await check_json_decoding(world, fake)
 
 
-@pytest.mark.postgres
-async def test_json_columns_over_asyncpg_are_decoded_as_the_engine_decodes_them(
-    asyncpg_world: World, fake: FakeLLM
-) -> None:
-    await check_json_decoding(asyncpg_world, fake)
-
-
 async def check_json_decoding(world: World, fake: FakeLLM) -> None:
     chat = await new_chat(world)
     fake.reply("plain")
@@ -129,13 +122,6 @@ async def test_a_rebuilt_history_is_reused_while_the_rows_are_unchanged(
     await check_reuse_after_rebuild(world, fake)
 
 
-@pytest.mark.postgres
-async def test_a_rebuilt_history_over_asyncpg_is_reused_while_the_rows_are_unchanged(
-    asyncpg_world: World, fake: FakeLLM
-) -> None:
-    await check_reuse_after_rebuild(asyncpg_world, fake)
-
-
 async def check_reuse_after_rebuild(world: World, fake: FakeLLM) -> None:
     chat = await new_chat(world)
     fake.reply("one").reply("two").reply("three")
@@ -158,3 +144,10 @@ async def check_reuse_after_rebuild(world: World, fake: FakeLLM) -> None:
     assert [m["content"] for m in fake.requests[-1]["messages"]] == [
         "first", "one", "second", "two", "third",
     ]  # fmt: skip
+
+
+@pytest.mark.postgres
+async def test_over_asyncpg_both_hold(asyncpg_world: World, fake: FakeLLM) -> None:
+    """The two checks above on asyncpg, one after the other on one database."""
+    await check_json_decoding(asyncpg_world, fake)
+    await check_reuse_after_rebuild(asyncpg_world, fake)
