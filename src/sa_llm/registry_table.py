@@ -203,6 +203,15 @@ def row_values(model_cls: type[Any], info: ModelInfo) -> dict[str, Any]:
     return table_values
 
 
+def _matching(model_cls: type[Any], model: str, provider: str | None) -> list[Any]:
+    """The criteria of the registry rows with this model id (and provider, when given)."""
+    attrs = sa_inspect(model_cls).column_attrs
+    criteria = [attrs["model_id"].columns[0] == model]
+    if provider is not None:
+        criteria.append(attrs["provider"].columns[0] == provider)
+    return criteria
+
+
 def model_row_key(connection: Connection, model_cls: type[Any], info: ModelInfo) -> Any:
     """The primary key of the registry row for ``info``, inserting the row if missing.
 
@@ -210,11 +219,8 @@ def model_row_key(connection: Connection, model_cls: type[Any], info: ModelInfo)
     session step alike. A concurrent insert of the same model is absorbed by a SAVEPOINT.
     """
     table = model_cls.__table__
-    mapper = sa_inspect(model_cls)
-    pk = mapper.primary_key[0]
-    model_col = mapper.column_attrs["model_id"].columns[0]
-    provider_col = mapper.column_attrs["provider"].columns[0]
-    query = select(pk).where(model_col == info.id, provider_col == info.provider)
+    pk = sa_inspect(model_cls).primary_key[0]
+    query = select(pk).where(*_matching(model_cls, info.id, info.provider))
     found = connection.execute(query).scalar()
     if found is not None:
         return found
@@ -287,10 +293,7 @@ def find_model(
     default_info = getattr(model_cls, "to_llm", None) is ModelMethods.to_llm
     names = [name for name in INFO_ATTRIBUTES if name in attrs] if default_info else []
     query = select(pk, *(attrs[name].columns[0] for name in names))
-    query = query.where(attrs["model_id"].columns[0] == model)
-    if provider is not None:
-        query = query.where(attrs["provider"].columns[0] == provider)
-    rows = connection.execute(query.limit(2)).all()
+    rows = connection.execute(query.where(*_matching(model_cls, model, provider)).limit(2)).all()
     if len(rows) != 1:
         return None
     row = rows[0]
@@ -303,9 +306,7 @@ def find_model(
 def _find_model_row(
     session: Session, model_cls: type[Any], model: str, provider: str | None
 ) -> Any:
-    query = select(model_cls).where(model_cls.model_id == model)
-    if provider is not None:
-        query = query.where(model_cls.provider == provider)
+    query = select(model_cls).where(*_matching(model_cls, model, provider))
     rows = session.scalars(query.limit(2)).all()
     return rows[0] if len(rows) == 1 else None
 
