@@ -36,9 +36,12 @@ Fairness, checked before anything is measured and on every measured run:
   limit next to each other and in alternating order; a ratio is taken per round (sa_llm's time
   over the limit's in that round) and reported as its median, min-max and interquartile range,
   so that a change in the load of the shared machine falls on both sides of a ratio alike. The
-  peers run in the first ``--peer-repeats`` rounds (3 of 5 by default), to keep a full run
-  within its budget. W6 runs in rounds too (the peers in the first ``--w6-peer-repeats``), each
-  transport divided by the limit on the same transport.
+  peers run in the first ``--peer-repeats`` rounds (3 of 11 by default), to keep a full run
+  within its budget. W6 runs in rounds too (5 by default; the peers in the first
+  ``--w6-peer-repeats``), each transport divided by the limit on the same transport. Why 11
+  and 5: with 5 and 3, a ratio within about 10% of its target changed its verdict from one full
+  run to the next on this 2-core machine (docs/benchmarks.md, "run to run"); a core system's
+  round takes seconds, so the extra rounds add minutes to a full run (the peers still run 3).
 * **When.** The load average and the time are read when the run starts, before any work.
 
 Workloads (``bench/peers/workloads.py``): W1 a 50-turn chat (sync; and async for sa_llm and the
@@ -1169,11 +1172,11 @@ def _w6_order(names: list[str], round_: int) -> list[tuple[str, str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds of W1 and W3 chats")
+    parser.add_argument("--repeats", type=int, default=11, help="rounds of W1 and W3 chats")
     parser.add_argument(
         "--peer-repeats", type=int, default=3, help="of those, rounds the peers run in"
     )
-    parser.add_argument("--w6-repeats", type=int, default=3, help="rounds of W6")
+    parser.add_argument("--w6-repeats", type=int, default=5, help="rounds of W6")
     parser.add_argument(
         "--w6-peer-repeats", type=int, default=1, help="of those, rounds the peers run in"
     )

@@ -21,7 +21,7 @@ benchmark gets ``--no-write`` and nothing is drawn.
 Options: ``-k TEXT`` runs only the benchmarks whose file name contains TEXT; ``--no-write``
 leaves the results and the docs alone; ``--journal MODES`` (``delete``, ``wal`` or both,
 comma-separated; default both) is passed to the benchmarks that take it (``bench_peers.py``);
-``--timeout`` is the budget for the whole run (default 1,500 s). Exits non-zero when a
+``--timeout`` is the budget for the whole run (default 2,400 s). Exits non-zero when a
 benchmark fails or runs out of time.
 """
 
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         JOURNAL_FLAG, default=None, help="SQLite journal modes for the peers (default: both)"
     )
-    parser.add_argument("--timeout", type=float, default=1500.0, help="seconds for the run")
+    parser.add_argument("--timeout", type=float, default=2400.0, help="seconds for the run")
     args = parser.parse_args(argv)
     started = datetime.now(timezone.utc)  # with the load average: before any work
     header_lines = machine(started)
