@@ -2,7 +2,7 @@
 
 Run from the repository root with ``python bench/profile_turn.py`` (``--stream`` for W3's
 streamed turns, ``--async`` for W1 on aiosqlite, ``--top N`` for the list's length,
-``--layers`` for the calls by layer). Both
+``--layers`` for the calls by layer, ``--pieces`` for the wall time by piece). Both
 systems run the same 50-turn chats of W1 (``bench/peers/workloads.py``) against the fake server
 in its own process, under ``cProfile``, after a warm-up; then it prints
 
@@ -17,7 +17,19 @@ in its own process, under ``cProfile``, after a warm-up; then it prints
   A call belongs to the innermost function of the system's own code on the stack: sa_llm's
   ``providers/`` is the request layer, ``_persisted/`` and ``persistence.py`` the database
   steps; the limit's functions are sorted by name (``_call`` and what it calls for the reply
-  is the request, its transactions the database).
+  is the request, its transactions the database);
+* with ``--pieces`` (``--rounds N``, 10 by default), where a W1 turn's wall time goes, without a
+  profiler: the two systems' chats alternate round by round (each a fresh chat in this process),
+  and a ``perf_counter`` around the functions both systems reach times the same work on both
+  sides: the model call (HTTP: the request's JSON encoded and sent, the reply's body read; both
+  systems parse the reply in their own code), opening a transaction (the pool's checkout and
+  ``BEGIN``: ``Session.connection`` against ``Engine.connect`` + ``Connection.begin``), each
+  statement (``Connection.execute``), the commit with the connection's return to the pool
+  (``Session.commit`` against the ``engine.begin()`` block's exit and ``Connection.close``).
+  What is left of a turn is the system's own Python (sa_llm: the hooks, the ORM rows, the
+  flow). Each piece is given per turn as the median over the rounds, with the per-round
+  difference between the systems (median [min-max]). The SQLite journal is the benchmark's
+  (``SA_LLM_BENCH_JOURNAL``).
 
 The limit (``bench/peers/baseline.py``) runs sa_llm's statements and commits by hand in Core, so
 the difference is the library's own work: the ORM objects it keeps coherent, the provider codec,
@@ -32,9 +44,13 @@ import asyncio
 import collections
 import cProfile
 import pstats
+import statistics
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,13 +191,135 @@ def _print_layers(stream: bool) -> None:
         print(f"| {label} | {a / turns:,.0f} | {b / turns:,.0f} | {(a - b) / turns:+,.0f} |")
 
 
+#: The pieces of a turn timed on both systems: (label, sa_llm's functions, the limit's).
+PIECES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    # The request's bytes out and the reply's in: sa_llm's attempt builds the request from its
+    # JSON and reads the body; ``Client.post`` does the same for the limit. Both parse the
+    # reply's JSON in their own code (the rest).
+    ("the model call (HTTP)", ("transport:_Attempt.run",), ("httpx:Client.post",)),
+    (
+        "opening a transaction",
+        ("session:Session.connection",),
+        ("engine:Engine.connect", "engine:Connection.begin"),
+    ),
+    ("the statements", ("engine:Connection.execute",), ("engine:Connection.execute",)),
+    (
+        "the commits (and the connection's return)",
+        ("session:Session.commit",),
+        ("util:TransactionalContext.__exit__", "engine:Connection.close"),
+    ),
+)
+
+
+def _owner(ref: str) -> tuple[Any, str]:
+    """The class and attribute a ``module:Class.attr`` reference names."""
+    import httpx
+    import sqlalchemy.engine.base
+    import sqlalchemy.engine.util
+    import sqlalchemy.orm.session
+    from peers import baseline
+
+    import sa_llm.providers._transport
+
+    modules = {
+        "transport": sa_llm.providers._transport,
+        "httpx": httpx,
+        "baseline": baseline,
+        "session": sqlalchemy.orm.session,
+        "engine": sqlalchemy.engine.base,
+        "util": sqlalchemy.engine.util,
+    }
+    module, _, path = ref.partition(":")
+    cls_name, _, attr = path.partition(".")
+    return getattr(modules[module], cls_name), attr
+
+
+@contextmanager
+def _timed(refs: dict[str, str], totals: dict[str, float]) -> Iterator[None]:
+    """Time every call of the functions in ``refs`` (reference -> piece) on this thread into
+    ``totals``; an outer timed call's time includes the inner ones, so pieces must not nest."""
+    thread = threading.get_ident()
+    saved: list[tuple[Any, str, Any]] = []
+
+    def timer(function: Callable[..., Any], piece: str) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != thread:
+                return function(*args, **kwargs)  # the heartbeat's thread
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                totals[piece] += time.perf_counter() - start
+
+        return timed
+
+    try:
+        for ref, piece in refs.items():
+            owner, attr = _owner(ref)
+            original = owner.__dict__[attr]
+            saved.append((owner, attr, original))
+            setattr(owner, attr, timer(original, piece))
+        yield
+    finally:
+        for owner, attr, original in reversed(saved):
+            setattr(owner, attr, original)
+
+
+def _pieces(rounds: int) -> None:
+    """Print where a W1 turn's wall time goes on each system (see the module's doc)."""
+    from peers.common import journal_mode
+
+    systems = ("sa_llm", "baseline")
+    per_round: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
+    with tempfile.TemporaryDirectory() as tmp, bench_peers.ServerProcess() as root:
+        classes = {name: load(name) for name in systems}
+        for name, cls in classes.items():
+            warm_up(cls, Path(tmp), root, name)
+        for round_ in range(rounds):
+            order = systems if round_ % 2 == 0 else systems[::-1]
+            for name in order:
+                side = 1 if name == "sa_llm" else 2
+                refs = {ref: label for label, *names in PIECES for ref in names[side - 1]}
+                totals: dict[str, float] = collections.defaultdict(float)
+                system = _open(classes[name], Path(tmp), root, f"pieces-{name}-{round_}")
+                try:
+                    chat = system.new_chat(f"pieces-{round_}")
+                    with _timed(refs, totals):
+                        found = _turns(system, chat, TURNS)
+                finally:
+                    system.close()
+                row = {label: totals[label] * 1000 / TURNS for label, *_ in PIECES}
+                row["the turn"] = sum(found["turn_ms"]) / TURNS
+                row["the rest: the system's own Python"] = row["the turn"] - sum(
+                    row[label] for label, *_ in PIECES
+                )
+                per_round[name].append(row)
+    labels = ["the turn", *(label for label, *_ in PIECES), "the rest: the system's own Python"]
+    print(f"W1 sync, {journal_mode()} journal: ms per turn, median over {rounds} rounds\n")
+    print("| piece | sa_llm | the limit | sa_llm - limit, per round |")
+    print("| --- | ---: | ---: | ---: |")
+    for label in labels:
+        ours = [row[label] for row in per_round["sa_llm"]]
+        limit = [row[label] for row in per_round["baseline"]]
+        diff = [a - b for a, b in zip(ours, limit, strict=True)]
+        print(
+            f"| {label} | {statistics.median(ours):.3f} | {statistics.median(limit):.3f} "
+            f"| {statistics.median(diff):+.3f} [{min(diff):+.3f} to {max(diff):+.3f}] |"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stream", action="store_true", help="W3: streamed turns")
     parser.add_argument("--async", dest="use_async", action="store_true", help="W1 async")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--layers", action="store_true", help="calls per turn by layer")
+    parser.add_argument("--pieces", action="store_true", help="W1 wall time by piece")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of --pieces")
     args = parser.parse_args(argv)
+    if args.pieces:
+        _pieces(args.rounds)
+        return 0
     if args.layers:
         _print_layers(args.stream)
         return 0
