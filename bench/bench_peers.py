@@ -1118,9 +1118,9 @@ ANALYSIS = [
     "",
     "* **W1, W3.** sa_llm and the limit run the same statements and commits, so the waiting "
     "(the fake server, SQLite's fsync at COMMIT) is the same on both sides and the ratio is "
-    "the library's own CPU: the ORM's unit of work, attribute instrumentation and events on "
-    "each write, building the `Message` values and the flow's layers around each step "
-    "(*CPU ms / turn*).",
+    "the library's own CPU (*CPU ms / turn*): the `Session`'s transaction around each step, "
+    "the strategy's hooks and the ORM rows they write, the lease and history mirrors, and the "
+    "turn's objects and flow (`python bench/profile_turn.py --pieces` times each piece).",
     "* **W3, first chunk.** The empty reply row is written when the stream opens (D8). When "
     "the model's first token comes later than that write takes (*with the gap*) the write "
     "overlaps it; when the first delta arrives with the headers (*no gap*: the fake server "
