@@ -13,7 +13,8 @@ and redraws the plot from it.
 Method. The concurrency workload of ``bench_peers.py`` (W6: 200 new chats x 5 turns at once,
 100 ms of server latency, PostgreSQL through asyncpg) runs sa_llm's ``AsyncSession`` chats on
 each async transport of :mod:`peers.transports` (httpx with sa_llm's default pool limits and
-with others, httpx2's transport, sa_llm's aiohttp backend), one fresh worker process per run
+with others, httpx2's transport behind an adapter, sa_llm's ``http_library="httpx2"`` and its
+aiohttp backend), one fresh worker process per run
 (after a small warm-up run in it), ``--repeats`` rounds with the transports in turn (their order
 reversed every other round). *vs default*: per round, the run's wall time over the default's
 (httpx) in the same round. Then one more run (200 chats x 2 turns) of the default, of httpx2 and
@@ -61,6 +62,7 @@ LABELS = {
     "httpx-unlimited": "httpx, no limits",
     "httpx-50": "httpx, 50 connections, 50 kept alive",
     "httpx2": "httpx2's transport (httpcore2), default limits",
+    "httpx2-library": '`http_library="httpx2"` (sa_llm\'s own httpx2 client)',
     "aiohttp": '`async_http_backend="aiohttp"`',
 }
 #: Packages shown in the profile table, in this order (the rest is summed up as "other").
@@ -82,7 +84,7 @@ SHOWN = (
 
 
 def available(transport: str) -> bool:
-    module = {"httpx2": "httpx2", "aiohttp": "aiohttp"}.get(transport)
+    module = {"httpx2": "httpx2", "httpx2-library": "httpx2", "aiohttp": "aiohttp"}.get(transport)
     return module is None or importlib.util.find_spec(module) is not None
 
 

@@ -41,7 +41,7 @@ from peers.common import (
     tool_turn,
     weather,
 )
-from peers.transports import async_client
+from peers.transports import SETTINGS, async_client
 from sa_llm.declarative import acts_as_chat, acts_as_message, acts_as_model, acts_as_tool_call
 from sa_llm.mixins import ChatMixin, MessageMixin, ModelMixin, ToolCallMixin
 from sa_llm.types import Chunk
@@ -378,9 +378,10 @@ class SaLLMSync(System):
 
     async def aopen(self, url: str, schema: str | None) -> None:
         await self._open_async_engine(url, schema)
-        if self.async_transport == "aiohttp":
-            # The library's own setting (the aiohttp extra).
-            self.async_context = self.context(async_http_backend="aiohttp")
+        setting = SETTINGS.get(self.async_transport)
+        if setting is not None:
+            # The library's own setting (the aiohttp extra, or httpx2 as its HTTP library).
+            self.async_context = self.context(None, None, **setting)
             return
         self.async_client = async_client(self.async_transport)
         # None: sa_llm's default client (httpx, its own pool limits).

@@ -14,6 +14,9 @@ costs from the rest of the turn; each is a client either system can be given::
 * ``httpx-50``: at most 50 connections (requests queue for one);
 * ``httpx2``: httpx2's ``AsyncHTTPTransport`` (its own fork of httpcore) behind an adapter, with
   sa_llm's default limits;
+* ``httpx2-library``: sa_llm's ``http_library="httpx2"`` setting, the switch a user makes: the
+  library builds its own ``httpx2.AsyncClient`` with its default limits (not a client here:
+  see the peers);
 * ``aiohttp``: sa_llm's ``async_http_backend="aiohttp"`` setting (not a client: see the peers).
 """
 
@@ -32,8 +35,14 @@ ASYNC_TRANSPORTS = (
     "httpx-unlimited",
     "httpx-50",
     "httpx2",
+    "httpx2-library",
     "aiohttp",
 )
+#: The transports that are a setting of sa_llm's rather than a client (sa_llm only).
+SETTINGS = {
+    "httpx2-library": {"http_library": "httpx2"},
+    "aiohttp": {"async_http_backend": "aiohttp"},
+}
 
 
 def async_client(transport: str) -> httpx.AsyncClient | None:
