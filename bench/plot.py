@@ -24,6 +24,7 @@ import argparse
 import json
 import statistics
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -1060,6 +1061,66 @@ def draw_usage(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
     return finish(plt, figure, path, "Usage ledger and tracing", data.get("meta"), None)
 
 
+def draw_gap(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
+    """The per-turn gap to the limit: calls per turn by layer (W1, W3; sa_llm next to the
+    limit, stacked by layer), and each piece's per-round difference in ms (sa_llm - limit) per
+    journal mode (hatched: the second)."""
+    layers = data.get("layers") or {}
+    pieces = data.get("pieces") or {}
+    labels = [label for label in data.get("labels") or [] if label != "the turn"]
+    if not layers and not pieces:
+        return None
+    figure, (calls, times) = plt.subplots(
+        1, 2, figsize=(15, 5.2), dpi=100, gridspec_kw={"width_ratios": [1, 1.6]}
+    )
+    shades = ["#6baed6", "#fd8d3c", "#74c476"]
+    names = [("sa_llm", "sa_llm"), ("baseline", "limit")]
+    ticks: list[str] = []
+    legend: dict[str, Any] = {}
+    for w, (workload, systems) in enumerate(sorted(layers.items())):
+        for s_, (name, short) in enumerate(names):
+            counts = systems.get(name) or {}
+            x = w * 2.6 + s_
+            ticks.append(f"{workload.upper()}\n{short}")
+            bottom = 0.0
+            for shade, layer in zip(shades, (k for k in counts if k != "all"), strict=False):
+                bar = calls.bar(x, counts[layer], bottom=bottom, color=shade, edgecolor="black")
+                legend.setdefault(layer, bar)
+                bottom += counts[layer]
+    calls.set_xticks([w * 2.6 + s_ for w in range(len(layers)) for s_ in range(2)], ticks)
+    calls.set_ylabel("Python calls per turn")
+    calls.set_title(
+        f"Calls by layer ({data.get('chats', '?')} chats x {data.get('turns', '?')} turns)"
+    )
+    if legend:
+        calls.legend(list(legend.values()), list(legend), fontsize=8, loc="upper left")
+    headroom(calls)
+    modes = list(pieces)
+    groups, positions, colors, hatches = [], [], [], []
+    for i, label in enumerate(labels):
+        for m, mode in enumerate(modes):
+            per_round = pieces[mode]
+            diff = [
+                a[label] - b[label]
+                for a, b in zip(
+                    per_round.get("sa_llm") or [], per_round.get("baseline") or [], strict=False
+                )
+                if label in a and label in b
+            ]
+            groups.append(diff)
+            positions.append(i + (m - (len(modes) - 1) / 2) * 0.38)
+            colors.append(COLORS["sa_llm"])
+            hatches.append(MODE_HATCH.get(m, ""))
+    boxes(times, groups, positions, colors, width=0.32, hatches=hatches)
+    times.axhline(0.0, **REFERENCE)
+    categories(times, [textwrap.fill(label, 18) for label in labels])
+    times.set_ylabel("sa_llm - limit, ms per turn (per round)")
+    times.set_title("W1: where the extra wall time is, per round (dotted: no difference)")
+    if modes:
+        _mode_legend(times, modes, "upper left")
+    return finish(plt, figure, path, "The per-turn gap to the limit", data.get("meta"), None)
+
+
 def draw_ui(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
     """The chat UI: chunk-to-viewer latency per setup (every delta of every viewer), and the
     events and commits of each streamed reply against their bounds."""
@@ -1259,6 +1320,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[Any, dict[str, Any], Path], Path | Non
     "ui": ("ui", draw_ui),
     "turns": ("turns", draw_turns),
     "restructure": ("restructure", draw_restructure),
+    "gap": ("gap", draw_gap),
 }
 
 

@@ -143,8 +143,10 @@ def _layer_of(name: str, frame: Any) -> str | None:
     return LAYERS[0] if frame.f_code.co_name in _LIMIT_REQUEST else LAYERS[1]
 
 
-def _layers(name: str, root: str, tmp: Path, stream: bool) -> collections.Counter[str]:
-    """Calls per layer of ``name`` over ``CHATS`` chats of W1 (or W3) turns."""
+def _layers(
+    name: str, root: str, tmp: Path, stream: bool, turns: int = TURNS
+) -> collections.Counter[str]:
+    """Calls per layer of ``name`` over ``CHATS`` chats of ``turns`` W1 (or W3) turns."""
     cls = load(name)
     warm_up(cls, tmp, root, name)
     counts: collections.Counter[str] = collections.Counter()
@@ -169,7 +171,7 @@ def _layers(name: str, root: str, tmp: Path, stream: bool) -> collections.Counte
             chat = system.new_chat(f"layers-{index}")
             sys.setprofile(tally)
             try:
-                _turns(system, chat, TURNS, stream=stream)
+                _turns(system, chat, turns, stream=stream)
             finally:
                 sys.setprofile(None)
         finally:
@@ -177,18 +179,37 @@ def _layers(name: str, root: str, tmp: Path, stream: bool) -> collections.Counte
     return counts
 
 
-def _print_layers(stream: bool) -> None:
-    turns = CHATS * TURNS
-    with tempfile.TemporaryDirectory() as tmp, bench_peers.ServerProcess() as root:
-        found = {name: _layers(name, root, Path(tmp), stream) for name in ("sa_llm", "baseline")}
+def layer_counts(
+    root: str, tmp: Path, stream: bool, turns: int = TURNS
+) -> dict[str, dict[str, float]]:
+    """Calls per turn of sa_llm and the limit (``baseline``) by layer, and ``all``."""
+    found: dict[str, dict[str, float]] = {}
+    for name in ("sa_llm", "baseline"):
+        counts = _layers(name, root, tmp, stream, turns)
+        per_turn = {layer: counts[layer] / (CHATS * turns) for layer in LAYERS}
+        found[name] = {**per_turn, "all": sum(counts.values()) / (CHATS * turns)}
+    return found
+
+
+def layers_table(found: dict[str, dict[str, float]], stream: bool, turns: int) -> list[str]:
+    """:func:`layer_counts` as a markdown table, headed by the workload."""
     ours, limit = found["sa_llm"], found["baseline"]
-    print(f"W{'3' if stream else '1'} {'streamed' if stream else 'sync'}, {turns} turns each\n")
-    print("| layer | sa_llm calls / turn | the limit's | extra |\n| --- | --- | --- | --- |")
-    for layer in (*LAYERS, None):
-        a = sum(ours.values()) if layer is None else ours[layer]
-        b = sum(limit.values()) if layer is None else limit[layer]
-        label = "all" if layer is None else layer
-        print(f"| {label} | {a / turns:,.0f} | {b / turns:,.0f} | {(a - b) / turns:+,.0f} |")
+    lines = [
+        f"W{'3' if stream else '1'} {'streamed' if stream else 'sync'}, {CHATS * turns} turns each",
+        "",
+        "| layer | sa_llm calls / turn | the limit's | extra |",
+        "| --- | --- | --- | --- |",
+    ]
+    for layer in (*LAYERS, "all"):
+        a, b = ours[layer], limit[layer]
+        lines.append(f"| {layer} | {a:,.0f} | {b:,.0f} | {a - b:+,.0f} |")
+    return lines
+
+
+def _print_layers(stream: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp, bench_peers.ServerProcess() as root:
+        found = layer_counts(root, Path(tmp), stream)
+    print("\n".join(layers_table(found, stream, TURNS)))
 
 
 #: The pieces of a turn timed on both systems: (label, sa_llm's functions, the limit's).
@@ -265,47 +286,72 @@ def _timed(refs: dict[str, str], totals: dict[str, float]) -> Iterator[None]:
             setattr(owner, attr, original)
 
 
+#: The labels of :func:`piece_rounds`' rows, in the order of the tables.
+PIECE_LABELS = (
+    "the turn",
+    *(label for label, *_ in PIECES),
+    "the rest: the system's own Python",
+)
+
+
+def piece_rounds(
+    root: str, tmp: Path, rounds: int, turns: int = TURNS
+) -> dict[str, list[dict[str, float]]]:
+    """Per system (sa_llm, the limit), per round: ms per W1 turn of each piece (see the module's
+    doc). The systems alternate round by round; the journal is the benchmark's."""
+    systems = ("sa_llm", "baseline")
+    per_round: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
+    classes = {name: load(name) for name in systems}
+    for name, cls in classes.items():
+        warm_up(cls, tmp, root, name)
+    for round_ in range(rounds):
+        order = systems if round_ % 2 == 0 else systems[::-1]
+        for name in order:
+            side = 1 if name == "sa_llm" else 2
+            refs = {ref: label for label, *names in PIECES for ref in names[side - 1]}
+            totals: dict[str, float] = collections.defaultdict(float)
+            run = f"pieces-{name}-{round_}-{time.monotonic_ns()}"
+            system = _open(classes[name], tmp, root, run)
+            try:
+                chat = system.new_chat(run)
+                with _timed(refs, totals):
+                    found = _turns(system, chat, turns)
+            finally:
+                system.close()
+            row = {label: totals[label] * 1000 / turns for label, *_ in PIECES}
+            row["the turn"] = sum(found["turn_ms"]) / turns
+            row[PIECE_LABELS[-1]] = row["the turn"] - sum(row[label] for label, *_ in PIECES)
+            per_round[name].append(row)
+    return per_round
+
+
+def pieces_table(per_round: dict[str, list[dict[str, float]]], journal: str) -> list[str]:
+    """:func:`piece_rounds` as a markdown table: medians, and the per-round difference."""
+    rounds = len(per_round["sa_llm"])
+    lines = [
+        f"W1 sync, {journal} journal: ms per turn, median over {rounds} rounds",
+        "",
+        "| piece | sa_llm | the limit | sa_llm - limit, per round |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label in PIECE_LABELS:
+        ours = [row[label] for row in per_round["sa_llm"]]
+        limit = [row[label] for row in per_round["baseline"]]
+        diff = [a - b for a, b in zip(ours, limit, strict=True)]
+        lines.append(
+            f"| {label} | {statistics.median(ours):.3f} | {statistics.median(limit):.3f} "
+            f"| {statistics.median(diff):+.3f} [{min(diff):+.3f} to {max(diff):+.3f}] |"
+        )
+    return lines
+
+
 def _pieces(rounds: int) -> None:
     """Print where a W1 turn's wall time goes on each system (see the module's doc)."""
     from peers.common import journal_mode
 
-    systems = ("sa_llm", "baseline")
-    per_round: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
     with tempfile.TemporaryDirectory() as tmp, bench_peers.ServerProcess() as root:
-        classes = {name: load(name) for name in systems}
-        for name, cls in classes.items():
-            warm_up(cls, Path(tmp), root, name)
-        for round_ in range(rounds):
-            order = systems if round_ % 2 == 0 else systems[::-1]
-            for name in order:
-                side = 1 if name == "sa_llm" else 2
-                refs = {ref: label for label, *names in PIECES for ref in names[side - 1]}
-                totals: dict[str, float] = collections.defaultdict(float)
-                system = _open(classes[name], Path(tmp), root, f"pieces-{name}-{round_}")
-                try:
-                    chat = system.new_chat(f"pieces-{round_}")
-                    with _timed(refs, totals):
-                        found = _turns(system, chat, TURNS)
-                finally:
-                    system.close()
-                row = {label: totals[label] * 1000 / TURNS for label, *_ in PIECES}
-                row["the turn"] = sum(found["turn_ms"]) / TURNS
-                row["the rest: the system's own Python"] = row["the turn"] - sum(
-                    row[label] for label, *_ in PIECES
-                )
-                per_round[name].append(row)
-    labels = ["the turn", *(label for label, *_ in PIECES), "the rest: the system's own Python"]
-    print(f"W1 sync, {journal_mode()} journal: ms per turn, median over {rounds} rounds\n")
-    print("| piece | sa_llm | the limit | sa_llm - limit, per round |")
-    print("| --- | ---: | ---: | ---: |")
-    for label in labels:
-        ours = [row[label] for row in per_round["sa_llm"]]
-        limit = [row[label] for row in per_round["baseline"]]
-        diff = [a - b for a, b in zip(ours, limit, strict=True)]
-        print(
-            f"| {label} | {statistics.median(ours):.3f} | {statistics.median(limit):.3f} "
-            f"| {statistics.median(diff):+.3f} [{min(diff):+.3f} to {max(diff):+.3f}] |"
-        )
+        per_round = piece_rounds(root, Path(tmp), rounds)
+    print("\n".join(pieces_table(per_round, journal_mode())))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -404,6 +404,37 @@ def synthetic() -> dict[str, dict[str, Any]]:
             {"chunks": 100, "interval_s": 0.05, "duration_s": 1.1, "flushes": 21, "bound": 23}
         ],
     }
+    piece_labels = [
+        "the turn",
+        "the model call (HTTP)",
+        "opening a transaction",
+        "the statements",
+        "the commits (and the connection's return)",
+        "the rest: the system's own Python",
+    ]
+
+    def piece_rows(base: float) -> list[dict[str, float]]:
+        return [{label: base + i * 0.1 + r * 0.01 for i, label in enumerate(piece_labels)}
+                for r in range(3)]  # fmt: skip
+
+    layer_counts = {"request (HTTP, wire format)": 2000.0, "database steps": 1800.0}
+    gap = {
+        "meta": meta("gap"),
+        "turns": 50,
+        "chats": 2,
+        "layers": {
+            workload: {
+                "sa_llm": {**layer_counts, "turn flow": 360.0, "all": 4160.0},
+                "baseline": {**layer_counts, "turn flow": 11.0, "all": 3811.0},
+            }
+            for workload in ("w1", "w3")
+        },
+        "labels": piece_labels,
+        "pieces": {
+            mode: {"sa_llm": piece_rows(1.2), "baseline": piece_rows(1.0)}
+            for mode in ("delete", "wal")
+        },
+    }
     return {
         "peers": peers,
         "transports": transports,
@@ -417,6 +448,7 @@ def synthetic() -> dict[str, dict[str, Any]]:
         "ui": ui,
         "turns": turns,
         "restructure": restructure,
+        "gap": gap,
     }
 
 
@@ -533,6 +565,7 @@ TINY = {
     "persistence": (["--repeats", "1", "--history-repeats", "1"], ()),
     "attachments": (["--size-mib", "1", "--repeats", "1"], ()),
     "usage": (["--rounds", "1", "--turns", "2"], ("opentelemetry.sdk",)),
+    "gap": (["--turns", "3", "--rounds", "2", "--journal", "delete,wal"], ()),
 }
 
 
