@@ -1120,7 +1120,7 @@ ANALYSIS = [
     "(the fake server, SQLite's fsync at COMMIT) is the same on both sides and the ratio is "
     "the library's own CPU (*CPU ms / turn*): the `Session`'s transaction around each step, "
     "the strategy's hooks and the ORM rows they write, the lease and history mirrors, and the "
-    "turn's objects and flow (`python bench/profile_turn.py --pieces` times each piece).",
+    "turn's objects and flow (`python bench/bench_gap.py` times each piece).",
     "* **W3, first chunk.** The empty reply row is written when the stream opens (D8). When "
     "the model's first token comes later than that write takes (*with the gap*) the write "
     "overlaps it; when the first delta arrives with the headers (*no gap*: the fake server "
