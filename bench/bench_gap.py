@@ -42,6 +42,8 @@ from peers.common import JOURNAL_ENV, JOURNAL_MODES  # noqa: E402
 from peers.workloads import TURNS  # noqa: E402
 
 RESULTS = BENCH / "results" / "gap.md"
+#: The workloads whose calls are counted by layer: (name, streamed).
+LAYER_WORKLOADS = (("w1", False), ("w3", True))
 
 
 def measure(turns: int, rounds: int, journals: Sequence[str]) -> dict[str, Any]:
@@ -50,7 +52,7 @@ def measure(turns: int, rounds: int, journals: Sequence[str]) -> dict[str, Any]:
     pieces: dict[str, Any] = {}
     saved = os.environ.get(JOURNAL_ENV)
     with tempfile.TemporaryDirectory() as tmp, bench_peers.ServerProcess() as root:
-        for workload, stream in (("w1", False), ("w3", True)):
+        for workload, stream in LAYER_WORKLOADS:
             print(f"calls by layer: {workload}", file=sys.stderr, flush=True)
             layers[workload] = profile_turn.layer_counts(root, Path(tmp), stream, turns)
         try:
@@ -68,7 +70,7 @@ def measure(turns: int, rounds: int, journals: Sequence[str]) -> dict[str, Any]:
 
 def report(found: dict[str, Any], turns: int) -> list[str]:
     lines: list[str] = []
-    for workload, stream in (("w1", False), ("w3", True)):
+    for workload, stream in LAYER_WORKLOADS:
         lines += [*profile_turn.layers_table(found["layers"][workload], stream, turns), ""]
     for journal, per_round in found["pieces"].items():
         lines += [*profile_turn.pieces_table(per_round, journal), ""]
@@ -77,14 +79,8 @@ def report(found: dict[str, Any], turns: int) -> list[str]:
 
 def rest_difference(found: dict[str, Any], journal: str) -> float:
     """The median per-round difference in the system's own Python (for the summary line)."""
-    per_round = found["pieces"][journal]
-    label = profile_turn.PIECE_LABELS[-1]
-    return float(
-        statistics.median(
-            a[label] - b[label]
-            for a, b in zip(per_round["sa_llm"], per_round["baseline"], strict=True)
-        )
-    )
+    own_python = profile_turn.PIECE_LABELS[-1]
+    return statistics.median(profile_turn.differences(found["pieces"][journal], own_python))
 
 
 def payload(meta: dict[str, Any], found: dict[str, Any], turns: int) -> dict[str, Any]:

@@ -325,6 +325,13 @@ def piece_rounds(
     return per_round
 
 
+def differences(per_round: dict[str, list[dict[str, float]]], label: str) -> list[float]:
+    """sa_llm's ms per turn minus the limit's for the piece ``label``, round by round."""
+    return [
+        a[label] - b[label] for a, b in zip(per_round["sa_llm"], per_round["baseline"], strict=True)
+    ]
+
+
 def pieces_table(per_round: dict[str, list[dict[str, float]]], journal: str) -> list[str]:
     """:func:`piece_rounds` as a markdown table: medians, and the per-round difference."""
     rounds = len(per_round["sa_llm"])
@@ -337,7 +344,7 @@ def pieces_table(per_round: dict[str, list[dict[str, float]]], journal: str) -> 
     for label in PIECE_LABELS:
         ours = [row[label] for row in per_round["sa_llm"]]
         limit = [row[label] for row in per_round["baseline"]]
-        diff = [a - b for a, b in zip(ours, limit, strict=True)]
+        diff = differences(per_round, label)
         lines.append(
             f"| {label} | {statistics.median(ours):.3f} | {statistics.median(limit):.3f} "
             f"| {statistics.median(diff):+.3f} [{min(diff):+.3f} to {max(diff):+.3f}] |"
