@@ -32,11 +32,17 @@ Fairness, checked before anything is measured and on every measured run:
   ``delete`` and ``wal`` by default: sa_llm's, the limit's and the plain chat's W1 and W3 run
   in each; the peers' rounds, W2, W4 and W5 in the first), and each run records the mode its
   own connection reports; a system in another mode fails the run.
-* **Paired ratios.** W1 and W3 run in rounds: one chat of each system per round, sa_llm and the
-  limit next to each other and in alternating order; a ratio is taken per round (sa_llm's time
-  over the limit's in that round) and reported as its median, min-max and interquartile range,
-  so that a change in the load of the shared machine falls on both sides of a ratio alike. The
-  peers run in the first ``--peer-repeats`` rounds (3 of 11 by default), to keep a full run
+* **Paired ratios.** W1 and W3 run in rounds: one chat of each system per round. sa_llm's and
+  the limit's chats run in one process with their turns interleaved (turn 1 of each, then turn
+  2 of each in the other order, ...; which goes first on turn 1 alternates by round), so that a
+  change in the shared machine's load, or in the disk's latency, falls on both sides of a ratio
+  alike, turn by turn; each system's time is the sum of its own turns. (Run one after the other,
+  each in its own process, their per-round ratios spread several times wider: docs/benchmarks.md,
+  "Run to run".) Every other system runs alone, in a
+  process of its own. A ratio is taken per round (sa_llm's time over the limit's in that round)
+  and reported as its median, min-max, interquartile range and the median's interval (see
+  :func:`median_interval`); a target is met or missed by the median, and settled by the run
+  when that interval lies wholly on one side of it. The peers run in the first ``--peer-repeats`` rounds (3 of 11 by default), to keep a full run
   within its budget. W6 runs in rounds too (5 by default; the peers in the first
   ``--w6-peer-repeats``), each transport divided by the limit on the same transport. Why 11
   and 5: with 5 and 3, a ratio within about 10% of its target changed its verdict from one full
@@ -58,6 +64,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -92,8 +99,8 @@ from peers.workloads import (  # noqa: E402
     BenchPlanner,
     build_histories,
     parity_traces,
-    run_chat,
-    run_chat_async,
+    run_chats,
+    run_chats_async,
     run_concurrent,
     run_failure,
     run_tools,
@@ -194,17 +201,31 @@ class ServerProcess:
 # -- worker processes ---------------------------------------------------------------------------
 
 
-def chat_round(name: str, root: str, tmp: Path, round_: int) -> dict[str, Any]:
+def chat_round(names: list[str], root: str, tmp: Path, round_: int) -> dict[str, Any]:
     """One chat of each of W1, W3 and W3 with a first-token gap (and W1 async for sa_llm and
-    the limit), in this process, in the journal mode of the environment."""
-    cls = load(name)
-    warm_up(cls, tmp, root, f"{name}-{round_}-{os.environ.get(JOURNAL_ENV, '')}")
+    the limit) of each system of ``names``, in this process, in the journal mode of the
+    environment; the chats of several systems run their turns interleaved
+    (:func:`~peers.workloads.run_chats`). Keyed by system, each with its ``_system``."""
+    classes = {name: load(name) for name in names}
+    for name, cls in classes.items():
+        warm_up(cls, tmp, root, f"{name}-{round_}-{os.environ.get(JOURNAL_ENV, '')}")
     found: dict[str, Any] = {
-        workload: run_chat(cls, tmp, root, name, workload, 1, first=round_)[0]
-        for workload in ("w1", "w3", "w3g")
+        name: {
+            "_system": {
+                "api": cls.api,
+                "unsupported": dict(cls.unsupported),
+                "chat_only": cls.chat_only,
+            }
+        }
+        for name, cls in classes.items()
     }
-    if name in ASYNC_W1:
-        found["w1a"] = run_chat_async(cls, tmp, root, name, round_)
+    for workload in ("w1", "w3", "w3g"):
+        for name, run in run_chats(classes, tmp, root, workload, round_).items():
+            found[name][workload] = run
+    both = {name: cls for name, cls in classes.items() if name in ASYNC_W1}
+    if both:
+        for name, run in run_chats_async(both, tmp, root, round_).items():
+            found[name]["w1a"] = run
     return found
 
 
@@ -342,9 +363,45 @@ def run_checks(results: dict[str, Any]) -> list[str]:
 # -- statistics and formatting -------------------------------------------------------------------
 
 
+#: The confidence the median's interval aims at (:func:`median_interval`).
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Where the median of the distribution the samples come from lies, with ``confidence``."""
+
+    low: float
+    high: float
+    confidence: float
+
+
+def median_interval(values: Sequence[float], level: float = CONFIDENCE) -> Interval | None:
+    """A confidence interval of the median that assumes nothing about the distribution.
+
+    Of ``n`` independent samples, the ``j``-th smallest and the ``j``-th largest hold the median
+    between them unless ``j`` or more samples fall on the same side of it, so with probability
+    ``1 - 2 P(Binomial(n, 1/2) < j)``. The narrowest such interval whose confidence reaches
+    ``level`` is returned; with too few samples for ``level`` (5 reach 94%), the min-max with its
+    own, lower confidence. ``None`` for fewer than two samples.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    if n < 2:
+        return None
+
+    def confidence(j: int) -> float:
+        return 1 - 2 * sum(math.comb(n, i) for i in range(j)) / (1 << n)
+
+    j = 1
+    while j + 1 <= n // 2 and confidence(j + 1) >= level:
+        j += 1
+    return Interval(ordered[j - 1], ordered[n - j], confidence(j))
+
+
 @dataclass(frozen=True)
 class Spread:
-    """Median, extremes and interquartile range of some samples."""
+    """Median, extremes, interquartile range and the median's interval of some samples."""
 
     median: float
     low: float
@@ -352,6 +409,7 @@ class Spread:
     q1: float
     q3: float
     count: int
+    interval: Interval | None = None
 
 
 def spread(values: Sequence[float | None]) -> Spread | None:
@@ -362,7 +420,48 @@ def spread(values: Sequence[float | None]) -> Spread | None:
         q1 = q3 = present[0]
     else:
         q1, _, q3 = statistics.quantiles(present, n=4, method="inclusive")
-    return Spread(statistics.median(present), present[0], present[-1], q1, q3, len(present))
+    return Spread(
+        statistics.median(present),
+        present[0],
+        present[-1],
+        q1,
+        q3,
+        len(present),
+        median_interval(present),
+    )
+
+
+def fmt_interval(found: Spread | None, digits: int = 2) -> str:
+    """``the median within 1.08-1.47 (99% confidence)``, or ``""`` without an interval."""
+    if found is None or found.interval is None:
+        return ""
+    interval = found.interval
+    return (
+        f"the median within {interval.low:,.{digits}f}-{interval.high:,.{digits}f} "
+        f"({interval.confidence:.0%} confidence)"
+    )
+
+
+def fmt_ratio(found: Spread | None) -> str:
+    """:func:`fmt_spread` of a ratio, with the median's interval."""
+    interval = fmt_interval(found)
+    return fmt_spread(found, unit="x") + (f"; {interval}" if interval else "")
+
+
+def verdict(found: Spread | None, target: float) -> str:
+    """Met or missed by the median (the target's definition), and whether the run settles it:
+    the median's interval lies wholly on one side of the target, or straddles it."""
+    if found is None:
+        return "not measured"
+    met = found.median <= target
+    text = "met" if met else f"**missed** ({found.median / target - 1:.0%} over)"
+    interval = found.interval
+    if interval is None:
+        return f"{text}; one round: not settled"
+    if interval.high <= target or interval.low > target:
+        side = "below" if interval.high <= target else "above"
+        return f"{text}; settled (the median's interval is {side} {target}x)"
+    return f"{text}; **not settled** (the median's interval straddles {target}x)"
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -845,7 +944,6 @@ class Report:
                 and (found := self.paired(mode, name, "w1", "sa_llm")) is not None
             ]
             fastest = min(peers, key=lambda peer: peer[0].median, default=None)
-            met = None if ratio is None else ratio.median <= W1_TARGET
             cpu = self.paired(mode, "sa_llm", "w1", "baseline", "cpu_s")
             peer_text = (
                 f"; the fastest peer ({fastest[1]}) takes {fmt_spread(fastest[0], unit='x')} "
@@ -853,41 +951,30 @@ class Report:
                 if fastest is not None
                 else "; the peers ran in the first journal mode only"
             )
+            status = verdict(ratio, W1_TARGET)
+            if fastest is not None and fastest[0].median <= 1:
+                status = f"**missed** ({fastest[1]} is faster); W1: {status}"
             rows.append(
                 (
                     f"W1 within {W1_TARGET}x of the limit ({mode.upper()} journal), faster than "
                     "every peer",
-                    f"{fmt_spread(ratio, unit='x')} (CPU: {fmt_spread(cpu, unit='x')}){peer_text}",
-                    _status(
-                        met and (fastest is None or fastest[0].median > 1),
-                        f"{ratio.median / W1_TARGET - 1:.0%} over" if ratio else "n/a",
-                    ),
+                    f"{fmt_ratio(ratio)} (CPU: {fmt_ratio(cpu)}){peer_text}",
+                    status,
                 )
             )
-            ratio = self.paired(mode, "sa_llm", "w1a", "baseline")
-            cpu = self.paired(mode, "sa_llm", "w1a", "baseline", "cpu_s")
-            rows.append(
-                (
-                    f"W1 async within {W1_TARGET}x of the async limit ({mode.upper()})",
-                    f"{fmt_spread(ratio, unit='x')} (CPU: {fmt_spread(cpu, unit='x')})",
-                    _status(
-                        None if ratio is None else ratio.median <= W1_TARGET,
-                        f"{ratio.median / W1_TARGET - 1:.0%} over" if ratio else "n/a",
-                    ),
+            for workload, what, target in (
+                ("w1a", f"W1 async within {W1_TARGET}x of the async limit", W1_TARGET),
+                ("w3", f"W3 within {W3_TARGET}x of the limit", W3_TARGET),
+            ):
+                ratio = self.paired(mode, "sa_llm", workload, "baseline")
+                cpu = self.paired(mode, "sa_llm", workload, "baseline", "cpu_s")
+                rows.append(
+                    (
+                        f"{what} ({mode.upper()})",
+                        f"{fmt_ratio(ratio)} (CPU: {fmt_ratio(cpu)})",
+                        verdict(ratio, target),
+                    )
                 )
-            )
-            ratio = self.paired(mode, "sa_llm", "w3", "baseline")
-            cpu = self.paired(mode, "sa_llm", "w3", "baseline", "cpu_s")
-            rows.append(
-                (
-                    f"W3 within {W3_TARGET}x of the limit ({mode.upper()})",
-                    f"{fmt_spread(ratio, unit='x')} (CPU: {fmt_spread(cpu, unit='x')})",
-                    _status(
-                        None if ratio is None else ratio.median <= W3_TARGET,
-                        f"{ratio.median / W3_TARGET - 1:.0%} over" if ratio else "n/a",
-                    ),
-                )
-            )
             gap = self.first_chunk_ratio(mode, "sa_llm", "w3g")
             first, _ = self.first_chunk(mode, "sa_llm", "w3g")
             rows.append(
@@ -896,11 +983,8 @@ class Report:
                     f"a plain chat with a {W3_GAP * 1000:.0f} ms time to first token "
                     f"({mode.upper()})",
                     f"{fmt(first.median if first else None, 0)} µs; "
-                    f"{fmt_spread(gap, unit='x')} the plain chat's",
-                    _status(
-                        None if gap is None else gap.median <= FIRST_CHUNK_TARGET,
-                        f"{gap.median / FIRST_CHUNK_TARGET - 1:.0%} over" if gap else "n/a",
-                    ),
+                    f"{fmt_ratio(gap)} (the plain chat's)",
+                    verdict(gap, FIRST_CHUNK_TARGET),
                 )
             )
             nogap = self.first_chunk_ratio(mode, "sa_llm", "w3")
@@ -958,20 +1042,22 @@ class Report:
                     (
                         f"W6 within {W6_TARGET}x of the limit on the same transport "
                         f"({transport}), no errors",
-                        f"{fmt_spread(ratio, unit='x', iqr=False)}; client CPU "
+                        f"{fmt_ratio(ratio)}; client CPU "
                         f"{fmt(cpu.median if cpu else None, 2)} ms / turn against "
                         f"{fmt(cpu_limit.median if cpu_limit else None, 2)}; errors: {errors}",
-                        _status(
-                            None if ratio is None else ratio.median <= W6_TARGET and not errors,
-                            f"{ratio.median / W6_TARGET - 1:.0%} over" if ratio else "n/a",
-                        ),
+                        f"**missed** ({errors} errors)" if errors else verdict(ratio, W6_TARGET),
                     )
                 )
         lines = [
             "### sa_llm against the targets",
             "",
             f"From the run `{self.source}`: ratios are medians of per-round ratios, "
-            "[min-max] and IQR over the rounds.",
+            "[min-max] and IQR over the rounds. A target is met or missed by the median; the "
+            "median's interval (the k-th smallest to the k-th largest of the per-round ratios, "
+            "which hold the median of the distribution they come from with the confidence "
+            f"given, whatever its shape; {CONFIDENCE:.0%} where the rounds allow) tells whether "
+            "the run settles it: wholly on one side of the target, or straddling it, when "
+            "another run may well end the other way.",
             "",
             "| target | this run | status |",
             "| --- | --- | --- |",
@@ -1151,13 +1237,19 @@ def write_docs(lines: list[str]) -> None:
 # -- main -----------------------------------------------------------------------------------------
 
 
-def _order(names: list[str], round_: int) -> list[str]:
-    """The systems of a round: sa_llm and the limit next to each other, in turn first."""
-    order = list(names)
-    if round_ % 2 and "sa_llm" in order and "baseline" in order:
-        i, j = order.index("sa_llm"), order.index("baseline")
-        order[i], order[j] = order[j], order[i]
-    return order
+#: The systems whose chats run interleaved, turn by turn, in one process: sa_llm and the limit
+#: (the targets' ratios). The others run alone, each in its own process.
+PAIRED = ("sa_llm", "baseline")
+
+
+def _order(names: list[str], round_: int) -> list[list[str]]:
+    """The workers of a round: sa_llm and the limit together (which of them runs each turn
+    first alternates by round), then every other system alone."""
+    pair = [name for name in PAIRED if name in names]
+    if round_ % 2:
+        pair.reverse()
+    alone = [[name] for name in names if name not in PAIRED]
+    return [pair, *alone] if pair else alone
 
 
 def _w6_order(names: list[str], round_: int) -> list[tuple[str, str]]:
@@ -1218,13 +1310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, args.server, Path(args.tmp))))
         return 0
     if args.chat_round:
-        cls = load(args.chat_round)
-        runs = chat_round(args.chat_round, args.server, Path(args.tmp), args.round)
-        runs["_system"] = {
-            "api": cls.api,
-            "unsupported": dict(cls.unsupported),
-            "chat_only": cls.chat_only,
-        }
+        runs = chat_round(args.chat_round.split(","), args.server, Path(args.tmp), args.round)
         print(json.dumps(runs))
         return 0
     if args.parity:
@@ -1311,21 +1397,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             for round_ in range(args.repeats):
                 found: dict[str, Any] = {}
                 peers_too = mode == primary and round_ < args.peer_repeats
-                for name in _order(names, round_):
-                    if name not in CORE and not peers_too:
+                for group in _order(names, round_):
+                    if not peers_too and all(name not in CORE for name in group):
                         continue
-                    note(f"W1 and W3, {mode} journal, round {round_ + 1}: {name}")
+                    joined = ",".join(group)
+                    note(f"W1 and W3, {mode} journal, round {round_ + 1}: {joined}")
                     chats, error = run_worker(
-                        ["--chat-round", name, "--round", str(round_), *common],
+                        ["--chat-round", joined, "--round", str(round_), *common],
                         args.timeout,
                         mode,
                     )
-                    if chats is None:
-                        failed = True
-                        found[name] = {"error": error}
-                        continue
-                    results["systems"][name] = chats.pop("_system")
-                    found[name] = chats
+                    for name in group:
+                        if chats is None:
+                            failed = True
+                            found[name] = {"error": error}
+                            continue
+                        results["systems"][name] = chats[name].pop("_system")
+                        found[name] = chats[name]
                 rounds.append(found)
             results["chats"][mode] = rounds
         for name in names:

@@ -25,7 +25,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter, perf_counter_ns, process_time
@@ -147,6 +147,45 @@ def _open(cls: SystemClass, tmp: Path, root: str, run: str) -> System:
     return system
 
 
+class _TurnLog:
+    """What :func:`_turn` records of each turn of one chat: ms, CPU ms, statements by verb,
+    first-delta callback and transport times."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.cpu: list[float] = []
+        self.counts: list[dict[str, int]] = []
+        self.callback_ns: list[int | None] = []
+        self.transport_ns: list[int | None] = []
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "turn_ms": self.times,
+            "turn_cpu_ms": self.cpu,
+            "stmts": self.counts,
+            "callback_ns": self.callback_ns,
+            "transport_ns": self.transport_ns,
+        }
+
+
+def _turn(system: System, chat: Conversation, turn: int, stream: bool, log: _TurnLog) -> None:
+    """One turn of ``chat``, recorded in ``log``."""
+    seen: list[int] = []
+
+    def on_chunk(text: str) -> None:
+        if not seen and text:
+            seen.append(perf_counter_ns())
+
+    system.counter.reset()
+    start, cpu = perf_counter(), process_time()
+    chat.ask(question(turn), on_chunk if stream else None)
+    log.cpu.append((process_time() - cpu) * 1000)
+    log.times.append((perf_counter() - start) * 1000)
+    log.counts.append(system.counter.snapshot())
+    log.callback_ns.append(seen[0] if seen else None)
+    log.transport_ns.append(chat.transport_first_ns)
+
+
 def _turns(
     system: System,
     chat: Conversation,
@@ -155,31 +194,12 @@ def _turns(
     stream: bool = False,
     first: int = 1,
 ) -> dict[str, Any]:
-    """Runs ``count`` turns; per turn: ms, statements by verb, first-delta callback times."""
-    times: list[float] = []
-    counts: list[dict[str, int]] = []
-    callback_ns: list[int | None] = []
-    transport_ns: list[int | None] = []
+    """Runs ``count`` turns; per turn: ms, CPU ms, statements by verb, first-delta callback
+    times."""
+    log = _TurnLog()
     for turn in range(first, first + count):
-        seen: list[int] = []
-
-        def on_chunk(text: str, seen: list[int] = seen) -> None:
-            if not seen and text:
-                seen.append(perf_counter_ns())
-
-        system.counter.reset()
-        start = perf_counter()
-        chat.ask(question(turn), on_chunk if stream else None)
-        times.append((perf_counter() - start) * 1000)
-        counts.append(system.counter.snapshot())
-        callback_ns.append(seen[0] if seen else None)
-        transport_ns.append(chat.transport_first_ns)
-    return {
-        "turn_ms": times,
-        "stmts": counts,
-        "callback_ns": callback_ns,
-        "transport_ns": transport_ns,
-    }
+        _turn(system, chat, turn, stream, log)
+    return log.result()
 
 
 def warm_up(cls: SystemClass, tmp: Path, root: str, name: str) -> None:
@@ -198,38 +218,47 @@ def warm_up(cls: SystemClass, tmp: Path, root: str, name: str) -> None:
 STREAMED = ("w3", "w3g")
 
 
-def run_chat(
-    cls: SystemClass,
-    tmp: Path,
-    root: str,
-    name: str,
-    workload: str,
-    repeats: int,
-    first: int = 0,
-) -> list[dict[str, Any]]:
-    """W1 (not streamed), W3 or W3 with a first-token gap (``w3g``, streamed): ``repeats``
-    fresh 50-turn chats, numbered from ``first`` (each run needs its own path prefix on the
-    server). Each run records its wall and CPU time, per-turn times and statements, and the
-    journal mode the system's own connection reports."""
+def run_chats(
+    classes: Mapping[str, SystemClass], tmp: Path, root: str, workload: str, repeat: int
+) -> dict[str, dict[str, Any]]:
+    """W1 (not streamed), W3 or W3 with a first-token gap (``w3g``, streamed): a fresh 50-turn
+    chat of each system of ``classes``, in this process, their turns interleaved: turn 1 of
+    every chat, then turn 2 of every chat (in the other order), and so on. A change in the
+    shared machine's load (another process, the disk's latency) then falls on every system
+    alike, turn by turn, where chats run one after the other each see a different stretch of
+    it. ``repeat`` numbers the run (each needs its own path prefix on the server). Each
+    system's run records its wall and CPU time (the sums over its turns), per-turn times and
+    statements, and the journal mode its own connection reports."""
     stream = workload in STREAMED
-    runs = []
-    for repeat in range(first, first + repeats):
-        # The journal mode in the name: each mode's runs get their own files and server log.
-        run = f"{workload}-{name}-{journal_mode()}-{repeat}"
-        system = _open(cls, tmp, root, run)
-        if stream and hasattr(system, "observe_transport"):
-            system.observe_transport = True
-        try:
-            chat = system.new_chat(run)
-            gc.collect()
-            start, cpu = perf_counter(), process_time()
-            result = _turns(system, chat, TURNS, stream=stream)
-            result["wall_s"] = perf_counter() - start
-            result["cpu_s"] = process_time() - cpu
+    systems: dict[str, System] = {}
+    chats: dict[str, Conversation] = {}
+    logs = {name: _TurnLog() for name in classes}
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for name, cls in classes.items():
+            # The journal mode in the name: each mode's runs get their own files and server log.
+            run = f"{workload}-{name}-{journal_mode()}-{repeat}"
+            system = systems[name] = _open(cls, tmp, root, run)
+            if stream and hasattr(system, "observe_transport"):
+                system.observe_transport = True
+            chats[name] = system.new_chat(run)
+        gc.collect()
+        order = list(classes)
+        for turn in range(1, TURNS + 1):
+            for name in order if turn % 2 else order[::-1]:
+                _turn(systems[name], chats[name], turn, stream, logs[name])
+        for name, system in systems.items():
+            result = logs[name].result()
+            result["wall_s"] = sum(result["turn_ms"]) / 1000
+            result["cpu_s"] = sum(result["turn_cpu_ms"]) / 1000
             result["rows"] = system.rows()
             result["journal"] = system.journal()
-        finally:
+            results[name] = result
+    finally:
+        for system in systems.values():
             system.close()
+    for name, result in results.items():
+        system = systems[name]
         result["db_bytes"] = system.db_bytes()
         if stream:
             log = [entry for entry in exchanges(system.base_url) if entry["stream"]]
@@ -244,46 +273,80 @@ def run_chat(
             ]
             result["writes_per_reply"] = [writes(c) for c in result["stmts"]]
         del result["callback_ns"], result["transport_ns"]
-        runs.append(result)
-    return runs
+    return results
+
+
+def run_chat(
+    cls: SystemClass,
+    tmp: Path,
+    root: str,
+    name: str,
+    workload: str,
+    repeats: int,
+    first: int = 0,
+) -> list[dict[str, Any]]:
+    """:func:`run_chats` of one system, ``repeats`` times, runs numbered from ``first``."""
+    return [
+        run_chats({name: cls}, tmp, root, workload, repeat)[name]
+        for repeat in range(first, first + repeats)
+    ]
+
+
+def run_chats_async(
+    classes: Mapping[str, SystemClass], tmp: Path, root: str, repeat: int
+) -> dict[str, dict[str, Any]]:
+    """W1 async: a fresh 50-turn chat of each system through its async API on a SQLite file
+    (aiosqlite), in one event loop, the turns interleaved as in :func:`run_chats`."""
+    systems = {}
+    for name, cls in classes.items():
+        run = f"w1a-{name}-{journal_mode()}-{repeat}"
+        systems[name] = (run, cls(tmp / f"{run}.db", f"{root}/{run}/v1"))
+
+    async def go() -> dict[str, dict[str, Any]]:
+        chats: dict[str, Any] = {}
+        opened: list[System] = []
+        try:
+            for name, (run, system) in systems.items():
+                await system.aopen(f"sqlite+aiosqlite:///{system.db_path}", None)
+                opened.append(system)
+                chats[name] = await system.anew_chat(run)
+                await chats[name].aask(question(0))  # the first turn reads the (empty) history
+            logs = {name: _TurnLog() for name in systems}
+            gc.collect()
+            order = list(systems)
+            for turn in range(1, TURNS + 1):
+                for name in order if turn % 2 else order[::-1]:
+                    system, log = systems[name][1], logs[name]
+                    system.counter.reset()
+                    began, cpu = perf_counter(), process_time()
+                    await chats[name].aask(question(turn))
+                    log.cpu.append((process_time() - cpu) * 1000)
+                    log.times.append((perf_counter() - began) * 1000)
+                    log.counts.append(system.counter.snapshot())
+            found = {}
+            for name, (_, system) in systems.items():
+                log = logs[name]
+                found[name] = {
+                    "turn_ms": log.times,
+                    "turn_cpu_ms": log.cpu,
+                    "stmts": log.counts,
+                    "wall_s": sum(log.times) / 1000,
+                    "cpu_s": sum(log.cpu) / 1000,
+                    "journal": await system.ajournal(),
+                }
+            return found
+        finally:
+            for system in opened:
+                await system.aclose()
+
+    return asyncio.run(go())
 
 
 def run_chat_async(
     cls: SystemClass, tmp: Path, root: str, name: str, repeat: int
 ) -> dict[str, Any]:
-    """W1 async: one fresh 50-turn chat through the system's async API on a SQLite file
-    (aiosqlite), in an event loop of its own."""
-    run = f"w1a-{name}-{journal_mode()}-{repeat}"
-    system = cls(tmp / f"{run}.db", f"{root}/{run}/v1")
-
-    async def go() -> dict[str, Any]:
-        await system.aopen(f"sqlite+aiosqlite:///{system.db_path}", None)
-        try:
-            chat = await system.anew_chat(run)
-            await chat.aask(question(0))  # the first turn reads the (empty) history
-            times: list[float] = []
-            counts: list[dict[str, int]] = []
-            gc.collect()
-            start, cpu = perf_counter(), process_time()
-            for turn in range(1, TURNS + 1):
-                system.counter.reset()
-                began = perf_counter()
-                await chat.aask(question(turn))
-                times.append((perf_counter() - began) * 1000)
-                counts.append(system.counter.snapshot())
-            wall, cpu = perf_counter() - start, process_time() - cpu
-            journal = await system.ajournal()
-        finally:
-            await system.aclose()
-        return {
-            "turn_ms": times,
-            "stmts": counts,
-            "wall_s": wall,
-            "cpu_s": cpu,
-            "journal": journal,
-        }
-
-    return asyncio.run(go())
+    """:func:`run_chats_async` of one system."""
+    return run_chats_async({name: cls}, tmp, root, repeat)[name]
 
 
 # -- the statement check: sa_llm and the limit must run the same SQL -------------------------------

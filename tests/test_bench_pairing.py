@@ -1,0 +1,138 @@
+"""How ``bench/bench_peers.py`` pairs sa_llm with the limit and judges a target.
+
+* The chats of several systems run their turns interleaved in one process (turn 1 of each,
+  then turn 2 of each in the other order, ...), each system's time the sum of its own turns.
+* A round's worker runs sa_llm and the limit together, every other system alone.
+* The median's interval is the distribution-free one (order statistics, binomial confidence),
+  and a verdict says whether the run settles it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.test_bench_plots import load
+
+bench_peers = load("bench_peers")  # puts bench/ on sys.path
+workloads = importlib.import_module("peers.workloads")
+common = importlib.import_module("peers.common")
+Conversation: Any = common.Conversation
+System: Any = common.System
+
+#: The systems whose turn ran, in the order they ran.
+CALLS: list[str] = []
+
+
+class _Chat(Conversation):  # type: ignore[misc]
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def ask(self, text: str, on_chunk: Any = None) -> str:
+        CALLS.append(self.name)
+        return "ok"
+
+
+def _system(name: str) -> Any:
+    class Fake(System):  # type: ignore[misc]
+        closed = False
+
+        def open(self) -> None:
+            pass
+
+        def close(self) -> None:
+            type(self).closed = True
+
+        def new_chat(self, key: str, *, tools: bool = False) -> _Chat:
+            return _Chat(name)
+
+        def rows(self) -> dict[str, int]:
+            return {"messages": 100}
+
+        def journal(self) -> str:
+            return "delete"
+
+        def db_bytes(self) -> int:
+            return 0
+
+    # The workloads these tests do not run.
+    for method in ("check_tools", "inspect_failure", "rebuild", "resume", "seed"):
+        setattr(Fake, method, lambda *args, **kwargs: None)
+    Fake.__abstractmethods__ = frozenset()
+    return Fake
+
+
+def test_the_chats_of_two_systems_run_turn_by_turn_each_in_turn_first(tmp_path: Path) -> None:
+    CALLS.clear()
+    classes = {"a": _system("a"), "b": _system("b")}
+    found = workloads.run_chats(classes, tmp_path, "http://127.0.0.1:9", "w1", 0)
+    names = list(CALLS)
+    turns = workloads.TURNS
+    assert len(names) == 2 * turns
+    # Turn 1: a then b; turn 2: b then a; ...: every pair holds both systems once.
+    pairs = [names[i : i + 2] for i in range(0, len(names), 2)]
+    assert pairs == [["a", "b"] if turn % 2 else ["b", "a"] for turn in range(1, turns + 1)]
+    for name in classes:
+        run = found[name]
+        assert len(run["turn_ms"]) == len(run["turn_cpu_ms"]) == turns
+        assert run["wall_s"] == pytest.approx(sum(run["turn_ms"]) / 1000)
+        assert run["cpu_s"] == pytest.approx(sum(run["turn_cpu_ms"]) / 1000)
+        assert run["journal"] == "delete" and run["rows"] == {"messages": 100}
+        assert classes[name].closed
+
+
+def test_a_round_runs_sa_llm_with_the_limit_and_every_other_system_alone() -> None:
+    names = ["sa_llm", "baseline", "plain", "langchain"]
+    assert bench_peers._order(names, 0) == [["sa_llm", "baseline"], ["plain"], ["langchain"]]
+    assert bench_peers._order(names, 1) == [["baseline", "sa_llm"], ["plain"], ["langchain"]]
+    assert bench_peers._order(["plain"], 0) == [["plain"]]
+
+
+def _binomial_confidence(n: int, j: int) -> float:
+    return 1 - 2 * sum(math.comb(n, i) for i in range(j)) / (1 << n)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 6, 8, 11, 20, 50])
+def test_the_median_interval_is_the_narrowest_order_statistics_pair_at_95_percent(
+    n: int,
+) -> None:
+    values = [float(v) for v in range(n, 0, -1)]  # unsorted on purpose
+    interval = bench_peers.median_interval(values)
+    j = int(interval.low)  # the values are 1..n, so the j-th smallest is j
+    assert interval.high == n + 1 - j
+    assert interval.confidence == pytest.approx(_binomial_confidence(n, j))
+    if j > 1:
+        assert interval.confidence >= 0.95
+    narrower = j + 1
+    assert narrower > n // 2 or _binomial_confidence(n, narrower) < 0.95
+
+
+def test_the_median_interval_of_eleven_rounds_and_of_five() -> None:
+    eleven = bench_peers.median_interval([0.65, 1.08, 1.08, 1.16, 1.22, 1.26, 1.28, 1.45, 2.35,
+                                          1.47, 1.28])  # fmt: skip
+    assert (eleven.low, eleven.high) == (1.08, 1.47)
+    assert eleven.confidence == pytest.approx(1 - 24 / 2048)
+    five = bench_peers.median_interval([3.0, 1.0, 2.0, 5.0, 4.0])
+    assert (five.low, five.high, five.confidence) == (1.0, 5.0, pytest.approx(0.9375))
+    assert bench_peers.median_interval([1.0]) is None
+
+
+def _spread(values: list[float]) -> Any:
+    return bench_peers.spread(values)
+
+
+def test_a_verdict_says_whether_the_run_settles_it() -> None:
+    above = _spread([1.2, 1.25, 1.3, 1.22, 1.28, 1.26, 1.24, 1.21, 1.29, 1.27, 1.23])
+    assert bench_peers.verdict(above, 1.15).startswith("**missed** (9% over); settled")
+    assert "above 1.15x" in bench_peers.verdict(above, 1.15)
+    below = _spread([1.0, 1.05, 1.02, 1.04, 1.01, 1.03, 1.06, 0.99, 1.0, 1.02, 1.01])
+    assert bench_peers.verdict(below, 1.15) == (
+        "met; settled (the median's interval is below 1.15x)"
+    )
+    straddling = _spread([1.0, 1.3, 1.1, 1.2, 1.12, 1.18, 1.05, 1.25, 1.14, 1.16, 1.13])
+    assert bench_peers.verdict(straddling, 1.15).startswith("met; **not settled**")
+    assert bench_peers.verdict(_spread([1.3]), 1.15).endswith("one round: not settled")
+    assert bench_peers.verdict(None, 1.15) == "not measured"
