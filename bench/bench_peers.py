@@ -32,22 +32,23 @@ Fairness, checked before anything is measured and on every measured run:
   ``delete`` and ``wal`` by default: sa_llm's, the limit's and the plain chat's W1 and W3 run
   in each; the peers' rounds, W2, W4 and W5 in the first), and each run records the mode its
   own connection reports; a system in another mode fails the run.
-* **Paired ratios.** W1 and W3 run in rounds: one chat of each system per round. sa_llm's and
-  the limit's chats run in one process with their turns interleaved (turn 1 of each, then turn
-  2 of each in the other order, ...; which goes first on turn 1 alternates by round), so that a
-  change in the shared machine's load, or in the disk's latency, falls on both sides of a ratio
-  alike, turn by turn; each system's time is the sum of its own turns. (Run one after the other,
-  each in its own process, their per-round ratios spread several times wider: docs/benchmarks.md,
-  "Run to run".) Every other system runs alone, in a
-  process of its own. A ratio is taken per round (sa_llm's time over the limit's in that round)
-  and reported as its median, min-max, interquartile range and the median's interval (see
+* **Paired ratios.** W1 and W3 run in rounds: one chat of each system per round. sa_llm's, the
+  limit's and the plain chat's chats run in one process with their turns interleaved (turn 1 of
+  each, then turn 2 of each in the other order, ...; their order on turn 1 is reversed every
+  other round), so that a change in the shared machine's load, or in the disk's latency, falls
+  on both sides of a ratio alike, turn by turn; each system's time is the sum of its own turns.
+  (Run one after the other, each in its own process, their per-round ratios spread several
+  times wider: docs/benchmarks.md, "Run to run".) The peers run alone, each in a process of its
+  own. A ratio is taken per round (sa_llm's time over the limit's in that round) and reported
+  as its median, min-max, interquartile range and the median's interval (see
   :func:`median_interval`); a target is met or missed by the median, and settled by the run
-  when that interval lies wholly on one side of it. The peers run in the first ``--peer-repeats`` rounds (3 of 11 by default), to keep a full run
-  within its budget. W6 runs in rounds too (5 by default; the peers in the first
-  ``--w6-peer-repeats``), each transport divided by the limit on the same transport. Why 11
-  and 5: with 5 and 3, a ratio within about 10% of its target changed its verdict from one full
-  run to the next on this 2-core machine (docs/benchmarks.md, "run to run"); a core system's
-  round takes seconds, so the extra rounds add minutes to a full run (the peers still run 3).
+  when that interval lies wholly on one side of it. The peers run in the first
+  ``--peer-repeats`` rounds (3 of 11 by default), to keep a full run within its budget. W6
+  runs in rounds too (5 by default; the peers in the first ``--w6-peer-repeats``), each
+  transport divided by the limit on the same transport. Why 11 and 5: with 5 and 3, a ratio
+  within about 10% of its target changed its verdict from one full run to the next on this
+  2-core machine (docs/benchmarks.md, "run to run"); a core system's round takes seconds, so
+  the extra rounds add minutes to a full run (the peers still run 3).
 * **When.** The load average and the time are read when the run starts, before any work.
 
 Workloads (``bench/peers/workloads.py``): W1 a 50-turn chat (sync; and async for sa_llm and the
@@ -1237,19 +1238,20 @@ def write_docs(lines: list[str]) -> None:
 # -- main -----------------------------------------------------------------------------------------
 
 
-#: The systems whose chats run interleaved, turn by turn, in one process: sa_llm and the limit
-#: (the targets' ratios). The others run alone, each in its own process.
-PAIRED = ("sa_llm", "baseline")
+#: The systems whose chats run interleaved, turn by turn, in one process: sa_llm, the limit
+#: (the targets' ratios) and the plain chat (the first chunk's reference). The peers run alone,
+#: each in its own process.
+INTERLEAVED = ("sa_llm", "baseline", "plain")
 
 
 def _order(names: list[str], round_: int) -> list[list[str]]:
-    """The workers of a round: sa_llm and the limit together (which of them runs each turn
-    first alternates by round), then every other system alone."""
-    pair = [name for name in PAIRED if name in names]
+    """The workers of a round: sa_llm, the limit and the plain chat together (their order on
+    the first turn reversed every other round), then every other system alone."""
+    together = [name for name in INTERLEAVED if name in names]
     if round_ % 2:
-        pair.reverse()
-    alone = [[name] for name in names if name not in PAIRED]
-    return [pair, *alone] if pair else alone
+        together.reverse()
+    alone = [[name] for name in names if name not in INTERLEAVED]
+    return [together, *alone] if together else alone
 
 
 def _w6_order(names: list[str], round_: int) -> list[tuple[str, str]]:

@@ -2,7 +2,7 @@
 
 * The chats of several systems run their turns interleaved in one process (turn 1 of each,
   then turn 2 of each in the other order, ...), each system's time the sum of its own turns.
-* A round's worker runs sa_llm and the limit together, every other system alone.
+* A round's worker runs sa_llm, the limit and the plain chat together, every peer alone.
 * The median's interval is the distribution-free one (order statistics, binomial confidence),
   and a verdict says whether the run settles it.
 """
@@ -84,11 +84,12 @@ def test_the_chats_of_two_systems_run_turn_by_turn_each_in_turn_first(tmp_path: 
         assert classes[name].closed
 
 
-def test_a_round_runs_sa_llm_with_the_limit_and_every_other_system_alone() -> None:
-    names = ["sa_llm", "baseline", "plain", "langchain"]
-    assert bench_peers._order(names, 0) == [["sa_llm", "baseline"], ["plain"], ["langchain"]]
-    assert bench_peers._order(names, 1) == [["baseline", "sa_llm"], ["plain"], ["langchain"]]
-    assert bench_peers._order(["plain"], 0) == [["plain"]]
+def test_a_round_runs_sa_llm_the_limit_and_the_plain_chat_together_and_the_peers_alone() -> None:
+    names = ["langchain", "sa_llm", "baseline", "plain", "agents"]
+    together = ["sa_llm", "baseline", "plain"]
+    assert bench_peers._order(names, 0) == [together, ["langchain"], ["agents"]]
+    assert bench_peers._order(names, 1) == [together[::-1], ["langchain"], ["agents"]]
+    assert bench_peers._order(["agents", "plain"], 0) == [["plain"], ["agents"]]
 
 
 def _binomial_confidence(n: int, j: int) -> float:
