@@ -35,6 +35,9 @@ class _Chat(Conversation):  # type: ignore[misc]
         CALLS.append(self.name)
         return "ok"
 
+    async def aask(self, text: str) -> str:
+        return self.ask(text)
+
 
 def _system(name: str) -> Any:
     class Fake(System):  # type: ignore[misc]
@@ -57,6 +60,18 @@ def _system(name: str) -> Any:
 
         def db_bytes(self) -> int:
             return 0
+
+        async def aopen(self, url: str, schema: str | None) -> None:
+            pass
+
+        async def anew_chat(self, key: str) -> _Chat:
+            return _Chat(name)
+
+        async def aclose(self) -> None:
+            type(self).closed = True
+
+        async def ajournal(self) -> str:
+            return "delete"
 
     # The workloads these tests do not run.
     for method in ("check_tools", "inspect_failure", "rebuild", "resume", "seed"):
@@ -81,6 +96,22 @@ def test_the_chats_of_two_systems_run_turn_by_turn_each_in_turn_first(tmp_path: 
         assert run["wall_s"] == pytest.approx(sum(run["turn_ms"]) / 1000)
         assert run["cpu_s"] == pytest.approx(sum(run["turn_cpu_ms"]) / 1000)
         assert run["journal"] == "delete" and run["rows"] == {"messages": 100}
+        assert classes[name].closed
+
+
+def test_the_async_chats_take_turns_too(tmp_path: Path) -> None:
+    classes = {"a": _system("a"), "b": _system("b")}
+    CALLS.clear()
+    found = workloads.run_chats_async(classes, tmp_path, "http://127.0.0.1:9", 0)
+    turns = workloads.TURNS
+    # One first turn each (reading the empty history, not timed), then the interleaved turns.
+    assert CALLS[:2] == ["a", "b"]
+    pairs = [CALLS[i : i + 2] for i in range(2, len(CALLS), 2)]
+    assert pairs == [["a", "b"] if turn % 2 else ["b", "a"] for turn in range(1, turns + 1)]
+    for name in classes:
+        run = found[name]
+        assert len(run["turn_ms"]) == turns
+        assert run["wall_s"] == pytest.approx(sum(run["turn_ms"]) / 1000)
         assert classes[name].closed
 
 

@@ -13,7 +13,7 @@ workload from that prefix, so one server process answers every run:
 Each ``run_*`` function returns JSON-ready results; ``bench_peers.py`` aggregates and prints
 them. Example::
 
-    runs = run_chat(SaLLMSync, tmp_dir, server_root, "sa_llm", "w1", repeats=1)
+    runs = run_chats({"sa_llm": SaLLMSync}, tmp_dir, server_root, "w1", repeat=0)
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 
 from peers.common import (
     TOOL_EVERY,
+    AsyncConversation,
     Conversation,
     System,
     journal_mode,
@@ -186,6 +187,16 @@ def _turn(system: System, chat: Conversation, turn: int, stream: bool, log: _Tur
     log.transport_ns.append(chat.transport_first_ns)
 
 
+async def _aturn(system: System, chat: AsyncConversation, turn: int, log: _TurnLog) -> None:
+    """:func:`_turn` through the system's async API (not streamed)."""
+    system.counter.reset()
+    start, cpu = perf_counter(), process_time()
+    await chat.aask(question(turn))
+    log.cpu.append((process_time() - cpu) * 1000)
+    log.times.append((perf_counter() - start) * 1000)
+    log.counts.append(system.counter.snapshot())
+
+
 def _turns(
     system: System,
     chat: Conversation,
@@ -276,22 +287,6 @@ def run_chats(
     return results
 
 
-def run_chat(
-    cls: SystemClass,
-    tmp: Path,
-    root: str,
-    name: str,
-    workload: str,
-    repeats: int,
-    first: int = 0,
-) -> list[dict[str, Any]]:
-    """:func:`run_chats` of one system, ``repeats`` times, runs numbered from ``first``."""
-    return [
-        run_chats({name: cls}, tmp, root, workload, repeat)[name]
-        for repeat in range(first, first + repeats)
-    ]
-
-
 def run_chats_async(
     classes: Mapping[str, SystemClass], tmp: Path, root: str, repeat: int
 ) -> dict[str, dict[str, Any]]:
@@ -303,7 +298,7 @@ def run_chats_async(
         systems[name] = (run, cls(tmp / f"{run}.db", f"{root}/{run}/v1"))
 
     async def go() -> dict[str, dict[str, Any]]:
-        chats: dict[str, Any] = {}
+        chats: dict[str, AsyncConversation] = {}
         opened: list[System] = []
         try:
             for name, (run, system) in systems.items():
@@ -316,13 +311,7 @@ def run_chats_async(
             order = list(systems)
             for turn in range(1, TURNS + 1):
                 for name in order if turn % 2 else order[::-1]:
-                    system, log = systems[name][1], logs[name]
-                    system.counter.reset()
-                    began, cpu = perf_counter(), process_time()
-                    await chats[name].aask(question(turn))
-                    log.cpu.append((process_time() - cpu) * 1000)
-                    log.times.append((perf_counter() - began) * 1000)
-                    log.counts.append(system.counter.snapshot())
+                    await _aturn(systems[name][1], chats[name], turn, logs[name])
             found = {}
             for name, (_, system) in systems.items():
                 log = logs[name]
@@ -340,13 +329,6 @@ def run_chats_async(
                 await system.aclose()
 
     return asyncio.run(go())
-
-
-def run_chat_async(
-    cls: SystemClass, tmp: Path, root: str, name: str, repeat: int
-) -> dict[str, Any]:
-    """:func:`run_chats_async` of one system."""
-    return run_chats_async({name: cls}, tmp, root, repeat)[name]
 
 
 # -- the statement check: sa_llm and the limit must run the same SQL -------------------------------
