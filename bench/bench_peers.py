@@ -459,9 +459,10 @@ def verdict(found: Spread | None, target: float) -> str:
     interval = found.interval
     if interval is None:
         return f"{text}; one round: not settled"
-    if interval.high <= target or interval.low > target:
-        side = "below" if interval.high <= target else "above"
-        return f"{text}; settled (the median's interval is {side} {target}x)"
+    if interval.high <= target:
+        return f"{text}; settled (the median's interval is below {target}x)"
+    if interval.low > target:
+        return f"{text}; settled (the median's interval is above {target}x)"
     return f"{text}; **not settled** (the median's interval straddles {target}x)"
 
 

@@ -25,7 +25,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter, perf_counter_ns, process_time
@@ -168,6 +168,18 @@ class _TurnLog:
             "transport_ns": self.transport_ns,
         }
 
+    def totals(self) -> dict[str, float]:
+        """The chat's wall and CPU time: the sums over its turns (seconds)."""
+        return {"wall_s": sum(self.times) / 1000, "cpu_s": sum(self.cpu) / 1000}
+
+
+def _interleaved(names: list[str]) -> Iterator[tuple[int, str]]:
+    """(turn, system) of a workload's turns taken in turn: turn 1 of each system, then turn 2
+    of each in the other order, and so on."""
+    for turn in range(1, TURNS + 1):
+        for name in names if turn % 2 else names[::-1]:
+            yield turn, name
+
 
 def _turn(system: System, chat: Conversation, turn: int, stream: bool, log: _TurnLog) -> None:
     """One turn of ``chat``, recorded in ``log``."""
@@ -254,14 +266,10 @@ def run_chats(
                 system.observe_transport = True
             chats[name] = system.new_chat(run)
         gc.collect()
-        order = list(classes)
-        for turn in range(1, TURNS + 1):
-            for name in order if turn % 2 else order[::-1]:
-                _turn(systems[name], chats[name], turn, stream, logs[name])
+        for turn, name in _interleaved(list(classes)):
+            _turn(systems[name], chats[name], turn, stream, logs[name])
         for name, system in systems.items():
-            result = logs[name].result()
-            result["wall_s"] = sum(result["turn_ms"]) / 1000
-            result["cpu_s"] = sum(result["turn_cpu_ms"]) / 1000
+            result = {**logs[name].result(), **logs[name].totals()}
             result["rows"] = system.rows()
             result["journal"] = system.journal()
             results[name] = result
@@ -308,10 +316,8 @@ def run_chats_async(
                 await chats[name].aask(question(0))  # the first turn reads the (empty) history
             logs = {name: _TurnLog() for name in systems}
             gc.collect()
-            order = list(systems)
-            for turn in range(1, TURNS + 1):
-                for name in order if turn % 2 else order[::-1]:
-                    await _aturn(systems[name][1], chats[name], turn, logs[name])
+            for turn, name in _interleaved(list(systems)):
+                await _aturn(systems[name][1], chats[name], turn, logs[name])
             found = {}
             for name, (_, system) in systems.items():
                 log = logs[name]
@@ -319,8 +325,7 @@ def run_chats_async(
                     "turn_ms": log.times,
                     "turn_cpu_ms": log.cpu,
                     "stmts": log.counts,
-                    "wall_s": sum(log.times) / 1000,
-                    "cpu_s": sum(log.cpu) / 1000,
+                    **log.totals(),
                     "journal": await system.ajournal(),
                 }
             return found
