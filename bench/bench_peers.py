@@ -23,11 +23,12 @@ Fairness, checked before anything is measured and on every measured run:
 
 * **Same SQL.** A parity run captures sa_llm's and the limit's statements and commits, turn by
   turn (``before_cursor_execute`` and ``commit`` listeners), not streamed, streamed, with tool
-  rounds, sync and async (aiosqlite; PostgreSQL when configured). Any difference in a statement's
-  text or in the number of commits after the first turn stops the benchmark (exit status 3);
-  on the first turn the one allowed difference is sa_llm refreshing the chat row that the
-  ``commit`` creating it expired. Every measured W1/W3 run's statement counts per turn are
-  compared again, and a difference fails the run.
+  rounds, sync and async (aiosqlite, not streamed and streamed; PostgreSQL when configured).
+  Any difference in a statement's text or in the number of commits after the first turn stops
+  the benchmark (exit status 3); on the first turn the one allowed difference is sa_llm
+  refreshing the chat row that the ``commit`` creating it expired. Every measured W1/W3 run's
+  statement counts per turn (sync and async) are compared again, and a difference fails the
+  run.
 * **Same journal.** Every system's SQLite file uses the run's journal mode (``--journal``; both
   ``delete`` and ``wal`` by default: sa_llm's, the limit's and the plain chat's W1 and W3 run
   in each; the peers' rounds, W2, W4 and W5 in the first), and each run records the mode its
@@ -54,7 +55,8 @@ Fairness, checked before anything is measured and on every measured run:
 Workloads (``bench/peers/workloads.py``): W1 a 50-turn chat (sync; and async for sa_llm and the
 limit); W2 rebuilding 100- and 1,000-message histories (a tool round every fifth turn) in fresh
 processes; W3 a 50-turn chat streamed in 50 deltas per reply, without and with a
-time-to-first-token gap (the fake server's ``first_token_delay``); W4 HTTP 500 at turn 25; W5 a
+time-to-first-token gap (the fake server's ``first_token_delay``; and async, without the gap,
+for sa_llm and the limit); W4 HTTP 500 at turn 25; W5 a
 tool call every fifth turn; W6 200 concurrent async chats x 5 turns against 100 ms latency on
 PostgreSQL (needs ``SA_LLM_TEST_POSTGRES_URL``; skipped without it). Every system runs with its
 client's retries off, so the failure of W4 reaches it.
@@ -132,8 +134,10 @@ PACKAGES = (
     "aiosqlite",
     "asyncpg",
 )
-#: Systems with an async API on aiosqlite for W1 async (the limit and sa_llm).
+#: Systems with an async API on aiosqlite for W1 and W3 async (the limit and sa_llm).
 ASYNC_W1 = ("sa_llm", "baseline")
+#: The async chat workloads: W1 async and W3 async (streamed), on aiosqlite.
+ASYNC_WORKLOADS = ("w1a", "w3a")
 #: The systems every round runs; the peers run in fewer (``--peer-repeats``), in the first
 #: journal mode only, to keep a full run within its budget.
 CORE = ("sa_llm", "baseline", "plain")
@@ -203,8 +207,8 @@ class ServerProcess:
 
 
 def chat_round(names: list[str], root: str, tmp: Path, round_: int) -> dict[str, Any]:
-    """One chat of each of W1, W3 and W3 with a first-token gap (and W1 async for sa_llm and
-    the limit) of each system of ``names``, in this process, in the journal mode of the
+    """One chat of each of W1, W3 and W3 with a first-token gap (and W1 and W3 async for
+    sa_llm and the limit) of each system of ``names``, in this process, in the journal mode of the
     environment; the chats of several systems run their turns interleaved
     (:func:`~peers.workloads.run_chats`). Keyed by system, each with its ``_system``."""
     classes = {name: load(name) for name in names}
@@ -225,8 +229,9 @@ def chat_round(names: list[str], root: str, tmp: Path, round_: int) -> dict[str,
             found[name][workload] = run
     both = {name: cls for name, cls in classes.items() if name in ASYNC_W1}
     if both:
-        for name, run in run_chats_async(both, tmp, root, round_).items():
-            found[name]["w1a"] = run
+        for workload in ASYNC_WORKLOADS:
+            for name, run in run_chats_async(both, tmp, root, round_, workload).items():
+                found[name][workload] = run
     return found
 
 
@@ -343,7 +348,7 @@ def run_checks(results: dict[str, Any]) -> list[str]:
                 continue
             if "error" in ours or "error" in limit:
                 continue
-            for workload in ("w1", "w3", "w3g", "w1a"):
+            for workload in ("w1", "w3", "w3g", *ASYNC_WORKLOADS):
                 if workload not in ours or workload not in limit:
                     continue
                 mine = [shape(c) for c in ours[workload]["stmts"][1:]]
@@ -735,6 +740,32 @@ class Report:
                 f"| {fmt_spread(self.paired(mode, name, 'w3', 'baseline'), unit='x')} "
                 f"| {fmt(transport, 0)} | {_span(writes)} |"
             )
+        lines += [
+            "",
+            "Async (`await chat.aask(..., on_chunk=...)` on an `AsyncSession`; the limit on an "
+            "`AsyncConnection` and httpx's `AsyncClient`), aiosqlite, without the gap, after "
+            "one first turn:",
+            "",
+            "| system | first chunk µs | 50 turns ms | vs limit (per round) | CPU ms / turn "
+            "| CPU vs limit | writes / reply |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name in ASYNC_W1:
+            runs = [r for r in self.runs(mode, name, "w3a") if r is not None]
+            if not runs:
+                continue
+            found, high = self.first_chunk(mode, name, "w3a")
+            writes = sorted({w for r in runs for w in r["writes_per_reply"]})
+            wall = spread([r["wall_s"] * 1000 for r in runs])
+            cpu = spread([r["cpu_s"] * 1000 / TURNS for r in runs])
+            lines.append(
+                f"| {async_label(name)} | {fmt(found.median if found else None, 0)} "
+                f"({fmt(high, 0)}) | {fmt_spread(wall, 0, iqr=False)} "
+                f"| {fmt_spread(self.paired(mode, name, 'w3a', 'baseline'), unit='x')} "
+                f"| {fmt_spread(cpu, iqr=False)} "
+                f"| {fmt_spread(self.paired(mode, name, 'w3a', 'baseline', 'cpu_s'), unit='x')} "
+                f"| {_span(writes)} |"
+            )
         return lines
 
     # -- W2 --
@@ -967,6 +998,7 @@ class Report:
             for workload, what, target in (
                 ("w1a", f"W1 async within {W1_TARGET}x of the async limit", W1_TARGET),
                 ("w3", f"W3 within {W3_TARGET}x of the limit", W3_TARGET),
+                ("w3a", f"W3 async within {W3_TARGET}x of the async limit", W3_TARGET),
             ):
                 ratio = self.paired(mode, "sa_llm", workload, "baseline")
                 cpu = self.paired(mode, "sa_llm", workload, "baseline", "cpu_s")
@@ -1151,7 +1183,8 @@ PLOTS = {
         "W3: first chunk and per-round ratios",
         "Left, the first chunk of every turn of every round (server write to callback, log "
         "scale), without a time to first token and with it (hatched); right, the per-round "
-        "ratios to the plain chat and to the limit in each journal mode (hatched: WAL), "
+        "ratios to the plain chat and to the limit (sync, and async to the async limit) in "
+        "each journal mode (hatched: WAL), "
         "against their targets (dashed): a box above its dashed segment is a missed target.",
     ),
     "w2": (

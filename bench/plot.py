@@ -565,6 +565,7 @@ def draw_w3(plt: Any, data: dict[str, Any], path: Path) -> Path | None:
         ("sa_llm", "w3g", "plain", first, f"first chunk / plain\n{gap} gap", 1.2),
         ("sa_llm", "w3", "plain", first, "first chunk / plain\nno gap", None),
         ("sa_llm", "w3", "baseline", wall, "50 turns / limit", 1.15),
+        ("sa_llm", "w3a", "baseline", wall, "async 50 turns\n/ async limit", 1.15),
         ("baseline", "w3", "plain", first, "limit's first chunk\n/ plain, no gap", None),
     ]
     _ratio_panel(ratios, data, modes, cases, "ratio in the same round (x)")

@@ -35,7 +35,9 @@ class _Chat(Conversation):  # type: ignore[misc]
         CALLS.append(self.name)
         return "ok"
 
-    async def aask(self, text: str) -> str:
+    async def aask(self, text: str, on_chunk: Any = None) -> str:
+        if on_chunk is not None:
+            on_chunk(f"{self.name}: {text}")
         return self.ask(text)
 
 
@@ -113,6 +115,36 @@ def test_the_async_chats_take_turns_too(tmp_path: Path) -> None:
         assert len(run["turn_ms"]) == turns
         assert run["wall_s"] == pytest.approx(sum(run["turn_ms"]) / 1000)
         assert classes[name].closed
+
+
+def test_async_streamed_chats_record_each_timed_turns_first_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """W3 async: the untimed first turn streams too, and its exchange is not paired with a
+    timed turn's callback."""
+    served: dict[str, list[dict[str, Any]]] = {}
+
+    def exchanges(base_url: str) -> list[dict[str, Any]]:
+        # The server wrote each turn's first delta at 1 µs, 2 µs, ...; a non-streamed exchange
+        # in between does not count.
+        log = [{"stream": True, "first_content_ns": 1000 * (i + 1)} for i in range(turns + 1)]
+        served[base_url] = log
+        return [log[0], {"stream": False, "first_content_ns": None}, *log[1:]]
+
+    turns = workloads.TURNS
+    monkeypatch.setattr(workloads, "exchanges", exchanges)
+    monkeypatch.setattr(workloads, "perf_counter_ns", lambda: 1_000_000)
+    classes = {"a": _system("a"), "b": _system("b")}
+    CALLS.clear()
+    found = workloads.run_chats_async(classes, tmp_path, "http://127.0.0.1:9", 0, "w3a")
+    assert len(CALLS) == 2 * (turns + 1)
+    for name in classes:
+        run = found[name]
+        assert "callback_ns" not in run
+        # Turn k's callback (at 1 ms) against the server's write of turn k (k µs), not k - 1.
+        assert run["first_chunk_us"] == [1000 - (k + 1) for k in range(1, turns + 1)]
+        assert len(run["writes_per_reply"]) == turns
+    assert len(served) == 2 and all("/w3a-" in url for url in served)
 
 
 def test_a_round_runs_sa_llm_the_limit_and_the_plain_chat_together_and_the_peers_alone() -> None:

@@ -106,14 +106,17 @@ def chat_run(
     return run
 
 
-def async_run(ms: float) -> dict[str, Any]:
-    return {
+def async_run(ms: float, streamed: bool = False) -> dict[str, Any]:
+    run: dict[str, Any] = {
         "turn_ms": series(ms, 50),
         "stmts": [{"SELECT": 1, "INSERT": 2, "UPDATE": 1, "COMMIT": 2}] * 50,
         "wall_s": ms * 50 / 1000,
         "cpu_s": ms * 30 / 1000,
         "journal": "delete",
     }
+    if streamed:
+        run.update(first_chunk_us=series(700 * ms / 5, 50, 20), writes_per_reply=[3] * 50)
+    return run
 
 
 def chat_round(scale: float, peers: bool) -> dict[str, Any]:
@@ -123,12 +126,14 @@ def chat_round(scale: float, peers: bool) -> dict[str, Any]:
             "w3": chat_run(9 * scale, True),
             "w3g": chat_run(30 * scale, True),
             "w1a": async_run(8 * scale),
+            "w3a": async_run(11 * scale, streamed=True),
         },
         "baseline": {
             "w1": chat_run(3 * scale),
             "w3": chat_run(7 * scale, True),
             "w3g": chat_run(28 * scale, True),
             "w1a": async_run(7 * scale),
+            "w3a": async_run(9 * scale, streamed=True),
         },
         "plain": {
             "w1": chat_run(1 * scale, stored=False),

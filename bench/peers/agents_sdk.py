@@ -88,7 +88,9 @@ class AgentsAsyncConversation(AsyncConversation):
         self.session = session
         self.agent = agent
 
-    async def aask(self, text: str) -> str:
+    async def aask(self, text: str, on_chunk: ChunkCallback | None = None) -> str:
+        if on_chunk is not None:
+            raise NotImplementedError("W3 async runs sa_llm and the limit only")
         result = await Runner.run(self.agent, text, session=self.session)
         return str(result.final_output)
 

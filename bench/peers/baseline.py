@@ -310,12 +310,21 @@ def _call_row(message_id: int, call: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _sse_payload(line: str) -> dict[str, Any] | None:
+    """The event of one line of a server-sent event stream (``None``: not a data line)."""
+    if line.startswith("data: "):
+        data = line[6:]
+        if data != "[DONE]":
+            payload: dict[str, Any] = json.loads(data)
+            return payload
+    return None
+
+
 def _sse_payloads(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     for line in lines:
-        if line.startswith("data: "):
-            data = line[6:]
-            if data != "[DONE]":
-                yield json.loads(data)
+        payload = _sse_payload(line)
+        if payload is not None:
+            yield payload
 
 
 def history_items(messages: Sequence[Any], calls: Sequence[Any]) -> list[dict[str, Any]]:
@@ -515,7 +524,8 @@ class BaselineConversation(Conversation):
 
 
 class BaselineAsyncConversation(AsyncConversation):
-    """An async chat (not streamed): the same statements on an ``AsyncConnection`` per step."""
+    """An async chat (no tools): the same statements on an ``AsyncConnection`` per step;
+    streamed (W3 async), the empty reply row is written when the stream opens, as in sync."""
 
     def __init__(self, system: Baseline, chat_id: int) -> None:
         self.chat = _Chat(system, chat_id, tools=False)
@@ -526,17 +536,11 @@ class BaselineAsyncConversation(AsyncConversation):
         self.chat.wrote(result.last_inserted_params(), True)
         return _pk(result)
 
-    async def _read_history(self) -> None:
+    async def _user_step(self, text: str, placeholder: bool, token: str) -> int | None:
+        """Claim + history check (or read) + user row (+ the empty reply row when not
+        streaming): one commit, as sa_llm's begin step."""
         chat = self.chat
         async with self.system.async_db.begin() as conn:
-            calls = (await conn.execute(HISTORY_CALLS, chat.ids)).all()
-            chat.loaded((await conn.execute(HISTORY_MESSAGES, chat.ids)).all(), calls)
-
-    async def aask(self, text: str) -> str:
-        system, chat = self.system, self.chat
-        engine = system.async_db
-        token = uuid.uuid4().hex
-        async with engine.begin() as conn:
             await conn.execute(*_claim(conn, chat.chat_id, token))
             if chat.history is not None:
                 rows, last = (await conn.execute(FINGERPRINT, chat.ids)).one()
@@ -546,22 +550,58 @@ class BaselineAsyncConversation(AsyncConversation):
                 calls = (await conn.execute(HISTORY_CALLS, chat.ids)).all()
                 chat.loaded((await conn.execute(HISTORY_MESSAGES, chat.ids)).all(), calls)
             await self._insert(conn, _user_row(chat.chat_id, text))
-            empty = await self._insert(conn, _placeholder_row(chat.chat_id))
+            empty = None
+            if placeholder:
+                empty = await self._insert(conn, _placeholder_row(chat.chat_id))
         assert chat.history is not None
         chat.history.append(_item("user", text))
+        return empty
+
+    async def _call(
+        self, client: httpx.AsyncClient, on_chunk: ChunkCallback | None, empty: int | None
+    ) -> tuple[_Reply, int]:
+        """The model call; streamed, the empty row is written when the stream opens."""
+        system, reply = self.system, _Reply()
+        if on_chunk is None:
+            assert empty is not None
+            response = await client.post(system.responses_url, json=self.chat.body(False))
+            response.raise_for_status()
+            reply.absorb(response.json())
+            return reply, empty
+        async with client.stream(
+            "POST", system.responses_url, json=self.chat.body(True)
+        ) as response:
+            response.raise_for_status()
+            async with system.async_db.begin() as conn:
+                empty = await self._insert(conn, _placeholder_row(self.chat.chat_id, True))
+            async for line in response.aiter_lines():
+                payload = _sse_payload(line)
+                if payload is None:
+                    continue
+                kind = payload.get("type")
+                if kind == "response.output_text.delta":
+                    on_chunk(payload["delta"])
+                elif kind == "response.completed":
+                    reply.absorb(payload["response"])
+        return reply, empty
+
+    async def aask(self, text: str, on_chunk: ChunkCallback | None = None) -> str:
+        system, chat = self.system, self.chat
+        engine = system.async_db
+        token = uuid.uuid4().hex
+        empty = await self._user_step(text, placeholder=on_chunk is None, token=token)
+        assert chat.history is not None
         client = system.async_client
         assert client is not None
         try:
-            response = await client.post(system.responses_url, json=chat.body(False))
-            response.raise_for_status()
+            reply, empty = await self._call(client, on_chunk, empty)
         except BaseException:
             chat.history = None
             async with engine.begin() as conn:
-                await conn.execute(delete(MESSAGES).where(MESSAGES.c.id == empty))
+                if empty is not None:
+                    await conn.execute(delete(MESSAGES).where(MESSAGES.c.id == empty))
                 await conn.execute(*_release(chat.chat_id, token))
             raise
-        reply = _Reply()
-        reply.absorb(response.json())
         async with engine.begin() as conn:
             values = {"message_id": empty, **_changes(reply.completion(system.model_row))}
             result = await conn.execute(UPDATE_MESSAGE, values)

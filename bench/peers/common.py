@@ -222,8 +222,9 @@ class Conversation(ABC):
 
 class AsyncConversation(ABC):
     @abstractmethod
-    async def aask(self, text: str) -> str:
-        """Async twin of :meth:`Conversation.ask` (not streamed)."""
+    async def aask(self, text: str, on_chunk: ChunkCallback | None = None) -> str:
+        """Async twin of :meth:`Conversation.ask`; stream when ``on_chunk`` is given (W3
+        async: sa_llm and the limit only)."""
 
 
 class System(ABC):

@@ -98,7 +98,9 @@ class LangChainAsyncConversation(AsyncConversation):
         self.history = history
         self.model = model
 
-    async def aask(self, text: str) -> str:
+    async def aask(self, text: str, on_chunk: ChunkCallback | None = None) -> str:
+        if on_chunk is not None:
+            raise NotImplementedError("W3 async runs sa_llm and the limit only")
         await self.history.aadd_message(HumanMessage(text))
         reply = await self.model.ainvoke(await self.history.aget_messages())
         await self.history.aadd_message(reply)

@@ -13,7 +13,7 @@ context pointed at the fake server::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from time import perf_counter_ns
@@ -162,20 +162,23 @@ class TimedTransport(httpx.BaseTransport):
 # -- the system -------------------------------------------------------------------------------
 
 
+def _text_callback(deliver: ChunkCallback) -> Callable[[Chunk], None]:
+    """sa_llm's chunk callback for a workload's: the text of each chunk that has some."""
+
+    def callback(chunk: Chunk) -> None:
+        if chunk.content:
+            deliver(chunk.content)
+
+    return callback
+
+
 class SaLLMConversation(Conversation):
     def __init__(self, chat: ChatRow, transport: TimedTransport | None) -> None:
         self.chat = chat
         self.transport = transport
 
     def ask(self, text: str, on_chunk: ChunkCallback | None = None) -> str:
-        callback = None
-        if on_chunk is not None:
-            deliver = on_chunk
-
-            def callback(chunk: Chunk) -> None:
-                if chunk.content:
-                    deliver(chunk.content)
-
+        callback = None if on_chunk is None else _text_callback(on_chunk)
         if self.transport is not None:
             self.transport.first_ns = None
         reply = self.chat.ask(text, on_chunk=callback)
@@ -188,8 +191,11 @@ class SaLLMAsyncConversation(AsyncConversation):
     def __init__(self, chat: ChatRow) -> None:
         self.chat = chat
 
-    async def aask(self, text: str) -> str:
-        reply = await self.chat.aask(text)
+    async def aask(self, text: str, on_chunk: ChunkCallback | None = None) -> str:
+        if on_chunk is None:
+            reply = await self.chat.aask(text)
+        else:
+            reply = await self.chat.aask(text, on_chunk=_text_callback(on_chunk))
         return reply.text or ""
 
 
@@ -420,14 +426,7 @@ class PlainConversation(Conversation):
         self.transport = transport
 
     def ask(self, text: str, on_chunk: ChunkCallback | None = None) -> str:
-        callback = None
-        if on_chunk is not None:
-            deliver = on_chunk
-
-            def callback(chunk: Chunk) -> None:
-                if chunk.content:
-                    deliver(chunk.content)
-
+        callback = None if on_chunk is None else _text_callback(on_chunk)
         if self.transport is not None:
             self.transport.first_ns = None
         reply = self.chat.ask(text, on_chunk=callback)

@@ -4,7 +4,8 @@ Every run gets its own database file and its own base URL path prefix on the sha
 (``/<workload>-<system>-<repeat>/v1``); :class:`BenchPlanner`, the server's plan hook, reads the
 workload from that prefix, so one server process answers every run:
 
-* ``w1`` (and ``w1a``, its async twin) plain replies; ``w3`` 50 text deltas per streamed reply;
+* ``w1`` (and ``w1a``, its async twin) plain replies; ``w3`` (and ``w3a``, its async twin) 50
+  text deltas per streamed reply;
   ``w3g`` the same with a time-to-first-token gap (:data:`W3_GAP` between the stream's opening
   events and its first delta); ``w4`` HTTP 500 on the first request of turn 25 (once per run);
   ``w2`` and ``w5`` a tool call on every fifth turn; ``w6`` 100 ms latency before each reply;
@@ -88,6 +89,7 @@ SCRIPTS = {
     "warm": Script(chunks=5, tool_every=2),
     "w1": Script(),
     "w1a": Script(),
+    "w3a": Script(chunks=CHUNKS),
     "w2": Script(tool_every=TOOL_EVERY),
     "w3": Script(chunks=CHUNKS),
     "w3g": Script(chunks=CHUNKS, first_token_delay=W3_GAP),
@@ -199,14 +201,23 @@ def _turn(system: System, chat: Conversation, turn: int, stream: bool, log: _Tur
     log.transport_ns.append(chat.transport_first_ns)
 
 
-async def _aturn(system: System, chat: AsyncConversation, turn: int, log: _TurnLog) -> None:
-    """:func:`_turn` through the system's async API (not streamed)."""
+async def _aturn(
+    system: System, chat: AsyncConversation, turn: int, stream: bool, log: _TurnLog
+) -> None:
+    """:func:`_turn` through the system's async API."""
+    seen: list[int] = []
+
+    def on_chunk(text: str) -> None:
+        if not seen and text:
+            seen.append(perf_counter_ns())
+
     system.counter.reset()
     start, cpu = perf_counter(), process_time()
-    await chat.aask(question(turn))
+    await chat.aask(question(turn), on_chunk if stream else None)
     log.cpu.append((process_time() - cpu) * 1000)
     log.times.append((perf_counter() - start) * 1000)
     log.counts.append(system.counter.snapshot())
+    log.callback_ns.append(seen[0] if seen else None)
 
 
 def _turns(
@@ -280,30 +291,46 @@ def run_chats(
         system = systems[name]
         result["db_bytes"] = system.db_bytes()
         if stream:
-            log = [entry for entry in exchanges(system.base_url) if entry["stream"]]
-            served = [entry["first_content_ns"] for entry in log]
-            result["first_chunk_us"] = [
-                (cb - sv) / 1000 if cb is not None and sv is not None else None
-                for cb, sv in zip(result["callback_ns"], served, strict=False)
-            ]
+            _first_chunks(result, system.base_url)
             result["transport_us"] = [
                 (cb - tr) / 1000 if cb is not None and tr is not None else None
                 for cb, tr in zip(result["callback_ns"], result["transport_ns"], strict=False)
             ]
-            result["writes_per_reply"] = [writes(c) for c in result["stmts"]]
         del result["callback_ns"], result["transport_ns"]
     return results
 
 
+def _first_chunks(result: dict[str, Any], base_url: str, skip: int = 0) -> None:
+    """A streamed run's first chunk per turn (µs from the server's write of the first delta,
+    in its log, to the callback) and writes per reply; ``skip``: untimed streamed turns first."""
+    log = [entry for entry in exchanges(base_url) if entry["stream"]][skip:]
+    served = [entry["first_content_ns"] for entry in log]
+    result["first_chunk_us"] = [
+        (cb - sv) / 1000 if cb is not None and sv is not None else None
+        for cb, sv in zip(result["callback_ns"], served, strict=False)
+    ]
+    result["writes_per_reply"] = [writes(c) for c in result["stmts"]]
+
+
 def run_chats_async(
-    classes: Mapping[str, SystemClass], tmp: Path, root: str, repeat: int
+    classes: Mapping[str, SystemClass],
+    tmp: Path,
+    root: str,
+    repeat: int,
+    workload: str = "w1a",
 ) -> dict[str, dict[str, Any]]:
-    """W1 async: a fresh 50-turn chat of each system through its async API on a SQLite file
-    (aiosqlite), in one event loop, the turns interleaved as in :func:`run_chats`."""
+    """W1 async (``w1a``) or W3 async (``w3a``, streamed): a fresh 50-turn chat of each system
+    through its async API on a SQLite file (aiosqlite), in one event loop, the turns
+    interleaved as in :func:`run_chats`. A streamed run also records the first chunk per turn
+    and the writes per reply, as W3's."""
+    stream = workload == "w3a"
     systems = {}
     for name, cls in classes.items():
-        run = f"w1a-{name}-{journal_mode()}-{repeat}"
+        run = f"{workload}-{name}-{journal_mode()}-{repeat}"
         systems[name] = (run, cls(tmp / f"{run}.db", f"{root}/{run}/v1"))
+
+    def ignore(text: str) -> None:
+        pass
 
     async def go() -> dict[str, dict[str, Any]]:
         chats: dict[str, AsyncConversation] = {}
@@ -313,11 +340,12 @@ def run_chats_async(
                 await system.aopen(f"sqlite+aiosqlite:///{system.db_path}", None)
                 opened.append(system)
                 chats[name] = await system.anew_chat(run)
-                await chats[name].aask(question(0))  # the first turn reads the (empty) history
+                # The first turn reads the (empty) history; not timed.
+                await chats[name].aask(question(0), ignore if stream else None)
             logs = {name: _TurnLog() for name in systems}
             gc.collect()
             for turn, name in _interleaved(list(systems)):
-                await _aturn(systems[name][1], chats[name], turn, logs[name])
+                await _aturn(systems[name][1], chats[name], turn, stream, logs[name])
             found = {}
             for name, (_, system) in systems.items():
                 log = logs[name]
@@ -328,12 +356,19 @@ def run_chats_async(
                     **log.totals(),
                     "journal": await system.ajournal(),
                 }
+                if stream:
+                    found[name]["callback_ns"] = log.callback_ns
             return found
         finally:
             for system in opened:
                 await system.aclose()
 
-    return asyncio.run(go())
+    results = asyncio.run(go())
+    if stream:
+        for name, result in results.items():
+            _first_chunks(result, systems[name][1].base_url, skip=1)
+            del result["callback_ns"]
+    return results
 
 
 # -- the statement check: sa_llm and the limit must run the same SQL -------------------------------
@@ -343,7 +378,8 @@ def parity_traces(
     cls: SystemClass, tmp: Path, root: str, name: str, postgres_url: str | None
 ) -> dict[str, list[list[str]]]:
     """The statements and COMMITs of each turn of small chats (not streamed, streamed, a tool
-    call every third turn; async on aiosqlite and, with ``postgres_url``, on PostgreSQL),
+    call every third turn; async on aiosqlite, not streamed and streamed, and, with
+    ``postgres_url``, on PostgreSQL),
     captured with ``before_cursor_execute`` and ``commit`` listeners: what ``bench_peers.py``
     compares between sa_llm and the limit."""
     traces: dict[str, list[list[str]]] = {}
@@ -362,8 +398,14 @@ def parity_traces(
             system.close()
     if not hasattr(cls, "ajournal"):
         return traces
-    targets: list[tuple[str, str, str | None]] = [
-        ("async sqlite", f"sqlite+aiosqlite:///{tmp / f'parity-{name}-async.db'}", None)
+    targets: list[tuple[str, str, str | None, bool]] = [
+        ("async sqlite", f"sqlite+aiosqlite:///{tmp / f'parity-{name}-async.db'}", None, False),
+        (
+            "async sqlite streamed",
+            f"sqlite+aiosqlite:///{tmp / f'parity-{name}-async-streamed.db'}",
+            None,
+            True,
+        ),
     ]
     admin = None
     if postgres_url:
@@ -375,14 +417,13 @@ def parity_traces(
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         async_url = admin_url.set(drivername="postgresql+asyncpg").render_as_string(False)
-        targets.append(("async postgresql", async_url, schema))
+        targets.append(("async postgresql", async_url, schema, False))
     try:
-        for label, url, schema_name in targets:
-            # "w1a" runs get no tool calls: the async chats here are offered no tools.
-            run = f"w1a-parity-{name}-{label.replace(' ', '_')}"
-            traces[label] = asyncio.run(
-                _async_trace(cls(tmp / "unused.db", f"{root}/{run}/v1"), url, schema_name, run)
-            )
+        for label, url, schema_name, streamed in targets:
+            # "w1a" and "w3a" runs get no tool calls: the async chats are offered no tools.
+            run = f"{'w3a' if streamed else 'w1a'}-parity-{name}-{label.replace(' ', '_')}"
+            system = cls(tmp / "unused.db", f"{root}/{run}/v1")
+            traces[label] = asyncio.run(_async_trace(system, url, schema_name, run, streamed))
     finally:
         if admin is not None:
             from sqlalchemy import text
@@ -393,14 +434,16 @@ def parity_traces(
     return traces
 
 
-async def _async_trace(system: System, url: str, schema: str | None, key: str) -> list[list[str]]:
+async def _async_trace(
+    system: System, url: str, schema: str | None, key: str, stream: bool
+) -> list[list[str]]:
     await system.aopen(url, schema)
     turns: list[list[str]] = []
     try:
         chat = await system.anew_chat(key)
         for turn in range(1, 4):
             system.counter.start_trace()
-            await chat.aask(question(turn))
+            await chat.aask(question(turn), (lambda text: None) if stream else None)
             turns.append(system.counter.take_trace())
     finally:
         await system.aclose()
