@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import create_engine, event, exc, make_url, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 import sa_llm
@@ -57,6 +58,45 @@ async def test_the_completion_flush_fails(world: World, fake: FakeLLM) -> None:
         event.remove(world.Message, "before_update", fail_once)
     assert [(r.role, r.content) for r in world.messages()] == [("user", "capital of France?")]
     await continues(world, chat, fake, ["capital of France?"])
+
+
+async def test_a_failed_step_leaves_the_chat_row_readable_as_before(
+    world: World, fake: FakeLLM
+) -> None:
+    """The step's rollback expires every row; the chat's columns read as before the step,
+    without a SELECT (under an ``AsyncSession`` a lazy load there would raise)."""
+    chat = await new_chat(world)
+    fake.reply("Paris")
+    await world.call(chat.ask, "capital of France?")  # a turn leaves the row's columns loaded
+    columns = [prop.key for prop in sa_inspect(chat).mapper.column_attrs]
+    before = {key: chat.__dict__[key] for key in columns if key in chat.__dict__}
+    assert {"id", "model_id", "turn_token", "updated_at"} <= before.keys()
+
+    def fail(mapper: Any, connection: Any, target: Any) -> None:
+        raise RuntimeError("injected: the user message could not be written")
+
+    event.listen(world.Message, "before_insert", fail)
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            await world.call(chat.ask, "and of Spain?")
+    finally:
+        event.remove(world.Message, "before_insert", fail)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = world.sync_engine_for_async()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        after = {key: getattr(chat, key) for key in before}
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements == []
+    assert after == before
+    assert [m.content for m in world.messages()] == ["capital of France?", "Paris"]
+    fake.reply("Madrid")
+    assert (await world.call(chat.ask, "and of Spain?")).text == "Madrid"
 
 
 def _postgres_only(world: World) -> None:

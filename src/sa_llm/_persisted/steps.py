@@ -53,13 +53,17 @@ class DbStep(Effect[T]):
 
 
 def loaded_values(row: Any) -> dict[str, Any] | None:
-    """The loaded column values of a mapped row (``None`` for anything else)."""
+    """The loaded values of a mapped row (``None`` for anything else); :func:`restore` puts
+    back its columns.
+
+    A copy of the row's ``__dict__``, taken before every step and needed only when the step
+    fails: the columns are picked out then, not on every step.
+    """
     try:
         state = instance_state(row)
     except Exception:
         return None
-    values = state.dict
-    return {prop.key: values[prop.key] for prop in state.mapper.column_attrs if prop.key in values}
+    return state.dict.copy()
 
 
 def commit_keeping(session: Session, rows: Sequence[Any]) -> None:
@@ -103,9 +107,10 @@ def restore(rows: Sequence[tuple[Any, dict[str, Any] | None]]) -> None:
         state = instance_state(row)
         if state.key is None or state.deleted or state.detached:
             continue
-        for key, value in values.items():
-            if key not in state.dict:
-                set_committed_value(row, key, value)
+        for prop in state.mapper.column_attrs:
+            key = prop.key
+            if key in values and key not in state.dict:
+                set_committed_value(row, key, values[key])
 
 
 _COMMIT_FAILED = "_sa_llm_commit_failed"
