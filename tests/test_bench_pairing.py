@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.test_bench_plots import load
+
+from test_bench_plots import load
 
 bench_peers = load("bench_peers")  # puts bench/ on sys.path
 workloads = importlib.import_module("peers.workloads")
