@@ -1249,6 +1249,12 @@ ANALYSIS = [
     "overlaps it; when the first delta arrives with the headers (*no gap*: the fake server "
     "sends them together) the INSERT and COMMIT sit between the headers and the first "
     "callback, and the first chunk waits for them.",
+    "* **W3 async.** The same statements and commits again. Without a gap the first chunk "
+    "waits longer than in sync on both sides: the empty row's INSERT and COMMIT go through "
+    "aiosqlite, which runs each call in its own worker thread. sa_llm's extra CPU per turn "
+    "over the limit is larger than in W1 async because each of a reply's 50 deltas passes "
+    "through the async flow's effect loop, where a read of the stream runs in an anyio "
+    "`CancelScope` of its own (so that `chat.cancel()` can interrupt it).",
     "* **W2.** The first load in a new process also pays what any ORM application pays once: "
     "SQLAlchemy configuring the mappers on the first ORM query and compiling the statements; "
     "`sqlalchemy.orm.configure_mappers()` at start-up moves the mapper configuration off it.",
