@@ -346,28 +346,23 @@ def run_chats_async(
             gc.collect()
             for turn, name in _interleaved(list(systems)):
                 await _aturn(systems[name][1], chats[name], turn, stream, logs[name])
-            found = {}
-            for name, (_, system) in systems.items():
-                log = logs[name]
-                found[name] = {
-                    "turn_ms": log.times,
-                    "turn_cpu_ms": log.cpu,
-                    "stmts": log.counts,
-                    **log.totals(),
+            return {
+                name: {
+                    **logs[name].result(),
+                    **logs[name].totals(),
                     "journal": await system.ajournal(),
                 }
-                if stream:
-                    found[name]["callback_ns"] = log.callback_ns
-            return found
+                for name, (_, system) in systems.items()
+            }
         finally:
             for system in opened:
                 await system.aclose()
 
     results = asyncio.run(go())
-    if stream:
-        for name, result in results.items():
+    for name, result in results.items():
+        if stream:
             _first_chunks(result, systems[name][1].base_url, skip=1)
-            del result["callback_ns"]
+        del result["callback_ns"], result["transport_ns"]
     return results
 
 
