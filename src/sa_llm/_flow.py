@@ -74,8 +74,9 @@ class Scope:
         self._running: anyio.CancelScope | None = None
         #: The error :meth:`abort` asked to throw into the flow, until the driver delivers it.
         self.abort_error: BaseException | None = None
-        #: Whether :meth:`abort` may be called (the async driver then runs each interruptible
-        #: effect in a cancel scope of its own; without it, nothing is paid per effect).
+        #: Whether :meth:`abort` may be called (the async driver then runs the effects in a
+        #: cancel scope that an abort cancels while an interruptible one runs; without it,
+        #: nothing is paid for it).
         self.abortable = False
 
     def on_close(self, closer: Callable[[], object]) -> None:
@@ -328,47 +329,97 @@ async def _apump(
     When the task is cancelled, the flow sees the cancellation at its ``yield``; the effects it
     yields while handling it (clean-up DB steps) run shielded, so the clean-up completes.
     """
-    value: Any = None
-    error: BaseException | None = None
-    cancelled = anyio.get_cancelled_exc_class()
-    shielded = False
+    pump = _AsyncPump(flow, scope)
     while True:
-        try:
-            effect = flow.send(value) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            result.append(stop.value)
+        if scope.abortable:
+            # One cancel scope for a run of effects, not one per effect: entering and leaving
+            # an anyio scope costs more than a stream read that finds its bytes waiting. Only an
+            # interruptible effect is exposed to it (``Scope._running``); a run ends when an
+            # abort cancels it, when the flow ends, and before a value is handed to the caller
+            # (a scope is never held across this generator's ``yield``).
+            with anyio.CancelScope() as cancel_scope:
+                emitted = await pump.run(iterate, cancel_scope)
+            if cancel_scope.cancelled_caught:
+                pump.deliver_abort()
+                continue
+        else:
+            emitted = await pump.run(iterate, None)
+        if emitted is _DONE:
+            result.append(pump.result)
             return
-        error = None
-        if iterate and type(effect) is Emit:
-            value = None
+        if emitted is not _RESCOPE:
             try:
-                yield effect.value
+                yield emitted
             except GeneratorExit:
                 await protected(_aabandon(flow, scope))
                 raise
-            continue
-        try:
-            if shielded:
-                value = await protected(effect.arun(scope))
-            elif scope.abortable:
-                value = await _interruptible(effect, scope)
-            else:
-                value = await effect.arun(scope)
-        except BaseException as exc:
-            value, error = None, exc
-            shielded = shielded or isinstance(exc, cancelled)
-        if scope.abortable and scope.abort_error is not None and not shielded:
-            aborted = scope._take_abort()
-            if aborted is not None:
-                value, error = None, aborted
 
 
-async def _interruptible(effect: Effect[Any], scope: Scope) -> Any:
-    """Run ``effect``; an abort cancels it when it is interruptible (the pump then throws the
-    abort's error into the flow instead of the cancellation)."""
-    if not effect.interruptible:
-        return await effect.arun(scope)
-    with anyio.CancelScope() as cancel_scope:
+#: What :meth:`_AsyncPump.run` returns when the flow has ended, and when the run must go on in
+#: a new cancel scope (the scope became abortable, or an abort cancelled the current one).
+_DONE = object()
+_RESCOPE = object()
+
+
+class _AsyncPump:
+    """The state of :func:`_apump` between runs of effects: the value or error to send into
+    the flow next, and whether a cancellation of the task has made the rest shielded."""
+
+    __slots__ = ("cancelled", "error", "flow", "result", "scope", "shielded", "value")
+
+    def __init__(self, flow: Flow[Any], scope: Scope) -> None:
+        self.flow = flow
+        self.scope = scope
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.result: Any = None
+        self.shielded = False
+        self.cancelled = anyio.get_cancelled_exc_class()
+
+    async def run(self, iterate: bool, cancel_scope: anyio.CancelScope | None) -> Any:
+        """Run effects until the flow ends (:data:`_DONE`), yields an :class:`Emit` value to
+        hand over (``iterate``), or needs a new cancel scope (:data:`_RESCOPE`): the scope
+        became abortable, or ``cancel_scope`` was cancelled (nothing may run in it after
+        that). An abort of an interruptible effect cancels ``cancel_scope``: the cancellation
+        leaves this method, and the caller delivers the abort."""
+        flow, scope = self.flow, self.scope
+        while True:
+            try:
+                effect = flow.send(self.value) if self.error is None else flow.throw(self.error)
+            except StopIteration as stop:
+                self.result = stop.value
+                return _DONE
+            self.error = None
+            if iterate and type(effect) is Emit:
+                self.value = None
+                return effect.value
+            try:
+                if self.shielded:
+                    self.value = await protected(effect.arun(scope))
+                elif cancel_scope is not None and effect.interruptible:
+                    self.value = await self._interruptible(effect, cancel_scope)
+                else:
+                    self.value = await effect.arun(scope)
+            except BaseException as exc:
+                if (
+                    cancel_scope is not None
+                    and cancel_scope.cancel_called
+                    and isinstance(exc, self.cancelled)
+                ):
+                    raise  # the abort's cancellation: the cancel scope ends it
+                # Any other error of an aborted effect gives way to the abort's (below).
+                self.value, self.error = None, exc
+                self.shielded = self.shielded or isinstance(exc, self.cancelled)
+            if scope.abortable and scope.abort_error is not None and not self.shielded:
+                self.deliver_abort()
+            if cancel_scope is None:
+                if scope.abortable and not self.shielded:
+                    return _RESCOPE
+            elif cancel_scope.cancel_called:
+                return _RESCOPE  # an effect returned despite the abort: leave the scope now
+
+    async def _interruptible(self, effect: Effect[Any], cancel_scope: anyio.CancelScope) -> Any:
+        scope = self.scope
         with scope._lock:
             if scope.abort_error is not None:
                 return None  # aborted before it started: the pump delivers the error
@@ -378,7 +429,12 @@ async def _interruptible(effect: Effect[Any], scope: Scope) -> Any:
         finally:
             with scope._lock:
                 scope._running = None
-    return None  # cancelled by abort()
+
+    def deliver_abort(self) -> None:
+        """Throw the abort's error into the flow next (once)."""
+        aborted = self.scope._take_abort()
+        if aborted is not None:
+            self.value, self.error = None, aborted
 
 
 def drive(flow: Flow[R]) -> R:

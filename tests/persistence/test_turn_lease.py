@@ -430,6 +430,46 @@ async def test_cancel_stops_the_stream_and_keeps_what_streamed(world: World) -> 
     assert server.exchanges[-1].finished is False  # the provider's stream was closed
 
 
+async def test_cancel_interrupts_a_stream_that_waits_for_its_first_token(world: World) -> None:
+    """The cancel cuts short the read that waits for the model (here silent for two minutes
+    after the stream opened): the turn does not sit the silence out."""
+    async with FakeOpenAIServer(chunks=5, first_token_delay=120.0) as server:
+        sa_llm.configure(
+            openai_base_url=server.url, openai_api_key="k", max_retries=0, turn_poll_interval=0.05
+        )
+        try:
+            chat = world.Chat(model="gpt-4.1-nano")
+            await world.add(chat)
+            chat_id = chat.id
+            got: list[str] = []
+
+            def cancel_once_streaming() -> bool:
+                # As another request would: once the reply's row is written (the stream is
+                # open and the turn waits for its first token), ask the turn to stop.
+                for _ in range(3000):
+                    if any(status == "streaming" for _, _, status in rows(world)):
+                        with Session(world.sync_engine) as session:
+                            return bool(world.Chat.cancel_turn(session, chat_id))
+                    server.wait_stopped(0.02)
+                return False
+
+            async def talk() -> Any:
+                if world.mode == "sync":
+                    return await asyncio.to_thread(chat.ask, "talk", on_chunk=got.append)
+                return await chat.aask("talk", on_chunk=got.append)
+
+            canceller = asyncio.ensure_future(asyncio.to_thread(cancel_once_streaming))
+            # Far below the model's silence: only an interrupted read ends the turn in time.
+            with pytest.raises(sa_llm.TurnCancelledError):
+                await asyncio.wait_for(talk(), 60)
+            assert await canceller is True
+        finally:
+            sa_llm.reset_config()
+    assert got == []
+    assert rows(world) == [("user", "talk", "complete")]  # nothing streamed: no reply row kept
+    assert lease_of(world, chat_id) == (None, None, None)
+
+
 async def test_cancel_without_a_running_turn_says_so(world: World, fake: FakeLLM) -> None:
     chat = await new_chat(world)
     assert await world.call(chat.cancel) is False
