@@ -205,6 +205,14 @@ class ChaosProxy:
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        # A connection the browser opened as the proxy shut down (an event stream reconnects
+        # at once) gets its handler task after the shutdown's look at the tasks: end those
+        # too, or closing the loop destroys them pending.
+        leftovers = asyncio.all_tasks(self._loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            self._loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
         self._loop.close()
 
     async def _shutdown(self) -> None:
