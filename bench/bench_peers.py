@@ -1253,8 +1253,8 @@ ANALYSIS = [
     "waits longer than in sync on both sides: the empty row's INSERT and COMMIT go through "
     "aiosqlite, which runs each call in its own worker thread. sa_llm's extra CPU per turn "
     "over the limit is larger than in W1 async because each of a reply's 50 deltas passes "
-    "through the async flow's effect loop, where a read of the stream runs in an anyio "
-    "`CancelScope` of its own (so that `chat.cancel()` can interrupt it).",
+    "through the async flow's effect loop: the read of the stream, the parse and the "
+    "callback are effects the driver awaits one by one (D51).",
     "* **W2.** The first load in a new process also pays what any ORM application pays once: "
     "SQLAlchemy configuring the mappers on the first ORM query and compiling the statements; "
     "`sqlalchemy.orm.configure_mappers()` at start-up moves the mapper configuration off it.",
