@@ -161,6 +161,22 @@ class _TurnLog:
         self.callback_ns: list[int | None] = []
         self.transport_ns: list[int | None] = []
 
+    def add(
+        self,
+        system: System,
+        start: float,
+        cpu: float,
+        callback_ns: int | None,
+        transport_ns: int | None,
+    ) -> None:
+        """Record the turn that began at ``perf_counter()`` ``start`` and ``process_time()``
+        ``cpu`` and has just ended: its CPU and wall ms, statements and first-delta times."""
+        self.cpu.append((process_time() - cpu) * 1000)
+        self.times.append((perf_counter() - start) * 1000)
+        self.counts.append(system.counter.snapshot())
+        self.callback_ns.append(callback_ns)
+        self.transport_ns.append(transport_ns)
+
     def result(self) -> dict[str, Any]:
         return {
             "turn_ms": self.times,
@@ -183,41 +199,37 @@ def _interleaved(names: list[str]) -> Iterator[tuple[int, str]]:
             yield turn, name
 
 
+class _FirstDelta:
+    """A chunk callback that keeps when the first text arrived (``perf_counter_ns``)."""
+
+    __slots__ = ("ns",)
+
+    def __init__(self) -> None:
+        self.ns: int | None = None
+
+    def __call__(self, text: str) -> None:
+        if self.ns is None and text:
+            self.ns = perf_counter_ns()
+
+
 def _turn(system: System, chat: Conversation, turn: int, stream: bool, log: _TurnLog) -> None:
     """One turn of ``chat``, recorded in ``log``."""
-    seen: list[int] = []
-
-    def on_chunk(text: str) -> None:
-        if not seen and text:
-            seen.append(perf_counter_ns())
-
+    first = _FirstDelta()
     system.counter.reset()
     start, cpu = perf_counter(), process_time()
-    chat.ask(question(turn), on_chunk if stream else None)
-    log.cpu.append((process_time() - cpu) * 1000)
-    log.times.append((perf_counter() - start) * 1000)
-    log.counts.append(system.counter.snapshot())
-    log.callback_ns.append(seen[0] if seen else None)
-    log.transport_ns.append(chat.transport_first_ns)
+    chat.ask(question(turn), first if stream else None)
+    log.add(system, start, cpu, first.ns, chat.transport_first_ns)
 
 
 async def _aturn(
     system: System, chat: AsyncConversation, turn: int, stream: bool, log: _TurnLog
 ) -> None:
     """:func:`_turn` through the system's async API."""
-    seen: list[int] = []
-
-    def on_chunk(text: str) -> None:
-        if not seen and text:
-            seen.append(perf_counter_ns())
-
+    first = _FirstDelta()
     system.counter.reset()
     start, cpu = perf_counter(), process_time()
-    await chat.aask(question(turn), on_chunk if stream else None)
-    log.cpu.append((process_time() - cpu) * 1000)
-    log.times.append((perf_counter() - start) * 1000)
-    log.counts.append(system.counter.snapshot())
-    log.callback_ns.append(seen[0] if seen else None)
+    await chat.aask(question(turn), first if stream else None)
+    log.add(system, start, cpu, first.ns, None)
 
 
 def _turns(

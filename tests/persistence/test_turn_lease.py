@@ -8,6 +8,8 @@ The same behaviours across real OS processes are in test_turns_across_processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -32,6 +34,32 @@ def lease_of(world: World, chat_id: Any) -> tuple[Any, Any, Any]:
             {"id": chat_id},
         ).one()
     return row[0], row[1], row[2]
+
+
+@contextlib.asynccontextmanager
+async def served_chat(
+    world: World, *, poll: float | None = None, **server: Any
+) -> AsyncIterator[tuple[FakeOpenAIServer, Any]]:
+    """A new chat of ``world`` talking to a scripted server of its own (``server``: its
+    options), the heartbeat polling every ``poll`` seconds when given; the configuration is
+    reset afterwards."""
+    async with FakeOpenAIServer(**server) as fake_server:
+        settings = {} if poll is None else {"turn_poll_interval": poll}
+        sa_llm.configure(
+            openai_base_url=fake_server.url, openai_api_key="k", max_retries=0, **settings
+        )
+        try:
+            chat = world.Chat(model="gpt-4.1-nano")
+            await world.add(chat)
+            yield fake_server, chat
+        finally:
+            sa_llm.reset_config()
+
+
+def cancel_turn(world: World, chat_id: Any) -> bool:
+    """Ask the chat's running turn to stop, in a session of its own, as another request would."""
+    with Session(world.sync_engine) as session:
+        return bool(world.Chat.cancel_turn(session, chat_id))
 
 
 def rows(world: World) -> list[tuple[str, str | None, str | None]]:
@@ -384,42 +412,30 @@ async def test_without_partial_output_a_failed_reply_leaves_no_row(
 
 
 async def test_cancel_stops_the_stream_and_keeps_what_streamed(world: World) -> None:
-    async with FakeOpenAIServer(chunks=400, chunk_interval=0.01) as server:
-        sa_llm.configure(
-            openai_base_url=server.url, openai_api_key="k", max_retries=0, turn_poll_interval=0.05
-        )
-        try:
-            chat = world.Chat(model="gpt-4.1-nano")
-            await world.add(chat)
-            got: list[str] = []
-            cancelled: list[bool] = []
+    async with served_chat(world, poll=0.05, chunks=400, chunk_interval=0.01) as (server, chat):
+        got: list[str] = []
+        cancelled: list[bool] = []
 
-            def cancel() -> bool:
-                with Session(world.sync_engine) as session:
-                    return bool(world.Chat.cancel_turn(session, chat.id))
+        def on_chunk(chunk: Any) -> None:
+            got.append(chunk.content or "")
+            if len(got) == 20 and not cancelled:
+                cancelled.append(cancel_turn(world, chat.id))
 
-            def on_chunk(chunk: Any) -> None:
-                got.append(chunk.content or "")
-                if len(got) == 20 and not cancelled:
-                    cancelled.append(cancel())
+        async def aon_chunk(chunk: Any) -> None:
+            got.append(chunk.content or "")
+            if len(got) == 20 and not cancelled:
+                # From a thread, as another request would cancel. A blocking write on the
+                # event loop could stall this turn's own heartbeat inside its transaction,
+                # and SQLite has one writer: the cancel would wait for a lock never freed.
+                cancelled.append(await asyncio.to_thread(cancel_turn, world, chat.id))
 
-            async def aon_chunk(chunk: Any) -> None:
-                got.append(chunk.content or "")
-                if len(got) == 20 and not cancelled:
-                    # From a thread, as another request would cancel. A blocking write on the
-                    # event loop could stall this turn's own heartbeat inside its transaction,
-                    # and SQLite has one writer: the cancel would wait for a lock never freed.
-                    cancelled.append(await asyncio.to_thread(cancel))
+        async def talk() -> Any:
+            if world.mode == "sync":
+                return await asyncio.to_thread(chat.ask, "talk", on_chunk=on_chunk)
+            return await chat.aask("talk", on_chunk=aon_chunk)
 
-            async def talk() -> Any:
-                if world.mode == "sync":
-                    return await asyncio.to_thread(chat.ask, "talk", on_chunk=on_chunk)
-                return await chat.aask("talk", on_chunk=aon_chunk)
-
-            with pytest.raises(sa_llm.TurnCancelledError) as caught:
-                await talk()
-        finally:
-            sa_llm.reset_config()
+        with pytest.raises(sa_llm.TurnCancelledError) as caught:
+            await talk()
     assert cancelled == [True]
     assert len(got) < 400  # stopped long before the end
     partial = caught.value.partial
@@ -433,38 +449,29 @@ async def test_cancel_stops_the_stream_and_keeps_what_streamed(world: World) -> 
 async def test_cancel_interrupts_a_stream_that_waits_for_its_first_token(world: World) -> None:
     """The cancel cuts short the read that waits for the model (here silent for two minutes
     after the stream opened): the turn does not sit the silence out."""
-    async with FakeOpenAIServer(chunks=5, first_token_delay=120.0) as server:
-        sa_llm.configure(
-            openai_base_url=server.url, openai_api_key="k", max_retries=0, turn_poll_interval=0.05
-        )
-        try:
-            chat = world.Chat(model="gpt-4.1-nano")
-            await world.add(chat)
-            chat_id = chat.id
-            got: list[str] = []
+    async with served_chat(world, poll=0.05, chunks=5, first_token_delay=120.0) as (server, chat):
+        chat_id = chat.id
+        got: list[str] = []
 
-            def cancel_once_streaming() -> bool:
-                # As another request would: once the reply's row is written (the stream is
-                # open and the turn waits for its first token), ask the turn to stop.
-                for _ in range(3000):
-                    if any(status == "streaming" for _, _, status in rows(world)):
-                        with Session(world.sync_engine) as session:
-                            return bool(world.Chat.cancel_turn(session, chat_id))
-                    server.wait_stopped(0.02)
-                return False
+        def cancel_once_streaming() -> bool:
+            # As another request would: once the reply's row is written (the stream is open
+            # and the turn waits for its first token), ask the turn to stop.
+            for _ in range(3000):
+                if any(status == "streaming" for _, _, status in rows(world)):
+                    return cancel_turn(world, chat_id)
+                server.wait_stopped(0.02)
+            return False
 
-            async def talk() -> Any:
-                if world.mode == "sync":
-                    return await asyncio.to_thread(chat.ask, "talk", on_chunk=got.append)
-                return await chat.aask("talk", on_chunk=got.append)
+        async def talk() -> Any:
+            if world.mode == "sync":
+                return await asyncio.to_thread(chat.ask, "talk", on_chunk=got.append)
+            return await chat.aask("talk", on_chunk=got.append)
 
-            canceller = asyncio.ensure_future(asyncio.to_thread(cancel_once_streaming))
-            # Far below the model's silence: only an interrupted read ends the turn in time.
-            with pytest.raises(sa_llm.TurnCancelledError):
-                await asyncio.wait_for(talk(), 60)
-            assert await canceller is True
-        finally:
-            sa_llm.reset_config()
+        canceller = asyncio.ensure_future(asyncio.to_thread(cancel_once_streaming))
+        # Far below the model's silence: only an interrupted read ends the turn in time.
+        with pytest.raises(sa_llm.TurnCancelledError):
+            await asyncio.wait_for(talk(), 60)
+        assert await canceller is True
     assert got == []
     assert rows(world) == [("user", "talk", "complete")]  # nothing streamed: no reply row kept
     assert lease_of(world, chat_id) == (None, None, None)
@@ -485,29 +492,23 @@ async def test_repeated_task_cancel_leaves_no_blank_row(
 ) -> None:
     if world.mode == "sync":
         pytest.skip("task cancellation is an async matter")
-    async with FakeOpenAIServer(chunks=200, chunk_interval=0.01) as server:
-        sa_llm.configure(openai_base_url=server.url, openai_api_key="k", max_retries=0)
-        try:
-            chat = world.Chat(model="gpt-4.1-nano")
-            await world.add(chat)
-            started = asyncio.Event()
+    async with served_chat(world, chunks=200, chunk_interval=0.01) as (_, chat):
+        started = asyncio.Event()
 
-            async def turn() -> None:
-                if form == "aask":
-                    await chat.aask("talk", on_chunk=lambda chunk: started.set())
-                else:
-                    async for _ in chat.astream("talk"):
-                        started.set()
+        async def turn() -> None:
+            if form == "aask":
+                await chat.aask("talk", on_chunk=lambda chunk: started.set())
+            else:
+                async for _ in chat.astream("talk"):
+                    started.set()
 
-            task = asyncio.ensure_future(turn())
-            await started.wait()
-            for _ in range(cancels):
-                task.cancel()
-                await asyncio.sleep(0)
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        finally:
-            sa_llm.reset_config()
+        task = asyncio.ensure_future(turn())
+        await started.wait()
+        for _ in range(cancels):
+            task.cancel()
+            await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await task
     assert rows(world) == [("user", "talk", "complete")]  # no blank row, no unfinished one
     assert lease_of(world, chat.id)[0] is None
 
